@@ -1,0 +1,198 @@
+"""The object model: one rendered Kubernetes object, its identity, and the order objects apply in.
+
+Objects stay plain dicts (the manifest as kustomize printed it) wrapped with the few facts the
+pipeline needs everywhere: identity, owning stack, and the repository file it came from. Keeping
+the manifest a dict means every stage (policy, diff, apply) sees exactly what Git says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from reconciler.errors import ManifestError
+
+ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+"""Set by kustomize when a kustomization has `buildMetadata: [originAnnotations]`; we read the
+source file from it and strip it before anything reaches the cluster."""
+
+# Kinds that other objects need to exist first; everything else applies after them.
+_APPLY_ORDER: tuple[str, ...] = (
+    "CustomResourceDefinition",
+    "Namespace",
+    "PriorityClass",
+    "StorageClass",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "IngressClass",
+    "NetworkPolicy",
+    "PersistentVolumeClaim",
+    "Service",
+    "PodDisruptionBudget",
+    "DaemonSet",
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "HorizontalPodAutoscaler",
+    "Ingress",
+)
+_UNKNOWN_KIND_RANK = len(_APPLY_ORDER)
+
+CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset(
+    {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PriorityClass",
+        "StorageClass",
+        "IngressClass",
+        "PersistentVolume",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+        "APIService",
+    }
+)
+
+
+@dataclass(frozen=True, order=True)
+class ObjectId:
+    """`group/kind/namespace/name`: the identity the whole pipeline keys on."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.group or 'core'}/{self.kind}/{self.namespace or '-'}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ObjectId":
+        group, kind, namespace, name = text.split("/", 3)
+        return cls("" if group == "core" else group, kind, "" if namespace == "-" else namespace, name)
+
+
+def group_of(api_version: str) -> str:
+    """`apps/v1` -> `apps`; `v1` -> `` (the core group)."""
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+def identity(manifest: Mapping[str, Any]) -> ObjectId:
+    meta = manifest.get("metadata") or {}
+    return ObjectId(
+        group=group_of(str(manifest.get("apiVersion", ""))),
+        kind=str(manifest.get("kind", "")),
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class K8sObject:
+    """A desired object as rendered from Git, plus where it came from."""
+
+    manifest: dict[str, Any]
+    stack: str = ""
+    source_file: str | None = None
+    id: ObjectId = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", identity(self.manifest))
+
+    @property
+    def kind(self) -> str:
+        return self.id.kind
+
+    @property
+    def api_version(self) -> str:
+        return str(self.manifest["apiVersion"])
+
+
+def apply_rank(kind: str) -> int:
+    try:
+        return _APPLY_ORDER.index(kind)
+    except ValueError:
+        return _UNKNOWN_KIND_RANK
+
+
+def sort_for_apply(objects: Iterable[K8sObject]) -> list[K8sObject]:
+    """CRDs and Namespaces first, workloads after their config, then by identity for determinism."""
+    return sorted(objects, key=lambda o: (apply_rank(o.kind), o.id))
+
+
+def sort_for_delete(objects: Iterable[K8sObject]) -> list[K8sObject]:
+    """Reverse apply order, so dependents go before what they depend on."""
+    return list(reversed(sort_for_apply(objects)))
+
+
+def _origin_path(manifest: dict[str, Any]) -> str | None:
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(ORIGIN_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        origin = yaml.safe_load(raw) or {}
+    except yaml.YAMLError:
+        return None
+    path = origin.get("path") if isinstance(origin, dict) else None
+    return str(path) if path else None
+
+
+def _strip_origin(manifest: dict[str, Any]) -> None:
+    meta = manifest.get("metadata") or {}
+    annotations = meta.get("annotations")
+    if annotations and ORIGIN_ANNOTATION in annotations:
+        del annotations[ORIGIN_ANNOTATION]
+        if not annotations:
+            del meta["annotations"]
+
+
+def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
+    """Reject documents the API server would reject for lack of identity, naming where they came from."""
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where}: a document is not a mapping", fix="each YAML document must be one Kubernetes object")
+    for key in ("apiVersion", "kind"):
+        if not manifest.get(key):
+            raise ManifestError(f"{where}: an object has no {key}", fix=f"add `{key}` to the object")
+    if not (manifest.get("metadata") or {}).get("name"):
+        raise ManifestError(
+            f"{where}: {manifest.get('kind')} has no metadata.name", fix="give the object a metadata.name"
+        )
+    return manifest
+
+
+def parse_objects(text: str, *, stack: str, base_dir: str = "") -> list[K8sObject]:
+    """Parse kustomize output into objects, lifting kustomize's origin annotation into `source_file`.
+
+    `base_dir` is the stack's path in the repository; origin paths are relative to it.
+    """
+    where = f"stack {stack!r}"
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{where}: rendered output is not valid YAML: {exc}", fix="check the stack's manifests") from exc
+    objects = []
+    for document in documents:
+        manifest = validate_manifest(document, where)
+        origin = _origin_path(manifest)
+        _strip_origin(manifest)
+        source = _join_repo_path(base_dir, origin) if origin else None
+        objects.append(K8sObject(manifest=manifest, stack=stack, source_file=source))
+    return objects
+
+
+def _join_repo_path(base_dir: str, relative: str) -> str:
+    import posixpath
+
+    return posixpath.normpath(posixpath.join(base_dir, relative)) if base_dir else relative

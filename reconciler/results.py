@@ -1,0 +1,166 @@
+"""What a reconcile pass produces: plain data every reporter, alert sink and endpoint reads.
+
+A failure is data here, not an exception: a stack is `applied`, `unchanged`, `planned`, `blocked`
+(by which stack or policy) or `failed` (why), and the pass goes on with independent stacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from reconciler.objects import ObjectId
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StackState(str, Enum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    PLANNED = "planned"  # plan / dry-run: changes found, nothing applied
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    PENDING = "pending"  # not reached yet (progress only)
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    PRUNE = "prune"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One differing field: a dotted path (`spec.replicas`, `spec.template.spec.containers[web].image`)."""
+
+    path: str
+    desired: Any
+    live: Any
+
+
+@dataclass
+class ObjectChange:
+    id: ObjectId
+    action: Action
+    fields: list[FieldChange] = field(default_factory=list)
+    source_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    author: str
+    message: str
+    committed_at: datetime
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+
+@dataclass
+class StackResult:
+    stack: str
+    state: StackState
+    wave: int
+    reason: str = ""
+    blocked_by: list[str] = field(default_factory=list)
+    changes: list[ObjectChange] = field(default_factory=list)
+    violations: list[Any] = field(default_factory=list)  # reconciler.policy Violation objects
+    conflicts: list[str] = field(default_factory=list)
+    healthy: bool | None = None
+    duration_s: float = 0.0
+
+    @property
+    def changed(self) -> list[ObjectChange]:
+        return [c for c in self.changes if c.action is not Action.UNCHANGED]
+
+
+@dataclass
+class PassResult:
+    env: str
+    run_id: str
+    commit: CommitInfo | None
+    dry_run: bool
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    stacks: list[StackResult] = field(default_factory=list)
+    api_requests: dict[str, int] = field(default_factory=dict)  # verb -> count
+    error: str = ""  # a pass-wide failure (Git unreachable, bad config): no stack was touched
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(s.state not in (StackState.FAILED, StackState.BLOCKED) for s in self.stacks)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(s.changed for s in self.stacks)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.api_requests.values())
+
+
+class DriftKind(str, Enum):
+    MODIFIED = "modified"
+    MISSING = "missing"
+    UNMANAGED = "unmanaged"
+
+
+@dataclass
+class DriftItem:
+    stack: str
+    id: ObjectId
+    kind: DriftKind
+    fields: list[FieldChange] = field(default_factory=list)
+    first_seen: datetime | None = None
+
+
+@dataclass
+class DriftReport:
+    env: str
+    commit: str | None
+    checked_at: datetime = field(default_factory=utcnow)
+    items: list[DriftItem] = field(default_factory=list)
+
+
+@dataclass
+class StackStatus:
+    stack: str
+    commit: str | None
+    state: str | None
+    reason: str
+    healthy: bool | None
+    drift_count: int
+    violations: int
+    last_run: datetime | None
+
+
+@dataclass
+class EnvStatus:
+    env: str
+    stacks: list[StackStatus]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, ids and datetimes to JSON-ready primitives (for -o json and the HTTP API)."""
+    if isinstance(value, ObjectId):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    return value

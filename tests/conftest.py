@@ -1,0 +1,65 @@
+"""Shared fixtures: one real Kubernetes API server per test session, one namespace per test.
+
+The cluster is the one named by KUBECONFIG when that is set; otherwise a devcluster (etcd,
+kube-apiserver, controller-manager, scheduler, kwok nodes) is started once for the session in a
+temporary folder and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from helpers import wait_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    named = os.environ.get("KUBECONFIG")
+    if named:
+        yield Path(named)
+        return
+    from devcluster.cluster import down, up
+
+    state_dir = tmp_path_factory.mktemp("devcluster")
+    state = up(state_dir)
+    try:
+        yield state.kubeconfig
+    finally:
+        down(state_dir, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture()
+def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted afterwards (without waiting)."""
+    core = client.CoreV1Api(api_client)
+    stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"t-{stem}-{uuid.uuid4().hex[:5]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"healthflow.io/test": "true"}}})
+    wait_for(lambda: _has_default_service_account(core, name), timeout_s=60, what=f"default SA in {name}")
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException:
+        pass
+
+
+def _has_default_service_account(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespaced_service_account("default", namespace)
+        return True
+    except ApiException:
+        return False
