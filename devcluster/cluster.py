@@ -156,6 +156,7 @@ def up(state_dir: Path, nodes: int = 3) -> ClusterState:
     """Build (if needed) and start a devcluster; a running one is left as is."""
     from devcluster.seed import seed_cluster
 
+    state_dir = state_dir.resolve()
     existing = ClusterState.load(state_dir)
     if existing and all(processes.is_alive(c) for c in existing.components):
         print(f"devcluster: already running (kubeconfig {existing.kubeconfig})")
@@ -167,7 +168,7 @@ def up(state_dir: Path, nodes: int = 3) -> ClusterState:
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
-    state = ClusterState(state_dir=str(state_dir.resolve()))
+    state = ClusterState(state_dir=str(state_dir))
     pki = create_pki(state_dir / "pki")
     try:
         etcd_port = _start_etcd(bins, state, logs)

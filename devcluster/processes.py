@@ -28,6 +28,15 @@ class Component:
     pid: int
     binary: str
     log: str
+    started: int = 0  # /proc start time in clock ticks: with the pid, identifies the process
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], start time is [19])."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
 
 
 def start(name: str, argv: list[str], log_dir: Path) -> Component:
@@ -36,21 +45,20 @@ def start(name: str, argv: list[str], log_dir: Path) -> Component:
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    return Component(name=name, pid=process.pid, binary=argv[0], log=str(log_path))
+    stat = _proc_stat(process.pid)
+    started = int(stat[19]) if stat else 0
+    return Component(name=name, pid=process.pid, binary=argv[0], log=str(log_path), started=started)
 
 
 def is_alive(component: Component) -> bool:
-    """True if the pid runs and is still our binary (a reused pid is not ours)."""
-    try:
-        cmdline = Path(f"/proc/{component.pid}/cmdline").read_bytes()
-    except OSError:
+    """True if the pid runs and is still the process we started (a reused pid is not ours)."""
+    stat = _proc_stat(component.pid)
+    if not stat:
         return False
-    stat = Path(f"/proc/{component.pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    if stat and stat[0] == "Z":
+    if stat[0] in ("Z", "X"):
         _reap(component.pid)
         return False
-    return cmdline.split(b"\0", 1)[0].decode(errors="replace") == component.binary
-
+    return int(stat[19]) == component.started
 
 def _reap(pid: int) -> None:
     try:

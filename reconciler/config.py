@@ -1,0 +1,211 @@
+"""`environments/<env>.yaml`: the schema, loaded and validated with errors naming file, field and fix.
+
+The schema is declared once with pydantic (unknown keys are errors, so a typo never silently turns
+a setting off); cross-field checks (dependsOn, cycles, paths inside the repository, overlays that
+exist) run after it. See README "Configuration reference" for every field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reconciler.errors import ConfigError
+from reconciler.graph import GraphError, check_graph
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def parse_duration(value: object) -> float:
+    """`90`, `90s`, `5m`, `1h`, `250ms` -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m or 1h")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class SourceConfig(_Strict):
+    url: str = Field("", description="Git URL or local path; empty = the repository holding this file")
+    branch: str = "main"
+    path: str = Field("", description="subdirectory of the repository that stack paths are relative to")
+
+
+class ClusterConfig(_Strict):
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = Field(False, alias="inCluster")
+
+
+class SyncConfig(_Strict):
+    interval_s: float = Field(60.0, alias="interval")
+    prune: bool = True
+    correct_drift: bool = Field(True, alias="correctDrift")
+    wait_for_health: bool = Field(True, alias="waitForHealth")
+    health_timeout_s: float = Field(300.0, alias="healthTimeout")
+
+    @field_validator("interval_s", "health_timeout_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+
+class PolicyConfig(_Strict):
+    mode: Literal["enforce", "warn", "off"] | None = None
+    directory: str = "policies"
+
+
+class StackConfig(_Strict):
+    name: str
+    path: str
+    depends_on: list[str] = Field(default_factory=list, alias="dependsOn")
+    health_timeout_s: float | None = Field(None, alias="healthTimeout")
+    prune_namespaces: bool = Field(False, alias="pruneNamespaces")
+    recreate_on_immutable: bool = Field(False, alias="recreateOnImmutable")
+
+    @field_validator("health_timeout_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _STACK_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid stack name; use lowercase letters, digits and '-'")
+        return value
+
+
+class EnvironmentConfig(_Strict):
+    name: str
+    description: str = ""
+    source: SourceConfig = SourceConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    sync: SyncConfig = SyncConfig()
+    policy: PolicyConfig = PolicyConfig()
+    stacks: list[StackConfig]
+    file: str = Field("", exclude=True, description="where this environment was loaded from")
+
+    def stack(self, name: str) -> StackConfig:
+        for stack in self.stacks:
+            if stack.name == name:
+                return stack
+        raise ConfigError(f"{self.file}: environment {self.name!r} has no stack {name!r}",
+                          fix="use one of: " + ", ".join(s.name for s in self.stacks))
+
+    @property
+    def dependencies(self) -> dict[str, list[str]]:
+        return {s.name: list(s.depends_on) for s in self.stacks}
+
+    def health_timeout(self, stack: StackConfig) -> float:
+        return stack.health_timeout_s if stack.health_timeout_s is not None else self.sync.health_timeout_s
+
+
+def _field_path(location: tuple) -> str:
+    parts: list[str] = []
+    for item in location:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _fix_for(error: dict) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling against the configuration reference in README.md"
+    if kind == "missing":
+        return "add the field"
+    return "see the configuration reference in README.md"
+
+
+def _schema_error(file: Path, exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    field = _field_path(first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{file}: field {field}: {first['msg']}{more}", fix=_fix_for(first))
+
+
+def repository_root(file: Path) -> Path:
+    """The repository that holds an environments file: the nearest parent with `.git`, else its parent's parent."""
+    for parent in file.resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return file.resolve().parent.parent
+
+
+def _check_stack_paths(file: Path, env: EnvironmentConfig, repo_root: Path | None) -> None:
+    names = [s.name for s in env.stacks]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ConfigError(f"{file}: stack {sorted(duplicates)[0]!r} is declared twice", fix="give each stack a unique name")
+    for index, stack in enumerate(env.stacks):
+        where = f"{file}: stacks[{index}] ({stack.name}).path"
+        pure = PurePosixPath(stack.path)
+        if pure.is_absolute() or ".." in pure.parts or not stack.path.strip():
+            raise ConfigError(f"{where}: {stack.path!r} is outside the repository",
+                              fix="use a path relative to the repository root, without '..'")
+        if repo_root is not None:
+            overlay = repo_root / env.source.path / stack.path
+            if not (overlay / "kustomization.yaml").is_file() and not (overlay / "kustomization.yml").is_file():
+                raise ConfigError(f"{where}: no kustomization.yaml in {stack.path!r}",
+                                  fix="create the overlay or correct the path")
+
+
+def _check_graph(file: Path, env: EnvironmentConfig) -> None:
+    try:
+        check_graph(env.dependencies)
+    except GraphError as exc:
+        raise ConfigError(f"{file}: stacks: {exc}", fix="remove the dependsOn entry that closes the cycle"
+                          if exc.path else "list only stacks declared in this file in dependsOn") from exc
+
+
+def load_environment(path: Path, *, check_overlays: bool = True) -> EnvironmentConfig:
+    """Load and validate one environment. Overlays are checked in the local checkout when the source
+    is this repository (a remote source is checked per commit at render time instead)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", fix="check the path") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}", fix="fix the YAML syntax") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with name, source, stacks", fix="see environments/dev.yaml")
+    raw.setdefault("name", path.stem)
+    try:
+        env = EnvironmentConfig.model_validate({**raw, "file": str(path)})
+    except ValidationError as exc:
+        raise _schema_error(path, exc) from exc
+    _check_graph(path, env)
+    local_repo = repository_root(path) if check_overlays and not env.source.url else None
+    _check_stack_paths(path, env, local_repo)
+    return env
+
+
+def load_environments(directory: Path) -> list[EnvironmentConfig]:
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    if not files:
+        raise ConfigError(f"{directory}: no environment files (*.yaml)", fix="add environments/<env>.yaml")
+    envs = [load_environment(f) for f in files]
+    names = [e.name for e in envs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{directory}: environment {name!r} is defined twice", fix="give each file a unique name")
+    return envs
+
+
+def source_url(env: EnvironmentConfig) -> str:
+    """The Git URL to clone: the configured one, or the repository that holds the environment file."""
+    return env.source.url or str(repository_root(Path(env.file)))

@@ -1,0 +1,135 @@
+"""Git: one bare mirror per source URL in the cache, fetched each pass; renders read an exported
+tree of one exact commit, never a moving checkout.
+
+Credentials never appear in messages: URLs are shown with any userinfo removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import tarfile
+import fcntl
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+
+from reconciler.errors import SourceError
+from reconciler.results import CommitInfo
+
+_KEEP_TREES = 4
+
+
+def redact_url(url: str) -> str:
+    """`https://user:token@host/repo` -> `https://host/repo`."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive file lock beside `path`: the CLI, the daemon and parallel engines share the cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _git_error(action: str, url: str, exc: Exception) -> SourceError:
+    detail = getattr(exc, "stderr", "") or str(exc)
+    detail = " ".join(str(detail).split()).replace(url, redact_url(url))[:400]
+    return SourceError(f"git {action} of {redact_url(url)} failed: {detail}",
+                       fix="check the URL, the branch, network access and the Git credentials")
+
+
+class GitSource:
+    """A cached mirror of one repository, and exported trees of the commits a pass renders."""
+
+    def __init__(self, url: str, branch: str, cache_dir: Path) -> None:
+        self.url = url
+        self.branch = branch
+        key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.mirror_dir = cache_dir / "git" / key
+        self.trees_dir = cache_dir / "trees" / key
+
+    def _repo(self) -> git.Repo:
+        if (self.mirror_dir / "HEAD").exists():
+            return git.Repo(self.mirror_dir)
+        self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return git.Repo.clone_from(self.url, self.mirror_dir, bare=True, no_tags=True)
+        except git.GitCommandError as exc:
+            shutil.rmtree(self.mirror_dir, ignore_errors=True)
+            raise _git_error("clone", self.url, exc) from exc
+
+    def fetch(self) -> CommitInfo:
+        """Fetch the branch and return its head commit (the revision this pass reconciles)."""
+        with _locked(self.mirror_dir):
+            repo = self._repo()
+            try:
+                repo.git.fetch("--prune", "--no-tags", self.url, f"+refs/heads/{self.branch}:refs/heads/{self.branch}")
+            except git.GitCommandError as exc:
+                raise _git_error("fetch", self.url, exc) from exc
+            try:
+                commit = repo.commit(f"refs/heads/{self.branch}")
+            except (git.BadName, ValueError) as exc:
+                raise SourceError(f"branch {self.branch!r} not found in {redact_url(self.url)}",
+                                  fix="check `source.branch` in the environment file") from exc
+            return commit_info(commit)
+
+    def tree_hash(self, sha: str, path: str) -> str | None:
+        """The Git object id of `path` at `sha` (a tree or blob), or None if it does not exist there."""
+        repo = git.Repo(self.mirror_dir)
+        try:
+            return repo.git.rev_parse(f"{sha}:{path}" if path else f"{sha}^{{tree}}")
+        except git.GitCommandError:
+            return None
+
+    def export(self, sha: str) -> Path:
+        """The full tree of `sha` as files on disk (kustomize overlays reach into ../../base)."""
+        target = self.trees_dir / sha
+        with _locked(self.trees_dir):
+            if (target / ".complete").exists():
+                return target
+            repo = git.Repo(self.mirror_dir)
+            partial = self.trees_dir / f".{sha}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            buffer = io.BytesIO()
+            repo.archive(buffer, treeish=sha, format="tar")
+            buffer.seek(0)
+            with tarfile.open(fileobj=buffer) as archive:
+                archive.extractall(partial, filter="data")
+            (partial / ".complete").touch()
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+            self._evict_old_trees(keep=sha)
+            return target
+
+    def _evict_old_trees(self, keep: str) -> None:
+        trees = sorted((p for p in self.trees_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in trees[_KEEP_TREES:]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def commit_info(commit: git.Commit) -> CommitInfo:
+    return CommitInfo(
+        sha=commit.hexsha,
+        author=f"{commit.author.name} <{commit.author.email}>",
+        message=commit.message.strip().splitlines()[0] if commit.message.strip() else "",
+        committed_at=datetime.fromtimestamp(commit.committed_date, tz=timezone.utc),
+    )
