@@ -1,0 +1,230 @@
+"""The only module that talks to the Kubernetes API.
+
+Objects travel as plain dicts over raw REST calls (`ApiClient.call_api`), so any kind the server
+serves, CRDs included, works the same way, and the typed client's client-side validation never
+hides what the API server itself would say. Every request is counted by verb: a pass reports how
+many it made, which keeps the steady-state cost (one LIST per kind and namespace) honest.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from reconciler.errors import ClusterError
+
+FIELD_MANAGER = "healthflow-reconciler"
+_TIMEOUT = (5, 60)
+
+
+class ApiError(ClusterError):
+    """The API server answered with an error status; `status` and `reason` say which."""
+
+    def __init__(self, message: str, status: int, reason: str = "", body: dict | None = None, fix: str | None = None):
+        super().__init__(message, fix=fix)
+        self.status = status
+        self.reason = reason
+        self.body = body or {}
+
+    @property
+    def causes(self) -> list[str]:
+        details = self.body.get("details") or {}
+        return [c.get("message", "") for c in details.get("causes") or []]
+
+
+class UnknownKind(ClusterError):
+    """The cluster does not serve this apiVersion/kind (a missing CRD, or a typo)."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        scope = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        suffix = f"/{name}" if name else ""
+        return f"{prefix}{scope}/{self.plural}{suffix}"
+
+
+def new_api_client(kubeconfig: Path | str | None = None, context: str | None = None,
+                   in_cluster: bool = False) -> client.ApiClient:
+    try:
+        if in_cluster:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        return config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
+    except (config.ConfigException, OSError) as exc:
+        raise ClusterError(f"cannot load Kubernetes credentials ({kubeconfig or 'KUBECONFIG/~/.kube/config'}): {exc}",
+                           fix="set cluster.kubeconfig in the environment file, or KUBECONFIG") from exc
+
+
+class Cluster:
+    """A Kubernetes API server, spoken to with dicts; thread-safe; counts its requests."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self._resources: dict[str, dict[str, Resource]] = {}
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    @property
+    def server(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    # --- request plumbing -------------------------------------------------------------------
+
+    def request_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def _call(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
+              content_type: str = "application/json", verb: str | None = None) -> dict:
+        verb = verb or {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+        with self._lock:
+            self._counts[verb] += 1
+        try:
+            request = self.api_client.param_serialize(
+                method, path, query_params=query or [], body=body,
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                auth_settings=["BearerToken"],
+            )
+            response = self.api_client.call_api(*request, _request_timeout=_TIMEOUT)
+            response.read()
+        except ApiException as exc:
+            raise _api_error(method, path, int(exc.status or 0), exc.body, exc.reason) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"cannot reach the Kubernetes API at {self.server}: {exc.__class__.__name__}",
+                               fix="check the cluster is up and the kubeconfig points at it") from exc
+        if not 200 <= response.status <= 299:
+            raise _api_error(method, path, response.status, response.data, response.reason)
+        data = response.data
+        return json.loads(data) if data else {}
+
+    # --- discovery -----------------------------------------------------------------------
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """Map apiVersion/kind to its REST resource; discovery runs once per group-version."""
+        with self._lock:
+            known = self._resources.get(api_version)
+        if known is None:
+            known = self._discover(api_version)
+        if kind not in known:
+            raise UnknownKind(f"the cluster does not serve {kind} in {api_version}",
+                              fix="install the CRD that defines it (in an earlier stack), or fix apiVersion/kind")
+        return known[kind]
+
+    def preferred_version(self, group: str) -> str:
+        """`group/version` the server prefers for a group (for objects known only by group and kind)."""
+        listing = self._call("GET", f"/apis/{group}", verb="discovery")
+        return str((listing.get("preferredVersion") or {}).get("groupVersion") or f"{group}/v1")
+
+    def forget(self, api_version: str) -> None:
+        """Drop cached discovery (after applying a CRD, its kinds appear)."""
+        with self._lock:
+            self._resources.pop(api_version, None)
+
+    def _discover(self, api_version: str) -> dict[str, Resource]:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            listing = self._call("GET", path, verb="discovery")
+        except ApiError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        found = {
+            r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
+            for r in listing.get("resources", []) if "/" not in r["name"]
+        }
+        with self._lock:
+            self._resources[api_version] = found
+        return found
+
+    # --- verbs -------------------------------------------------------------------------
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict]:
+        resource = self.resource(api_version, kind)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        result = self._call("GET", resource.path(namespace if resource.namespaced else None), query=query, verb="list")
+        items = result.get("items", [])
+        for item in items:  # list items carry no apiVersion/kind
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        resource = self.resource(api_version, kind)
+        try:
+            return self._call("GET", resource.path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, manifest: dict, *, dry_run: bool = False, force: bool = False,
+              field_manager: str = FIELD_MANAGER) -> dict:
+        """Server-side apply: the server merges, defaults and validates; conflicts come back as 409."""
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        resource = self.resource(api_version, kind)
+        meta = manifest.get("metadata") or {}
+        query: list[tuple[str, Any]] = [("fieldManager", field_manager)]
+        if force:
+            query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        path = resource.path(meta.get("namespace"), meta["name"])
+        return self._call("PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml")
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        resource = self.resource(api_version, kind)
+        try:
+            self._call("DELETE", resource.path(namespace, name), body={"propagationPolicy": "Background"})
+            return True
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def create(self, manifest: dict) -> dict:
+        resource = self.resource(manifest["apiVersion"], manifest["kind"])
+        namespace = (manifest.get("metadata") or {}).get("namespace")
+        return self._call("POST", resource.path(namespace), body=manifest)
+
+    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> dict:
+        resource = self.resource(api_version, kind)
+        return self._call("PATCH", resource.path(namespace, name), body=patch,
+                          content_type="application/merge-patch+json")
+
+    def ping(self) -> bool:
+        """True if the API server answers /readyz (used by the daemon's readiness)."""
+        try:
+            self._call("GET", "/readyz", verb="readyz")
+            return True
+        except ClusterError:
+            return False
+
+
+def _api_error(method: str, path: str, status: int, raw: bytes | str | None, http_reason: str | None) -> ApiError:
+    try:
+        body = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        body = {}
+    reason = str(body.get("reason") or http_reason or "")
+    message = body.get("message") or http_reason or "error"
+    return ApiError(f"{method} {path}: {status} {reason}: {message}", status=status, reason=reason, body=body)

@@ -1,0 +1,380 @@
+"""One reconcile pass of one environment: Git revision to healthy stacks.
+
+fetch -> render (all stacks, cached) -> policy (whole environment) -> per wave, stacks in
+parallel: plan -> apply (changed objects only, kind order) -> health -> prune -> record. A failed
+or policy-blocked stack blocks its dependents; independent stacks go on. Failures are data in the
+PassResult, never exceptions out of `sync`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import structlog
+
+from reconciler import graph
+from reconciler.apply import apply_planned, prune_objects
+from reconciler.cluster import Cluster, new_api_client
+from reconciler.config import EnvironmentConfig, StackConfig, source_url
+from reconciler.diff import desired_hash
+from reconciler.errors import ReconcilerError
+from reconciler.health import wait_healthy
+from reconciler.inventory import (MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_LABEL, SYSTEM_NAMESPACE,
+                                  Inventory, StackRecord, now_iso, owner_label_value)
+from reconciler.objects import K8sObject, ObjectId, parse_objects, sort_for_apply
+from reconciler.plan import PlannedObject, plan_stack
+from reconciler.render import RenderCache, render_stack
+from reconciler.results import (Action, CommitInfo, DriftItem, DriftKind, DriftReport, EnvStatus, PassResult,
+                                StackResult, StackState, StackStatus, utcnow)
+from reconciler.source import GitSource
+
+log = structlog.get_logger("reconciler.engine")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    run_id: str
+    env: str
+    stack: str | None
+    wave: int | None
+    phase: str  # fetch, render, policy, plan, apply, health, prune, done
+    message: str
+    objects_applied: int = 0
+
+
+@dataclass
+class RenderedEnv:
+    """Everything a pass knows before touching the cluster."""
+
+    commit: CommitInfo
+    tree: Path
+    objects: dict[str, list[K8sObject]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    policy_report: object | None = None
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+class Engine:
+    """Reconciles one environment. Thread-safe for one pass at a time (the daemon single-flights)."""
+
+    def __init__(self, env: EnvironmentConfig, cache_dir: Path, kubeconfig: Path | None = None,
+                 context: str | None = None, api_client=None) -> None:
+        self.env = env
+        self.cache_dir = Path(cache_dir)
+        self.source = GitSource(source_url(env), env.source.branch, self.cache_dir)
+        self.render_cache = RenderCache(self.cache_dir / "render")
+        self._kubeconfig = kubeconfig or (Path(env.cluster.kubeconfig) if env.cluster.kubeconfig else None)
+        self._context = context or env.cluster.context
+        self._api_client = api_client
+        self._cluster: Cluster | None = None
+
+    # --- wiring ----------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            if self._api_client is None:
+                self._api_client = new_api_client(self._kubeconfig, self._context, self.env.cluster.in_cluster)
+            self._cluster = Cluster(self._api_client)
+        return self._cluster
+
+    @property
+    def api_client(self):
+        return self.cluster.api_client
+
+    def state_ref(self) -> tuple[str, str]:
+        return SYSTEM_NAMESPACE, f"reconciler-{self.env.name}"
+
+    def _deps(self) -> dict[str, list[str]]:
+        return self.env.dependencies
+
+    # --- render and policy (no cluster) --------------------------------------------------------
+
+    def render(self, commit: CommitInfo | None = None, progress: Progress | None = None,
+               run_id: str = "") -> RenderedEnv:
+        """Fetch (unless given a commit), export the tree, render every stack, evaluate policy."""
+        emit = _emitter(progress, run_id, self.env.name)
+        if commit is None:
+            emit(None, None, "fetch", f"fetching {self.env.source.branch}")
+            commit = self.source.fetch()
+        tree = self.source.export(commit.sha)
+        rendered = RenderedEnv(commit=commit, tree=tree)
+        root = self.env.source.path.strip("/")
+        for stack in self.env.stacks:
+            emit(stack.name, None, "render", f"rendering {stack.path}")
+            path = f"{root}/{stack.path}" if root else stack.path
+            try:
+                output = render_stack(tree, stack.name, path, self.render_cache,
+                                      lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
+                rendered.objects[stack.name] = parse_objects(output.text, stack=stack.name, base_dir=path)
+            except ReconcilerError as exc:
+                rendered.errors[stack.name] = str(exc)
+        emit(None, None, "policy", "evaluating policy")
+        rendered.policy_report = self._evaluate_policy(rendered)
+        return rendered
+
+    def _evaluate_policy(self, rendered: RenderedEnv):
+        from reconciler.policy import evaluate, load_policies
+
+        root = self.env.source.path.strip("/")
+        directory = rendered.tree / root / self.env.policy.directory if root else rendered.tree / self.env.policy.directory
+        if not directory.is_dir():
+            return None
+        policies = load_policies(directory, self.env.name, mode_override=self.env.policy.mode)
+        return evaluate(rendered.objects, policies, date.today())
+
+    # --- the pass -----------------------------------------------------------------------------
+
+    def plan(self, stack: str | None = None, progress: Progress | None = None, run_id: str | None = None) -> PassResult:
+        return self.sync(stack=stack, dry_run=True, progress=progress, run_id=run_id)
+
+    def sync(self, stack: str | None = None, dry_run: bool = False, progress: Progress | None = None,
+             run_id: str | None = None, should_stop: Callable[[], bool] | None = None) -> PassResult:
+        run_id = run_id or uuid.uuid4().hex[:12]
+        result = PassResult(env=self.env.name, run_id=run_id, commit=None, dry_run=dry_run)
+        bound = log.bind(env=self.env.name, run_id=run_id)
+        selected = {self.env.stack(stack).name} if stack else {s.name for s in self.env.stacks}
+        try:
+            rendered = self.render(progress=progress, run_id=run_id)
+            result.commit = rendered.commit
+            bound = bound.bind(commit=rendered.commit.short)
+            inventory = Inventory(self.cluster, self.env.name)
+            self.cluster.reset_counts()
+            inventory.load(create=not dry_run)
+        except ReconcilerError as exc:
+            result.error = str(exc)
+            result.finished_at = utcnow()
+            bound.error("pass failed before any stack", error=result.error)
+            return result
+        run = _PassRun(self, rendered, inventory, result, selected, dry_run, progress, should_stop or (lambda: False))
+        run.execute()
+        result.api_requests = self.cluster.request_counts()
+        result.finished_at = utcnow()
+        bound.info("pass finished", ok=result.ok, stacks={s.stack: s.state.value for s in result.stacks},
+                   api_requests=result.total_requests)
+        _emitter(progress, run_id, self.env.name)(None, None, "done", "pass finished")
+        return result
+
+    # --- drift and status -----------------------------------------------------------------------
+
+    def drift(self) -> DriftReport:
+        """Live state against what each stack last applied: modified, missing, and ours-but-unwanted."""
+        inventory = Inventory(self.cluster, self.env.name)
+        inventory.load(create=False)
+        commit = self.source.fetch()
+        rendered = self.render(commit)
+        report = DriftReport(env=self.env.name, commit=commit.sha)
+        first_seen = inventory.drift_first_seen()
+        seen_now: dict[str, str] = {}
+        for stack in self.env.stacks:
+            objects = [self._owned(o) for o in rendered.objects.get(stack.name, [])]
+            record = inventory.record(stack.name)
+            if not objects or record.commit is None:
+                continue
+            planned = plan_stack(self.cluster, objects, self._selector(stack.name), record.objects, force=False)
+            for entry in planned:
+                kind = {Action.CREATE: DriftKind.MISSING, Action.UPDATE: DriftKind.MODIFIED}.get(entry.action)
+                if kind is None or (kind is DriftKind.MODIFIED and not entry.drift):
+                    continue
+                key = str(entry.obj.id)
+                seen_now[key] = first_seen.get(key, now_iso())
+                report.items.append(DriftItem(stack.name, entry.obj.id, kind, entry.fields,
+                                              datetime.fromisoformat(seen_now[key])))
+            wanted = {str(o.id) for o in objects}
+            for extra in sorted(set(record.objects) - wanted):
+                report.items.append(DriftItem(stack.name, ObjectId.parse(extra), DriftKind.UNMANAGED))
+        inventory.save_drift_first_seen(seen_now)
+        return report
+
+    def status(self) -> EnvStatus:
+        inventory = Inventory(self.cluster, self.env.name)
+        inventory.load(create=False)
+        stacks = []
+        for stack in self.env.stacks:
+            record = inventory.record(stack.name)
+            last = datetime.fromisoformat(record.last_run) if record.last_run else None
+            stacks.append(StackStatus(stack.name, record.commit, record.state, record.reason, record.healthy,
+                                      record.drift_count, record.violations, last))
+        return EnvStatus(self.env.name, stacks)
+
+    # --- helpers used by the pass ------------------------------------------------------------------
+
+    def _selector(self, stack: str) -> str:
+        return f"{OWNER_LABEL}={owner_label_value(self.env.name, stack)}"
+
+    def _owned(self, obj: K8sObject) -> K8sObject:
+        """The object as we apply it: labelled and annotated as owned by `<env>/<stack>`."""
+        manifest = copy.deepcopy(obj.manifest)
+        meta = manifest.setdefault("metadata", {})
+        meta.setdefault("labels", {}).update({OWNER_LABEL: owner_label_value(self.env.name, obj.stack),
+                                              MANAGED_BY_LABEL: MANAGED_BY})
+        meta.setdefault("annotations", {})[OWNER_ANNOTATION] = f"{self.env.name}/{obj.stack}"
+        return K8sObject(manifest=manifest, stack=obj.stack, source_file=obj.source_file)
+
+
+def _emitter(progress: Progress | None, run_id: str, env: str):
+    def emit(stack: str | None, wave: int | None, phase: str, message: str, applied: int = 0) -> None:
+        if progress is not None:
+            progress(ProgressEvent(run_id, env, stack, wave, phase, message, applied))
+    return emit
+
+
+class _PassRun:
+    """The state of one pass while it walks the waves."""
+
+    def __init__(self, engine: Engine, rendered: RenderedEnv, inventory: Inventory, result: PassResult,
+                 selected: set[str], dry_run: bool, progress: Progress | None, should_stop: Callable[[], bool]):
+        self.engine = engine
+        self.env = engine.env
+        self.rendered = rendered
+        self.inventory = inventory
+        self.result = result
+        self.selected = selected
+        self.dry_run = dry_run
+        self.should_stop = should_stop
+        self.emit = _emitter(progress, result.run_id, engine.env.name)
+        self.failed: set[str] = set()
+        self.deps = engine.env.dependencies
+
+    def execute(self) -> None:
+        blocking = set(self.rendered.policy_report.blocking_stacks()) if self.rendered.policy_report else set()
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="stack") as pool:
+            for wave_index, wave in enumerate(graph.waves(self.deps)):
+                stacks = [s for s in wave if s in self.selected]
+                results = list(pool.map(lambda name: self._stack(name, wave_index, blocking), stacks))
+                for stack_result in results:
+                    self.result.stacks.append(stack_result)
+                    if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
+                        self.failed.add(stack_result.stack)
+
+    def _violations(self, stack: str) -> list:
+        report = self.rendered.policy_report
+        return list(report.for_stack(stack)) if report else []
+
+    def _stack(self, name: str, wave: int, blocking: set[str]) -> StackResult:
+        started = time.monotonic()
+        stack = self.env.stack(name)
+        result = StackResult(stack=name, state=StackState.PENDING, wave=wave, violations=self._violations(name))
+        try:
+            self._run_stack(stack, result, blocking)
+        except ReconcilerError as exc:
+            result.state, result.reason = StackState.FAILED, str(exc)
+        result.duration_s = round(time.monotonic() - started, 3)
+        if not self.dry_run and result.state is not StackState.BLOCKED:
+            self._record(stack, result)
+        self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")
+        return result
+
+    def _run_stack(self, stack: StackConfig, result: StackResult, blocking: set[str]) -> None:
+        blockers = graph.blockers(self.deps, stack.name, self.failed) if not self.dry_run else []
+        if blockers:
+            result.state, result.blocked_by = StackState.BLOCKED, blockers
+            result.reason = "blocked by " + ", ".join(blockers)
+            return
+        if stack.name in self.rendered.errors:
+            result.state, result.reason = StackState.FAILED, self.rendered.errors[stack.name]
+            return
+        if stack.name in blocking:
+            enforced = [v for v in result.violations if v.mode == "enforce" and not v.excepted_by]
+            result.state, result.blocked_by = StackState.BLOCKED, ["policy"]
+            result.reason = f"{len(enforced)} enforced policy violation(s): " + "; ".join(
+                f"{v.rule} on {v.object}" for v in enforced[:3])
+            return
+        objects = sort_for_apply(self.engine._owned(o) for o in self.rendered.objects.get(stack.name, []))
+        record = self.inventory.record(stack.name)
+        if not objects and record.objects:
+            result.state = StackState.FAILED
+            result.reason = (f"stack {stack.name!r} rendered no objects but owns {len(record.objects)}: refusing "
+                             "to prune everything (fix the overlay, or delete the stack from the environment)")
+            return
+        self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
+        planned = plan_stack(self.engine.cluster, objects, self.engine._selector(stack.name), record.objects,
+                             force=self.env.sync.correct_drift)
+        prunes = self._prune_candidates(stack, objects, record)
+        result.changes = [p.change() for p in planned] + prunes
+        if self.dry_run:
+            errors = [p for p in planned if p.error]
+            result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
+            if errors:
+                result.state = StackState.FAILED
+                result.reason = "; ".join(f"{p.obj.id}: {p.error}" for p in errors[:3])
+            else:
+                result.state = StackState.PLANNED if result.changed else StackState.UNCHANGED
+            return
+        self._apply(stack, result, planned, objects, prunes, record)
+
+    def _prune_candidates(self, stack: StackConfig, objects: list[K8sObject], record: StackRecord):
+        from reconciler.results import ObjectChange
+
+        if not self.env.sync.prune:
+            return []
+        wanted = {str(o.id) for o in objects}
+        return [ObjectChange(ObjectId.parse(i), Action.PRUNE) for i in sorted(set(record.objects) - wanted)]
+
+    def _apply(self, stack: StackConfig, result: StackResult, planned: list[PlannedObject],
+               objects: list[K8sObject], prunes, record: StackRecord) -> None:
+        cluster = self.engine.cluster
+        if not self.env.sync.correct_drift:
+            for entry in planned:
+                if entry.drift:
+                    entry.action = Action.UNCHANGED  # detect-only: reported as drift, not reverted
+        outcome = apply_planned(cluster, planned, recreate_immutable=stack.recreate_on_immutable,
+                                take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
+                                on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
+        result.conflicts = outcome.conflicts
+        drifted = [p for p in planned if p.drift]
+        if outcome.error:
+            result.state, result.reason = StackState.FAILED, outcome.error
+            return
+        healthy = True
+        if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
+            self.emit(stack.name, result.wave, "health", "waiting for health")
+            healthy, why = wait_healthy(cluster, objects, self.env.health_timeout(stack), self.should_stop)
+            result.healthy = healthy
+            if not healthy:
+                result.state, result.reason = StackState.FAILED, why
+                return
+        else:
+            result.healthy = record.healthy if not outcome.applied else None
+        if prunes:
+            self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
+            pruned, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine._selector(stack.name),
+                                            allow_namespaces=stack.prune_namespaces)
+            if skipped:
+                result.reason = "not pruned: " + "; ".join(skipped[:3])
+        result.state = StackState.APPLIED if outcome.applied or prunes else StackState.UNCHANGED
+        if drifted and not self.env.sync.correct_drift:
+            result.reason = (result.reason + "; " if result.reason else "") + \
+                f"{len(drifted)} object(s) drifted (correction off)"
+
+    def _record(self, stack: StackConfig, result: StackResult) -> None:
+        record = self.inventory.record(stack.name)
+        before = dict(record.__dict__, last_run=None)
+        now = now_iso()
+        record.last_run, record.state, record.reason = now, result.state.value, result.reason
+        record.violations = len(result.violations)
+        record.drift_count = sum(1 for c in result.changes if c.action is Action.UPDATE) if \
+            not self.env.sync.correct_drift else 0
+        if result.state in (StackState.APPLIED, StackState.UNCHANGED):
+            record.commit = self.rendered.commit.sha
+            record.healthy = True if result.healthy is None and record.healthy else result.healthy
+            record.objects = {str(o.id): desired_hash(self.engine._owned(o).manifest)
+                              for o in self.rendered.objects.get(stack.name, [])}
+            if result.state is StackState.APPLIED:
+                record.applied_at = now
+        elif result.state is StackState.FAILED:
+            record.healthy = result.healthy
+            for obj in self.rendered.objects.get(stack.name, []):  # some may be applied: never lose ownership
+                record.objects.setdefault(str(obj.id), "")
+        if dict(record.__dict__, last_run=None) == before:
+            return  # a steady-state pass writes nothing
+        self.inventory.save_record(stack.name, record)

@@ -1,0 +1,120 @@
+"""What each stack applied, and the reconciler's memory, kept in the cluster.
+
+One ConfigMap per environment, `reconciler-<env>` in `healthflow-system`: per stack the commit
+last applied, the identities it owns with the hash of what Git wanted for each (a changed hash is
+a Git change; an unchanged hash with a live difference is drift), the last result; and the time
+each drifted object was first seen. A restarted reconciler reads it back and loses nothing.
+Stacks write their own keys with JSON merge patches, so parallel stacks never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reconciler.cluster import ApiError, Cluster
+from reconciler.objects import ObjectId
+
+SYSTEM_NAMESPACE = "healthflow-system"
+OWNER_LABEL = "reconciler.healthflow.io/owner"
+OWNER_ANNOTATION = "reconciler.healthflow.io/owner"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "healthflow-reconciler"
+_DRIFT_KEY = "drift.json"
+
+
+def owner_label_value(env: str, stack: str) -> str:
+    """Label values cannot hold '/', so `<env>.<stack>`; the annotation keeps `<env>/<stack>`."""
+    return f"{env}.{stack}"
+
+
+@dataclass
+class StackRecord:
+    commit: str | None = None
+    objects: dict[str, str] = field(default_factory=dict)  # str(ObjectId) -> desired hash
+    state: str | None = None
+    reason: str = ""
+    healthy: bool | None = None
+    violations: int = 0
+    drift_count: int = 0
+    last_run: str | None = None
+    applied_at: str | None = None
+
+    def ids(self) -> list[ObjectId]:
+        return [ObjectId.parse(i) for i in self.objects]
+
+
+class Inventory:
+    """The env's ConfigMap, read once per pass, written per stack."""
+
+    def __init__(self, cluster: Cluster, env: str) -> None:
+        self.cluster = cluster
+        self.env = env
+        self.name = f"reconciler-{env}"
+        self._lock = threading.Lock()
+        self._data: dict[str, str] = {}
+
+    def load(self, create: bool = True) -> None:
+        live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
+        if live is None and create:
+            self._ensure_namespace()
+            live = self._create()
+        with self._lock:
+            self._data = dict((live or {}).get("data") or {})
+
+    def _ensure_namespace(self) -> None:
+        if self.cluster.get("v1", "Namespace", "", SYSTEM_NAMESPACE) is None:
+            try:
+                self.cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+
+    def _create(self) -> dict:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": self.name, "namespace": SYSTEM_NAMESPACE,
+                             "labels": {MANAGED_BY_LABEL: MANAGED_BY, "reconciler.healthflow.io/env": self.env}},
+                "data": {}}
+        try:
+            return self.cluster.create(body)
+        except ApiError as exc:
+            if exc.status == 409:
+                return self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name) or body
+            raise
+
+    def record(self, stack: str) -> StackRecord:
+        with self._lock:
+            raw = self._data.get(f"stack.{stack}.json")
+        if not raw:
+            return StackRecord()
+        data = json.loads(raw)
+        return StackRecord(**{k: v for k, v in data.items() if k in StackRecord.__dataclass_fields__})
+
+    def save_record(self, stack: str, record: StackRecord) -> None:
+        key = f"stack.{stack}.json"
+        value = json.dumps(record.__dict__, sort_keys=True)
+        with self._lock:
+            if self._data.get(key) == value:
+                return
+            self._data[key] = value
+        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: value}})
+
+    def drift_first_seen(self) -> dict[str, str]:
+        with self._lock:
+            return json.loads(self._data.get(_DRIFT_KEY) or "{}")
+
+    def save_drift_first_seen(self, first_seen: dict[str, str]) -> None:
+        value = json.dumps(first_seen, sort_keys=True)
+        with self._lock:
+            if self._data.get(_DRIFT_KEY, "{}") == value:
+                return
+            self._data[_DRIFT_KEY] = value
+        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {_DRIFT_KEY: value}})
+
+
+def now_iso() -> str:
+    from datetime import timezone
+
+    return datetime.now(timezone.utc).isoformat()
