@@ -1,0 +1,80 @@
+"""Evaluation: run every active rule family over the whole environment, then apply modes and
+exceptions, producing one deterministic PolicyReport.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Iterable, Mapping
+
+from reconciler.objects import K8sObject
+from reconciler.policy.config import PolicySet
+from reconciler.policy.exceptions import PolicyException, annotation_text, parse_annotation
+from reconciler.policy.model import SEVERITIES, PolicyReport, RuleInfo, Violation
+from reconciler.policy.rules import FAMILIES, Finding
+from reconciler.policy.view import EnvironmentView
+
+
+def evaluate(stacks: Mapping[str, Iterable[K8sObject]], policies: PolicySet, today: datetime.date) -> PolicyReport:
+    started = time.perf_counter()
+    view = EnvironmentView({name: list(objects) for name, objects in stacks.items()})
+    findings = list(_findings(view, policies))
+    index = _ExceptionIndex(view, policies, today)
+    violations = [_violation(f, policies, index) for f in findings]
+    order = {stack: i for i, stack in enumerate(view.stack_names)}
+    violations.sort(key=lambda v: (order.get(v.stack, len(order)), SEVERITIES.index(v.severity), v.rule, v.object, v.message))
+    rules = [RuleInfo(r.id, r.family, r.severity, r.mode, r.summary) for r in policies.active_rules()]
+    return PolicyReport(policies.env, violations, rules, list(view.stack_names), time.perf_counter() - started)
+
+
+def _findings(view: EnvironmentView, policies: PolicySet) -> Iterable[Finding]:
+    for family in FAMILIES:
+        active = {spec.id for spec in family.rules if policies.rules[spec.id].mode != "off"}
+        if active:
+            yield from (f for f in family.check(view, policies.settings[family.name]) if f.rule in active)
+
+
+def _violation(finding: Finding, policies: PolicySet, index: "_ExceptionIndex") -> Violation:
+    config = policies.rules[finding.rule]
+    excepted_by, note = index.lookup(finding)
+    return Violation(
+        rule=finding.rule,
+        severity=config.severity,
+        mode=config.mode,
+        stack=finding.subject.stack,
+        object=finding.subject.object,
+        file=finding.subject.file,
+        message=finding.message,
+        fix=f"{finding.fix} ({note})" if note else finding.fix,
+        excepted_by=excepted_by,
+    )
+
+
+class _ExceptionIndex:
+    """Which exception, if any, covers a finding today; and why an existing one did not."""
+
+    def __init__(self, view: EnvironmentView, policies: PolicySet, today: datetime.date) -> None:
+        self.env = policies.env
+        self.today = today
+        self.allowed = policies.exceptions_allowed
+        self.from_file = policies.exceptions
+        known = policies.settings["exceptions"].known_rules
+        self.on_object: dict[str, list[PolicyException]] = {}
+        for obj in view.objects:
+            text = annotation_text(obj.manifest)
+            if text is not None:
+                self.on_object[str(obj.id)] = parse_annotation(text, str(obj.id), known)[0]
+
+    def lookup(self, finding: Finding) -> tuple[str | None, str | None]:
+        obj = finding.subject.object
+        candidates = [e for e in self.on_object.get(obj, []) + list(self.from_file) if e.covers(finding.rule, obj, self.env)]
+        if not candidates:
+            return None, None
+        if not self.allowed:
+            return None, f"exceptions are not allowed in {self.env}; ignored {candidates[0].source}"
+        active = [e for e in candidates if e.active_on(self.today)]
+        if active:
+            return active[0].describe(), None
+        expired = max(candidates, key=lambda e: e.expires)
+        return None, f"the exception from {expired.source} expired on {expired.expires.isoformat()}"
