@@ -100,21 +100,30 @@ class Engine:
     # --- render and policy (no cluster) --------------------------------------------------------
 
     def render(self, commit: CommitInfo | None = None, progress: Progress | None = None,
-               run_id: str = "") -> RenderedEnv:
-        """Fetch (unless given a commit), export the tree, render every stack, evaluate policy."""
+               run_id: str = "", revision: str | None = None) -> RenderedEnv:
+        """Fetch (unless given a commit), export that commit's tree, render every stack, evaluate policy."""
         emit = _emitter(progress, run_id, self.env.name)
         if commit is None:
             emit(None, None, "fetch", f"fetching {self.env.source.branch}")
             commit = self.source.fetch()
+            if revision:
+                commit = self.source.resolve(revision)
         tree = self.source.export(commit.sha)
+        return self._render_tree(commit, tree, emit, lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
+
+    def render_worktree(self, directory: Path) -> RenderedEnv:
+        """Render files as they are on disk (uncommitted changes included): `policy check --worktree`."""
+        commit = CommitInfo(sha="worktree", author="", message=str(directory), committed_at=utcnow())
+        return self._render_tree(commit, directory, _emitter(None, "", self.env.name), None)
+
+    def _render_tree(self, commit: CommitInfo, tree: Path, emit, object_id) -> RenderedEnv:
         rendered = RenderedEnv(commit=commit, tree=tree)
         root = self.env.source.path.strip("/")
         for stack in self.env.stacks:
             emit(stack.name, None, "render", f"rendering {stack.path}")
             path = f"{root}/{stack.path}" if root else stack.path
             try:
-                output = render_stack(tree, stack.name, path, self.render_cache,
-                                      lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
+                output = render_stack(tree, stack.name, path, self.render_cache if object_id else None, object_id)
                 rendered.objects[stack.name] = parse_objects(output.text, stack=stack.name, base_dir=path)
             except ReconcilerError as exc:
                 rendered.errors[stack.name] = str(exc)

@@ -89,6 +89,15 @@ class GitSource:
                                   fix="check `source.branch` in the environment file") from exc
             return commit_info(commit)
 
+    def resolve(self, revision: str) -> CommitInfo:
+        """Any commit-ish known to the mirror (a SHA, a branch fetched earlier) -> its commit."""
+        repo = git.Repo(self.mirror_dir)
+        try:
+            return commit_info(repo.commit(revision))
+        except (git.BadName, ValueError) as exc:
+            raise SourceError(f"revision {revision!r} not found in {redact_url(self.url)}",
+                              fix="give a commit SHA or a branch name that exists in the source") from exc
+
     def tree_hash(self, sha: str, path: str) -> str | None:
         """The Git object id of `path` at `sha` (a tree or blob), or None if it does not exist there."""
         repo = git.Repo(self.mirror_dir)

@@ -1,0 +1,86 @@
+"""Human and machine views of pass results, drift reports and status: tables (rich) and JSON.
+
+Secret values never reach here unmasked (diff masks them), so every view is safe to print or post.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from reconciler.results import Action, DriftReport, EnvStatus, PassResult, StackState, to_jsonable
+
+_STATE_STYLE = {
+    StackState.APPLIED: "green", StackState.UNCHANGED: "dim", StackState.PLANNED: "yellow",
+    StackState.BLOCKED: "magenta", StackState.FAILED: "red", StackState.PENDING: "dim",
+}
+_ACTION_MARK = {Action.CREATE: "+", Action.UPDATE: "~", Action.PRUNE: "-", Action.UNCHANGED: " "}
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(to_jsonable(value), indent=2, sort_keys=False, default=str)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def print_pass(console: Console, result: PassResult, verbose: bool = False) -> None:
+    commit = f"{result.commit.short} {result.commit.message!r} by {result.commit.author}" if result.commit else "-"
+    title = "plan" if result.dry_run else "sync"
+    console.print(f"[bold]{title}[/bold] env [bold]{result.env}[/bold] at {commit}  (run {result.run_id})")
+    if result.error:
+        console.print(f"[red]error:[/red] {result.error}")
+        return
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("wave", "stack", "state", "create", "update", "prune", "violations", "seconds", "reason"):
+        table.add_column(column)
+    for stack in result.stacks:
+        counts = {a: sum(1 for c in stack.changes if c.action is a) for a in Action}
+        style = _STATE_STYLE.get(stack.state, "")
+        table.add_row(str(stack.wave), stack.stack, f"[{style}]{stack.state.value}[/{style}]",
+                      str(counts[Action.CREATE]), str(counts[Action.UPDATE]), str(counts[Action.PRUNE]),
+                      str(len(stack.violations)), f"{stack.duration_s:.1f}", stack.reason)
+    console.print(table)
+    for stack in result.stacks:
+        _print_changes(console, stack.stack, stack.changed, verbose)
+        for violation in stack.violations:
+            mode = "[red]enforce[/red]" if violation.mode == "enforce" and not violation.excepted_by else violation.mode
+            console.print(f"  {stack.stack}: policy {mode} {violation.rule} {violation.object}: {violation.message}")
+    console.print(f"API requests: {result.total_requests} {dict(sorted(result.api_requests.items()))}")
+
+
+def _print_changes(console: Console, stack: str, changes, verbose: bool) -> None:
+    for change in changes:
+        where = f"  ({change.source_file})" if change.source_file else ""
+        console.print(f"  {_ACTION_MARK[change.action]} {stack}: {change.id}{where}", highlight=False)
+        for field in change.fields[: None if verbose else 8]:
+            console.print(f"      {field.path}: {_short(field.live)} -> {_short(field.desired)}", highlight=False)
+
+
+def print_drift(console: Console, report: DriftReport) -> None:
+    console.print(f"[bold]drift[/bold] env [bold]{report.env}[/bold] against {report.commit[:10] if report.commit else '-'}")
+    if not report.items:
+        console.print("no drift: the cluster matches what each stack last applied")
+        return
+    for item in report.items:
+        since = f" (since {item.first_seen:%Y-%m-%d %H:%M}Z)" if item.first_seen else ""
+        console.print(f"  {item.kind.value:<9} {item.stack}: {item.id}{since}", highlight=False)
+        for field in item.fields:
+            console.print(f"      {field.path}: Git {_short(field.desired)}, live {_short(field.live)}", highlight=False)
+
+
+def print_status(console: Console, status: EnvStatus) -> None:
+    table = Table(title=f"env {status.env}", box=None, header_style="bold")
+    for column in ("stack", "commit", "state", "healthy", "drift", "violations", "last run", "reason"):
+        table.add_column(column)
+    for stack in status.stacks:
+        table.add_row(stack.stack, (stack.commit or "-")[:10], stack.state or "never run",
+                      {True: "yes", False: "no", None: "-"}[stack.healthy], str(stack.drift_count),
+                      str(stack.violations), f"{stack.last_run:%Y-%m-%d %H:%M:%S}" if stack.last_run else "-",
+                      stack.reason)
+    console.print(table)
