@@ -13,6 +13,8 @@ from reconciler.config import load_environment
 from reconciler.engine import Engine
 from reconciler.results import Action, StackState
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 pytestmark = pytest.mark.cluster
 
 
@@ -187,3 +189,171 @@ def test_plan_shows_changes_and_changes_nothing(repo, engine_for, tmp_path, name
     assert result.stacks[0].state is StackState.PLANNED
     assert [c.action for c in result.stacks[0].changes] == [Action.CREATE]
     assert read_configmap(api_client, namespace, "settings") is None
+
+
+def deployment(name: str, namespace: str, replicas: int) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                         {"name": "main", "image": "registry.k8s.io/pause:3.10"}]}}}}
+
+
+def write_policies_enforcing_only_min_replicas(repo: PushRepo) -> None:
+    """The repository's own policy files, every rule off except min-replicas (enforce, at least 2)."""
+    for path in sorted((REPO_ROOT / "policies").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        for rule_id, rule in (data.get("rules") or {}).items():
+            rule["mode"] = "enforce" if rule_id == "min-replicas" else "off"
+        if path.name == "replicas.yaml":
+            data["settings"] = {"min_replicas": 2}
+            data.pop("settings_by_env", None)
+        repo.write(f"policies/{path.name}", data)
+
+
+def test_an_enforced_violation_blocks_the_stack_and_its_dependents_until_fixed(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    write_policies_enforcing_only_min_replicas(repo)
+    write_stack(repo, "first", [configmap("first", namespace, {"a": "1"})])
+    write_stack(repo, "web", [deployment("web", namespace, replicas=1)])
+    write_stack(repo, "last", [configmap("last", namespace, {"a": "1"})])
+    repo.commit("web has one replica")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "first", "path": "stacks/first"},
+        {"name": "web", "path": "stacks/web", "dependsOn": ["first"]},
+        {"name": "last", "path": "stacks/last", "dependsOn": ["web"]},
+    ]))
+
+    blocked = engine.sync()
+
+    states = {s.stack: (s.state, s.blocked_by) for s in blocked.stacks}
+    assert states == {"first": (StackState.APPLIED, []), "web": (StackState.BLOCKED, ["policy"]),
+                      "last": (StackState.BLOCKED, ["web"])}
+    web = next(s for s in blocked.stacks if s.stack == "web")
+    assert [(v.rule, v.object, v.mode) for v in web.violations] == [
+        ("min-replicas", f"apps/Deployment/{namespace}/web", "enforce")]
+    assert "min-replicas" in web.reason
+    assert client.AppsV1Api(api_client).list_namespaced_deployment(namespace).items == []
+
+    write_stack(repo, "web", [deployment("web", namespace, replicas=2)])
+    repo.commit("two replicas")
+    fixed = engine.sync()
+
+    assert {s.stack: s.state for s in fixed.stacks} == {
+        "first": StackState.UNCHANGED, "web": StackState.APPLIED, "last": StackState.APPLIED}
+
+
+def test_drift_is_reported_with_first_seen_and_not_reverted_when_correction_is_off(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("blue")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}],
+                                 correctDrift=False))
+    engine.sync()
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "settings", namespace, {"data": {"mode": "red"}}, field_manager="kubectl-edit")
+
+    first = engine.drift()
+    result = engine.sync()
+    second = engine.drift()
+
+    [item] = first.items
+    assert (item.id.name, item.kind.value) == ("settings", "modified")
+    assert [(f.path, f.desired, f.live) for f in item.fields] == [("data.mode", "blue", "red")]
+    assert second.items[0].first_seen == item.first_seen
+    assert "drifted (correction off)" in result.stacks[0].reason
+    assert read_configmap(api_client, namespace, "settings") == {"mode": "red"}
+
+
+def test_drift_is_reverted_when_correction_is_on(repo, engine_for, tmp_path, namespace, api_client):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("blue")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.sync()
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "settings", namespace, {"data": {"mode": "red"}}, field_manager="kubectl-edit")
+
+    result = engine.sync()
+
+    assert result.stacks[0].state is StackState.APPLIED
+    assert read_configmap(api_client, namespace, "settings") == {"mode": "blue"}
+    assert engine.drift().items == []
+
+
+def test_dependents_wait_until_the_stack_is_healthy(repo, engine_for, tmp_path, namespace, api_client):
+    write_stack(repo, "workload", [deployment("web", namespace, replicas=2)])
+    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
+    repo.commit("workload then config")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "workload", "path": "stacks/workload"},
+        {"name": "after", "path": "stacks/after", "dependsOn": ["workload"]},
+    ]))
+    seen: list[tuple[str, str]] = []
+
+    result = engine.sync(progress=lambda e: seen.append((e.stack, e.phase)) if e.stack else None)
+
+    assert result.ok
+    assert seen.index(("workload", "health")) < seen.index(("after", "plan"))
+    status = client.AppsV1Api(api_client).read_namespaced_deployment_status("web", namespace).status
+    assert status.available_replicas == 2
+
+
+def test_a_stack_that_never_gets_healthy_fails_and_blocks_its_dependents(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    unschedulable = deployment("huge", namespace, replicas=1)
+    unschedulable["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "64"}}
+    write_stack(repo, "workload", [unschedulable])
+    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
+    repo.commit("a pod no node can hold")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "workload", "path": "stacks/workload", "healthTimeout": "3s"},
+        {"name": "after", "path": "stacks/after", "dependsOn": ["workload"]},
+    ]))
+
+    result = engine.sync()
+
+    workload, after = result.stacks
+    assert workload.state is StackState.FAILED and workload.healthy is False
+    assert "not healthy after 3s" in workload.reason and "Deployment" in workload.reason
+    assert after.state is StackState.BLOCKED
+
+
+def test_state_survives_a_new_engine_instance(repo, engine_for, tmp_path, namespace):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    sha = repo.commit("blue")
+    engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])).sync()
+
+    restarted = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+
+    [stack] = restarted.status().stacks
+    assert (stack.commit, stack.state, stack.healthy) == (sha, "applied", True)
+
+
+def test_prune_never_deletes_an_object_that_is_not_labelled_as_ours(repo, engine_for, tmp_path, namespace, api_client):
+    write_stack(repo, "app", [configmap("shared", namespace, {"a": "1"}), configmap("keep", namespace, {"k": "1"})])
+    repo.commit("two")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.sync()
+    client.CoreV1Api(api_client).patch_namespaced_config_map(  # someone else takes the object over
+        "shared", namespace, {"metadata": {"labels": {"reconciler.healthflow.io/owner": "other.team"}}})
+    write_stack(repo, "app", [configmap("keep", namespace, {"k": "1"})])
+    repo.commit("drop shared from git")
+
+    result = engine.sync()
+
+    assert "not labelled as ours" in result.stacks[0].reason
+    assert read_configmap(api_client, namespace, "shared") == {"a": "1"}
+
+
+def test_an_unreachable_git_server_fails_the_pass_without_touching_the_cluster(engine_for, tmp_path, namespace):
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(yaml.safe_dump({"name": namespace, "source": {"url": str(tmp_path / "nowhere.git")},
+                                        "stacks": [{"name": "app", "path": "stacks/app"}]}))
+
+    result = engine_for(env_file).sync()
+
+    assert not result.ok and result.stacks == []
+    assert "git clone" in result.error and "nowhere.git" in result.error
