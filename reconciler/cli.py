@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--stack", help="only this stack (its dependencies are not re-synced)")
     p.add_argument("--dry-run", action="store_true", help="plan only")
-    p.add_argument("--remote", help="URL of a running daemon: trigger there and follow the run")
-    p.add_argument("--token", help="API token for --remote (default: $RECONCILER_API_TOKEN)")
+    from reconciler.cli_daemon import add_remote_sync_arguments
+
+    add_remote_sync_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     _output(p)
     p.set_defaults(handler=cmd_sync)
@@ -212,12 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p, ("table", "json", "sarif", "junit"))
     p.set_defaults(handler=cmd_policy_check)
 
-    try:
-        from reconciler.cli_daemon import add_daemon_commands
+    from reconciler.cli_daemon import add_daemon_commands
 
-        add_daemon_commands(sub)
-    except ImportError:  # pragma: no cover - the daemon's dependencies are part of the package
-        pass
+    add_daemon_commands(sub)
     return parser
 
 

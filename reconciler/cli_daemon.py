@@ -1,0 +1,324 @@
+"""`reconciler run` (the daemon) and `reconciler sync --remote URL` (a client of a running daemon).
+
+Every flag has an environment variable (`RECONCILER_<FLAG>`), so the container is configured from a
+ConfigMap. Secrets (API token, webhook secrets, alert webhook URLs) are read from environment
+variables or `*_FILE` paths (a mounted Secret) only, never from flags, so they never show in `ps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.leader import LeaseSettings
+
+DEFAULT_LISTEN = "0.0.0.0:8080"
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(f"RECONCILER_{name}", default)
+
+
+def read_secret(name: str) -> str | None:
+    """`RECONCILER_<NAME>` or the content of the file named by `RECONCILER_<NAME>_FILE` (a mounted Secret)."""
+    value = os.environ.get(f"RECONCILER_{name}")
+    path = os.environ.get(f"RECONCILER_{name}_FILE")
+    if not value and path:
+        try:
+            value = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"RECONCILER_{name}_FILE={path}: cannot read: {exc.strerror}",
+                              fix="mount the Secret at that path or unset the variable") from exc
+    return value.strip() if value and value.strip() else None
+
+
+def _duration(text: str) -> float:
+    from reconciler.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _flag(value: str | None) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def add_daemon_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `run`; the lead's `sync` calls `remote_sync(args)` when `--remote` is given."""
+    run = subparsers.add_parser("run", help="run the daemon: poll, webhooks, HTTP API, alerts, status page",
+                                description="Reconcile every environment on its interval and on Git pushes.")
+    _add_run_arguments(run)
+    run.set_defaults(handler=run_daemon)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("environments and cluster")
+    g.add_argument("--environments", type=Path, default=Path(_env("ENVIRONMENTS", "environments")),
+                   help="environments directory or one YAML file (RECONCILER_ENVIRONMENTS)")
+    g.add_argument("--env", dest="only_envs", action="append", default=_split(_env("ONLY_ENVS")),
+                   help="reconcile only this environment (repeatable; RECONCILER_ONLY_ENVS, comma-separated)")
+    g.add_argument("--cache-dir", type=Path, default=Path(_env("CACHE_DIR", ".reconciler-cache")),
+                   help="Git checkouts and render cache (RECONCILER_CACHE_DIR)")
+    g.add_argument("--kubeconfig", type=Path, default=_path(_env("KUBECONFIG") or os.environ.get("KUBECONFIG")),
+                   help="kubeconfig (default: KUBECONFIG, else in-cluster)")
+    g.add_argument("--context", default=_env("CONTEXT"), help="kubeconfig context (RECONCILER_CONTEXT)")
+
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--jitter", type=_duration, default=_opt_duration(_env("JITTER")),
+                   help="random delay added to each poll (default: 10%% of the interval, max 30s)")
+    g.add_argument("--backoff-base", type=_duration, default=_duration(_env("BACKOFF_BASE", "10s")),
+                   help="first retry delay after a failed pass; doubles per failure (RECONCILER_BACKOFF_BASE)")
+    g.add_argument("--backoff-max", type=_duration, default=_duration(_env("BACKOFF_MAX", "10m")),
+                   help="longest retry delay (RECONCILER_BACKOFF_MAX)")
+    g.add_argument("--no-poll", action="store_true", default=_flag(_env("NO_POLL")),
+                   help="only webhooks and manual syncs trigger passes (RECONCILER_NO_POLL)")
+    g.add_argument("--no-drift-check", action="store_true", default=_flag(_env("NO_DRIFT_CHECK")),
+                   help="skip the drift report after each pass (RECONCILER_NO_DRIFT_CHECK)")
+    g.add_argument("--stop-timeout", type=_duration, default=_duration(_env("STOP_TIMEOUT", "30s")),
+                   help="how long SIGTERM waits for the running pass to stop between objects")
+
+    g = p.add_argument_group("high availability")
+    g.add_argument("--leader-election", action="store_true", default=_flag(_env("LEADER_ELECTION")),
+                   help="hold a Lease per environment before applying (RECONCILER_LEADER_ELECTION)")
+    g.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "healthflow-system"))
+    g.add_argument("--lease-duration", type=_duration, default=_duration(_env("LEASE_DURATION", "15s")))
+    g.add_argument("--renew-deadline", type=_duration, default=_duration(_env("RENEW_DEADLINE", "10s")))
+    g.add_argument("--retry-period", type=_duration, default=_duration(_env("RETRY_PERIOD", "2s")))
+    g.add_argument("--identity", default=_env("IDENTITY") or os.environ.get("POD_NAME"),
+                   help="this replica's name in the Lease (default: POD_NAME, else host-pid)")
+
+    g = p.add_argument_group("HTTP")
+    g.add_argument("--listen", default=_env("LISTEN", DEFAULT_LISTEN), help="HOST:PORT (RECONCILER_LISTEN)")
+    g.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", 1024 * 1024)),
+                   help="webhook bodies larger than this get 413")
+
+    g = p.add_argument_group("alerts")
+    g.add_argument("--status-url", default=_env("STATUS_URL", ""), help="status page link put in Slack alerts")
+    g.add_argument("--alert-dedup-window", type=_duration, default=_duration(_env("ALERT_DEDUP_WINDOW", "1h")),
+                   help="the same alert is not re-sent within this window; after it, a reminder")
+    g.add_argument("--drift-reminder-interval", type=_duration,
+                   default=_duration(_env("DRIFT_REMINDER_INTERVAL", "1h")),
+                   help="re-send a drift alert this often while the drift persists")
+    g.add_argument("--no-kubernetes-events", action="store_true", default=_flag(_env("NO_KUBERNETES_EVENTS")),
+                   help="do not record alerts as Events on the inventory ConfigMap")
+    g.add_argument("--alert-retries", type=int, default=int(_env("ALERT_RETRIES", 5)))
+
+    g = p.add_argument_group("logging")
+    g.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    g.add_argument("--log-format", choices=("auto", "json", "console"), default=_env("LOG_FORMAT", "auto"))
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _opt_duration(value: str | None) -> float | None:
+    return _duration(value) if value else None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen {text!r} is not HOST:PORT", fix="e.g. --listen 0.0.0.0:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_envs(path: Path, only: list[str]) -> list[Any]:
+    from reconciler.config import load_environment, load_environments
+
+    envs = load_environments(path) if path.is_dir() else [load_environment(path)]
+    if only:
+        unknown = sorted(set(only) - {e.name for e in envs})
+        if unknown:
+            raise ConfigError(f"--env {unknown[0]!r}: no such environment in {path}",
+                              fix="use one of: " + ", ".join(e.name for e in envs))
+        envs = [e for e in envs if e.name in only]
+    return envs
+
+
+def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The daemon and its HTTP server from parsed arguments and secrets (no thread started yet)."""
+    from reconciler.daemon import Daemon, DaemonSettings, default_engine_factory, default_identity
+    from reconciler.metrics import Metrics
+    from reconciler.notify import AlertKind, Notifier, RetryPolicy
+    from reconciler.server import ServerSecrets, ServerThread, create_app
+
+    envs = load_envs(args.environments, args.only_envs)
+    lease = None
+    if args.leader_election:
+        try:
+            lease = LeaseSettings(args.lease_namespace, args.lease_duration, args.renew_deadline, args.retry_period)
+        except ValueError as exc:
+            raise ConfigError(f"lease timing: {exc}", fix="e.g. --lease-duration 15s --renew-deadline 10s "
+                              "--retry-period 2s") from exc
+    settings = DaemonSettings(jitter_s=args.jitter, backoff_base_s=args.backoff_base, backoff_max_s=args.backoff_max,
+                              poll=not args.no_poll, drift_check=not args.no_drift_check,
+                              identity=args.identity or default_identity(), lease=lease,
+                              stop_timeout_s=args.stop_timeout)
+    metrics = Metrics()
+    holder: list[Any] = []
+    notifier = Notifier(_sinks(args, holder, settings.identity), metrics, dedup_window_s=args.alert_dedup_window,
+                        windows={AlertKind.DRIFT_DETECTED: args.drift_reminder_interval},
+                        retry=RetryPolicy(attempts=max(1, args.alert_retries)))
+    daemon = Daemon(envs, default_engine_factory(args.cache_dir, args.kubeconfig, args.context),
+                    settings=settings, metrics=metrics, notifier=notifier)
+    holder.append(daemon)
+    secrets = ServerSecrets(read_secret("API_TOKEN"), read_secret("GITHUB_WEBHOOK_SECRET"),
+                            read_secret("GITLAB_WEBHOOK_TOKEN"))
+    host, port = parse_listen(args.listen)
+    server = ServerThread(create_app(daemon, secrets, max_body_bytes=args.max_body_bytes), host, port)
+    return daemon, server
+
+
+def _sinks(args: argparse.Namespace, holder: list[Any], identity: str) -> list[Any]:
+    from reconciler.notify import KubernetesEventSink, SlackSink, WebhookSink
+
+    sinks: list[Any] = []
+    webhook = read_secret("ALERT_WEBHOOK_URL")
+    if webhook:
+        sinks.append(WebhookSink(webhook, status_url=args.status_url))
+    slack = read_secret("SLACK_WEBHOOK_URL")
+    if slack:
+        sinks.append(SlackSink(slack, status_url=args.status_url))
+    if not args.no_kubernetes_events:
+        def target(env: str) -> tuple[Any, str, str] | None:
+            engine = holder[0].engines.get(env) if holder else None
+            return (engine.api_client, *engine.state_ref()) if engine is not None else None
+
+        sinks.append(KubernetesEventSink(target, instance=identity))
+    return sinks
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT; then stop passes between objects, release leases, close HTTP."""
+    from reconciler.logging import configure_logging, get_logger
+
+    configure_logging(args.log_level, args.log_format)
+    log = get_logger("reconciler.run")
+    daemon, server = build_daemon(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal received, shutting down", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("http listening", address=args.listen, port=server.port)
+    try:
+        daemon.start()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        daemon.stop()
+        server.stop()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# `reconciler sync --remote URL`
+
+
+def add_remote_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    """For the lead's `sync` parser: the flags `remote_sync` reads (besides `env` and `stack`)."""
+    parser.add_argument("--remote", metavar="URL", help="ask the daemon at URL to sync instead of syncing locally")
+    parser.add_argument("--token", default=None,
+                        help="API token for --remote (default: RECONCILER_API_TOKEN or RECONCILER_API_TOKEN_FILE)")
+    parser.add_argument("--remote-timeout", type=float, default=1800.0, help="seconds to wait for the remote run")
+
+
+class RemoteError(ReconcilerError):
+    """The remote daemon refused or could not be reached."""
+
+
+def remote_sync(args: argparse.Namespace, out: Any = None) -> int:
+    """POST /api/sync, then follow GET /api/runs/<id>, printing progress. Exit 0 if the run succeeded, 1 if not."""
+    out = out or sys.stdout
+    base = str(args.remote).rstrip("/")
+    token = getattr(args, "token", None) or read_secret("API_TOKEN")
+    if not token:
+        raise RemoteError("no API token for --remote", fix="set RECONCILER_API_TOKEN or pass --token")
+    env = _env_name(getattr(args, "env", None))
+    accepted = _request("POST", f"{base}/api/sync", token, {"env": env, "stack": getattr(args, "stack", None)})
+    print(f"run {accepted['run_id']} accepted for env {accepted['env']} ({accepted['state']})", file=out, flush=True)
+    return _follow(base, token, accepted["run_id"], float(getattr(args, "remote_timeout", 1800.0) or 1800.0), out)
+
+
+def _env_name(value: Any) -> str:
+    """The lead's `sync` may take the env as a name or as environments/<env>.yaml."""
+    if value is None:
+        raise RemoteError("no environment given for --remote", fix="name the environment to sync")
+    text = str(value)
+    if text.endswith((".yaml", ".yml")) and Path(text).is_file():
+        from reconciler.config import load_environment
+
+        return load_environment(Path(text), check_overlays=False).name
+    return text
+
+
+def _follow(base: str, token: str, run_id: str, timeout_s: float, out: Any) -> int:
+    deadline, shown, delay = time.monotonic() + timeout_s, 0, 0.2
+    while True:
+        run = _request("GET", f"{base}/api/runs/{run_id}", token)
+        for event in run.get("progress", [])[shown:]:
+            stack = event.get("stack") or "-"
+            print(f"  [{event.get('phase', '?'):>7}] {stack}: {event.get('message', '')}", file=out, flush=True)
+        shown = len(run.get("progress", []))
+        if run.get("done"):
+            return _print_outcome(run, out)
+        if time.monotonic() > deadline:
+            raise RemoteError(f"run {run_id} not finished after {timeout_s:.0f}s",
+                              fix=f"follow it with GET {base}/api/runs/{run_id}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+def _print_outcome(run: dict[str, Any], out: Any) -> int:
+    result = run.get("result") or {}
+    for stack in result.get("stacks", []):
+        reason = f" ({stack['reason']})" if stack.get("reason") else ""
+        print(f"  {stack['stack']}: {stack['state']}{reason}", file=out)
+    commit = (run.get("commit") or "")[:10]
+    print(f"run {run['id']} {run['state']}" + (f" at {commit}" if commit else "") +
+          (f": {run['message']}" if run.get("message") else ""), file=out, flush=True)
+    return 0 if run["state"] == "succeeded" else 1
+
+
+def _request(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc)
+        fix = "check the token (RECONCILER_API_TOKEN)" if exc.code in (401, 403) else "check the env and stack names"
+        raise RemoteError(f"{method} {url}: HTTP {exc.code}: {detail}", fix=fix) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RemoteError(f"{method} {url}: {getattr(exc, 'reason', exc)}", fix="check --remote URL") from exc
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        payload = json.loads(exc.read() or b"{}")
+        return str(payload.get("detail") or payload.get("error") or payload)
+    except ValueError:
+        return exc.reason

@@ -1,0 +1,226 @@
+"""HTTP: health, readiness, metrics, status API, manual sync, Git webhooks and the status page.
+
+FastAPI gives the OpenAPI description (`/openapi.json`, `/docs`) for free; uvicorn serves it.
+Handlers stay thin: they authenticate, read the daemon's in-memory state or call `Daemon.trigger`,
+and never run a pass themselves.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from reconciler import __version__
+from reconciler.daemon import Daemon
+from reconciler.logging import get_logger
+from reconciler.metrics import CONTENT_TYPE
+from reconciler.webhooks import (
+    DEFAULT_MAX_BODY_BYTES,
+    WebhookError,
+    matching_environments,
+    parse_github,
+    parse_gitlab,
+    verify_github,
+    verify_gitlab,
+)
+
+log = get_logger("reconciler.server")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class ServerSecrets:
+    """Read from Secrets / env vars by the CLI; never logged."""
+
+    api_token: str | None = None
+    github_secret: str | None = None
+    gitlab_token: str | None = None
+
+    def __repr__(self) -> str:  # a dataclass repr would print the values
+        return "ServerSecrets(***)"
+
+
+class SyncRequest(BaseModel):
+    env: str = Field(description="environment to reconcile")
+    stack: str | None = Field(None, description="only this stack (default: every stack of the env)")
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    env: str
+    stack: str | None
+    state: str
+    url: str
+
+
+def create_app(daemon: Daemon, secrets: ServerSecrets, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(title="HealthFlow reconciler", version=__version__,
+                  description="GitOps reconciler daemon: status, manual sync and Git webhooks.")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_probe_routes(app, daemon)
+    _add_api_routes(app, daemon, secrets)
+    _add_hook_routes(app, daemon, secrets, max_body_bytes)
+    return app
+
+
+def _add_probe_routes(app: FastAPI, daemon: Daemon) -> None:
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/healthz", tags=["probes"], summary="Liveness: the process serves HTTP")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], summary="Readiness: scheduler running and cluster reachable")
+    def readyz() -> JSONResponse:
+        ok, reason = daemon.ready()
+        return JSONResponse({"ready": ok, "reason": reason}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics of this daemon")
+    def metrics() -> Response:
+        return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets) -> None:
+    @app.get("/api/status", tags=["status"], summary="Per env and stack: commit, result, health, drift, violations")
+    def status() -> dict[str, Any]:
+        return daemon.status()
+
+    @app.get("/api/drift", tags=["status"], summary="The last drift report of an environment")
+    def drift(env: str = Query(..., description="environment name")) -> dict[str, Any]:
+        _known_env(daemon, env)
+        report = daemon.drift_report(env)
+        return {"env": env, "checked": report is not None, "report": report}
+
+    @app.get("/api/runs", tags=["runs"], summary="Recent runs, newest first")
+    def runs(env: str | None = None, limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
+        return [r.to_dict(detail=False) for r in daemon.runbook.recent(limit, env)]
+
+    @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: progress events and result")
+    def run(run_id: str) -> dict[str, Any]:
+        found = daemon.runbook.get(run_id)
+        if found is None:
+            raise HTTPException(404, f"no run {run_id!r} (only the last {daemon.settings.history} are kept)")
+        return found.to_dict(detail=True)
+
+    @app.post("/api/sync", status_code=202, tags=["runs"], response_model=RunAccepted,
+              summary="Request a pass now (bearer token); returns the run id",
+              responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "unknown env"}})
+    def sync(body: SyncRequest, request: Request) -> RunAccepted:
+        _require_bearer(request, secrets.api_token)
+        env = _known_env(daemon, body.env)
+        if body.stack is not None and body.stack not in {s.name for s in env.stacks}:
+            raise HTTPException(404, f"environment {body.env!r} has no stack {body.stack!r}")
+        accepted = daemon.trigger(body.env, "manual", body.stack)
+        log.info("manual sync requested", env=body.env, stack=body.stack, run_id=accepted.id)
+        return RunAccepted(run_id=accepted.id, env=accepted.env, stack=accepted.stack, state=accepted.state.value,
+                           url=f"/api/runs/{accepted.id}")
+
+
+def _known_env(daemon: Daemon, name: str) -> Any:
+    env = daemon.envs.get(name)
+    if env is None:
+        raise HTTPException(404, f"unknown environment {name!r}; known: {', '.join(sorted(daemon.envs))}")
+    return env
+
+
+def _require_bearer(request: Request, token: str | None) -> None:
+    if not token:
+        raise HTTPException(403, "manual sync is disabled: no API token configured (RECONCILER_API_TOKEN)")
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _add_hook_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, max_body_bytes: int) -> None:
+    @app.post("/hooks/github", tags=["webhooks"], status_code=202,
+              summary="GitHub push webhook (X-Hub-Signature-256 HMAC)",
+              responses={401: {"description": "bad signature"}, 413: {"description": "body too large"}})
+    async def github(request: Request) -> JSONResponse:
+        return await _handle_hook(request, "github", daemon, secrets, max_body_bytes)
+
+    @app.post("/hooks/gitlab", tags=["webhooks"], status_code=202,
+              summary="GitLab push webhook (X-Gitlab-Token)",
+              responses={401: {"description": "bad token"}, 413: {"description": "body too large"}})
+    async def gitlab(request: Request) -> JSONResponse:
+        return await _handle_hook(request, "gitlab", daemon, secrets, max_body_bytes)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """Refuse before reading when Content-Length says too much; count while streaming otherwise."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise WebhookError(413, f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WebhookError(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _handle_hook(request: Request, provider: str, daemon: Daemon, secrets: ServerSecrets,
+                       limit: int) -> JSONResponse:
+    try:
+        body = await _read_limited(request, limit)
+        if provider == "github":
+            verify_github(secrets.github_secret, body, request.headers.get("x-hub-signature-256"))
+            outcome = parse_github(request.headers.get("x-github-event"), body)
+        else:
+            verify_gitlab(secrets.gitlab_token, request.headers.get("x-gitlab-token"))
+            outcome = parse_gitlab(request.headers.get("x-gitlab-event"), body)
+    except WebhookError as exc:
+        daemon.metrics.webhooks.labels(provider, str(exc.status)).inc()
+        log.warning("webhook refused", provider=provider, status=exc.status, reason=exc.message)
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+    if outcome.push is None:
+        daemon.metrics.webhooks.labels(provider, "ignored").inc()
+        return JSONResponse({"ignored": outcome.ignored, **outcome.extra}, status_code=202)
+    envs = matching_environments(outcome.push, daemon.watched())
+    runs = [daemon.trigger(env, f"webhook:{provider}") for env in envs]
+    daemon.metrics.webhooks.labels(provider, "triggered" if runs else "unmatched").inc()
+    log.info("push received", provider=provider, branch=outcome.push.branch, after=outcome.push.after,
+             envs=envs)
+    return JSONResponse({
+        "triggered": [{"env": r.env, "run_id": r.id, "state": r.state.value} for r in runs],
+        "ignored": "" if runs else f"no environment watches this repository on branch {outcome.push.branch!r}",
+    }, status_code=202)
+
+
+class ServerThread:
+    """uvicorn in a background thread: the main thread keeps signal handling (see cli_daemon)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
+                                                     access_log=False, lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._thread.start()
+        waited = threading.Event()
+        for _ in range(int(timeout_s / 0.05)):
+            if self._server.started or not self._thread.is_alive():
+                break
+            waited.wait(0.05)
+        if not self._server.started:
+            raise RuntimeError("HTTP server did not start (address in use?)")
+
+    @property
+    def port(self) -> int:
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout_s)

@@ -1,0 +1,481 @@
+"""The daemon against the real API server: pushes applied through webhooks and polling, manual
+sync, alerts as Kubernetes Events, metrics after real passes, Lease-based leader election and two
+daemon processes sharing one environment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import wait_for
+from reconciler.config import load_environment
+from reconciler.daemon import DaemonSettings, default_engine_factory
+from reconciler.leader import LeaseElector, LeaseSettings
+from reconciler.metrics import Metrics
+from reconciler.notify import Alert, AlertKind, KubernetesEventSink, Notifier, RetryPolicy, WebhookSink
+from reconciler.webhooks import github_signature
+from test_daemon_support import (
+    API_TOKEN,
+    GITHUB_SECRET,
+    GatedEngine,
+    GitRepo,
+    configmap_stack,
+    free_port,
+    github_push,
+    http_receiver,
+    running_daemon,
+    write_env,
+)
+
+pytestmark = pytest.mark.cluster
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _needs_engine() -> None:
+    """Skip only while the engine module does not exist; once it does, an import error fails the test."""
+    if not (REPO_ROOT / "reconciler" / "engine.py").exists():
+        pytest.skip("the engine (reconciler/engine.py) is not there yet")
+    import reconciler.engine  # noqa: F401
+
+
+def configmap_value(api_client: client.ApiClient, namespace: str, name: str, key: str = "value") -> str | None:
+    try:
+        return (client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace).data or {}).get(key)
+    except ApiException:
+        return None
+
+
+def measure_until(condition: Callable[[], object], timeout_s: float, what: str) -> float:
+    """Seconds until `condition` holds, sampled every 50 ms: a latency measurement, not a wait."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture()
+def repo(tmp_path: Path, namespace: str) -> GitRepo:
+    """A watched repository with one stack: ConfigMap `app-settings` (value=v1) in the test's namespace."""
+    repo = GitRepo.create(tmp_path / "git")
+    configmap_stack(repo, "app", namespace, {"value": "v1"})
+    repo.commit_and_push("v1")
+    return repo
+
+
+def engine_env(tmp_path: Path, repo: GitRepo, **kwargs: Any) -> Any:
+    return load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])], **kwargs))
+
+
+@pytest.fixture()
+def factory(tmp_path: Path, kubeconfig: Path) -> Callable[[Any], Any]:
+    _needs_engine()
+    return default_engine_factory(tmp_path / "cache", kubeconfig)
+
+
+def _signed_push(base: str, repo: GitRepo, sha: str, secret: str = GITHUB_SECRET) -> requests.Response:
+    body = github_push(repo, sha)
+    return requests.post(f"{base}/hooks/github", data=body, headers={
+        "X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(secret, body)})
+
+
+# ---- Git push -> cluster ---------------------------------------------------------------------------
+
+
+def test_a_signed_push_webhook_applies_the_new_commit(tmp_path: Path, repo: GitRepo, namespace: str,
+                                                      api_client: client.ApiClient, factory: Any) -> None:
+    env = engine_env(tmp_path, repo)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: configmap_value(api_client, namespace, "app-settings") == "v1", timeout_s=120,
+                 what="the first commit applied at startup")
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=120, what="startup pass done")
+        configmap_stack(repo, "app", namespace, {"value": "v2"})
+        pushed_at = time.monotonic()
+        sha = repo.commit_and_push("v2")
+        assert _signed_push(d.base, repo, sha).status_code == 202
+        measure_until(lambda: configmap_value(api_client, namespace, "app-settings") == "v2", 120, "v2 applied")
+        latency = time.monotonic() - pushed_at  # from before `git push` until the value is live
+        print(f"\npush-to-applied latency (webhook): {latency:.2f}s")
+        wait_for(lambda: (run := d.daemon.states[env.name].last_run) and run.result.commit.sha == sha,
+                 timeout_s=30, what="the daemon to record the pass of the pushed commit")
+
+
+def test_a_wrongly_signed_webhook_changes_nothing(tmp_path: Path, repo: GitRepo, namespace: str,
+                                                  api_client: client.ApiClient, factory: Any) -> None:
+    env = engine_env(tmp_path, repo)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1) and d.daemon.states[env.name].last_run,
+                 timeout_s=120, what="startup pass done")
+        runs_before = len(d.daemon.runbook.recent(100))
+        configmap_stack(repo, "app", namespace, {"value": "v2"})
+        sha = repo.commit_and_push("v2")
+        assert _signed_push(d.base, repo, sha, secret="not-the-secret").status_code == 401
+        assert len(d.daemon.runbook.recent(100)) == runs_before
+        assert d.daemon.workers[env.name].wait_idle(1.0)
+    assert configmap_value(api_client, namespace, "app-settings") == "v1"
+
+
+def test_with_polling_only_a_new_commit_is_applied_within_one_interval(tmp_path: Path, repo: GitRepo,
+                                                                       namespace: str, api_client: client.ApiClient,
+                                                                       factory: Any) -> None:
+    interval = 5.0
+    env = engine_env(tmp_path, repo, interval=f"{interval:.0f}s")
+    with running_daemon([env], factory, settings=DaemonSettings(jitter_s=0)) as d:
+        wait_for(lambda: configmap_value(api_client, namespace, "app-settings") == "v1", timeout_s=120,
+                 what="the first commit")
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=120, what="startup pass done")
+        configmap_stack(repo, "app", namespace, {"value": "v2"})
+        repo.commit_and_push("v2")
+        pass_time = max(r.result.finished_at.timestamp() - r.result.started_at.timestamp()
+                        for r in d.daemon.runbook.recent(10) if r.result)
+        latency = measure_until(lambda: configmap_value(api_client, namespace, "app-settings") == "v2",
+                                interval + pass_time + 5, "v2 applied by polling")
+        print(f"\npush-to-applied latency (polling every {interval:.0f}s): {latency:.2f}s")
+        assert latency <= interval + pass_time + 1
+
+
+def test_two_triggers_during_a_real_pass_produce_exactly_one_follow_up(tmp_path: Path, repo: GitRepo,
+                                                                       factory: Any) -> None:
+    env = engine_env(tmp_path, repo)
+    gated: list[GatedEngine] = []
+
+    def gated_factory(e: Any) -> GatedEngine:
+        gated.append(GatedEngine(factory(e)))
+        return gated[0]
+
+    with running_daemon([env], gated_factory, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        first = d.daemon.trigger(env.name, "manual")
+        assert gated[0].entered.acquire(timeout=30)
+        follow_ups = {d.daemon.trigger(env.name, "webhook").id, d.daemon.trigger(env.name, "manual").id}
+        gated[0].gate.set()
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=120, what="both passes")
+    assert len(follow_ups) == 1 and first.id not in follow_ups
+    assert len(gated[0].calls) == 2 and gated[0].max_concurrent == 1
+
+
+def test_manual_sync_runs_and_remote_sync_shows_its_progress(tmp_path: Path, repo: GitRepo, namespace: str,
+                                                             api_client: client.ApiClient, factory: Any) -> None:
+    from reconciler.cli_daemon import remote_sync
+
+    env = engine_env(tmp_path, repo)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        assert requests.post(f"{d.base}/api/sync", json={"env": env.name}).status_code == 401
+        out = io.StringIO()
+        args = type("Args", (), {"remote": d.base, "env": env.name, "stack": None, "token": API_TOKEN,
+                                 "remote_timeout": 120})()
+        assert remote_sync(args, out) == 0
+    printed = out.getvalue()
+    print(printed)
+    assert "accepted" in printed and "app: applied" in printed and "succeeded" in printed
+    assert "[" in printed.splitlines()[1], "progress events are printed while the run goes"
+    assert configmap_value(api_client, namespace, "app-settings") == "v1"
+
+
+def test_metrics_after_a_real_pass_parse_and_show_the_pass(tmp_path: Path, repo: GitRepo, factory: Any) -> None:
+    env = engine_env(tmp_path, repo)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: d.daemon.states[env.name].last_run, timeout_s=120, what="startup pass")
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=120, what="startup pass done")
+        text = requests.get(f"{d.base}/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("reconciler_objects_applied_total", (("env", env.name), ("stack", "app")))] >= 1
+    assert samples[("reconciler_api_requests_per_pass_count", (("env", env.name),))] == 1
+    assert samples[("reconciler_api_requests_per_pass_sum", (("env", env.name),))] > 0
+    assert samples[("reconciler_last_success_timestamp_seconds", (("env", env.name),))] > 0
+    assert ("reconciler_drift_objects", (("env", env.name), ("stack", "app"))) in samples
+
+
+# ---- alerts ------------------------------------------------------------------------------------------
+
+
+def _events(api_client: client.ApiClient, namespace: str, name: str, reason: str) -> list[Any]:
+    events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    return [e for e in events if e.involved_object.name == name and e.reason == reason]
+
+
+def test_an_alert_becomes_a_kubernetes_event_on_the_inventory_configmap(api_client: client.ApiClient,
+                                                                         namespace: str) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "inventory"}})
+    sink = KubernetesEventSink(lambda env: (api_client, namespace, "inventory"))
+    notifier = Notifier([sink], Metrics())
+    notifier.publish([Alert(AlertKind.DRIFT_DETECTED, "dev", "", "warning", "dev: 1 drifted", "modified x", "f")], [])
+    assert notifier.flush(30)
+    notifier.close()
+    [event] = wait_for(lambda: _events(api_client, namespace, "inventory", "DriftDetected"), timeout_s=30,
+                       what="the Event")
+    assert event.type == "Warning" and "1 drifted" in event.message
+    assert event.involved_object.uid == core.read_namespaced_config_map("inventory", namespace).metadata.uid
+
+
+def test_drift_gives_one_webhook_alert_a_reminder_after_the_interval_and_an_event(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
+    env = engine_env(tmp_path, repo, correct_drift=False)
+    reminder_s = 4.0
+    with http_receiver() as receiver:
+        metrics = Metrics()
+        engines: list[Any] = []
+
+        def recording(e: Any) -> Any:
+            engines.append(factory(e))
+            return engines[-1]
+
+        events = KubernetesEventSink(lambda name: (engines[0].api_client, *engines[0].state_ref()))
+        notifier = Notifier([WebhookSink(receiver.url), events], metrics, dedup_window_s=3600,
+                            windows={AlertKind.DRIFT_DETECTED: reminder_s}, retry=RetryPolicy(2, 0.1))
+        with running_daemon([env], recording, settings=DaemonSettings(poll=False), notifier=notifier) as d:
+            wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1) and d.daemon.states[env.name].last_run,
+                     timeout_s=120, what="startup pass")
+            client.CoreV1Api(api_client).patch_namespaced_config_map(
+                "app-settings", namespace, {"data": {"value": "edited-by-hand"}})
+
+            def sync_now() -> None:
+                run = d.daemon.trigger(env.name, "manual")
+                wait_for(lambda: run.state.done, timeout_s=120, what="pass")
+                wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=60, what="drift check")
+                assert notifier.flush(30)
+
+            sync_now()
+            sync_now()  # the same drift again, inside the window: no second alert
+            drift = [b for b in receiver.bodies if b["kind"] == "drift_detected"]
+            assert [b["reminder"] for b in drift] == [False]
+            wait_for(lambda: time.monotonic() - notifier._sent[drift[0]["key"]].last_at > reminder_s,
+                     timeout_s=reminder_s + 5, what="the reminder interval to pass")
+            sync_now()
+            drift = [b for b in receiver.bodies if b["kind"] == "drift_detected"]
+            assert [b["reminder"] for b in drift] == [False, True]
+            ns, name = engines[0].state_ref()
+            wait_for(lambda: _events(api_client, ns, name, "DriftDetected"), timeout_s=30, what="drift Event")
+            report = requests.get(f"{d.base}/api/drift", params={"env": env.name}).json()["report"]
+            assert any(item["kind"] == "modified" for item in report["items"])
+
+
+def _copy_policies(repo: GitRepo) -> None:
+    """The project's policy rules (min-replicas: 3 outside dev); the env sets every rule to `warn`."""
+    for rule_file in sorted((REPO_ROOT / "policies").glob("*.yaml")):
+        repo.write(f"policies/{rule_file.name}", rule_file.read_text())
+
+
+def _deployment(namespace: str, replicas: int) -> str:
+    return json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                       "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                                    {"name": "web", "image": "registry.k8s.io/pause:3.10"}]}}}})
+
+
+def test_a_policy_violation_gives_one_webhook_alert_and_an_event(tmp_path: Path, repo: GitRepo, namespace: str,
+                                                                 api_client: client.ApiClient, factory: Any) -> None:
+    _copy_policies(repo)
+    configmap_stack(repo, "app", namespace, {"value": "v1"}, extra=_deployment(namespace, replicas=1))
+    repo.commit_and_push("one replica only")
+    env = engine_env(tmp_path, repo, policy_mode="warn")
+    with http_receiver() as receiver:
+        engines: list[Any] = []
+
+        def recording(e: Any) -> Any:
+            engines.append(factory(e))
+            return engines[-1]
+
+        events = KubernetesEventSink(lambda name: (engines[0].api_client, *engines[0].state_ref()))
+        notifier = Notifier([WebhookSink(receiver.url), events], Metrics(), retry=RetryPolicy(2, 0.1))
+        with running_daemon([env], recording, settings=DaemonSettings(poll=False, initial_pass=False),
+                            notifier=notifier) as d:
+            for _ in range(2):
+                run = d.daemon.trigger(env.name, "manual")
+                wait_for(lambda: run.state.done, timeout_s=180, what="pass")
+            assert notifier.flush(30)
+            violations = [b for b in receiver.bodies if b["kind"] == "policy_violation"]
+            assert len(violations) == 1, receiver.bodies
+            assert "min-replicas" in " ".join(violations[0]["details"])
+            ns, name = engines[0].state_ref()
+            wait_for(lambda: _events(api_client, ns, name, "PolicyViolation"), timeout_s=30, what="violation Event")
+
+
+# ---- leader election ---------------------------------------------------------------------------------
+
+FAST_LEASE = dict(lease_duration_s=3.0, renew_deadline_s=2.0, retry_period_s=0.5)
+
+
+def _electors(api_client: client.ApiClient, namespace: str, n: int = 2) -> list[LeaseElector]:
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    return [LeaseElector(api_client, "reconciler-test", f"replica-{i}", settings) for i in range(n)]
+
+
+def test_of_two_electors_exactly_one_leads(api_client: client.ApiClient, namespace: str) -> None:
+    a, b = _electors(api_client, namespace)
+    results = [a.try_acquire_or_renew(), b.try_acquire_or_renew(), a.try_acquire_or_renew(),
+               b.try_acquire_or_renew()]
+    assert results == [True, False, True, False]
+    assert a.is_leader() and not b.is_leader()
+    assert a.holder() == "replica-0"
+
+
+def test_the_other_elector_takes_over_at_once_when_the_leader_releases(api_client: client.ApiClient,
+                                                                       namespace: str) -> None:
+    a, b = _electors(api_client, namespace)
+    assert a.try_acquire_or_renew()
+    a.release()
+    assert not a.is_leader()
+    assert b.try_acquire_or_renew() and b.holder() == "replica-1"
+
+
+def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_may_take_over(
+        api_client: client.ApiClient, namespace: str) -> None:
+    a, b = _electors(api_client, namespace)
+    assert a.try_acquire_or_renew()
+    acquired_at = time.monotonic()
+    wait_for(lambda: not a.is_leader(), timeout_s=5, what="the old leader to stop leading")
+    stopped_after = time.monotonic() - acquired_at
+    takeover_after = wait_for(lambda: b.try_acquire_or_renew() and time.monotonic() - acquired_at, timeout_s=10,
+                              what="the other to take over")
+    assert stopped_after <= FAST_LEASE["renew_deadline_s"] + 0.5
+    assert takeover_after >= FAST_LEASE["lease_duration_s"] > stopped_after
+    assert not a.try_acquire_or_renew()
+
+
+# ---- two daemon processes ---------------------------------------------------------------------------
+
+def _start_daemon(tmp_path: Path, name: str, env_file: Path, kubeconfig: Path, namespace: str, port: int,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    log = open(tmp_path / f"{name}.log", "w")
+    environ = {**os.environ, "RECONCILER_API_TOKEN": API_TOKEN, "RECONCILER_GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+               **(extra_env or {})}
+    command = [sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
+               "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / f"cache-{name}"),
+               "--kubeconfig", str(kubeconfig), "--identity", name, "--leader-election",
+               "--lease-namespace", namespace, "--lease-duration", "4s", "--renew-deadline", "3s",
+               "--retry-period", "0.5s", "--no-kubernetes-events", "--log-format", "json"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=environ)
+
+
+def _status(port: int) -> dict[str, Any] | None:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/api/status", timeout=2).json()
+    except requests.RequestException:
+        return None
+
+
+def _leads(port: int) -> bool:
+    status = _status(port)
+    return bool(status and status["envs"][0]["leader"])
+
+
+@pytest.fixture()
+def processes() -> Iterator[list[subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_of_two_daemon_processes_only_the_lease_holder_applies_and_the_other_takes_over_when_it_dies(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path,
+        processes: list[subprocess.Popen]) -> None:
+    _needs_engine()
+    env_file = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="2s")
+    ports = {"alpha": free_port(), "beta": free_port()}
+    for name, port in ports.items():
+        processes.append(_start_daemon(tmp_path, name, env_file, kubeconfig, namespace, port))
+    leader = wait_for(lambda: next((n for n, p in ports.items() if _leads(p)), None), timeout_s=60,
+                      what="one daemon to lead")
+    follower = next(n for n in ports if n != leader)
+    wait_for(lambda: configmap_value(api_client, namespace, "app-settings") == "v1", timeout_s=120,
+             what="the leader to apply")
+    assert not _leads(ports[follower])
+    follower_runs = [r for r in _status(ports[follower])["runs"] if r["state"] in ("succeeded", "failed", "running")]
+    assert follower_runs == [], "a replica without the lease ran a pass"
+
+    processes[list(ports).index(leader)].send_signal(signal.SIGKILL)
+    takeover_s = measure_until(lambda: _leads(ports[follower]), 15, "the follower to take over")
+    print(f"\ntakeover after the leader was killed: {takeover_s:.2f}s (lease duration 4s)")
+    assert takeover_s <= 4 + 0.5 + 1.5  # lease duration + retry period + one request's slack
+
+    configmap_stack(repo, "app", namespace, {"value": "v3"})
+    repo.commit_and_push("v3")
+    wait_for(lambda: configmap_value(api_client, namespace, "app-settings") == "v3", timeout_s=120,
+             what="the new leader to apply the next commit")
+
+
+def test_sigterm_stops_the_daemon_cleanly_and_releases_its_lease(tmp_path: Path, repo: GitRepo, namespace: str,
+                                                                 api_client: client.ApiClient, kubeconfig: Path,
+                                                                 processes: list[subprocess.Popen]) -> None:
+    _needs_engine()
+    env_file = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h")
+    port = free_port()
+    processes.append(_start_daemon(tmp_path, "solo", env_file, kubeconfig, namespace, port))
+    wait_for(lambda: _leads(port), timeout_s=60, what="the daemon to lead")
+    wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200, timeout_s=60,
+             what="ready")
+    processes[0].send_signal(signal.SIGTERM)
+    assert processes[0].wait(60) == 0
+    env_name = load_environment(env_file).name
+    lease = client.CoordinationV1Api(api_client).read_namespaced_lease(f"reconciler-{env_name}", namespace)
+    assert not lease.spec.holder_identity
+
+
+def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
+        tmp_path: Path, api_client: client.ApiClient, namespace: str) -> None:
+    """Scheduling only (a canned engine applies nothing); the leases and the forwarding are real."""
+    from contextlib import ExitStack
+
+    from test_daemon_support import CannedEngine
+
+    repo = GitRepo.create(tmp_path / "git")
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+
+    def factory(e: Any) -> CannedEngine:
+        engine = CannedEngine(e)
+        engine.api_client = api_client
+        return engine
+
+    lease = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    with ExitStack() as stack:
+        replicas = [stack.enter_context(running_daemon(
+            [env], factory, settings=DaemonSettings(poll=False, identity=f"r{i}", lease=lease))) for i in range(2)]
+        leader = wait_for(lambda: next((r for r in replicas if r.daemon.may_apply(env.name)), None), timeout_s=30,
+                          what="a leader")
+        follower = next(r for r in replicas if r is not leader)
+        response = requests.post(f"{follower.base}/api/sync", json={"env": env.name},
+                                 headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert response.status_code == 202 and response.json()["state"] == "forwarded"
+        wait_for(lambda: any(r.sources == ["forwarded:manual"] and r.state.value == "succeeded"
+                             for r in leader.daemon.runbook.recent(50)), timeout_s=30, what="the leader's pass")
+        assert not any(r.state.value == "succeeded" for r in follower.daemon.runbook.recent(50))
+
+
+def test_readyz_is_200_while_the_scheduler_runs_and_the_cluster_answers(tmp_path: Path,
+                                                                        api_client: client.ApiClient) -> None:
+    from test_daemon_support import CannedEngine
+
+    env = load_environment(write_env(tmp_path / "env.yaml", GitRepo.create(tmp_path / "git"), [("app", [])]))
+
+    def factory(e: Any) -> CannedEngine:
+        engine = CannedEngine(e)
+        engine.api_client = api_client
+        return engine
+
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        assert requests.get(f"{d.base}/readyz").status_code == 200
+        d.daemon.scheduler.shutdown(wait=False)
+        response = requests.get(f"{d.base}/readyz")
+        assert response.status_code == 503 and response.json()["reason"] == "scheduler not running"
