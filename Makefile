@@ -1,20 +1,26 @@
 # Two commands matter: `make demo` and `make test`. Both install what they need.
-# Go binaries are cached in ~/.cache/healthflow-devcluster/<pinned versions>/ (outside the clone).
+# Go binaries are cached in ~/.cache/healthflow-devcluster/<pinned versions>/ (outside the clone),
+# so a fresh clone reuses them; the first build takes a few minutes.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ENV ?= dev
+LISTEN ?= 127.0.0.1:8080
 PYTEST_ARGS ?=
+TOOLS := $(HOME)/.cache/healthflow-devcluster/tools
+KUSTOMIZE_VERSION := v5.5.0
+export PATH := $(TOOLS):$(PATH)
+DEMO_KUBECONFIG = $${KUBECONFIG:-$(CURDIR)/.devcluster/kubeconfig}
 
-.PHONY: help venv build cluster-up cluster-down cluster-status test demo clean
+.PHONY: help venv tools system-deps build cluster-up cluster-down cluster-status test demo daemon clean
 
 help:
-	@echo "make demo          bring up the local control plane (or use KUBECONFIG) and sync the platform"
+	@echo "make demo          start the local control plane (unless KUBECONFIG is set) and sync the $(ENV) platform"
 	@echo "make test          run the whole test suite against a real API server"
-	@echo "make cluster-up    start the devcluster (.devcluster/kubeconfig)"
-	@echo "make cluster-down  stop it and remove its state"
+	@echo "make daemon        run the reconciler daemon on $(LISTEN) (status page, API, webhooks)"
+	@echo "make cluster-up    start the devcluster (.devcluster/kubeconfig); cluster-down stops it"
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +30,20 @@ $(INSTALLED): pyproject.toml
 
 venv: $(INSTALLED)
 
-build: venv
+# kustomize: the machine's kubectl has it built in; otherwise build the pinned CLI once.
+tools:
+	@command -v kustomize >/dev/null || command -v kubectl >/dev/null || \
+		{ echo "installing kustomize $(KUSTOMIZE_VERSION) into $(TOOLS)"; \
+		  GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION); }
+
+# Chromium for the status-page screenshot test (Debian package; skipped quietly where apt is absent).
+system-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+		command -v apt-get >/dev/null && $$SUDO apt-get install -y -qq chromium >/dev/null \
+		  || echo "warning: could not install chromium; the status-page browser test will be skipped"; }
+
+build: venv tools
 	$(PY) -m devcluster build
 
 cluster-up: build
@@ -36,13 +55,22 @@ cluster-down: venv
 cluster-status: venv
 	$(PY) -m devcluster status
 
-test: build
+test: build system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: venv
-	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) --no-print-directory cluster-up; fi
-	@echo "The control plane is up. Reach it with:"
-	@echo "  kubectl --kubeconfig $${KUBECONFIG:-.devcluster/kubeconfig} get nodes"
+demo: build
+	@if [ -z "$$KUBECONFIG" ]; then $(PY) -m devcluster up; fi
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler policy check --env $(ENV)
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler sync --env $(ENV)
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler status --env $(ENV)
+	@echo
+	@echo "The $(ENV) platform is synced from this repository's main branch. Next:"
+	@echo "  kubectl --kubeconfig $(DEMO_KUBECONFIG) get pods -A"
+	@echo "  make daemon        # keep it in sync; status page on http://$(LISTEN)/"
+	@echo "  make cluster-down  # stop the local control plane"
+
+daemon: venv
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler run --env $(ENV) --listen $(LISTEN)
 
 clean: cluster-down
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .reconciler-cache
