@@ -63,6 +63,7 @@ class GitSource:
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.mirror_dir = cache_dir / "git" / key
         self.trees_dir = cache_dir / "trees" / key
+        self._cached_tree: tuple[str, git.Tree] | None = None
 
     def _repo(self) -> git.Repo:
         if (self.mirror_dir / "HEAD").exists():
@@ -81,6 +82,9 @@ class GitSource:
             try:
                 repo.git.fetch("--prune", "--no-tags", self.url, f"+refs/heads/{self.branch}:refs/heads/{self.branch}")
             except git.GitCommandError as exc:
+                if "couldn't find remote ref" in str(exc.stderr):
+                    raise SourceError(f"branch {self.branch!r} not found in {redact_url(self.url)}",
+                                      fix="check `source.branch` in the environment file") from exc
                 raise _git_error("fetch", self.url, exc) from exc
             try:
                 commit = repo.commit(f"refs/heads/{self.branch}")
@@ -99,12 +103,20 @@ class GitSource:
                               fix="give a commit SHA or a branch name that exists in the source") from exc
 
     def tree_hash(self, sha: str, path: str) -> str | None:
-        """The Git object id of `path` at `sha` (a tree or blob), or None if it does not exist there."""
-        repo = git.Repo(self.mirror_dir)
+        """The Git object id of `path` at `sha` (a tree or blob), or None if it does not exist there.
+
+        Read in-process from the object database (no `git` subprocess per path): the render cache
+        asks this for every input of every stack on every pass."""
+        tree = self._tree(sha)
         try:
-            return repo.git.rev_parse(f"{sha}:{path}" if path else f"{sha}^{{tree}}")
-        except git.GitCommandError:
+            return str((tree / path).hexsha) if path else str(tree.hexsha)
+        except KeyError:
             return None
+
+    def _tree(self, sha: str) -> git.Tree:
+        if self._cached_tree is None or self._cached_tree[0] != sha:
+            self._cached_tree = (sha, git.Repo(self.mirror_dir).commit(sha).tree)
+        return self._cached_tree[1]
 
     def export(self, sha: str) -> Path:
         """The full tree of `sha` as files on disk (kustomize overlays reach into ../../base)."""

@@ -1,0 +1,104 @@
+"""Rendering: the real kustomize CLI from an exact commit, cached by everything kustomize reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitrepo import PushRepo
+from reconciler.errors import RenderError, SourceError
+from reconciler.objects import parse_objects
+from reconciler.render import RenderCache, input_paths, render_stack
+from reconciler.source import GitSource, redact_url
+
+
+def kustomization(**fields: object) -> dict:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
+
+
+def configmap(name: str, value: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": value}}
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> PushRepo:
+    repo = PushRepo(tmp_path / "git")
+    repo.write("base/app/cm.yaml", configmap("app", "1"))
+    repo.write("base/app/kustomization.yaml", kustomization(resources=["cm.yaml"]))
+    repo.write("overlays/dev/app/kustomization.yaml", kustomization(
+        resources=["../../../base/app"], namespace="dev", buildMetadata=["originAnnotations"]))
+    repo.write("overlays/dev/other/kustomization.yaml", kustomization(resources=["cm.yaml"]))
+    repo.write("overlays/dev/other/cm.yaml", configmap("other", "1"))
+    repo.commit("initial")
+    return repo
+
+
+def render(repo: PushRepo, tmp_path: Path, stack_path: str):
+    source = GitSource(repo.url, "main", tmp_path / "cache")
+    commit = source.fetch()
+    tree = source.export(commit.sha)
+    return render_stack(tree, "app", stack_path, RenderCache(tmp_path / "cache" / "render"),
+                        lambda p: source.tree_hash(commit.sha, p))
+
+
+def test_the_inputs_of_an_overlay_include_its_bases(repo: PushRepo) -> None:
+    assert input_paths(repo.work_path, "overlays/dev/app") == ["base/app", "overlays/dev/app"]
+
+
+def test_an_unchanged_stack_comes_from_the_cache(repo: PushRepo, tmp_path: Path) -> None:
+    first = render(repo, tmp_path, "overlays/dev/app")
+    repo.write("overlays/dev/other/cm.yaml", configmap("other", "2"))
+    repo.commit("change another stack")
+
+    second = render(repo, tmp_path, "overlays/dev/app")
+
+    assert (first.cached, second.cached) == (False, True)
+    assert second.text == first.text
+
+
+def test_a_change_in_the_base_re_renders_the_overlay(repo: PushRepo, tmp_path: Path) -> None:
+    render(repo, tmp_path, "overlays/dev/app")
+    repo.write("base/app/cm.yaml", configmap("app", "2"))
+    repo.commit("change the base")
+
+    again = render(repo, tmp_path, "overlays/dev/app")
+
+    assert not again.cached
+    [obj] = parse_objects(again.text, stack="app", base_dir="overlays/dev/app")
+    assert obj.manifest["data"] == {"v": "2"}
+    assert obj.source_file == "base/app/cm.yaml"
+    assert obj.id.namespace == "dev"
+
+
+def test_a_kustomize_error_names_the_stack_and_the_message(repo: PushRepo, tmp_path: Path) -> None:
+    repo.write("overlays/dev/app/kustomization.yaml", kustomization(resources=["missing.yaml"]))
+    repo.commit("broken overlay")
+
+    with pytest.raises(RenderError) as error:
+        render(repo, tmp_path, "overlays/dev/app")
+
+    assert "stack 'app': kustomize build failed" in str(error.value)
+    assert "missing.yaml" in str(error.value)
+
+
+def test_a_missing_overlay_at_the_commit_is_a_clear_error(repo: PushRepo, tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="no kustomization.yaml in 'overlays/prod/app' at this commit"):
+        render(repo, tmp_path, "overlays/prod/app")
+
+
+def test_renders_read_the_fetched_commit_not_the_working_copy(repo: PushRepo, tmp_path: Path) -> None:
+    repo.write("base/app/cm.yaml", configmap("app", "uncommitted"))
+
+    rendered = render(repo, tmp_path, "overlays/dev/app")
+
+    assert "uncommitted" not in rendered.text
+
+
+def test_a_missing_branch_is_a_source_error(repo: PushRepo, tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="branch 'release' not found"):
+        GitSource(repo.url, "release", tmp_path / "cache").fetch()
+
+
+def test_credentials_are_removed_from_urls_in_messages() -> None:
+    assert redact_url("https://bot:s3cret@git.example.test/platform.git") == "https://git.example.test/platform.git"
