@@ -63,6 +63,7 @@ demo: build
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler policy check --env $(ENV)
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler sync --env $(ENV)
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler status --env $(ENV)
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler drift --env $(ENV)
 	@echo
 	@echo "The $(ENV) platform is synced from this repository's main branch. Next:"
 	@echo "  kubectl --kubeconfig $(DEMO_KUBECONFIG) get pods -A"

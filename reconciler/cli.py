@@ -1,8 +1,8 @@
 """The `reconciler` command. Every ReconcilerError becomes one line on stderr and exit code 2.
 
-Exit codes: 0 success (nothing failed, nothing blocked); 1 a stack failed or was blocked, drift was
-found, or enforced policy violations exist; 2 a usage or configuration error (the message says
-which file, which field and the fix).
+Exit codes: 0 clean; 1 changes found (plan) or made (sync), drift found, or enforced policy
+violations; 2 an error: a stack failed or was blocked, or a usage or configuration error (the
+message says which file, which field and the fix).
 """
 
 from __future__ import annotations
@@ -39,10 +39,41 @@ def _engine(args: argparse.Namespace, env: EnvironmentConfig):
 
 def _progress(console: Console):
     def show(event) -> None:
-        if event.phase in ("apply", "health", "prune", "done") and event.stack:
-            console.print(f"[dim]{time.strftime('%H:%M:%S')} {event.stack}: {event.phase} {event.message}[/dim]",
-                          highlight=False)
+        if event.phase in ("plan", "apply", "health", "prune", "done") and event.stack:
+            applied = f" ({event.objects_applied} objects applied)" if event.phase == "apply" else ""
+            wave = f"wave {event.wave} " if event.wave is not None else ""
+            console.print(f"[dim]{time.strftime('%H:%M:%S')} {wave}{event.stack}: {event.phase} "
+                          f"{event.message}{applied}[/dim]", highlight=False)
     return show
+
+
+def _emit(value, output: str, table) -> None:
+    """`-o json|yaml` for machines; a table (colour on a terminal) for people."""
+    if output == "json":
+        from reconciler.report import as_json
+
+        print(as_json(value))
+    elif output == "yaml":
+        import json
+
+        import yaml
+
+        from reconciler.report import as_json
+
+        print(yaml.safe_dump(json.loads(as_json(value)), sort_keys=False), end="")
+    else:
+        table(_console(), value)
+
+
+def _console() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
+
+
+def _pass_exit_code(result) -> int:
+    """0 clean, 1 changes found (plan) or made (sync), 2 an error: a failed or blocked stack."""
+    if not result.ok:
+        return 2
+    return 1 if result.has_changes else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -71,15 +102,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler.report import as_json, print_pass
+    from reconciler.report import print_pass
 
-    engine = _engine(args, _environment(args))
-    result = engine.plan(stack=args.stack)
-    if args.output == "json":
-        print(as_json(result))
-    else:
-        print_pass(Console(), result, verbose=args.verbose)
-    return 0 if result.ok else 1
+    result = _engine(args, _environment(args)).plan(stack=args.stack)
+    _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
+    return _pass_exit_code(result)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -87,37 +114,26 @@ def cmd_sync(args: argparse.Namespace) -> int:
         from reconciler.cli_daemon import remote_sync
 
         return remote_sync(args)
-    from reconciler.report import as_json, print_pass
+    from reconciler.report import print_pass
 
-    console = Console(stderr=True)
     engine = _engine(args, _environment(args))
-    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(console))
-    if args.output == "json":
-        print(as_json(result))
-    else:
-        print_pass(Console(), result, verbose=args.verbose)
-    return 0 if result.ok else 1
+    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(Console(stderr=True)))
+    _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
+    return _pass_exit_code(result)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from reconciler.report import as_json, print_drift
+    from reconciler.report import print_drift
 
     report = _engine(args, _environment(args)).drift()
-    if args.output == "json":
-        print(as_json(report))
-    else:
-        print_drift(Console(), report)
+    _emit(report, args.output, print_drift)
     return 1 if report.items else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from reconciler.report import as_json, print_status
+    from reconciler.report import print_status
 
-    status = _engine(args, _environment(args)).status()
-    if args.output == "json":
-        print(as_json(status))
-    else:
-        print_status(Console(), status)
+    _emit(_engine(args, _environment(args)).status(), args.output, print_status)
     return 0
 
 
@@ -153,7 +169,7 @@ def _common(parser: argparse.ArgumentParser, env: bool = True) -> None:
         parser.add_argument("--env", "-e", required=True, help="environment name (environments/<env>.yaml) or a path")
 
 
-def _output(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json")) -> None:
+def _output(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json", "yaml")) -> None:
     parser.add_argument("-o", "--output", choices=choices, default="table")
 
 

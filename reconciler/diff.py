@@ -113,7 +113,7 @@ def _compare_list(desired: list, live: Any, path: str, key: str, out: list[Field
         _compare(item, live_item, f"{path}[{index}]", key, key, out)
 
 
-def _secret_view(manifest: dict) -> dict:
+def secret_view(manifest: dict) -> dict:
     """A Secret with `stringData` folded into base64 `data`, as the server stores it."""
     view = dict(manifest)
     string_data = view.pop("stringData", None) or {}
@@ -128,7 +128,7 @@ def _secret_view(manifest: dict) -> dict:
 def compare(desired: dict, live: dict) -> list[FieldChange]:
     """Fields Git sets whose live value differs (after normalisation), Secret values masked."""
     if desired.get("kind") == "Secret":
-        desired = _secret_view(desired)
+        desired = secret_view(desired)
     meta = {k: v for k, v in (desired.get("metadata") or {}).items() if k not in _IGNORED_METADATA}
     body = {k: v for k, v in desired.items() if k not in ("metadata", "status", "apiVersion", "kind")}
     out: list[FieldChange] = []

@@ -25,6 +25,7 @@ from reconciler.cluster import Cluster, new_api_client
 from reconciler.config import EnvironmentConfig, StackConfig, source_url
 from reconciler.diff import desired_hash
 from reconciler.errors import ReconcilerError
+from reconciler.health import unready as unready_objects
 from reconciler.health import wait_healthy
 from reconciler.inventory import (MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_LABEL, SYSTEM_NAMESPACE,
                                   Inventory, StackRecord, now_iso, owner_label_value)
@@ -292,6 +293,11 @@ class _PassRun:
         if stack.name in self.rendered.errors:
             result.state, result.reason = StackState.FAILED, self.rendered.errors[stack.name]
             return
+        unhealthy = self._unhealthy_dependencies(stack) if len(self.selected) < len(self.deps) else []
+        if unhealthy and not self.dry_run:
+            result.state, result.blocked_by = StackState.BLOCKED, [name for name, _ in unhealthy]
+            result.reason = "dependencies not healthy: " + "; ".join(f"{n} ({why})" for n, why in unhealthy)
+            return
         if stack.name in blocking:
             enforced = [v for v in result.violations if v.mode == "enforce" and not v.excepted_by]
             result.state, result.blocked_by = StackState.BLOCKED, ["policy"]
@@ -320,6 +326,20 @@ class _PassRun:
                 result.state = StackState.PLANNED if result.changed else StackState.UNCHANGED
             return
         self._apply(stack, result, planned, objects, prunes, record)
+
+    def _unhealthy_dependencies(self, stack: StackConfig) -> list[tuple[str, str]]:
+        """A single-stack sync runs only on top of dependencies that were applied and are healthy now."""
+        problems = []
+        for name in stack.depends_on:
+            record = self.inventory.record(name)
+            if record.state not in ("applied", "unchanged") or record.commit is None:
+                problems.append((name, f"last result {record.state or 'never synced'}"))
+                continue
+            objects = [self.engine._owned(o) for o in self.rendered.objects.get(name, [])]
+            unready = unready_objects(self.engine.cluster, objects)
+            if unready:
+                problems.append((name, unready[0]))
+        return problems
 
     def _prune_candidates(self, stack: StackConfig, objects: list[K8sObject], record: StackRecord):
         from reconciler.results import ObjectChange

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from reconciler.cluster import ApiError, Cluster, UnknownKind
-from reconciler.diff import compare, desired_hash, project
+from reconciler.diff import compare, desired_hash, project, secret_view
 from reconciler.errors import ClusterError
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
@@ -77,7 +77,8 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
         return
     if live is None:
         return
-    projected = project(planned.obj.manifest, result)
+    shape = secret_view(planned.obj.manifest) if planned.obj.kind == "Secret" else planned.obj.manifest
+    projected = project(shape, result)
     projected.update({k: planned.obj.manifest[k] for k in ("apiVersion", "kind") if k in planned.obj.manifest})
     projected["metadata"] = {**(result.get("metadata") or {}), **{k: v for k, v in (projected.get("metadata") or {}).items()}}
     confirmed = compare(projected, live)

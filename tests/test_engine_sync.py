@@ -357,3 +357,71 @@ def test_an_unreachable_git_server_fails_the_pass_without_touching_the_cluster(e
 
     assert not result.ok and result.stacks == []
     assert "git clone" in result.error and "nowhere.git" in result.error
+
+
+def test_a_commit_changing_one_stack_re_renders_and_applies_only_that_stack(
+    repo, engine_for, tmp_path, namespace, monkeypatch
+):
+    write_stack(repo, "one", [configmap("one", namespace, {"v": "1"})])
+    write_stack(repo, "two", [configmap("two", namespace, {"v": "1"})])
+    repo.commit("two stacks")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "one", "path": "stacks/one"}, {"name": "two", "path": "stacks/two", "dependsOn": ["one"]}]))
+    engine.sync()
+    write_stack(repo, "two", [configmap("two", namespace, {"v": "2"})])
+    repo.commit("change stack two")
+    renders: list[str] = []
+    import reconciler.render as render_module
+    original = render_module.run_kustomize
+    monkeypatch.setattr(render_module, "run_kustomize",
+                        lambda directory, stack, *a: renders.append(stack) or original(directory, stack, *a))
+
+    result = engine.sync()
+
+    assert renders == ["two"]
+    assert {s.stack: s.state for s in result.stacks} == {"one": StackState.UNCHANGED, "two": StackState.APPLIED}
+
+
+def test_a_broken_commit_keeps_the_live_state_and_a_good_commit_recovers(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    write_stack(repo, "after", [configmap("after", namespace, {"v": "1"})])
+    repo.commit("good")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "app", "path": "stacks/app"}, {"name": "after", "path": "stacks/after", "dependsOn": ["app"]}]))
+    engine.sync()
+    repo.write("stacks/app/objects.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings\ndata: [")
+    repo.commit("malformed YAML")
+
+    broken = engine.sync()
+
+    app, after = broken.stacks
+    assert app.state is StackState.FAILED and "objects.yaml" in app.reason
+    assert after.state is StackState.BLOCKED
+    assert read_configmap(api_client, namespace, "settings") == {"mode": "blue"}
+
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "green"})])
+    repo.commit("fixed")
+    recovered = engine.sync()
+
+    assert recovered.ok
+    assert read_configmap(api_client, namespace, "settings") == {"mode": "green"}
+
+
+def test_a_hand_scaled_deployment_shows_in_drift_and_sync_restores_it(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    write_stack(repo, "app", [deployment("web", namespace, replicas=2)])
+    repo.commit("two replicas")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.sync()
+    apps = client.AppsV1Api(api_client)
+    apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 3}})  # kubectl scale
+
+    [item] = engine.drift().items
+    engine.sync()
+
+    assert [(f.path, f.desired, f.live) for f in item.fields] == [("spec.replicas", 2, 3)]
+    assert item.first_seen is not None
+    assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 2

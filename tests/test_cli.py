@@ -1,0 +1,129 @@
+"""The `reconciler` command as a user runs it: real processes, a real Git remote, the real cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from gitrepo import PushRepo
+from test_engine_sync import configmap, deployment, make_env, write_stack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRET_VALUE = "hunter2-do-not-print"
+
+
+def reconciler(*args: str, kubeconfig: Path | None = None, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "COLUMNS": "200"}
+    if kubeconfig:
+        environ["KUBECONFIG"] = str(kubeconfig)
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True,
+                          cwd=cwd, env=environ, timeout=300)
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> PushRepo:
+    return PushRepo(tmp_path / "git")
+
+
+def test_help_lists_every_command() -> None:
+    out = reconciler("--help").stdout
+    for command in ("validate", "render", "plan", "sync", "drift", "status", "policy", "run"):
+        assert command in out
+
+
+def test_an_invalid_environment_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "bad", "source": {"url": "x"}, "stacks": [
+        {"name": "a", "path": "a", "dependsOn": ["b"]}, {"name": "b", "path": "b", "dependsOn": ["a"]}]}))
+
+    result = reconciler("plan", "--env", str(bad))
+
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "bad.yaml" in result.stderr and "cycle" in result.stderr and "fix:" in result.stderr
+
+
+def test_policy_check_of_prod_passes_and_prints_its_time() -> None:
+    result = reconciler("policy", "check", "--env", "prod", "--worktree", "-o", "json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["violations"] == []
+    assert "evaluated 153 objects in" in result.stderr
+
+
+def test_policy_check_exits_1_on_an_enforced_violation(tmp_path: Path) -> None:
+    work = tmp_path / "copy"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(work)], check=True)
+    patch = work / "overlays/prod/gateway/kustomization.yaml"
+    data = yaml.safe_load(patch.read_text())
+    data.setdefault("replicas", []).append({"name": "traefik", "count": 1})
+    patch.write_text(yaml.safe_dump(data))
+
+    result = reconciler("policy", "check", "--env", "prod", "--worktree", "-o", "sarif", cwd=work)
+
+    assert result.returncode == 1
+    sarif = json.loads(result.stdout)
+    assert "min-replicas" in {r["ruleId"] for r in sarif["runs"][0]["results"]}
+
+
+@pytest.mark.cluster
+def test_plan_exits_1_with_changes_and_sync_then_plan_exit_0(repo, tmp_path, namespace, kubeconfig) -> None:
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("blue")
+    env = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])
+    cache = str(tmp_path / "cache")
+
+    planned = reconciler("plan", "--env", str(env), "--cache-dir", cache, kubeconfig=kubeconfig)
+    synced = reconciler("sync", "--env", str(env), "--cache-dir", cache, kubeconfig=kubeconfig)
+    clean = reconciler("plan", "--env", str(env), "--cache-dir", cache, "-o", "yaml", kubeconfig=kubeconfig)
+
+    assert (planned.returncode, synced.returncode, clean.returncode) == (1, 1, 0), synced.stderr
+    assert f"core/ConfigMap/{namespace}/settings" in planned.stdout
+    assert "app: done applied" in synced.stderr  # progress display
+    assert yaml.safe_load(clean.stdout)["stacks"][0]["state"] == "unchanged"
+
+
+@pytest.mark.cluster
+def test_no_secret_value_appears_in_any_output(repo, tmp_path, namespace, kubeconfig, api_client) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
+              "stringData": {"password": SECRET_VALUE}}
+    write_stack(repo, "app", [secret])
+    repo.commit("a secret")
+    env = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])
+    cache = str(tmp_path / "cache")
+    outputs = [reconciler("sync", "--env", str(env), "--cache-dir", cache, "-o", "json", kubeconfig=kubeconfig)]
+    client.CoreV1Api(api_client).patch_namespaced_secret("db", namespace, {"stringData": {"password": "changed"}})
+    for args in (["plan", "-v"], ["plan", "-o", "json"], ["drift", "-o", "json"], ["drift"], ["render"],
+                 ["sync", "-o", "yaml"]):
+        outputs.append(reconciler(*args, "--env", str(env), "--cache-dir", cache, kubeconfig=kubeconfig))
+
+    assert outputs[-1].returncode == 1, outputs[-1].stderr  # the drifted Secret was changed back
+    for output in outputs:
+        assert SECRET_VALUE not in output.stdout + output.stderr
+    assert "***" in outputs[1].stdout
+
+
+@pytest.mark.cluster
+def test_a_single_stack_sync_waits_for_healthy_dependencies(repo, tmp_path, namespace, kubeconfig) -> None:
+    unschedulable = deployment("huge", namespace, replicas=1)
+    unschedulable["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "64"}}
+    write_stack(repo, "base", [unschedulable])
+    write_stack(repo, "top", [configmap("top", namespace, {"a": "1"})])
+    repo.commit("a dependency that never becomes healthy")
+    env = make_env(tmp_path, repo, namespace, [{"name": "base", "path": "stacks/base", "healthTimeout": "2s"},
+                                               {"name": "top", "path": "stacks/top", "dependsOn": ["base"]}])
+
+    result = reconciler("sync", "--env", str(env), "--stack", "top", "--cache-dir", str(tmp_path / "c"),
+                        "-o", "json", kubeconfig=kubeconfig)
+
+    assert result.returncode == 2
+    [stack] = json.loads(result.stdout)["stacks"]
+    assert stack["state"] == "blocked" and stack["blocked_by"] == ["base"]
+    assert "never synced" in stack["reason"]
