@@ -217,8 +217,9 @@ def status(state_dir: Path) -> int:
         return 1
     dead = [c for c in state.components if not processes.is_alive(c)]
     for component in state.components:
-        mark = "running" if component not in dead else "DEAD"
+        mark = f"running {processes.rss_mib(component):6.0f} MiB" if component not in dead else "DEAD"
         print(f"{component.name:<24} pid {component.pid:<8} {mark}   log {component.log}")
+    print(f"{'memory of the control plane':<33} {sum(processes.rss_mib(c) for c in state.components):6.0f} MiB")
     for component in dead:
         print(f"\n--- {component.name} exited; last log lines ---\n{processes.log_tail(component)}")
     print(f"kubeconfig: {state.kubeconfig}")

@@ -67,6 +67,17 @@ def _reap(pid: int) -> None:
         pass
 
 
+def rss_mib(component: Component) -> float:
+    """Resident memory of a running component, in MiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{component.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def log_tail(component: Component, lines: int = 25) -> str:
     try:
         text = Path(component.log).read_text(errors="replace")

@@ -186,11 +186,11 @@ class Engine:
         first_seen = inventory.drift_first_seen()
         seen_now: dict[str, str] = {}
         for stack in self.env.stacks:
-            objects = [self._owned(o) for o in rendered.objects.get(stack.name, [])]
+            objects = [self.owned(o) for o in rendered.objects.get(stack.name, [])]
             record = inventory.record(stack.name)
             if not objects or record.commit is None:
                 continue
-            planned = plan_stack(self.cluster, objects, self._selector(stack.name), record.objects, force=False)
+            planned = plan_stack(self.cluster, objects, self.selector(stack.name), record.objects, force=False)
             for entry in planned:
                 kind = {Action.CREATE: DriftKind.MISSING, Action.UPDATE: DriftKind.MODIFIED}.get(entry.action)
                 if kind is None or (kind is DriftKind.MODIFIED and not entry.drift):
@@ -218,10 +218,10 @@ class Engine:
 
     # --- helpers used by the pass ------------------------------------------------------------------
 
-    def _selector(self, stack: str) -> str:
+    def selector(self, stack: str) -> str:
         return f"{OWNER_LABEL}={owner_label_value(self.env.name, stack)}"
 
-    def _owned(self, obj: K8sObject) -> K8sObject:
+    def owned(self, obj: K8sObject) -> K8sObject:
         """The object as we apply it: labelled and annotated as owned by `<env>/<stack>`."""
         manifest = copy.deepcopy(obj.manifest)
         meta = manifest.setdefault("metadata", {})
@@ -304,7 +304,7 @@ class _PassRun:
             result.reason = f"{len(enforced)} enforced policy violation(s): " + "; ".join(
                 f"{v.rule} on {v.object}" for v in enforced[:3])
             return
-        objects = sort_for_apply(self.engine._owned(o) for o in self.rendered.objects.get(stack.name, []))
+        objects = sort_for_apply(self.engine.owned(o) for o in self.rendered.objects.get(stack.name, []))
         record = self.inventory.record(stack.name)
         if not objects and record.objects:
             result.state = StackState.FAILED
@@ -312,7 +312,7 @@ class _PassRun:
                              "to prune everything (fix the overlay, or delete the stack from the environment)")
             return
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
-        planned = plan_stack(self.engine.cluster, objects, self.engine._selector(stack.name), record.objects,
+        planned = plan_stack(self.engine.cluster, objects, self.engine.selector(stack.name), record.objects,
                              force=self.env.sync.correct_drift)
         prunes = self._prune_candidates(stack, objects, record)
         result.changes = [p.change() for p in planned] + prunes
@@ -335,7 +335,7 @@ class _PassRun:
             if record.state not in ("applied", "unchanged") or record.commit is None:
                 problems.append((name, f"last result {record.state or 'never synced'}"))
                 continue
-            objects = [self.engine._owned(o) for o in self.rendered.objects.get(name, [])]
+            objects = [self.engine.owned(o) for o in self.rendered.objects.get(name, [])]
             unready = unready_objects(self.engine.cluster, objects)
             if unready:
                 problems.append((name, unready[0]))
@@ -376,7 +376,7 @@ class _PassRun:
             result.healthy = record.healthy if not outcome.applied else None
         if prunes:
             self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
-            pruned, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine._selector(stack.name),
+            pruned, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine.selector(stack.name),
                                             allow_namespaces=stack.prune_namespaces)
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])
@@ -396,7 +396,7 @@ class _PassRun:
         if result.state in (StackState.APPLIED, StackState.UNCHANGED):
             record.commit = self.rendered.commit.sha
             record.healthy = True if result.healthy is None and record.healthy else result.healthy
-            record.objects = {str(o.id): desired_hash(self.engine._owned(o).manifest)
+            record.objects = {str(o.id): desired_hash(self.engine.owned(o).manifest)
                               for o in self.rendered.objects.get(stack.name, [])}
             if result.state is StackState.APPLIED:
                 record.applied_at = now
