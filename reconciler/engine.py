@@ -278,9 +278,15 @@ class _PassRun:
             self._run_stack(stack, result, blocking)
         except ReconcilerError as exc:
             result.state, result.reason = StackState.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must fail one stack, not the pass or the daemon
+            log.exception("stack crashed", env=self.env.name, stack=name)
+            result.state, result.reason = StackState.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
         result.duration_s = round(time.monotonic() - started, 3)
-        if not self.dry_run and result.state is not StackState.BLOCKED:
-            self._record(stack, result)
+        if not self.dry_run:
+            try:
+                self._record(stack, result)
+            except ReconcilerError as exc:
+                result.reason = (result.reason + "; " if result.reason else "") + f"state not saved: {exc}"
         self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")
         return result
 
