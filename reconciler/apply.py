@@ -116,7 +116,7 @@ def prune_objects(cluster: Cluster, ids: list[ObjectId], selector: str, *,
         if oid.kind in _NEVER_PRUNED_WITHOUT_OPT_IN and not allow_namespaces:
             skipped.append(f"{oid} (set pruneNamespaces: true on the stack to prune {oid.kind}s)")
             continue
-        api_version = _preferred_version(cluster, oid)
+        api_version = preferred_version(cluster, oid)
         live = cluster.get(api_version, oid.kind, oid.namespace, oid.name)
         if live is None:
             continue
@@ -136,7 +136,7 @@ _PREFERRED = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "networking.k8s.
               "scheduling.k8s.io": "scheduling.k8s.io/v1", "discovery.k8s.io": "discovery.k8s.io/v1"}
 
 
-def _preferred_version(cluster: Cluster, oid: ObjectId) -> str:
+def preferred_version(cluster: Cluster, oid: ObjectId) -> str:
     """The inventory stores group/kind, not the version; use the group's preferred version."""
     if oid.group in _PREFERRED:
         return _PREFERRED[oid.group]

@@ -20,7 +20,7 @@ from typing import Callable
 import structlog
 
 from reconciler import graph
-from reconciler.apply import apply_planned, prune_objects
+from reconciler.apply import apply_planned, preferred_version, prune_objects
 from reconciler.cluster import Cluster, new_api_client
 from reconciler.config import EnvironmentConfig, StackConfig, source_url
 from reconciler.diff import desired_hash
@@ -32,8 +32,8 @@ from reconciler.inventory import (MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 from reconciler.objects import K8sObject, ObjectId, parse_objects, sort_for_apply
 from reconciler.plan import PlannedObject, plan_stack
 from reconciler.render import RenderCache, render_stack
-from reconciler.results import (Action, CommitInfo, DriftItem, DriftKind, DriftReport, EnvStatus, PassResult,
-                                StackResult, StackState, StackStatus, utcnow)
+from reconciler.results import (Action, CommitInfo, DriftItem, DriftKind, DriftReport, EnvStatus, ObjectChange,
+                                PassResult, StackResult, StackState, StackStatus, utcnow)
 from reconciler.source import GitSource
 
 log = structlog.get_logger("reconciler.engine")
@@ -177,33 +177,56 @@ class Engine:
     # --- drift and status -----------------------------------------------------------------------
 
     def drift(self) -> DriftReport:
-        """Live state against what each stack last applied: modified, missing, and ours-but-unwanted."""
+        """Live state against what each stack *last applied* (its recorded commit, rendered again):
+        modified fields, missing objects, and objects still labelled ours that Git no longer has.
+        A newer commit not yet applied is pending work, not drift."""
         inventory = Inventory(self.cluster, self.env.name)
         inventory.load(create=False)
-        commit = self.source.fetch()
-        rendered = self.render(commit)
-        report = DriftReport(env=self.env.name, commit=commit.sha)
+        head = self.source.fetch()
+        report = DriftReport(env=self.env.name, commit=head.sha)
         first_seen = inventory.drift_first_seen()
         seen_now: dict[str, str] = {}
+        renders: dict[str, RenderedEnv] = {}
         for stack in self.env.stacks:
-            objects = [self.owned(o) for o in rendered.objects.get(stack.name, [])]
             record = inventory.record(stack.name)
-            if not objects or record.commit is None:
+            if record.commit is None:
                 continue
-            planned = plan_stack(self.cluster, objects, self.selector(stack.name), record.objects, force=False)
-            for entry in planned:
-                kind = {Action.CREATE: DriftKind.MISSING, Action.UPDATE: DriftKind.MODIFIED}.get(entry.action)
-                if kind is None or (kind is DriftKind.MODIFIED and not entry.drift):
-                    continue
-                key = str(entry.obj.id)
+            if record.commit not in renders:
+                renders[record.commit] = self.render(self._commit_or_head(record.commit, head))
+            objects = [self.owned(o) for o in renders[record.commit].objects.get(stack.name, [])]
+            for item in self._stack_drift(stack.name, objects, record):
+                key = str(item.id)
                 seen_now[key] = first_seen.get(key, now_iso())
-                report.items.append(DriftItem(stack.name, entry.obj.id, kind, entry.fields,
-                                              datetime.fromisoformat(seen_now[key])))
-            wanted = {str(o.id) for o in objects}
-            for extra in sorted(set(record.objects) - wanted):
-                report.items.append(DriftItem(stack.name, ObjectId.parse(extra), DriftKind.UNMANAGED))
+                item.first_seen = datetime.fromisoformat(seen_now[key])
+                report.items.append(item)
         inventory.save_drift_first_seen(seen_now)
         return report
+
+    def _commit_or_head(self, sha: str, head: CommitInfo) -> CommitInfo:
+        try:
+            return self.source.resolve(sha)
+        except ReconcilerError:
+            return head  # the applied commit is gone from the remote (force-push): compare with head
+
+    def _stack_drift(self, stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:
+        items = []
+        planned = plan_stack(self.cluster, objects, self.selector(stack), record.objects, force=False)
+        for entry in planned:
+            if entry.action is Action.CREATE:
+                items.append(DriftItem(stack, entry.obj.id, DriftKind.MISSING))
+            elif entry.action is Action.UPDATE:
+                items.append(DriftItem(stack, entry.obj.id, DriftKind.MODIFIED, entry.fields))
+        wanted = {str(o.id) for o in objects}
+        for extra in sorted(set(record.objects) - wanted):
+            oid = ObjectId.parse(extra)
+            if self._still_ours(stack, oid):
+                items.append(DriftItem(stack, oid, DriftKind.UNMANAGED))
+        return items
+
+    def _still_ours(self, stack: str, oid: ObjectId) -> bool:
+        live = self.cluster.get(preferred_version(self.cluster, oid), oid.kind, oid.namespace, oid.name)
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        return labels.get(OWNER_LABEL) == owner_label_value(self.env.name, stack)
 
     def status(self) -> EnvStatus:
         inventory = Inventory(self.cluster, self.env.name)
@@ -348,8 +371,6 @@ class _PassRun:
         return problems
 
     def _prune_candidates(self, stack: StackConfig, objects: list[K8sObject], record: StackRecord):
-        from reconciler.results import ObjectChange
-
         if not self.env.sync.prune:
             return []
         wanted = {str(o.id) for o in objects}

@@ -425,3 +425,19 @@ def test_a_hand_scaled_deployment_shows_in_drift_and_sync_restores_it(
     assert [(f.path, f.desired, f.live) for f in item.fields] == [("spec.replicas", 2, 3)]
     assert item.first_seen is not None
     assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 2
+
+
+def test_a_deleted_object_is_missing_drift_but_a_new_unapplied_commit_is_not(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("blue")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.sync()
+    client.CoreV1Api(api_client).delete_namespaced_config_map("settings", namespace)
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"}), configmap("new", namespace, {})])
+    repo.commit("a new object, not synced yet")
+
+    report = engine.drift()
+
+    assert [(i.id.name, i.kind.value) for i in report.items] == [("settings", "missing")]
