@@ -2,8 +2,8 @@
 # Build: docker build -t healthflow-reconciler .
 
 # kustomize built from source through the Go module proxy (no prebuilt binary downloads).
-FROM golang:1.22-bookworm AS kustomize
-ARG KUSTOMIZE_VERSION=v5.4.3
+FROM golang:1.23-bookworm AS kustomize
+ARG KUSTOMIZE_VERSION=v5.5.0
 RUN CGO_ENABLED=0 GOBIN=/out go install sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}
 
 FROM python:3.12-slim-bookworm
@@ -13,7 +13,8 @@ RUN apt-get update \
 COPY --from=kustomize /out/kustomize /usr/local/bin/kustomize
 
 RUN groupadd --system --gid 10001 reconciler \
- && useradd --system --uid 10001 --gid reconciler --home-dir /home/reconciler --create-home reconciler
+ && useradd --system --uid 10001 --gid reconciler --home-dir /home/reconciler --create-home reconciler \
+ && install -d -o 10001 -g 10001 /var/cache/reconciler
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY reconciler ./reconciler
