@@ -61,9 +61,10 @@ test: build system-deps
 demo: build
 	@if [ -z "$$KUBECONFIG" ]; then $(PY) -m devcluster up; fi
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler policy check --env $(ENV)
-	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler sync --env $(ENV)
+	@# exit code 1 means "changes were applied" (2 would be an error)
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler sync --env $(ENV) || [ $$? -eq 1 ]
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler status --env $(ENV)
-	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler drift --env $(ENV)
+	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler drift --env $(ENV) || [ $$? -eq 1 ]
 	@echo
 	@echo "The $(ENV) platform is synced from this repository's main branch. Next:"
 	@echo "  kubectl --kubeconfig $(DEMO_KUBECONFIG) get pods -A"

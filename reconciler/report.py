@@ -54,8 +54,14 @@ def print_pass(console: Console, result: PassResult, verbose: bool = False) -> N
     console.print(f"API requests: {result.total_requests} {dict(sorted(result.api_requests.items()))}")
 
 
+_SUMMARY_AFTER = 12
+
+
 def _print_changes(console: Console, stack: str, changes, verbose: bool) -> None:
-    for change in changes:
+    shown = changes if verbose or len(changes) <= _SUMMARY_AFTER else changes[:_SUMMARY_AFTER]
+    if len(shown) < len(changes):
+        console.print(f"  {stack}: {len(changes)} changes, the first {len(shown)} shown (-v shows all)")
+    for change in shown:
         where = f"  ({change.source_file})" if change.source_file else ""
         console.print(f"  {_ACTION_MARK[change.action]} {stack}: {change.id}{where}", highlight=False)
         for field in change.fields[: None if verbose else 8]:
