@@ -441,3 +441,57 @@ def test_a_deleted_object_is_missing_drift_but_a_new_unapplied_commit_is_not(
     report = engine.drift()
 
     assert [(i.id.name, i.kind.value) for i in report.items] == [("settings", "missing")]
+
+
+def _with_selector(manifest: dict, labels: dict) -> dict:
+    manifest["spec"]["selector"] = {"matchLabels": labels}
+    manifest["spec"]["template"]["metadata"]["labels"] = labels
+    return manifest
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_an_immutable_field_change_fails_unless_the_stack_opts_in_to_recreate(
+    repo, engine_for, tmp_path, namespace, api_client, opt_in
+):
+    write_stack(repo, "app", [deployment("web", namespace, replicas=1)])
+    repo.commit("web")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "app", "path": "stacks/app", "recreateOnImmutable": opt_in}]))
+    engine.sync()
+    write_stack(repo, "app", [_with_selector(deployment("web", namespace, replicas=1), {"app": "web", "tier": "v2"})])
+    repo.commit("change the selector (immutable)")
+
+    result = engine.sync()
+
+    selector = client.AppsV1Api(api_client).read_namespaced_deployment("web", namespace).spec.selector.match_labels
+    if opt_in:
+        assert result.stacks[0].state is StackState.APPLIED
+        assert selector == {"app": "web", "tier": "v2"}
+    else:
+        assert result.stacks[0].state is StackState.FAILED
+        assert "immutable" in result.stacks[0].reason
+        assert selector == {"app": "web"}
+
+
+def test_a_field_owned_by_another_manager_is_a_reported_conflict_when_correction_is_off(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    write_stack(repo, "app", [configmap("shared", namespace, {"owner": "git"})])
+    repo.commit("git owns the key")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}],
+                                 correctDrift=False))
+    engine.sync()
+    from kubernetes import dynamic
+    configmaps = dynamic.DynamicClient(api_client).resources.get(api_version="v1", kind="ConfigMap")
+    configmaps.server_side_apply(body=configmap("shared", namespace, {"owner": "operator"}),
+                                 field_manager="some-operator", force_conflicts=True)
+    write_stack(repo, "app", [configmap("shared", namespace, {"owner": "git-v2"})])
+    repo.commit("git changes the key the operator took")
+
+    result = engine.sync()
+
+    [stack] = result.stacks
+    assert stack.state is StackState.FAILED
+    assert "some-operator" in stack.reason and "correctDrift" in stack.reason
+    assert any("some-operator" in c for c in stack.conflicts)
+    assert read_configmap(api_client, namespace, "shared") == {"owner": "operator"}
