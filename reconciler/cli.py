@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reconciler.logging import configure_logging
+    from reconciler.logs import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)

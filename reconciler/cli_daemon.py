@@ -207,7 +207,7 @@ def _sinks(args: argparse.Namespace, holder: list[Any], identity: str) -> list[A
 
 def run_daemon(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; then stop passes between objects, release leases, close HTTP."""
-    from reconciler.logging import configure_logging, get_logger
+    from reconciler.logs import configure_logging, get_logger
 
     configure_logging(args.log_level, args.log_format)
     log = get_logger("reconciler.run")

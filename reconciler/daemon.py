@@ -31,7 +31,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.leader import ElectionLoop, LeaseElector, LeaseSettings
-from reconciler.logging import bound, get_logger, redact_text
+from reconciler.logs import bound, get_logger, redact_text
 from reconciler.metrics import Metrics
 from reconciler.notify import AlertKind, Notifier, alerts_for_drift, alerts_for_pass, recovered_alert
 from reconciler.results import DriftReport, PassResult, StackState, to_jsonable

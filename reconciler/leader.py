@@ -20,7 +20,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from reconciler.logging import get_logger
+from reconciler.logs import get_logger
 
 log = get_logger("reconciler.leader")
 

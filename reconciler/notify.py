@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Iterable, Protocol
 
-from reconciler.logging import get_logger, redact_text
+from reconciler.logs import get_logger, redact_text
 from reconciler.metrics import Metrics, label
 from reconciler.results import DriftReport, PassResult, StackState
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from reconciler import __version__
 from reconciler.daemon import Daemon
-from reconciler.logging import get_logger
+from reconciler.logs import get_logger
 from reconciler.metrics import CONTENT_TYPE
 from reconciler.webhooks import (
     DEFAULT_MAX_BODY_BYTES,

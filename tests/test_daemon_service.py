@@ -382,7 +382,7 @@ def test_recovery_after_a_failure_is_alerted_once(env: Any) -> None:
 
 
 def test_log_lines_are_json_with_bound_context_and_no_secrets() -> None:
-    from reconciler.logging import bound, configure_logging, get_logger
+    from reconciler.logs import bound, configure_logging, get_logger
 
     stream = io.StringIO()
     configure_logging("info", "auto", stream=stream)
