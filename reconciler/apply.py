@@ -8,6 +8,7 @@ one. Prune deletes only what the inventory lists *and* the live object's owner l
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -95,8 +96,6 @@ def _apply_one(cluster: Cluster, entry: PlannedObject, recreate: bool, force: bo
 
 def _recreate(cluster: Cluster, obj: K8sObject) -> None:
     """Delete and re-create an object whose immutable field changed (only when the stack opts in)."""
-    import time
-
     oid = obj.id
     cluster.delete(obj.api_version, oid.kind, oid.namespace, oid.name)
     deadline = time.monotonic() + 60

@@ -89,13 +89,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import yaml
 
+    from reconciler.diff import mask_manifest
+
     engine = _engine(args, _environment(args))
     rendered = engine.render_worktree(Path.cwd()) if args.worktree else engine.render(revision=args.revision)
     for stack in [args.stack] if args.stack else [s.name for s in engine.env.stacks]:
         if stack in rendered.errors:
             raise ReconcilerError(rendered.errors[stack])
-        from reconciler.diff import mask_manifest
-
         docs = [mask_manifest(o.manifest) for o in rendered.objects.get(stack, [])]
         sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
     return 0

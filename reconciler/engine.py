@@ -387,11 +387,10 @@ class _PassRun:
                                 take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
                                 on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
         result.conflicts = outcome.conflicts
-        drifted = [p for p in planned if p.drift]
+        result.drifted = sum(1 for p in planned if p.drift)
         if outcome.error:
             result.state, result.reason = StackState.FAILED, outcome.error
             return
-        healthy = True
         if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
             self.emit(stack.name, result.wave, "health", "waiting for health")
             healthy, why = wait_healthy(cluster, objects, self.env.health_timeout(stack), self.should_stop)
@@ -403,14 +402,14 @@ class _PassRun:
             result.healthy = record.healthy if not outcome.applied else None
         if prunes:
             self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
-            pruned, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine.selector(stack.name),
+            _, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine.selector(stack.name),
                                             allow_namespaces=stack.prune_namespaces)
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])
         result.state = StackState.APPLIED if outcome.applied or prunes else StackState.UNCHANGED
-        if drifted and not self.env.sync.correct_drift:
+        if result.drifted and not self.env.sync.correct_drift:
             result.reason = (result.reason + "; " if result.reason else "") + \
-                f"{len(drifted)} object(s) drifted (correction off)"
+                f"{result.drifted} object(s) drifted (correction off)"
 
     def _record(self, stack: StackConfig, result: StackResult) -> None:
         record = self.inventory.record(stack.name)
@@ -418,11 +417,10 @@ class _PassRun:
         now = now_iso()
         record.last_run, record.state, record.reason = now, result.state.value, result.reason
         record.violations = len(result.violations)
-        record.drift_count = sum(1 for c in result.changes if c.action is Action.UPDATE) if \
-            not self.env.sync.correct_drift else 0
+        record.drift_count = result.drifted if not self.env.sync.correct_drift else 0
         if result.state in (StackState.APPLIED, StackState.UNCHANGED):
             record.commit = self.rendered.commit.sha
-            record.healthy = True if result.healthy is None and record.healthy else result.healthy
+            record.healthy = result.healthy
             record.objects = {str(o.id): desired_hash(self.engine.owned(o).manifest)
                               for o in self.rendered.objects.get(stack.name, [])}
             if result.state is StackState.APPLIED:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from reconciler.cluster import ApiError, Cluster
 from reconciler.objects import ObjectId
+from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
 OWNER_LABEL = "reconciler.healthflow.io/owner"
@@ -115,6 +115,4 @@ class Inventory:
 
 
 def now_iso() -> str:
-    from datetime import timezone
-
-    return datetime.now(timezone.utc).isoformat()
+    return utcnow().isoformat()

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from reconciler.cluster import ApiError, Cluster, UnknownKind
 from reconciler.diff import compare, desired_hash, project, secret_view
-from reconciler.errors import ClusterError
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
 
@@ -80,7 +79,6 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
     shape = secret_view(planned.obj.manifest) if planned.obj.kind == "Secret" else planned.obj.manifest
     projected = project(shape, result)
     projected.update({k: planned.obj.manifest[k] for k in ("apiVersion", "kind") if k in planned.obj.manifest})
-    projected["metadata"] = {**(result.get("metadata") or {}), **{k: v for k, v in (projected.get("metadata") or {}).items()}}
     confirmed = compare(projected, live)
     if not confirmed:
         planned.action = Action.UNCHANGED
@@ -123,5 +121,3 @@ def _get_unlabelled(cluster: Cluster, obj: K8sObject) -> dict | None:
         return cluster.get(obj.api_version, obj.kind, obj.id.namespace, obj.id.name)
     except UnknownKind:
         return None
-    except ClusterError:
-        raise

@@ -73,6 +73,7 @@ class StackResult:
     changes: list[ObjectChange] = field(default_factory=list)
     violations: list[Any] = field(default_factory=list)  # reconciler.policy Violation objects
     conflicts: list[str] = field(default_factory=list)
+    drifted: int = 0  # objects that differ from live although Git did not change them since the last apply
     healthy: bool | None = None
     duration_s: float = 0.0
 
