@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Callable
 
-from reconciler.cluster import ApiError, Cluster
+from reconciler.cluster import ApiError, Cluster, UnknownKind
 from reconciler.inventory import OWNER_LABEL
 from reconciler.objects import K8sObject, ObjectId, apply_rank
 from reconciler.plan import PlannedObject
 from reconciler.results import Action
 
 _PARALLEL = 4
+CRD_ESTABLISHED_TIMEOUT_S = 60.0
 _NEVER_PRUNED_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
 
 
@@ -32,11 +33,11 @@ class ApplyOutcome:
 
 
 def _blocking_errors(planned: list[PlannedObject], recreate_immutable: bool, take_ownership: bool) -> list[str]:
-    errors = [f"{p.obj.id}: {p.error}" for p in planned
+    errors = [f"{p.where}: {p.error}" for p in planned
               if p.error and not (p.immutable and recreate_immutable)]
     if not take_ownership:
-        errors += [f"{p.obj.id}: conflict with another field manager ({p.conflict}); enable sync.correctDrift "
-                   "to take ownership" for p in planned if p.conflict and p.action is not Action.UNCHANGED]
+        errors += [f"{p.where}: conflict with another field manager ({p.conflict}); enable sync.correctDrift "
+                   "to take ownership" for p in planned if p.conflict and (p.action is not Action.UNCHANGED or p.reapply)]
     return errors
 
 
@@ -55,7 +56,7 @@ def apply_planned(
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         outcome.error = "nothing applied: " + "; ".join(errors[:3]) + more
         return outcome
-    todo = [p for p in planned if p.action in (Action.CREATE, Action.UPDATE)]
+    todo = [p for p in planned if p.action in (Action.CREATE, Action.UPDATE) or p.reapply]
     with ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="apply") as pool:
         for rank, group in groupby(todo, key=lambda p: apply_rank(p.obj.kind)):
             if should_stop():
@@ -69,12 +70,52 @@ def apply_planned(
             if failures:
                 outcome.error = "; ".join(failures[:3])
                 return outcome
-            if any(p.obj.kind == "CustomResourceDefinition" for p in members):
-                for p in members:
-                    spec = p.obj.manifest.get("spec") or {}
-                    for version in spec.get("versions") or []:
-                        cluster.forget(f"{spec.get('group')}/{version.get('name')}")
+            crds = [p.obj for p in members if p.obj.kind == "CustomResourceDefinition"]
+            if crds:
+                problem = wait_established(cluster, crds, should_stop)
+                if problem:
+                    outcome.error = problem
+                    return outcome
     return outcome
+
+
+def _discoverable(cluster: Cluster, crd: K8sObject) -> bool:
+    """Established is not yet served: API discovery lists the new kind a moment later."""
+    spec = crd.manifest.get("spec") or {}
+    kind = (spec.get("names") or {}).get("kind", "")
+    for version in spec.get("versions") or []:
+        if not version.get("served", True):
+            continue
+        api_version = f"{spec.get('group')}/{version.get('name')}"
+        cluster.forget(api_version)
+        try:
+            cluster.resource(api_version, kind)
+        except UnknownKind:
+            return False
+    return True
+
+
+def wait_established(cluster: Cluster, crds: list[K8sObject], should_stop: Callable[[], bool],
+                     timeout_s: float = CRD_ESTABLISHED_TIMEOUT_S) -> str:
+    """Wait until every CRD is Established, then drop cached discovery so its kinds are found: the
+    custom resources of the same stack apply right after. '' when ready, else why not."""
+    deadline = time.monotonic() + timeout_s
+    pending = {crd.id.name: crd for crd in crds}
+    delay = 0.05
+    while pending:
+        for name in list(pending):
+            live = cluster.get(pending[name].api_version, "CustomResourceDefinition", "", name) or {}
+            conditions = (live.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions) \
+                    and _discoverable(cluster, pending[name]):
+                del pending[name]
+        if not pending:
+            break
+        if should_stop() or time.monotonic() > deadline:
+            return f"CustomResourceDefinition {', '.join(sorted(pending))} not Established after {timeout_s:.0f}s"
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    return ""
 
 
 def _apply_one(cluster: Cluster, entry: PlannedObject, recreate: bool, force: bool,

@@ -93,11 +93,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     engine = _engine(args, _environment(args))
     rendered = engine.render_worktree(Path.cwd()) if args.worktree else engine.render(revision=args.revision)
+    docs = []  # one multi-document stream: a stack's last object never merges into the next stack's first
     for stack in [args.stack] if args.stack else [s.name for s in engine.env.stacks]:
         if stack in rendered.errors:
             raise ReconcilerError(rendered.errors[stack])
-        docs = [mask_manifest(o.manifest) for o in rendered.objects.get(stack, [])]
-        sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+        docs += [mask_manifest(o.manifest) for o in rendered.objects.get(stack, [])]
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True))
     return 0
 
 

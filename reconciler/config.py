@@ -73,6 +73,7 @@ class StackConfig(_Strict):
     health_timeout_s: float | None = Field(None, alias="healthTimeout")
     prune_namespaces: bool = Field(False, alias="pruneNamespaces")
     recreate_on_immutable: bool = Field(False, alias="recreateOnImmutable")
+    allow_adoption: bool = Field(False, alias="allowAdoption")
 
     @field_validator("health_timeout_s", mode="before")
     @classmethod

@@ -74,6 +74,8 @@ def _compare(desired: Any, live: Any, path: str, key: str, parent: str, out: lis
                 out.append(FieldChange(path or ".", desired, live))
             return
         for child, value in desired.items():
+            if value is None:
+                continue  # an explicit null unsets the field: a removal, which fieldset.removed_paths finds
             child_path = f"{path}.{child}" if path else child
             if child not in live:
                 if not _is_empty(value):

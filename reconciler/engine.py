@@ -24,13 +24,13 @@ from reconciler.apply import apply_planned, preferred_version, prune_objects
 from reconciler.cluster import Cluster, new_api_client
 from reconciler.config import EnvironmentConfig, StackConfig, source_url
 from reconciler.diff import desired_hash
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.health import unready as unready_objects
 from reconciler.health import wait_healthy
 from reconciler.inventory import (MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_LABEL, SYSTEM_NAMESPACE,
                                   Inventory, StackRecord, now_iso, owner_label_value)
 from reconciler.objects import K8sObject, ObjectId, parse_objects, sort_for_apply
-from reconciler.plan import PlannedObject, plan_stack
+from reconciler.plan import Ownership, PlannedObject, plan_stack
 from reconciler.render import RenderCache, render_stack
 from reconciler.results import (Action, CommitInfo, DriftItem, DriftKind, DriftReport, EnvStatus, ObjectChange,
                                 PassResult, StackResult, StackState, StackStatus, utcnow)
@@ -59,6 +59,22 @@ class RenderedEnv:
     objects: dict[str, list[K8sObject]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     policy_report: object | None = None
+
+    def owners(self) -> dict[ObjectId, str]:
+        """Which stack renders each object: prune and ownership hand-offs look at the whole environment."""
+        return {obj.id: stack for stack, objects in self.objects.items() for obj in objects}
+
+    def check_unique(self, env_file: str) -> None:
+        """The same object in two stacks is a configuration error, found before anything is applied."""
+        seen: dict[ObjectId, K8sObject] = {}
+        for objects in self.objects.values():
+            for obj in objects:
+                first = seen.setdefault(obj.id, obj)
+                if first is not obj:
+                    raise ConfigError(
+                        f"{env_file}: {obj.id} is rendered by stack {first.stack!r} ({first.source_file or '?'}) "
+                        f"and by stack {obj.stack!r} ({obj.source_file or '?'})",
+                        fix="keep the object in one stack; the other can dependsOn it")
 
 
 Progress = Callable[[ProgressEvent], None]
@@ -94,9 +110,6 @@ class Engine:
 
     def state_ref(self) -> tuple[str, str]:
         return SYSTEM_NAMESPACE, f"reconciler-{self.env.name}"
-
-    def _deps(self) -> dict[str, list[str]]:
-        return self.env.dependencies
 
     # --- render and policy (no cluster) --------------------------------------------------------
 
@@ -157,6 +170,7 @@ class Engine:
             rendered = self.render(progress=progress, run_id=run_id)
             result.commit = rendered.commit
             bound = bound.bind(commit=rendered.commit.short)
+            rendered.check_unique(self.env.file)
             inventory = Inventory(self.cluster, self.env.name)
             self.cluster.reset_counts()
             inventory.load(create=not dry_run)
@@ -210,8 +224,11 @@ class Engine:
 
     def _stack_drift(self, stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:
         items = []
-        planned = plan_stack(self.cluster, objects, self.selector(stack), record.objects, force=False)
+        planned = plan_stack(self.cluster, objects, self.selector(stack), record.objects, force=False,
+                             owner=self.ownership(stack))
         for entry in planned:
+            if entry.error:
+                continue
             if entry.action is Action.CREATE:
                 items.append(DriftItem(stack, entry.obj.id, DriftKind.MISSING))
             elif entry.action is Action.UPDATE:
@@ -240,6 +257,9 @@ class Engine:
         return EnvStatus(self.env.name, stacks)
 
     # --- helpers used by the pass ------------------------------------------------------------------
+
+    def ownership(self, stack: str) -> Ownership:
+        return Ownership(self.env.name, stack, self.env.stack(stack).allow_adoption)
 
     def selector(self, stack: str) -> str:
         return f"{OWNER_LABEL}={owner_label_value(self.env.name, stack)}"
@@ -277,6 +297,7 @@ class _PassRun:
         self.emit = _emitter(progress, result.run_id, engine.env.name)
         self.failed: set[str] = set()
         self.deps = engine.env.dependencies
+        self.owners = rendered.owners()
 
     def execute(self) -> None:
         blocking = set(self.rendered.policy_report.blocking_stacks()) if self.rendered.policy_report else set()
@@ -342,7 +363,12 @@ class _PassRun:
             return
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
         planned = plan_stack(self.engine.cluster, objects, self.engine.selector(stack.name), record.objects,
-                             force=self.env.sync.correct_drift)
+                             force=self.env.sync.correct_drift, owner=self.engine.ownership(stack.name))
+        result.drifted = sum(1 for p in planned if p.drift)
+        if not self.env.sync.correct_drift:
+            for entry in planned:
+                if entry.drift:
+                    entry.action = Action.UNCHANGED  # detect-only: reported as drift, neither planned nor reverted
         prunes = self._prune_candidates(stack, objects, record)
         result.changes = [p.change() for p in planned] + prunes
         if self.dry_run:
@@ -350,9 +376,10 @@ class _PassRun:
             result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
             if errors:
                 result.state = StackState.FAILED
-                result.reason = "; ".join(f"{p.obj.id}: {p.error}" for p in errors[:3])
+                result.reason = "; ".join(f"{p.where}: {p.error}" for p in errors[:3])
             else:
                 result.state = StackState.PLANNED if result.changed else StackState.UNCHANGED
+                result.reason = self._drift_note(result)
             return
         self._apply(stack, result, planned, objects, prunes, record)
 
@@ -371,23 +398,31 @@ class _PassRun:
         return problems
 
     def _prune_candidates(self, stack: StackConfig, objects: list[K8sObject], record: StackRecord):
-        if not self.env.sync.prune:
+        """What the stack owned and *no stack of the environment* renders any more. An object moved to
+        another stack is handed over, never deleted; while any stack fails to render, nothing is pruned
+        (its objects are unknown, and one of them may be what this stack gave away)."""
+        if not self.env.sync.prune or self.rendered.errors:
             return []
-        wanted = {str(o.id) for o in objects}
+        wanted = {str(o.id) for o in objects} | {str(i) for i in self.owners}
         return [ObjectChange(ObjectId.parse(i), Action.PRUNE) for i in sorted(set(record.objects) - wanted)]
+
+    def _handed_off(self, stack: str, record: StackRecord) -> dict[str, str]:
+        """Objects this stack owned that another stack now renders but has not recorded yet: kept in this
+        stack's inventory until the new owner has them, so a failed hand-off can never orphan them."""
+        kept = {}
+        for key, digest in record.objects.items():
+            new_owner = self.owners.get(ObjectId.parse(key))
+            if new_owner and new_owner != stack and key not in self.inventory.record(new_owner).objects:
+                kept[key] = digest
+        return kept
 
     def _apply(self, stack: StackConfig, result: StackResult, planned: list[PlannedObject],
                objects: list[K8sObject], prunes, record: StackRecord) -> None:
         cluster = self.engine.cluster
-        if not self.env.sync.correct_drift:
-            for entry in planned:
-                if entry.drift:
-                    entry.action = Action.UNCHANGED  # detect-only: reported as drift, not reverted
         outcome = apply_planned(cluster, planned, recreate_immutable=stack.recreate_on_immutable,
                                 take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
                                 on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
         result.conflicts = outcome.conflicts
-        result.drifted = sum(1 for p in planned if p.drift)
         if outcome.error:
             result.state, result.reason = StackState.FAILED, outcome.error
             return
@@ -400,6 +435,9 @@ class _PassRun:
                 return
         else:
             result.healthy = record.healthy if not outcome.applied else None
+        if self.rendered.errors and self.env.sync.prune:
+            failed = ", ".join(sorted(self.rendered.errors))
+            result.reason = f"prune postponed until every stack renders (failed: {failed})"
         if prunes:
             self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
             _, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine.selector(stack.name),
@@ -407,9 +445,13 @@ class _PassRun:
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])
         result.state = StackState.APPLIED if outcome.applied or prunes else StackState.UNCHANGED
+        note = self._drift_note(result)
+        result.reason = "; ".join(part for part in (result.reason, note) if part)
+
+    def _drift_note(self, result: StackResult) -> str:
         if result.drifted and not self.env.sync.correct_drift:
-            result.reason = (result.reason + "; " if result.reason else "") + \
-                f"{result.drifted} object(s) drifted (correction off)"
+            return f"{result.drifted} object(s) drifted (correction off)"
+        return ""
 
     def _record(self, stack: StackConfig, result: StackResult) -> None:
         record = self.inventory.record(stack.name)
@@ -421,8 +463,13 @@ class _PassRun:
         if result.state in (StackState.APPLIED, StackState.UNCHANGED):
             record.commit = self.rendered.commit.sha
             record.healthy = result.healthy
+            previous = record.objects
             record.objects = {str(o.id): desired_hash(self.engine.owned(o).manifest)
                               for o in self.rendered.objects.get(stack.name, [])}
+            record.objects.update(self._handed_off(stack.name, StackRecord(objects=previous)))
+            if self.rendered.errors and self.env.sync.prune:  # prune postponed: keep owning what was not pruned
+                for key, digest in previous.items():
+                    record.objects.setdefault(key, digest)
             if result.state is StackState.APPLIED:
                 record.applied_at = now
         elif result.state is StackState.FAILED:

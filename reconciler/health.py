@@ -1,8 +1,13 @@
 """Is a stack healthy after its apply? Readiness per kind, read with one LIST per kind and namespace.
 
-A stack's dependents start only when every workload it owns is ready: Deployments available and
-fully rolled out, StatefulSets ready on the current revision, DaemonSets scheduled and ready
-everywhere, Jobs complete, PVCs bound, Services with selectors backed by a ready endpoint.
+A stack's dependents start only when every object it owns is ready. Built-in workloads have their
+own rules: Deployments available and fully rolled out, StatefulSets ready on the current revision,
+DaemonSets scheduled and ready everywhere, Jobs complete, PVCs bound, Services with selectors backed
+by a ready endpoint, CRDs Established, Namespaces not terminating. Every other kind, custom
+resources included, follows the generic rules of Kubernetes' kstatus: the controller has observed
+the latest generation (`status.observedGeneration`), and no condition says `Stalled=True`,
+`Reconciling=True` or `Ready=False/Unknown`. An object without a status is ready. Kinds that never
+carry a status (ConfigMaps, RBAC, NetworkPolicies, ...) are not read at all.
 """
 
 from __future__ import annotations
@@ -12,12 +17,20 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from reconciler.cluster import Cluster
-from reconciler.objects import K8sObject
+from reconciler.objects import K8sObject, group_of
 
-_WATCHED = {
-    ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("batch", "Job"),
-    ("", "PersistentVolumeClaim"), ("", "Service"),
+_NO_HEALTH = {
+    ("", "ConfigMap"), ("", "Secret"), ("", "ServiceAccount"), ("", "LimitRange"), ("", "ResourceQuota"),
+    ("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice"),
+    ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding"),
+    ("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("networking.k8s.io", "NetworkPolicy"), ("networking.k8s.io", "IngressClass"), ("networking.k8s.io", "Ingress"),
+    ("storage.k8s.io", "StorageClass"), ("scheduling.k8s.io", "PriorityClass"), ("policy", "PodDisruptionBudget"),
+    ("autoscaling", "HorizontalPodAutoscaler"), ("coordination.k8s.io", "Lease"),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
 }
+"""Kinds whose readiness is their existence: never listed for health."""
 
 
 def _observed(obj: dict) -> bool:
@@ -76,13 +89,57 @@ def pvc_ready(obj: dict) -> str | None:
     return None if phase == "Bound" else f"phase {phase or 'Pending'}"
 
 
-CHECKS: dict[str, Callable[[dict], str | None]] = {
-    "Deployment": deployment_ready,
-    "StatefulSet": statefulset_ready,
-    "DaemonSet": daemonset_ready,
-    "Job": job_ready,
-    "PersistentVolumeClaim": pvc_ready,
+def crd_ready(obj: dict) -> str | None:
+    if _condition(obj, "Established") == "True":
+        return None
+    return "not Established"
+
+
+def namespace_ready(obj: dict) -> str | None:
+    phase = (obj.get("status") or {}).get("phase")
+    return "terminating" if phase == "Terminating" else None
+
+
+def _condition(obj: dict, kind: str) -> str | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def _condition_message(obj: dict, kind: str) -> str:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("message") or condition.get("reason") or "")
+    return ""
+
+
+def generic_ready(obj: dict) -> str | None:
+    """kstatus' generic rules, for any kind without its own check (custom resources included)."""
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    if generation is not None and observed is not None and observed < generation:
+        return f"generation {generation} not observed yet (observed {observed})"
+    if _condition(obj, "Stalled") == "True":
+        return f"stalled: {_condition_message(obj, 'Stalled')}"
+    if _condition(obj, "Reconciling") == "True":
+        return f"reconciling: {_condition_message(obj, 'Reconciling')}"
+    if _condition(obj, "Ready") in ("False", "Unknown"):
+        return f"not ready: {_condition_message(obj, 'Ready')}"
+    return None
+
+
+CHECKS: dict[tuple[str, str], Callable[[dict], str | None]] = {
+    ("apps", "Deployment"): deployment_ready,
+    ("apps", "StatefulSet"): statefulset_ready,
+    ("apps", "DaemonSet"): daemonset_ready,
+    ("batch", "Job"): job_ready,
+    ("", "PersistentVolumeClaim"): pvc_ready,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): crd_ready,
+    ("", "Namespace"): namespace_ready,
 }
+"""Kinds with their own readiness rule; every other kind gets generic_ready."""
 
 
 def _needs_endpoints(obj: dict) -> bool:
@@ -100,10 +157,10 @@ def _services_with_endpoints(cluster: Cluster, namespace: str) -> set[str]:
 
 
 def unready(cluster: Cluster, objects: Iterable[K8sObject]) -> list[str]:
-    """`kind/namespace/name: why` for every watched object that is not ready yet."""
+    """`kind/namespace/name: why` for every object that is not ready yet."""
     by_type: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for obj in objects:
-        if (obj.id.group, obj.kind) in _WATCHED:
+        if (obj.id.group, obj.kind) not in _NO_HEALTH:
             by_type[(obj.api_version, obj.kind, obj.id.namespace)].add(obj.id.name)
     problems: list[str] = []
     for (api_version, kind, namespace), names in sorted(by_type.items()):
@@ -113,8 +170,9 @@ def unready(cluster: Cluster, objects: Iterable[K8sObject]) -> list[str]:
             with_endpoints = _services_with_endpoints(cluster, namespace) if wanted else set()
             problems += [f"Service/{namespace}/{n}: no ready endpoints" for n in sorted(wanted - with_endpoints)]
             continue
+        check = CHECKS.get((group_of(api_version), kind), generic_ready)
         for name in sorted(names):
-            reason = "not found" if name not in live else CHECKS[kind](live[name])
+            reason = "not found" if name not in live else check(live[name])
             if reason:
                 problems.append(f"{kind}/{namespace or '-'}/{name}: {reason}")
     return problems

@@ -1,20 +1,34 @@
 """Planning one stack: desired objects against live ones, in the fewest API requests.
 
 Live state is read with one label-selected LIST per kind and namespace; objects are compared
-locally (diff.compare), and only suspects are confirmed with a server-side dry-run apply, which
-also validates them before anything is applied. A steady-state stack costs its LISTs and nothing
-more.
+locally, and only suspects are confirmed with a server-side dry-run apply, which also validates
+them before anything is applied. A steady-state stack costs its LISTs and nothing more.
+
+A suspect is any of: a field Git sets whose live value differs (diff.compare); a field our field
+manager owns that Git no longer sets (fieldset.removed_paths: the next apply removes it); or a
+desired manifest whose hash differs from what the stack last applied (a Git change always lands,
+even one that normalises to the live value). An object labelled as another environment's is
+never taken over unless the stack allows adoption; a custom resource whose CRD neither the cluster
+nor this stack defines is an error before anything is applied.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from reconciler.cluster import ApiError, Cluster, UnknownKind
-from reconciler.diff import compare, desired_hash, project, secret_view
+from reconciler.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
+from reconciler.diff import compare, desired_hash, mask_secret_changes, project, secret_view
+from reconciler.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
+from reconciler.inventory import OWNER_ANNOTATION, OWNER_LABEL
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
+
+MAX_OBJECT_BYTES = 1024 * 1024
+"""ConfigMaps and Secrets may not exceed 1 MiB; other objects are held to etcd's 1.5 MiB request limit."""
+_MAX_BYTES_BY_KIND = {"ConfigMap": MAX_OBJECT_BYTES, "Secret": MAX_OBJECT_BYTES}
+_MAX_OTHER_BYTES = 3 * MAX_OBJECT_BYTES // 2
 
 
 @dataclass
@@ -26,11 +40,26 @@ class PlannedObject:
     fields: list[FieldChange] = field(default_factory=list)
     drift: bool = False  # differs from live although Git did not change it since the last apply
     conflict: str = ""  # another field manager owns a field we set
-    error: str = ""  # the server rejected it in dry-run (invalid, immutable field, ...)
+    error: str = ""  # the server rejected it in dry-run (invalid, immutable field, ...), or it is not ours to take
     immutable: bool = False
+    reapply: bool = False  # Git changed it but live already matches: applied (to own exactly Git's fields), not reported
+    removed: list[OwnedPath] = field(default_factory=list)  # fields we own that Git no longer sets
 
     def change(self) -> ObjectChange:
         return ObjectChange(id=self.obj.id, action=self.action, fields=self.fields, source_file=self.obj.source_file)
+
+    @property
+    def where(self) -> str:
+        return f"{self.obj.id} ({self.obj.source_file})" if self.obj.source_file else str(self.obj.id)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who is planning: the environment, and whether its stack may take over another environment's objects."""
+
+    env: str
+    stack: str
+    allow_adoption: bool = False
 
 
 def _live_by_name(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
@@ -42,7 +71,7 @@ def _live_by_name(cluster: Cluster, objects: list[K8sObject], selector: str) -> 
         try:
             items = cluster.list(api_version, kind, namespace or None, label_selector=selector)
         except UnknownKind:
-            continue  # defined by a CRD of this same stack: every such object is a create
+            continue  # defined by a CRD of this same stack (checked at dry-run), or by none
         except ApiError as exc:
             if exc.status == 404:
                 continue
@@ -59,11 +88,25 @@ def _conflict_text(exc: ApiError) -> str:
     return "; ".join(exc.causes) or exc.message
 
 
-def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: bool) -> None:
+def _crd_kinds(objects: list[K8sObject]) -> set[tuple[str, str]]:
+    """(group, kind) of every custom resource a CRD of this stack defines."""
+    kinds = set()
+    for obj in objects:
+        if obj.kind == "CustomResourceDefinition":
+            spec = obj.manifest.get("spec") or {}
+            kinds.add((str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))))
+    return kinds
+
+
+def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: bool,
+             stack_crds: set[tuple[str, str]]) -> None:
     """Dry-run apply: validates the object and turns a suspect into a confirmed change, or clears it."""
     try:
         result = cluster.apply(planned.obj.manifest, dry_run=True, force=force)
-    except UnknownKind:
+    except UnknownKind as exc:
+        if (planned.obj.id.group, planned.obj.kind) not in stack_crds:
+            planned.error = (f"{exc.message}, and no CustomResourceDefinition in this stack defines it "
+                             f"(fix: add the CRD to this stack or to a stack it dependsOn, or correct apiVersion/kind)")
         return
     except ApiError as exc:
         if exc.status == 409:
@@ -72,7 +115,8 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
         if exc.status == 404 and planned.action is Action.CREATE:
             return  # its namespace is created by this same pass
         planned.immutable = exc.status == 422 and "immutable" in exc.message
-        planned.error = exc.message
+        planned.error = exc.message + (" (fix: revert the change, or set recreateOnImmutable: true on the stack to "
+                                       "delete and re-create the object)" if planned.immutable else "")
         return
     if live is None:
         return
@@ -80,11 +124,69 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
     projected = project(shape, result)
     projected.update({k: planned.obj.manifest[k] for k in ("apiVersion", "kind") if k in planned.obj.manifest})
     confirmed = compare(projected, live)
+    seen = {change.path for change in confirmed}
+    confirmed += [c for c in _removals(planned.obj.manifest, planned.removed, live, result) if c.path not in seen]
+    planned.fields = confirmed
     if not confirmed:
         planned.action = Action.UNCHANGED
-        planned.fields = []
-    else:
-        planned.fields = confirmed
+
+
+def _removals(manifest: dict, removed: list[OwnedPath], live: dict, after: dict | None) -> list[FieldChange]:
+    """Owned fields Git dropped whose value the apply changes (gone, or back to a server default)."""
+    changes = []
+    for owned in removed:
+        before = lookup(live, owned.steps)
+        now = lookup(after, owned.steps) if after is not None else MISSING
+        if before is MISSING or now == before:
+            continue
+        changes.append(FieldChange(owned.path, None if now is MISSING else now, before))
+    return mask_secret_changes(manifest, changes)
+
+
+def _desired_view(manifest: dict) -> dict:
+    """What we own after applying `manifest`: for Secrets, `stringData` keys are also `data` keys."""
+    if manifest.get("kind") != "Secret" or not manifest.get("stringData"):
+        return manifest
+    view = dict(manifest)
+    view["data"] = {**(manifest.get("data") or {}), **manifest["stringData"]}
+    return view
+
+
+def _too_large(obj: K8sObject) -> str:
+    size = len(json.dumps(obj.manifest, separators=(",", ":")))
+    limit = _MAX_BYTES_BY_KIND.get(obj.kind, _MAX_OTHER_BYTES)
+    if size <= limit:
+        return ""
+    return (f"object is {size} bytes, over the {limit} bytes Kubernetes accepts for a {obj.kind} "
+            f"(fix: split it into smaller objects, or mount large files from a volume)")
+
+
+def foreign_owner(live: dict, env: str) -> str:
+    """`<env>/<stack>` of another environment that owns `live`, or '' when it is ours or nobody's."""
+    meta = live.get("metadata") or {}
+    owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
+    if owner:
+        return "" if owner.split("/", 1)[0] == env else owner
+    label = (meta.get("labels") or {}).get(OWNER_LABEL) or ""
+    if not label:
+        return ""
+    owner_env = label.rsplit(".", 1)[0]
+    return "" if owner_env == env else owner_env
+
+
+def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, owner: Ownership) -> PlannedObject:
+    foreign = foreign_owner(current, owner.env)
+    if foreign and not owner.allow_adoption:
+        return PlannedObject(obj, Action.UPDATE, error=(
+            f"owned by environment {foreign!r}; not taken over (fix: render it in one environment only, or set "
+            f"allowAdoption: true on stack {owner.stack!r} to take it over)"))
+    removed = removed_paths(owned_fields(current, FIELD_MANAGER), _desired_view(obj.manifest))
+    fields = compare(obj.manifest, current)
+    seen = {change.path for change in fields}
+    fields += [c for c in _removals(obj.manifest, removed, current, None) if c.path not in seen]
+    entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields, removed=removed)
+    entry.reapply = not fields and previous_hash is not None and previous_hash != desired_hash(obj.manifest)
+    return entry
 
 
 def plan_stack(
@@ -94,9 +196,11 @@ def plan_stack(
     previous_hashes: dict[str, str],
     *,
     force: bool,
+    owner: Ownership,
 ) -> list[PlannedObject]:
     """Classify every desired object as create / update / unchanged (prunes are the caller's)."""
     live = _live_by_name(cluster, objects, selector)
+    stack_crds = _crd_kinds(objects)
     planned: list[PlannedObject] = []
     for obj in objects:
         current = live.get(obj.id)
@@ -105,10 +209,10 @@ def plan_stack(
         if current is None:
             entry = PlannedObject(obj, Action.CREATE)
         else:
-            fields = compare(obj.manifest, current)
-            entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields)
-        if entry.action is not Action.UNCHANGED:
-            _confirm(cluster, entry, current, force)
+            entry = _plan_existing(obj, current, previous_hashes.get(str(obj.id)), owner)
+        entry.error = entry.error or _too_large(obj)
+        if not entry.error and (entry.action is not Action.UNCHANGED or entry.reapply):
+            _confirm(cluster, entry, current, force, stack_crds)
         if entry.action is Action.UPDATE:
             entry.drift = previous_hashes.get(str(obj.id)) == desired_hash(obj.manifest)
         planned.append(entry)
@@ -116,7 +220,8 @@ def plan_stack(
 
 
 def _get_unlabelled(cluster: Cluster, obj: K8sObject) -> dict | None:
-    """An object missing from the labelled LIST may still exist (made by hand, or by an older tool)."""
+    """An object missing from the labelled LIST may still exist (made by hand, by an older tool, by another
+    stack it moved from, or by another environment)."""
     try:
         return cluster.get(obj.api_version, obj.kind, obj.id.namespace, obj.id.name)
     except UnknownKind:

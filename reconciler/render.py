@@ -9,6 +9,7 @@ re-rendered; a stack nobody touched is not. Kustomizations with remote resources
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -32,7 +33,10 @@ def kustomize_command() -> list[str]:
     raise RenderError("neither kustomize nor kubectl is on PATH", fix="install kustomize (or kubectl >= 1.14)")
 
 
-def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT_S) -> str:
+_KLOG_PREFIX = re.compile(r'^[EWI]\d{4} [\d:.]+\s+\d+ \S+\] ("command failed" err=)?')
+
+
+def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT_S, where: str = "") -> str:
     command = [*kustomize_command(), str(directory)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -40,8 +44,8 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
         raise RenderError(f"stack {stack!r}: kustomize did not finish within {timeout_s:.0f}s",
                           fix="look for remote resources or very large generators") from exc
     if result.returncode != 0:
-        message = " ".join(result.stderr.strip().split())[:800]
-        raise RenderError(f"stack {stack!r}: kustomize build failed: {message}",
+        message = _KLOG_PREFIX.sub("", " ".join(result.stderr.strip().split()))[:800]
+        raise RenderError(f"stack {stack!r}: kustomize build of {where or directory} failed: {message}",
                           fix="run `kubectl kustomize` on the stack path and fix the reported file")
     return result.stdout
 
@@ -170,7 +174,7 @@ def render_stack(
         text = cache.get(key) if key else None
         if text is not None:
             return Rendered(stack, text, cached=True)
-    text = run_kustomize(directory, stack)
+    text = run_kustomize(directory, stack, where=stack_path)
     if cache is not None and key:
         cache.put(key, text)
     return Rendered(stack, text, cached=False)

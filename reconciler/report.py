@@ -63,9 +63,18 @@ def _print_changes(console: Console, stack: str, changes, verbose: bool) -> None
         console.print(f"  {stack}: {len(changes)} changes, the first {len(shown)} shown (-v shows all)")
     for change in shown:
         where = f"  ({change.source_file})" if change.source_file else ""
-        console.print(f"  {_ACTION_MARK[change.action]} {stack}: {change.id}{where}", highlight=False)
+        console.print(f"  {_ACTION_MARK[change.action]} {stack}: {change.id}{where}", highlight=False, markup=False)
         for field in change.fields[: None if verbose else 8]:
-            console.print(f"      {field.path}: {_short(field.live)} -> {_short(field.desired)}", highlight=False)
+            console.print(f"      {describe_field(field)}", highlight=False, markup=False)
+
+
+def describe_field(field) -> str:
+    """`- path: old` for a field the apply removes, `+ path: new` for one it adds, `~ path: old -> new`."""
+    if field.desired is None and field.live is not None:
+        return f"- {field.path}: {_short(field.live)}"
+    if field.live is None:
+        return f"+ {field.path}: {_short(field.desired)}"
+    return f"~ {field.path}: {_short(field.live)} -> {_short(field.desired)}"
 
 
 def print_drift(console: Console, report: DriftReport) -> None:
@@ -75,9 +84,9 @@ def print_drift(console: Console, report: DriftReport) -> None:
         return
     for item in report.items:
         since = f" (since {item.first_seen:%Y-%m-%d %H:%M}Z)" if item.first_seen else ""
-        console.print(f"  {item.kind.value:<9} {item.stack}: {item.id}{since}", highlight=False)
+        console.print(f"  {item.kind.value:<9} {item.stack}: {item.id}{since}", highlight=False, markup=False)
         for field in item.fields:
-            console.print(f"      {field.path}: Git {_short(field.desired)}, live {_short(field.live)}", highlight=False)
+            console.print(f"      {field.path}: Git {_short(field.desired)}, live {_short(field.live)}", highlight=False, markup=False)
 
 
 def print_status(console: Console, status: EnvStatus) -> None:

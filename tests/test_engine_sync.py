@@ -160,7 +160,7 @@ def test_a_failing_stack_blocks_its_dependents_but_not_independent_stacks(
     assert states == {"base": StackState.APPLIED, "broken": StackState.FAILED,
                       "after": StackState.BLOCKED, "side": StackState.APPLIED}
     assert next(s for s in result.stacks if s.stack == "after").blocked_by == ["broken"]
-    assert "kustomize build failed" in next(s for s in result.stacks if s.stack == "broken").reason
+    assert "kustomize build of stacks/broken failed" in next(s for s in result.stacks if s.stack == "broken").reason
     assert read_configmap(api_client, namespace, "after") is None
 
 
@@ -374,7 +374,7 @@ def test_a_commit_changing_one_stack_re_renders_and_applies_only_that_stack(
     import reconciler.render as render_module
     original = render_module.run_kustomize
     monkeypatch.setattr(render_module, "run_kustomize",
-                        lambda directory, stack, *a: renders.append(stack) or original(directory, stack, *a))
+                        lambda directory, stack, *a, **kw: renders.append(stack) or original(directory, stack, *a, **kw))
 
     result = engine.sync()
 

@@ -78,7 +78,7 @@ def test_a_kustomize_error_names_the_stack_and_the_message(repo: PushRepo, tmp_p
     with pytest.raises(RenderError) as error:
         render(repo, tmp_path, "overlays/dev/app")
 
-    assert "stack 'app': kustomize build failed" in str(error.value)
+    assert "stack 'app': kustomize build of" in str(error.value) and "failed" in str(error.value)
     assert "missing.yaml" in str(error.value)
 
 

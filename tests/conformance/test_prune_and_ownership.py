@@ -1,0 +1,190 @@
+"""What Git no longer has is pruned, what Git still wants never is, and nobody else's objects are taken."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenario import Scenario, annotations_of, configmap, labels_of
+
+pytestmark = pytest.mark.cluster
+
+
+def _uid(obj: dict | None) -> str:
+    assert obj is not None, "object is gone"
+    return obj["metadata"]["uid"]
+
+
+def test_an_object_removed_from_git_is_pruned(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    scenario.stack("app", [configmap("keep", ns, {"a": "1"}), configmap("drop", ns, {"b": "2"})])
+    scenario.commit("two")
+    scenario.run("sync")
+    scenario.stack("app", [configmap("keep", ns, {"a": "1"})])
+    scenario.commit("one")
+
+    plan = scenario.run("plan")
+    sync = scenario.run("sync")
+
+    assert "- app: core/ConfigMap/" in plan.out and "/drop" in plan.out, plan.out
+    assert sync.code == 1
+    assert scenario.live("configmap", "drop") is None and scenario.live("configmap", "keep") is not None
+
+
+@pytest.mark.parametrize("direction", ["to a dependent stack", "to a stack it depends on"])
+def test_an_object_moved_between_stacks_keeps_its_uid_and_changes_owner(scenario: Scenario, direction: str) -> None:
+    ns = scenario.namespace
+    first, second = ("a", "b") if direction == "to a dependent stack" else ("b", "a")
+    scenario.stack("a", [configmap("anchor-a", ns, {"x": "1"})])
+    scenario.stack("b", [configmap("anchor-b", ns, {"x": "1"})], depends_on=("a",))
+    scenario.stack(first, [configmap(f"anchor-{first}", ns, {"x": "1"}), configmap("moving", ns, {"v": "1"})],
+                   depends_on=("a",) if first == "b" else ())
+    scenario.commit("moving lives in the first stack")
+    assert scenario.run("sync").code == 1
+    uid = _uid(scenario.live("configmap", "moving"))
+    scenario.stack(first, [configmap(f"anchor-{first}", ns, {"x": "1"})], depends_on=("a",) if first == "b" else ())
+    scenario.stack(second, [configmap(f"anchor-{second}", ns, {"x": "1"}), configmap("moving", ns, {"v": "1"})],
+                   depends_on=("a",) if second == "b" else ())
+    scenario.commit("moving goes to the second stack")
+
+    plan = scenario.run("plan")
+    sync = scenario.run("sync")
+
+    assert not [line for line in plan.out.splitlines() if line.strip().startswith("- ") and "moving" in line], plan.out
+    assert sync.code == 1, sync.out + sync.err
+    live = scenario.live("configmap", "moving")
+    assert _uid(live) == uid
+    assert labels_of(live)["reconciler.healthflow.io/owner"] == f"{scenario.name}.{second}"
+    status = scenario.run("sync", "-o", "json")
+    assert status.code == 0 and _uid(scenario.live("configmap", "moving")) == uid
+
+
+def test_an_object_moved_between_stacks_is_pruned_later_by_its_new_owner(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    scenario.stack("a", [configmap("moving", ns, {"v": "1"}), configmap("anchor", ns, {"x": "1"})])
+    scenario.stack("b", [configmap("other", ns, {"x": "1"})], depends_on=("a",))
+    scenario.commit("in a")
+    scenario.run("sync")
+    scenario.stack("a", [configmap("anchor", ns, {"x": "1"})])
+    scenario.stack("b", [configmap("other", ns, {"x": "1"}), configmap("moving", ns, {"v": "1"})], depends_on=("a",))
+    scenario.commit("to b")
+    scenario.run("sync")
+    scenario.stack("b", [configmap("other", ns, {"x": "1"})], depends_on=("a",))
+    scenario.commit("gone from Git")
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 1
+    assert scenario.live("configmap", "moving") is None
+
+
+def test_the_same_object_in_two_stacks_is_an_error_naming_both_before_anything_is_applied(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    scenario.stack("a", [configmap("shared", ns, {"v": "a"}), configmap("only-a", ns, {"v": "1"})])
+    scenario.stack("b", [configmap("shared", ns, {"v": "b"})])
+    scenario.commit("shared twice")
+
+    plan = scenario.run("plan")
+    sync = scenario.run("sync")
+
+    for run in (plan, sync):
+        assert run.code == 2
+        assert "core/ConfigMap/" in run.out and "stack 'a' (stacks/a/objects.yaml)" in run.out, run.out
+        assert "stack 'b' (stacks/b/objects.yaml)" in run.out
+    assert scenario.live("configmap", "shared") is None and scenario.live("configmap", "only-a") is None
+
+
+def test_an_object_owned_by_another_environment_is_never_taken_over(scenario: Scenario, tmp_path) -> None:
+    from scenario import Scenario as Other
+
+    ns = scenario.namespace
+    other = Other(tmp_path / "other", ns, scenario.kubeconfig)
+    other.name = f"{ns[:44]}-o"
+    other.stack("theirs", [configmap("shared", ns, {"owner": "other"})])
+    other.commit("the other environment's object")
+    assert other.run("sync").code == 1
+    scenario.stack("mine", [configmap("shared", ns, {"owner": "me"}), configmap("mine-only", ns, {"v": "1"})])
+    scenario.commit("same object here")
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 2
+    assert f"owned by environment '{other.name}/theirs'" in sync.out and "allowAdoption" in sync.out, sync.out
+    live = scenario.live("configmap", "shared")
+    assert live["data"] == {"owner": "other"}
+    assert annotations_of(live)["reconciler.healthflow.io/owner"] == f"{other.name}/theirs"
+    assert scenario.live("configmap", "mine-only") is None  # the stack applied nothing
+    assert other.run("sync").code == 0  # and the owner sees no drift
+
+
+def test_a_stack_that_allows_adoption_takes_over_another_environments_object(scenario: Scenario, tmp_path) -> None:
+    from scenario import Scenario as Other
+
+    ns = scenario.namespace
+    other = Other(tmp_path / "other", ns, scenario.kubeconfig)
+    other.name = f"{ns[:44]}-o"
+    other.stack("theirs", [configmap("shared", ns, {"owner": "other"})])
+    other.commit("theirs")
+    other.run("sync")
+    scenario.stack("mine", [configmap("shared", ns, {"owner": "me"})], allowAdoption=True)
+    scenario.write_env(correctDrift=True)
+    scenario.commit("adopt it")
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 1, sync.out
+    live = scenario.live("configmap", "shared")
+    assert live["data"] == {"owner": "me"}
+    assert labels_of(live)["reconciler.healthflow.io/owner"] == f"{scenario.name}.mine"
+
+
+def test_an_object_made_by_hand_is_adopted_when_git_declares_it(scenario: Scenario) -> None:
+    scenario.kubectl("-n", scenario.namespace, "create", "configmap", "handmade", "--from-literal=a=1")
+    uid = _uid(scenario.live("configmap", "handmade"))
+    scenario.stack("app", [configmap("handmade", scenario.namespace, {"a": "2"})])
+    scenario.write_env(correctDrift=True)
+    scenario.commit("declare it")
+
+    assert scenario.run("sync").code == 1
+
+    live = scenario.live("configmap", "handmade")
+    assert _uid(live) == uid and live["data"] == {"a": "2"}
+
+
+def test_an_object_git_still_wants_is_never_pruned_while_another_stack_fails_to_render(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    scenario.stack("a", [configmap("moving", ns, {"v": "1"}), configmap("anchor", ns, {"x": "1"})])
+    scenario.stack("b", [configmap("other", ns, {"x": "1"})])
+    scenario.commit("in a")
+    scenario.run("sync")
+    scenario.stack("a", [configmap("anchor", ns, {"x": "1"})])
+    scenario.stack("b", [configmap("other", ns, {"x": "1"}), configmap("moving", ns, {"v": "1"})])
+    scenario.repo.write("stacks/b/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a, map\n")
+    scenario.repo.write("stacks/b/kustomization.yaml", {"resources": ["objects.yaml", "broken.yaml"]})
+    scenario.commit("moved to b, but b does not render")
+
+    sync = scenario.run("sync", "-o", "json")
+
+    assert sync.code == 2
+    stacks = {s["stack"]: s for s in sync.json["stacks"]}
+    assert stacks["b"]["state"] == "failed"
+    assert "prune postponed" in stacks["a"]["reason"]
+    assert scenario.live("configmap", "moving") is not None
+
+
+def test_namespaces_are_not_pruned_without_opt_in(scenario: Scenario) -> None:
+    extra = f"{scenario.namespace}-x"
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": extra}}
+    scenario.stack("app", [namespace, configmap("in-extra", extra, {"a": "1"})])
+    scenario.commit("a namespace")
+    scenario.run("sync")
+    try:
+        scenario.stack("app", [configmap("settings", scenario.namespace, {"a": "1"})])
+        scenario.commit("namespace removed from Git")
+
+        sync = scenario.run("sync", "-o", "json")
+
+        assert "pruneNamespaces" in sync.json["stacks"][0]["reason"]
+        assert scenario.live("namespace", extra, namespace=None)["status"]["phase"] == "Active"
+        assert scenario.live("configmap", "in-extra", namespace=extra) is None
+    finally:
+        scenario.kubectl("delete", "namespace", extra, "--wait=false", check=False)
