@@ -23,6 +23,8 @@ from reconciler.results import Action
 _PARALLEL = 4
 CRD_ESTABLISHED_TIMEOUT_S = 60.0
 _NEVER_PRUNED_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
+PRUNE_ANNOTATION = "reconciler.healthflow.io/prune"
+"""`disabled` on an object keeps it in the cluster when Git drops it (Flux: kustomize.toolkit.fluxcd.io/prune)."""
 
 
 @dataclass
@@ -163,6 +165,9 @@ def prune_objects(cluster: Cluster, ids: list[ObjectId], selector: str, *,
         labels = (live.get("metadata") or {}).get("labels") or {}
         if labels.get(OWNER_LABEL) != owner:
             skipped.append(f"{oid} (not labelled as ours)")
+            continue
+        if ((live.get("metadata") or {}).get("annotations") or {}).get(PRUNE_ANNOTATION) == "disabled":
+            skipped.append(f"{oid} (annotated {PRUNE_ANNOTATION}: disabled, left in place)")
             continue
         cluster.delete(api_version, oid.kind, oid.namespace, oid.name)
         deleted += 1

@@ -188,3 +188,20 @@ def test_namespaces_are_not_pruned_without_opt_in(scenario: Scenario) -> None:
         assert scenario.live("configmap", "in-extra", namespace=extra) is None
     finally:
         scenario.kubectl("delete", "namespace", extra, "--wait=false", check=False)
+
+
+def test_an_object_annotated_prune_disabled_survives_its_removal_from_git(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    survivor = configmap("survivor", ns, {"a": "1"}, annotations={"reconciler.healthflow.io/prune": "disabled"})
+    scenario.stack("app", [configmap("keep", ns, {"a": "1"}), survivor])
+    scenario.commit("a survivor")
+    scenario.run("sync")
+    scenario.stack("app", [configmap("keep", ns, {"a": "1"})])
+    scenario.commit("survivor removed from Git")
+
+    sync = scenario.run("sync", "-o", "json")
+    again = scenario.run("sync", "-o", "json")
+
+    assert "prune: disabled, left in place" in sync.json["stacks"][0]["reason"]
+    assert scenario.live("configmap", "survivor") is not None
+    assert again.code == 0 and not [c for c in again.json["stacks"][0]["changes"] if c["action"] == "prune"]
