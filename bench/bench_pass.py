@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from reconciler.config import load_environment  # noqa: E402
-from reconciler.engine import Engine  # noqa: E402
+from reconciler.pipeline.engine import Engine  # noqa: E402
 
 
 def timed(action):

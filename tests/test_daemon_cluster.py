@@ -25,11 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_for
 from reconciler.config import load_environment
-from reconciler.daemon import DaemonSettings, default_engine_factory
-from reconciler.leader import LeaseElector, LeaseSettings
-from reconciler.metrics import Metrics
-from reconciler.notify import Alert, AlertKind, KubernetesEventSink, Notifier, RetryPolicy, WebhookSink
-from reconciler.webhooks import github_signature
+from reconciler.daemon.service import DaemonSettings, default_engine_factory
+from reconciler.daemon.leader import LeaseElector, LeaseSettings
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier, RetryPolicy, WebhookSink
+from reconciler.daemon.webhooks import github_signature
 from test_daemon_support import (
     API_TOKEN,
     GITHUB_SECRET,
@@ -51,7 +51,7 @@ def _needs_engine() -> None:
     """Skip only while the engine module does not exist; once it does, an import error fails the test."""
     if not (REPO_ROOT / "reconciler" / "engine.py").exists():
         pytest.skip("the engine (reconciler/engine.py) is not there yet")
-    import reconciler.engine  # noqa: F401
+    import reconciler.pipeline.engine  # noqa: F401
 
 
 def configmap_value(api_client: client.ApiClient, namespace: str, name: str, key: str = "value") -> str | None:
@@ -172,7 +172,7 @@ def test_two_triggers_during_a_real_pass_produce_exactly_one_follow_up(tmp_path:
 
 def test_manual_sync_runs_and_remote_sync_shows_its_progress(tmp_path: Path, repo: GitRepo, namespace: str,
                                                              api_client: client.ApiClient, factory: Any) -> None:
-    from reconciler.cli_daemon import remote_sync
+    from reconciler.cli.daemon import remote_sync
 
     env = engine_env(tmp_path, repo)
     with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as d:

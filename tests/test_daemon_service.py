@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_for
 from reconciler.config import load_environment
-from reconciler.daemon import DaemonSettings
-from reconciler.metrics import Metrics
-from reconciler.notify import (
+from reconciler.daemon.service import DaemonSettings
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import (
     Alert,
     AlertKind,
     Notifier,
@@ -34,7 +34,7 @@ from reconciler.notify import (
     slack_payload,
 )
 from reconciler.results import PassResult, StackResult, StackState
-from reconciler.webhooks import (
+from reconciler.daemon.webhooks import (
     PushEvent,
     WebhookError,
     github_signature,
@@ -213,7 +213,7 @@ def test_manual_sync_of_an_unknown_environment_gets_404(env: Any) -> None:
 
 
 def test_remote_sync_follows_the_run_and_exits_zero_on_success(env: Any) -> None:
-    from reconciler.cli_daemon import remote_sync
+    from reconciler.cli.daemon import remote_sync
 
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         out = io.StringIO()

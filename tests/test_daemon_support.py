@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from reconciler.daemon import Daemon, DaemonSettings
-from reconciler.metrics import Metrics
-from reconciler.notify import Notifier
+from reconciler.daemon.service import Daemon, DaemonSettings
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import Notifier
 from reconciler.results import CommitInfo, PassResult, StackResult, StackState, utcnow
-from reconciler.server import ServerSecrets, ServerThread, create_app
+from reconciler.daemon.server import ServerSecrets, ServerThread, create_app
 
 GITHUB_SECRET = "test-github-secret"
 GITLAB_TOKEN = "test-gitlab-token"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.diff import MASK, compare, mask_manifest, project
+from reconciler.pipeline.diff import MASK, compare, mask_manifest, project
 
 
 def deployment(**container: object) -> dict:

@@ -8,8 +8,8 @@ import pytest
 from kubernetes import client
 
 from reconciler.config import load_environment
-from reconciler.engine import Engine
-from reconciler.inventory import SYSTEM_NAMESPACE
+from reconciler.pipeline.engine import Engine
+from reconciler.pipeline.inventory import SYSTEM_NAMESPACE
 from reconciler.objects import CLUSTER_SCOPED_KINDS
 from reconciler.results import StackState
 from test_platform_cluster import PlatformCleanup, platform_cleanup  # noqa: F401 - fixture

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from gitrepo import PushRepo
 from reconciler.config import load_environment
-from reconciler.engine import Engine
+from reconciler.pipeline.engine import Engine
 from reconciler.results import Action, StackState
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -371,7 +371,7 @@ def test_a_commit_changing_one_stack_re_renders_and_applies_only_that_stack(
     write_stack(repo, "two", [configmap("two", namespace, {"v": "2"})])
     repo.commit("change stack two")
     renders: list[str] = []
-    import reconciler.render as render_module
+    import reconciler.pipeline.render as render_module
     original = render_module.run_kustomize
     monkeypatch.setattr(render_module, "run_kustomize",
                         lambda directory, stack, *a, **kw: renders.append(stack) or original(directory, stack, *a, **kw))

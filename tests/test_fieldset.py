@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.fieldset import MISSING, lookup, owned_fields, removed_paths
+from reconciler.pipeline.fieldset import MISSING, lookup, owned_fields, removed_paths
 
 MANAGER = "healthflow-reconciler"
 

@@ -9,8 +9,8 @@ import pytest
 from gitrepo import PushRepo
 from reconciler.errors import RenderError, SourceError
 from reconciler.objects import parse_objects
-from reconciler.render import RenderCache, input_paths, render_stack
-from reconciler.source import GitSource, redact_url
+from reconciler.pipeline.render import RenderCache, input_paths, render_stack
+from reconciler.pipeline.source import GitSource, redact_url
 
 
 def kustomization(**fields: object) -> dict:

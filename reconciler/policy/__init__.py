@@ -1,4 +1,5 @@
 """Policy enforcement before any apply: rules over the whole rendered environment.
+Layer policy: may import kube and the shared modules only (today it needs none of them).
 
     policies = load_policies(Path("policies"), "prod")
     report = evaluate(stacks, policies, today=datetime.date.today())

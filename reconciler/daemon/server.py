@@ -20,10 +20,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from reconciler import __version__
-from reconciler.daemon import Daemon
+from reconciler.daemon.service import Daemon
 from reconciler.logs import get_logger
-from reconciler.metrics import CONTENT_TYPE
-from reconciler.webhooks import (
+from reconciler.daemon.metrics import CONTENT_TYPE
+from reconciler.daemon.webhooks import (
     DEFAULT_MAX_BODY_BYTES,
     WebhookError,
     matching_environments,
@@ -33,7 +33,7 @@ from reconciler.webhooks import (
     verify_gitlab,
 )
 
-log = get_logger("reconciler.server")
+log = get_logger("reconciler.daemon.server")
 STATIC_DIR = Path(__file__).parent / "static"
 
 

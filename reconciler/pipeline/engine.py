@@ -20,23 +20,23 @@ from typing import Callable
 import structlog
 
 from reconciler import graph
-from reconciler.apply import apply_planned, preferred_version, prune_objects
-from reconciler.cluster import Cluster, new_api_client
+from reconciler.pipeline.apply import apply_planned, preferred_version, prune_objects
+from reconciler.kube.cluster import Cluster, new_api_client
 from reconciler.config import EnvironmentConfig, StackConfig, source_url
-from reconciler.diff import desired_hash
+from reconciler.pipeline.diff import desired_hash
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.health import unready as unready_objects
-from reconciler.health import wait_healthy
-from reconciler.inventory import (MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_LABEL, SYSTEM_NAMESPACE,
+from reconciler.kube.health import unready as unready_objects
+from reconciler.kube.health import wait_healthy
+from reconciler.pipeline.inventory import (MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_LABEL, SYSTEM_NAMESPACE,
                                   Inventory, StackRecord, now_iso, owner_label_value)
 from reconciler.objects import K8sObject, ObjectId, parse_objects, sort_for_apply
-from reconciler.plan import Ownership, PlannedObject, plan_stack
-from reconciler.render import RenderCache, render_stack
+from reconciler.pipeline.plan import Ownership, PlannedObject, plan_stack
+from reconciler.pipeline.render import RenderCache, render_stack
 from reconciler.results import (Action, CommitInfo, DriftItem, DriftKind, DriftReport, EnvStatus, ObjectChange,
                                 PassResult, StackResult, StackState, StackStatus, utcnow)
-from reconciler.source import GitSource
+from reconciler.pipeline.source import GitSource
 
-log = structlog.get_logger("reconciler.engine")
+log = structlog.get_logger("reconciler.pipeline.engine")
 
 
 @dataclass(frozen=True)

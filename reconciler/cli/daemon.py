@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.leader import LeaseSettings
+from reconciler.daemon.leader import LeaseSettings
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
 
@@ -154,10 +154,10 @@ def load_envs(path: Path, only: list[str]) -> list[Any]:
 
 def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     """The daemon and its HTTP server from parsed arguments and secrets (no thread started yet)."""
-    from reconciler.daemon import Daemon, DaemonSettings, default_engine_factory, default_identity
-    from reconciler.metrics import Metrics
-    from reconciler.notify import AlertKind, Notifier, RetryPolicy
-    from reconciler.server import ServerSecrets, ServerThread, create_app
+    from reconciler.daemon.service import Daemon, DaemonSettings, default_engine_factory, default_identity
+    from reconciler.daemon.metrics import Metrics
+    from reconciler.daemon.notify import AlertKind, Notifier, RetryPolicy
+    from reconciler.daemon.server import ServerSecrets, ServerThread, create_app
 
     envs = load_envs(args.environments, args.only_envs)
     lease = None
@@ -187,7 +187,7 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _sinks(args: argparse.Namespace, holder: list[Any], identity: str) -> list[Any]:
-    from reconciler.notify import KubernetesEventSink, SlackSink, WebhookSink
+    from reconciler.daemon.notify import KubernetesEventSink, SlackSink, WebhookSink
 
     sinks: list[Any] = []
     webhook = read_secret("ALERT_WEBHOOK_URL")

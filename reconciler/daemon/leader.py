@@ -22,7 +22,7 @@ from kubernetes.client.rest import ApiException
 
 from reconciler.logs import get_logger
 
-log = get_logger("reconciler.leader")
+log = get_logger("reconciler.daemon.leader")
 
 SYNC_REQUEST_ANNOTATION = "healthflow.io/sync-requested"
 """Set on the Lease by a replica that got a trigger it cannot run; the holder runs it on its next renewal."""

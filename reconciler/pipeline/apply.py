@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Callable
 
-from reconciler.cluster import ApiError, Cluster, UnknownKind
-from reconciler.inventory import OWNER_LABEL
+from reconciler.kube.cluster import ApiError, Cluster, UnknownKind
+from reconciler.pipeline.inventory import OWNER_LABEL
 from reconciler.objects import K8sObject, ObjectId, apply_rank
-from reconciler.plan import PlannedObject
+from reconciler.pipeline.plan import PlannedObject
 from reconciler.results import Action
 
 _PARALLEL = 4

@@ -25,10 +25,10 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Protocol
 
 from reconciler.logs import get_logger, redact_text
-from reconciler.metrics import Metrics, label
+from reconciler.daemon.metrics import Metrics, label
 from reconciler.results import DriftReport, PassResult, StackState
 
-log = get_logger("reconciler.notify")
+log = get_logger("reconciler.daemon.notify")
 
 
 class AlertKind(str, Enum):

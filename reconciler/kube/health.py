@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from typing import Callable, Iterable
 
-from reconciler.cluster import Cluster
+from reconciler.kube.cluster import Cluster
 from reconciler.objects import K8sObject, group_of
 
 _NO_HEALTH = {

@@ -13,7 +13,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 
-from reconciler.cluster import ApiError, Cluster
+from reconciler.kube.cluster import ApiError, Cluster
 from reconciler.objects import ObjectId
 from reconciler.results import utcnow
 

@@ -18,10 +18,10 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from reconciler.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
-from reconciler.diff import compare, desired_hash, mask_secret_changes, project, secret_view
-from reconciler.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
-from reconciler.inventory import OWNER_ANNOTATION, OWNER_LABEL
+from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
+from reconciler.pipeline.diff import compare, desired_hash, mask_secret_changes, project, secret_view
+from reconciler.pipeline.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
+from reconciler.pipeline.inventory import OWNER_ANNOTATION, OWNER_LABEL
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
 

@@ -30,13 +30,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from reconciler.leader import ElectionLoop, LeaseElector, LeaseSettings
+from reconciler.daemon.leader import ElectionLoop, LeaseElector, LeaseSettings
 from reconciler.logs import bound, get_logger, redact_text
-from reconciler.metrics import Metrics
-from reconciler.notify import AlertKind, Notifier, alerts_for_drift, alerts_for_pass, recovered_alert
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import AlertKind, Notifier, alerts_for_drift, alerts_for_pass, recovered_alert
 from reconciler.results import DriftReport, PassResult, StackState, to_jsonable
 
-log = get_logger("reconciler.daemon")
+log = get_logger("reconciler.daemon.service")
 
 
 class Engine(Protocol):
@@ -60,7 +60,7 @@ def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
     """Real engines, one cache folder per environment (so env threads never share a Git checkout)."""
 
     def make(env: Any) -> Engine:
-        from reconciler.engine import Engine as RealEngine
+        from reconciler.pipeline.engine import Engine as RealEngine
 
         return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context)
 

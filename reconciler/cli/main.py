@@ -32,7 +32,7 @@ def _environment(args: argparse.Namespace) -> EnvironmentConfig:
 
 
 def _engine(args: argparse.Namespace, env: EnvironmentConfig):
-    from reconciler.engine import Engine
+    from reconciler.pipeline.engine import Engine
 
     return Engine(env, cache_dir=args.cache_dir, kubeconfig=args.kubeconfig, context=args.context)
 
@@ -50,7 +50,7 @@ def _progress(console: Console):
 def _emit(value, output: str, table) -> None:
     """`-o json|yaml` for machines; a table (colour on a terminal) for people."""
     if output == "json":
-        from reconciler.report import as_json
+        from reconciler.cli.output import as_json
 
         print(as_json(value))
     elif output == "yaml":
@@ -58,7 +58,7 @@ def _emit(value, output: str, table) -> None:
 
         import yaml
 
-        from reconciler.report import as_json
+        from reconciler.cli.output import as_json
 
         print(yaml.safe_dump(json.loads(as_json(value)), sort_keys=False), end="")
     else:
@@ -89,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     import yaml
 
-    from reconciler.diff import mask_manifest
+    from reconciler.pipeline.diff import mask_manifest
 
     engine = _engine(args, _environment(args))
     rendered = engine.render_worktree(Path.cwd()) if args.worktree else engine.render(revision=args.revision)
@@ -103,7 +103,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reconciler.report import print_pass
+    from reconciler.cli.output import print_pass
 
     result = _engine(args, _environment(args)).plan(stack=args.stack)
     _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
@@ -112,10 +112,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     if args.remote:
-        from reconciler.cli_daemon import remote_sync
+        from reconciler.cli.daemon import remote_sync
 
         return remote_sync(args)
-    from reconciler.report import print_pass
+    from reconciler.cli.output import print_pass
 
     engine = _engine(args, _environment(args))
     result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(Console(stderr=True)))
@@ -124,7 +124,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from reconciler.report import print_drift
+    from reconciler.cli.output import print_drift
 
     report = _engine(args, _environment(args)).drift()
     _emit(report, args.output, print_drift)
@@ -132,7 +132,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from reconciler.report import print_status
+    from reconciler.cli.output import print_status
 
     _emit(_engine(args, _environment(args)).status(), args.output, print_status)
     return 0
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--stack", help="only this stack (its dependencies are not re-synced)")
     p.add_argument("--dry-run", action="store_true", help="plan only")
-    from reconciler.cli_daemon import add_remote_sync_arguments
+    from reconciler.cli.daemon import add_remote_sync_arguments
 
     add_remote_sync_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p, ("table", "json", "sarif", "junit"))
     p.set_defaults(handler=cmd_policy_check)
 
-    from reconciler.cli_daemon import add_daemon_commands
+    from reconciler.cli.daemon import add_daemon_commands
 
     add_daemon_commands(sub)
     return parser
