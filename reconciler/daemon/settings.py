@@ -1,0 +1,70 @@
+"""How the daemon runs: jitter, backoff, history, identity, leader election; and the engines it drives.
+
+The engine is injected (`EngineFactory`), so the daemon does not know how a pass works: tests give
+it a stand-in that records calls, production gives it `reconciler.pipeline.engine.Engine`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from reconciler.daemon.leader import LeaseSettings
+from reconciler.results import DriftReport, PassResult
+
+
+class Engine(Protocol):
+    """What the daemon needs from `reconciler.engine.Engine` (see docs/ENGINE_API.md)."""
+
+    api_client: Any
+
+    def sync(self, stack: str | None = None, dry_run: bool = False, progress: Any = None,
+             run_id: str | None = None, should_stop: Callable[[], bool] | None = None) -> PassResult: ...
+
+    def drift(self) -> DriftReport: ...
+
+    def state_ref(self) -> tuple[str, str]: ...
+
+
+EngineFactory = Callable[[Any], Engine]
+
+
+def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
+                           context: str | None = None) -> EngineFactory:
+    """Real engines, one cache folder per environment (so env threads never share a Git checkout)."""
+
+    def make(env: Any) -> Engine:
+        from reconciler.pipeline.engine import Engine as RealEngine
+
+        return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context)
+
+    return make
+
+
+def default_identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class DaemonSettings:
+    jitter_s: float | None = None  # None: 10% of the interval, at most 30 s
+    backoff_base_s: float = 10.0
+    backoff_max_s: float = 600.0
+    poll: bool = True
+    initial_pass: bool = True
+    drift_check: bool = True
+    history: int = 200
+    identity: str = field(default_factory=default_identity)
+    lease: LeaseSettings | None = None  # None: no election, this replica applies everything
+    stop_timeout_s: float = 30.0
+
+    def jitter_for(self, interval_s: float) -> float:
+        return self.jitter_s if self.jitter_s is not None else min(interval_s * 0.1, 30.0)
+
+    def backoff(self, failures: int) -> float:
+        """Exponential: base, 2x base, 4x base, ... capped at max."""
+        return min(self.backoff_base_s * (2 ** max(0, failures - 1)), self.backoff_max_s)

@@ -1,0 +1,64 @@
+"""What `GET /api/status` and the status page show: each environment, its stacks, runs and alerts.
+
+Read-only views over the daemon's state; nothing here changes it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from reconciler.logs import redact_text
+from reconciler.results import to_jsonable
+
+if TYPE_CHECKING:
+    from reconciler.daemon.service import Daemon
+
+
+def daemon_status(daemon: "Daemon") -> dict[str, Any]:
+    return {"identity": daemon.settings.identity, "envs": [env_status(daemon, name) for name in daemon.envs],
+            "runs": [r.to_dict(detail=False) for r in daemon.runbook.recent(20)],
+            "alerts": [a.to_dict() for a in daemon.notifier.history[-20:]]}
+
+
+def env_status(daemon: "Daemon", name: str) -> dict[str, Any]:
+    env, state, worker = daemon.envs[name], daemon.states[name], daemon.workers[name]
+    drift_by_stack: dict[str, int] = {}
+    for item in (state.last_drift.items if state.last_drift else []):
+        drift_by_stack[item.stack] = drift_by_stack.get(item.stack, 0) + 1
+    nxt = daemon.next_run(name)
+    return {
+        "name": name,
+        "source": {"url": redact_text(str(env.source.url)), "branch": env.source.branch, "path": env.source.path},
+        "interval_s": env.sync.interval_s,
+        "leader": daemon.may_apply(name) if daemon.settings.lease is not None else None,
+        "running": worker.current.to_dict(detail=False) if worker.current else None,
+        "queued": worker.pending.to_dict(detail=False) if worker.pending else None,
+        "next_run": nxt.isoformat() if nxt else None,
+        "consecutive_failures": state.failures,
+        "last_success_at": state.last_success_at.isoformat() if state.last_success_at else None,
+        "last_run": state.last_run.to_dict(detail=False) if state.last_run else None,
+        "drift_checked_at": state.last_drift.checked_at.isoformat() if state.last_drift else None,
+        "drift_count": len(state.last_drift.items) if state.last_drift else None,
+        "stacks": [stack_status(daemon, name, s, drift_by_stack) for s in env.stacks],
+    }
+
+
+def stack_status(daemon: "Daemon", env: str, stack: Any, drift: dict[str, int]) -> dict[str, Any]:
+    state = daemon.states[env]
+    result = state.stack_results.get(stack.name)
+    last = state.last_result
+    violations = [to_jsonable(v) for v in result.violations] if result else []
+    display = result.state.value if result else None
+    if display in ("applied", "unchanged") and drift.get(stack.name):
+        display = "drifted"
+    return {
+        "name": stack.name, "path": stack.path, "depends_on": list(stack.depends_on),
+        "state": result.state.value if result else None, "display_state": display or "pending",
+        "reason": result.reason if result else "", "blocked_by": list(result.blocked_by) if result else [],
+        "healthy": result.healthy if result else None,
+        "commit": last.commit.sha if last and last.commit and result else None,
+        "changes": len(result.changed) if result else 0,
+        "drift_count": drift.get(stack.name, 0),
+        "violations": violations,
+        "last_run": state.stack_runs[stack.name].isoformat() if stack.name in state.stack_runs else None,
+    }

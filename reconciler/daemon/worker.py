@@ -1,0 +1,94 @@
+"""Single-flight per environment: one thread, one running pass, at most one queued follow-up.
+
+Any number of triggers during a pass collapse into exactly one queued pass, so a burst of webhooks
+or polls never stacks passes up.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.runs import Run, RunBook, RunState
+from reconciler.results import utcnow
+
+
+class EnvWorker:
+    """Single-flight for one environment: one running pass, at most one queued follow-up."""
+
+    def __init__(self, env: str, execute: Callable[[Run], None], runbook: RunBook, metrics: Metrics) -> None:
+        self.env = env
+        self._execute = execute
+        self._runbook = runbook
+        self._metrics = metrics
+        self._cond = threading.Condition()
+        self._pending: Run | None = None
+        self._current: Run | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=f"env-{env}", daemon=True)
+        self.passes_started = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request(self, source: str, stack: str | None = None) -> Run:
+        """Queue a pass, or join the one already queued (widening it to the whole env if stacks differ)."""
+        with self._cond:
+            pending = self._pending
+            if pending is not None:
+                pending.sources.append(source)
+                if pending.stack != stack:
+                    pending.stack = None
+                self._metrics.observe_trigger(self.env, source, coalesced=True)
+                return pending
+            run = Run(env=self.env, stack=stack, sources=[source])
+            if self._stopping:
+                run.state, run.message = RunState.CANCELLED, "the daemon is shutting down"
+            else:
+                self._pending = run
+                self._cond.notify_all()
+            self._runbook.add(run)
+            self._metrics.observe_trigger(self.env, source, coalesced=False)
+            return run
+
+    @property
+    def current(self) -> Run | None:
+        return self._current
+
+    @property
+    def pending(self) -> Run | None:
+        return self._pending
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._stopping)
+                if self._stopping:
+                    self._cancel_pending()
+                    return
+                run, self._pending, self._current = self._pending, None, self._pending
+                self.passes_started += 1
+            try:
+                self._execute(run)
+            finally:
+                with self._cond:
+                    self._current = None
+                    self._cond.notify_all()
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.state, self._pending.message = RunState.CANCELLED, "the daemon is shutting down"
+            self._pending.finished_at = utcnow()
+            self._pending = None
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._current is None and self._pending is None, timeout_s)
+
+    def stop(self, timeout_s: float) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
