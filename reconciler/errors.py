@@ -37,7 +37,3 @@ class ManifestError(ReconcilerError):
 
 class ClusterError(ReconcilerError):
     """The Kubernetes API could not be reached or refused a request."""
-
-
-class PruneRefused(ReconcilerError):
-    """A prune would have deleted everything a stack owns (an empty render), so nothing was deleted."""

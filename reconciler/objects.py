@@ -134,11 +134,6 @@ def sort_for_apply(objects: Iterable[K8sObject]) -> list[K8sObject]:
     return sorted(objects, key=lambda o: (apply_rank(o.kind), o.id))
 
 
-def sort_for_delete(objects: Iterable[K8sObject]) -> list[K8sObject]:
-    """Reverse apply order, so dependents go before what they depend on."""
-    return list(reversed(sort_for_apply(objects)))
-
-
 def _origin_path(manifest: dict[str, Any]) -> str | None:
     annotations = (manifest.get("metadata") or {}).get("annotations") or {}
     raw = annotations.get(ORIGIN_ANNOTATION)

@@ -1,9 +1,9 @@
-"""Applying a planned stack and pruning what it no longer wants.
+"""Applying a planned stack.
 
-Server-side apply with one field manager, in kind order (CRDs and Namespaces first); objects of
-the same kind rank go in parallel. Nothing is applied if any object failed its dry-run, so a bad
-object never leaves a half-applied stack. `should_stop` is checked between objects, never inside
-one. Prune deletes only what the inventory lists *and* the live object's owner label confirms.
+Server-side apply with one field manager, in kind order (CRDs and Namespaces first, CRDs waited on
+until Established and served); objects of the same kind rank go in parallel. Nothing is applied if
+any object failed its dry-run, so a bad object never leaves a half-applied stack. `should_stop` is
+checked between objects, never inside one.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from itertools import groupby
 from typing import Callable
 
 from reconciler.kube.cluster import ApiError, Cluster, UnknownKind
-from reconciler.pipeline.inventory import OWNER_LABEL
-from reconciler.objects import K8sObject, ObjectId, apply_rank
+from reconciler.objects import K8sObject, apply_rank
 from reconciler.pipeline.plan import PlannedObject
 from reconciler.results import Action
 
 _PARALLEL = 4
 CRD_ESTABLISHED_TIMEOUT_S = 60.0
-_NEVER_PRUNED_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
-PRUNE_ANNOTATION = "reconciler.healthflow.io/prune"
-"""`disabled` on an object keeps it in the cluster when Git drops it (Flux: kustomize.toolkit.fluxcd.io/prune)."""
 
 
 @dataclass
@@ -147,42 +143,3 @@ def _recreate(cluster: Cluster, obj: K8sObject) -> None:
             raise ApiError(f"{oid}: old object still terminating after 60s", status=504)
         time.sleep(0.2)
     cluster.apply(obj.manifest, force=True)
-
-
-def prune_objects(cluster: Cluster, ids: list[ObjectId], selector: str, *,
-                  allow_namespaces: bool) -> tuple[int, list[str]]:
-    """Delete inventory objects no longer in Git, in reverse apply order; (deleted, skipped reasons)."""
-    owner = selector.split("=", 1)[1]
-    deleted, skipped = 0, []
-    for oid in sorted(ids, key=lambda i: (apply_rank(i.kind), i), reverse=True):
-        if oid.kind in _NEVER_PRUNED_WITHOUT_OPT_IN and not allow_namespaces:
-            skipped.append(f"{oid} (set pruneNamespaces: true on the stack to prune {oid.kind}s)")
-            continue
-        api_version = preferred_version(cluster, oid)
-        live = cluster.get(api_version, oid.kind, oid.namespace, oid.name)
-        if live is None:
-            continue
-        labels = (live.get("metadata") or {}).get("labels") or {}
-        if labels.get(OWNER_LABEL) != owner:
-            skipped.append(f"{oid} (not labelled as ours)")
-            continue
-        if ((live.get("metadata") or {}).get("annotations") or {}).get(PRUNE_ANNOTATION) == "disabled":
-            skipped.append(f"{oid} (annotated {PRUNE_ANNOTATION}: disabled, left in place)")
-            continue
-        cluster.delete(api_version, oid.kind, oid.namespace, oid.name)
-        deleted += 1
-    return deleted, skipped
-
-
-_PREFERRED = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "networking.k8s.io": "networking.k8s.io/v1",
-              "policy": "policy/v1", "autoscaling": "autoscaling/v2", "rbac.authorization.k8s.io":
-              "rbac.authorization.k8s.io/v1", "storage.k8s.io": "storage.k8s.io/v1",
-              "apiextensions.k8s.io": "apiextensions.k8s.io/v1", "coordination.k8s.io": "coordination.k8s.io/v1",
-              "scheduling.k8s.io": "scheduling.k8s.io/v1", "discovery.k8s.io": "discovery.k8s.io/v1"}
-
-
-def preferred_version(cluster: Cluster, oid: ObjectId) -> str:
-    """The inventory stores group/kind, not the version; use the group's preferred version."""
-    if oid.group in _PREFERRED:
-        return _PREFERRED[oid.group]
-    return cluster.preferred_version(oid.group)

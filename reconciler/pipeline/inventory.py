@@ -15,19 +15,11 @@ from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import ApiError, Cluster
 from reconciler.objects import ObjectId
+from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL
 from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
-OWNER_LABEL = "reconciler.healthflow.io/owner"
-OWNER_ANNOTATION = "reconciler.healthflow.io/owner"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "healthflow-reconciler"
 _DRIFT_KEY = "drift.json"
-
-
-def owner_label_value(env: str, stack: str) -> str:
-    """Label values cannot hold '/', so `<env>.<stack>`; the annotation keeps `<env>/<stack>`."""
-    return f"{env}.{stack}"
 
 
 @dataclass

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
 from reconciler.pipeline.diff import compare, desired_hash, mask_secret_changes, project, secret_view
+from reconciler.pipeline.ownership import Ownership, foreign_owner
 from reconciler.pipeline.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
-from reconciler.pipeline.inventory import OWNER_ANNOTATION, OWNER_LABEL
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
 
@@ -51,15 +51,6 @@ class PlannedObject:
     @property
     def where(self) -> str:
         return f"{self.obj.id} ({self.obj.source_file})" if self.obj.source_file else str(self.obj.id)
-
-
-@dataclass(frozen=True)
-class Ownership:
-    """Who is planning: the environment, and whether its stack may take over another environment's objects."""
-
-    env: str
-    stack: str
-    allow_adoption: bool = False
 
 
 def _live_by_name(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
@@ -159,19 +150,6 @@ def _too_large(obj: K8sObject) -> str:
         return ""
     return (f"object is {size} bytes, over the {limit} bytes Kubernetes accepts for a {obj.kind} "
             f"(fix: split it into smaller objects, or mount large files from a volume)")
-
-
-def foreign_owner(live: dict, env: str) -> str:
-    """`<env>/<stack>` of another environment that owns `live`, or '' when it is ours or nobody's."""
-    meta = live.get("metadata") or {}
-    owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
-    if owner:
-        return "" if owner.split("/", 1)[0] == env else owner
-    label = (meta.get("labels") or {}).get(OWNER_LABEL) or ""
-    if not label:
-        return ""
-    owner_env = label.rsplit(".", 1)[0]
-    return "" if owner_env == env else owner_env
 
 
 def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, owner: Ownership) -> PlannedObject:

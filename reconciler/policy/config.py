@@ -79,7 +79,7 @@ def _reject_unknown_files(directory: Path) -> None:
                           fix=f"rename it to one of {', '.join(sorted(expected))}, or move it out of {directory}")
     for name in sorted(expected - present):
         raise ConfigError(f"{directory / name}: missing",
-                          fix=f"create it with a `rules:` entry (severity, mode) for each rule of the family; set `mode: off` to disable one")
+                          fix="create it with a `rules:` entry (severity, mode) for each rule of the family; set `mode: off` to disable one")
 
 
 def _read(path: Path) -> Any:

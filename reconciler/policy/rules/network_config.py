@@ -36,11 +36,6 @@ class IntendedFlow:
     dest: DeclaredEndpoint
     ports: frozenset[tuple[str, int]] | None  # None: any port
 
-    def describe_ports(self) -> str:
-        if self.ports is None:
-            return "any port"
-        return ", ".join(f"{port}/{proto}" for proto, port in sorted(self.ports, key=lambda p: (p[1], p[0])))
-
 
 @dataclass(frozen=True)
 class Settings:

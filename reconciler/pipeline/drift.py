@@ -1,0 +1,75 @@
+"""Drift: live state against what each stack *last applied* (its recorded commit, rendered again).
+
+Modified fields (ours, changed or removed in the cluster), missing objects, and objects still
+labelled ours that Git no longer has. A newer commit not yet applied is pending work, not drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from reconciler.errors import ReconcilerError
+from reconciler.objects import K8sObject, ObjectId
+from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
+from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
+from reconciler.pipeline.plan import plan_stack
+from reconciler.pipeline.prune import preferred_version
+from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
+
+if TYPE_CHECKING:
+    from reconciler.pipeline.engine import Engine
+
+
+def detect_drift(engine: "Engine") -> DriftReport:
+    """The drift report of the engine's environment; remembers when each drifted object was first seen."""
+    inventory = Inventory(engine.cluster, engine.env.name)
+    inventory.load(create=False)
+    head = engine.source.fetch()
+    report = DriftReport(env=engine.env.name, commit=head.sha)
+    first_seen = inventory.drift_first_seen()
+    seen_now: dict[str, str] = {}
+    renders: dict[str, RenderedEnv] = {}
+    for stack in engine.env.stacks:
+        record = inventory.record(stack.name)
+        if record.commit is None:
+            continue
+        if record.commit not in renders:
+            renders[record.commit] = engine.render(_commit_or_head(engine, record.commit, head))
+        objects = [engine.owned(o) for o in renders[record.commit].objects.get(stack.name, [])]
+        for item in _stack_drift(engine, stack.name, objects, record):
+            key = str(item.id)
+            seen_now[key] = first_seen.get(key, now_iso())
+            item.first_seen = datetime.fromisoformat(seen_now[key])
+            report.items.append(item)
+    inventory.save_drift_first_seen(seen_now)
+    return report
+
+
+def _commit_or_head(engine: "Engine", sha: str, head: CommitInfo) -> CommitInfo:
+    try:
+        return engine.source.resolve(sha)
+    except ReconcilerError:
+        return head  # the applied commit is gone from the remote (force-push): compare with head
+
+
+def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:
+    items = []
+    planned = plan_stack(engine.cluster, objects, engine.selector(stack), record.objects, force=False,
+                         owner=engine.ownership(stack))
+    for entry in planned:
+        if entry.error:
+            continue
+        if entry.action is Action.CREATE:
+            items.append(DriftItem(stack, entry.obj.id, DriftKind.MISSING))
+        elif entry.action is Action.UPDATE:
+            items.append(DriftItem(stack, entry.obj.id, DriftKind.MODIFIED, entry.fields))
+    wanted = {str(o.id) for o in objects}
+    for extra in sorted(set(record.objects) - wanted):
+        oid = ObjectId.parse(extra)
+        live = engine.cluster.get(preferred_version(engine.cluster, oid), oid.kind, oid.namespace, oid.name)
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(OWNER_LABEL) == owner_label_value(engine.env.name, stack):
+            items.append(DriftItem(stack, oid, DriftKind.UNMANAGED))
+    return items

@@ -1,0 +1,80 @@
+"""Who owns an object: the labels and annotation we put on it, and what that means for prune and adoption.
+
+Every object is applied labelled `reconciler.healthflow.io/owner=<env>.<stack>` (a label value cannot
+hold '/') and annotated `reconciler.healthflow.io/owner: <env>/<stack>`. Prune looks at the whole
+environment's render, so an object moved from one stack to another is handed over, never deleted;
+an object labelled by another environment is not ours to take unless the stack allows adoption.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from reconciler.objects import K8sObject, ObjectId
+from reconciler.results import Action, ObjectChange
+
+OWNER_LABEL = "reconciler.healthflow.io/owner"
+OWNER_ANNOTATION = "reconciler.healthflow.io/owner"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "healthflow-reconciler"
+
+
+def owner_label_value(env: str, stack: str) -> str:
+    """Label values cannot hold '/', so `<env>.<stack>`; the annotation keeps `<env>/<stack>`."""
+    return f"{env}.{stack}"
+
+
+def selector(env: str, stack: str) -> str:
+    """The label selector of everything a stack applied."""
+    return f"{OWNER_LABEL}={owner_label_value(env, stack)}"
+
+
+def owned(env: str, obj: K8sObject) -> K8sObject:
+    """The object as we apply it: labelled and annotated as owned by `<env>/<stack>`."""
+    manifest = copy.deepcopy(obj.manifest)
+    meta = manifest.setdefault("metadata", {})
+    meta.setdefault("labels", {}).update({OWNER_LABEL: owner_label_value(env, obj.stack), MANAGED_BY_LABEL: MANAGED_BY})
+    meta.setdefault("annotations", {})[OWNER_ANNOTATION] = f"{env}/{obj.stack}"
+    return K8sObject(manifest=manifest, stack=obj.stack, source_file=obj.source_file)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who is planning: the environment, and whether its stack may take over another environment's objects."""
+
+    env: str
+    stack: str
+    allow_adoption: bool = False
+
+
+def foreign_owner(live: dict, env: str) -> str:
+    """`<env>/<stack>` of another environment that owns `live`, or '' when it is ours or nobody's."""
+    meta = live.get("metadata") or {}
+    owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
+    if owner:
+        return "" if owner.split("/", 1)[0] == env else owner
+    label = (meta.get("labels") or {}).get(OWNER_LABEL) or ""
+    if not label:
+        return ""
+    owner_env = label.rsplit(".", 1)[0]
+    return "" if owner_env == env else owner_env
+
+
+def prune_candidates(owned_ids: dict[str, str], owners: dict[ObjectId, str]) -> list[ObjectChange]:
+    """What a stack owned (inventory keys) that *no stack of the environment* renders any more."""
+    wanted = {str(i) for i in owners}
+    return [ObjectChange(ObjectId.parse(i), Action.PRUNE) for i in sorted(set(owned_ids) - wanted)]
+
+
+def handed_off(stack: str, owned_ids: dict[str, str], owners: dict[ObjectId, str],
+               recorded_by: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Objects `stack` owned that another stack now renders but has not recorded yet: they stay in this
+    stack's inventory until the new owner has them, so a failed hand-off can never orphan them.
+    `recorded_by` maps each stack to its inventory (id -> hash)."""
+    kept = {}
+    for key, digest in owned_ids.items():
+        new_owner = owners.get(ObjectId.parse(key))
+        if new_owner and new_owner != stack and key not in recorded_by.get(new_owner, {}):
+            kept[key] = digest
+    return kept

@@ -1,0 +1,161 @@
+"""One pass walking the waves of the stack graph: per stack gate -> plan -> apply -> health -> prune -> record.
+
+Independent stacks of a wave run in parallel; a failed or blocked stack blocks its dependents and
+nothing else. Every failure ends up in the stack's result, never as an exception out of the pass.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable
+
+import structlog
+
+from reconciler import graph
+from reconciler.config import StackConfig
+from reconciler.errors import ReconcilerError
+from reconciler.kube.health import unready, wait_healthy
+from reconciler.objects import K8sObject, sort_for_apply
+from reconciler.pipeline.apply import apply_planned
+from reconciler.pipeline.inventory import Inventory, StackRecord
+from reconciler.pipeline.ownership import prune_candidates
+from reconciler.pipeline.plan import PlannedObject, plan_stack
+from reconciler.pipeline.progress import Emit
+from reconciler.pipeline.prune import prune_objects
+from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render
+from reconciler.results import Action, PassResult, StackResult, StackState
+
+if TYPE_CHECKING:
+    from reconciler.pipeline.engine import Engine
+
+log = structlog.get_logger("reconciler.pipeline")
+
+
+class PassRun:
+    """The state of one pass while it walks the waves."""
+
+    def __init__(self, engine: "Engine", rendered: RenderedEnv, inventory: Inventory, result: PassResult,
+                 selected: set[str], dry_run: bool, emit: Emit, should_stop: Callable[[], bool]):
+        self.engine, self.env, self.cluster = engine, engine.env, engine.cluster
+        self.rendered, self.inventory, self.result = rendered, inventory, result
+        self.selected, self.dry_run, self.emit, self.should_stop = selected, dry_run, emit, should_stop
+        self.failed: set[str] = set()
+        self.deps = engine.env.dependencies
+        self.owners = rendered.owners()
+        report = rendered.policy_report
+        self.policy_blocked = set(report.blocking_stacks()) if report else set()
+
+    def execute(self) -> None:
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="stack") as pool:
+            for wave_index, wave in enumerate(graph.waves(self.deps)):
+                stacks = [s for s in wave if s in self.selected]
+                for stack_result in pool.map(lambda name: self._stack(name, wave_index), stacks):
+                    self.result.stacks.append(stack_result)
+                    if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
+                        self.failed.add(stack_result.stack)
+
+    def _stack(self, name: str, wave: int) -> StackResult:
+        started = time.monotonic()
+        stack = self.env.stack(name)
+        report = self.rendered.policy_report
+        result = StackResult(stack=name, state=StackState.PENDING, wave=wave,
+                             violations=list(report.for_stack(name)) if report else [])
+        try:
+            self._run_stack(stack, result)
+        except ReconcilerError as exc:
+            result.state, result.reason = StackState.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must fail one stack, not the pass or the daemon
+            log.exception("stack crashed", env=self.env.name, stack=name)
+            result.state, result.reason = StackState.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
+        result.duration_s = round(time.monotonic() - started, 3)
+        if not self.dry_run:
+            try:
+                record_stack(self.inventory, self.env, self.rendered, name, result, self.engine.owned)
+            except ReconcilerError as exc:
+                result.reason = (result.reason + "; " if result.reason else "") + f"state not saved: {exc}"
+        self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")
+        return result
+
+    def _run_stack(self, stack: StackConfig, result: StackResult) -> None:
+        single = len(self.selected) < len(self.deps)
+        if not gate(stack, result, deps=self.deps, failed=self.failed, rendered=self.rendered,
+                    policy_blocked=stack.name in self.policy_blocked, dry_run=self.dry_run,
+                    unhealthy=lambda: self._unhealthy_dependencies(stack) if single else []):
+            return
+        objects = sort_for_apply(self.engine.owned(o) for o in self.rendered.objects.get(stack.name, []))
+        record = self.inventory.record(stack.name)
+        if refuse_empty_render(stack, objects, record, result):
+            return
+        self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
+        planned = plan_stack(self.cluster, objects, self.engine.selector(stack.name), record.objects,
+                             force=self.env.sync.correct_drift, owner=self.engine.ownership(stack.name))
+        result.drifted = sum(1 for p in planned if p.drift)
+        if not self.env.sync.correct_drift:
+            for entry in planned:
+                if entry.drift:
+                    entry.action = Action.UNCHANGED  # detect-only: reported as drift, neither planned nor reverted
+        prunes = prune_candidates(record.objects, self.owners) if self.env.sync.prune and not self.rendered.errors else []
+        result.changes = [p.change() for p in planned] + prunes
+        if self.dry_run:
+            self._conclude_plan(result, planned)
+        else:
+            self._apply(stack, result, planned, objects, prunes, record)
+
+    def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
+        errors = [p for p in planned if p.error]
+        result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
+        if errors:
+            result.state = StackState.FAILED
+            result.reason = "; ".join(f"{p.where}: {p.error}" for p in errors[:3])
+        else:
+            result.state = StackState.PLANNED if result.changed else StackState.UNCHANGED
+            result.reason = self._drift_note(result)
+
+    def _unhealthy_dependencies(self, stack: StackConfig) -> list[tuple[str, str]]:
+        """A single-stack sync runs only on top of dependencies that were applied and are healthy now."""
+        problems = []
+        for name in stack.depends_on:
+            record = self.inventory.record(name)
+            if record.state not in ("applied", "unchanged") or record.commit is None:
+                problems.append((name, f"last result {record.state or 'never synced'}"))
+                continue
+            not_ready = unready(self.cluster, [self.engine.owned(o) for o in self.rendered.objects.get(name, [])])
+            if not_ready:
+                problems.append((name, not_ready[0]))
+        return problems
+
+    def _apply(self, stack: StackConfig, result: StackResult, planned: list[PlannedObject],
+               objects: list[K8sObject], prunes, record: StackRecord) -> None:
+        outcome = apply_planned(self.cluster, planned, recreate_immutable=stack.recreate_on_immutable,
+                                take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
+                                on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
+        result.conflicts = outcome.conflicts
+        if outcome.error:
+            result.state, result.reason = StackState.FAILED, outcome.error
+            return
+        if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
+            self.emit(stack.name, result.wave, "health", "waiting for health")
+            healthy, why = wait_healthy(self.cluster, objects, self.env.health_timeout(stack), self.should_stop)
+            result.healthy = healthy
+            if not healthy:
+                result.state, result.reason = StackState.FAILED, why
+                return
+        else:
+            result.healthy = record.healthy if not outcome.applied else None
+        if self.rendered.errors and self.env.sync.prune:
+            result.reason = f"prune postponed until every stack renders (failed: {', '.join(sorted(self.rendered.errors))})"
+        if prunes:
+            self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
+            _, skipped = prune_objects(self.cluster, [c.id for c in prunes], self.engine.selector(stack.name),
+                                       allow_namespaces=stack.prune_namespaces)
+            if skipped:
+                result.reason = "not pruned: " + "; ".join(skipped[:3])
+        result.state = StackState.APPLIED if outcome.applied or prunes else StackState.UNCHANGED
+        result.reason = "; ".join(part for part in (result.reason, self._drift_note(result)) if part)
+
+    def _drift_note(self, result: StackResult) -> str:
+        if result.drifted and not self.env.sync.correct_drift:
+            return f"{result.drifted} object(s) drifted (correction off)"
+        return ""

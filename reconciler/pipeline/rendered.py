@@ -1,0 +1,77 @@
+"""Render and policy: everything a pass knows before it touches the cluster.
+
+Every stack of the environment is rendered (a failed render is recorded per stack, not raised), then
+policy runs on the whole environment at once. The result also answers the questions that need the
+whole environment: which stack renders each object, and whether one object is rendered twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from reconciler.config import EnvironmentConfig
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.objects import K8sObject, ObjectId, parse_objects
+from reconciler.pipeline.progress import Emit
+from reconciler.pipeline.render import RenderCache, render_stack
+from reconciler.results import CommitInfo
+
+
+@dataclass
+class RenderedEnv:
+    """The rendered objects of every stack at one commit, render errors, and the policy report."""
+
+    commit: CommitInfo
+    tree: Path
+    objects: dict[str, list[K8sObject]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    policy_report: object | None = None
+
+    def owners(self) -> dict[ObjectId, str]:
+        """Which stack renders each object: prune and ownership hand-offs look at the whole environment."""
+        return {obj.id: stack for stack, objects in self.objects.items() for obj in objects}
+
+    def check_unique(self, env_file: str) -> None:
+        """The same object in two stacks is a configuration error, found before anything is applied."""
+        seen: dict[ObjectId, K8sObject] = {}
+        for objects in self.objects.values():
+            for obj in objects:
+                first = seen.setdefault(obj.id, obj)
+                if first is not obj:
+                    raise ConfigError(
+                        f"{env_file}: {obj.id} is rendered by stack {first.stack!r} ({first.source_file or '?'}) "
+                        f"and by stack {obj.stack!r} ({obj.source_file or '?'})",
+                        fix="keep the object in one stack; the other can dependsOn it")
+
+
+def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
+                       cache: RenderCache | None, object_id: Callable[[str], str | None] | None) -> RenderedEnv:
+    """Render every stack of `env` from `tree` (the commit's files), then evaluate policy."""
+    rendered = RenderedEnv(commit=commit, tree=tree)
+    root = env.source.path.strip("/")
+    for stack in env.stacks:
+        emit(stack.name, None, "render", f"rendering {stack.path}")
+        path = f"{root}/{stack.path}" if root else stack.path
+        try:
+            output = render_stack(tree, stack.name, path, cache if object_id else None, object_id)
+            rendered.objects[stack.name] = parse_objects(output.text, stack=stack.name, base_dir=path)
+        except ReconcilerError as exc:
+            rendered.errors[stack.name] = str(exc)
+    emit(None, None, "policy", "evaluating policy")
+    rendered.policy_report = evaluate_policy(env, rendered)
+    return rendered
+
+
+def evaluate_policy(env: EnvironmentConfig, rendered: RenderedEnv):
+    """The policy report of the whole environment, or None when the commit has no policies folder."""
+    from reconciler.policy import evaluate, load_policies
+
+    root = env.source.path.strip("/")
+    directory = rendered.tree / root / env.policy.directory if root else rendered.tree / env.policy.directory
+    if not directory.is_dir():
+        return None
+    policies = load_policies(directory, env.name, mode_override=env.policy.mode)
+    return evaluate(rendered.objects, policies, date.today())

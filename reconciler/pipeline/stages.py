@@ -1,0 +1,83 @@
+"""The stages of one stack's pass that decide or record, as plain functions: the gate before planning
+and the inventory record after it. Planning, applying and pruning live in plan.py, apply.py, prune.py."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from reconciler import graph
+from reconciler.config import EnvironmentConfig, StackConfig
+from reconciler.objects import K8sObject
+from reconciler.pipeline.diff import desired_hash
+from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
+from reconciler.pipeline.ownership import handed_off
+from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.results import StackResult, StackState
+
+
+def gate(stack: StackConfig, result: StackResult, *, deps: dict[str, list[str]], failed: set[str],
+         rendered: RenderedEnv, policy_blocked: bool, unhealthy: Callable[[], list[tuple[str, str]]],
+         dry_run: bool) -> bool:
+    """Whether the stack may be planned; if not, `result` says why (blocked or failed)."""
+    blockers = graph.blockers(deps, stack.name, failed) if not dry_run else []
+    if blockers:
+        result.state, result.blocked_by = StackState.BLOCKED, blockers
+        result.reason = "blocked by " + ", ".join(blockers)
+        return False
+    if stack.name in rendered.errors:
+        result.state, result.reason = StackState.FAILED, rendered.errors[stack.name]
+        return False
+    problems = unhealthy() if not dry_run else []
+    if problems:
+        result.state, result.blocked_by = StackState.BLOCKED, [name for name, _ in problems]
+        result.reason = "dependencies not healthy: " + "; ".join(f"{n} ({why})" for n, why in problems)
+        return False
+    if policy_blocked:
+        enforced = [v for v in result.violations if v.mode == "enforce" and not v.excepted_by]
+        result.state, result.blocked_by = StackState.BLOCKED, ["policy"]
+        result.reason = f"{len(enforced)} enforced policy violation(s): " + "; ".join(
+            f"{v.rule} on {v.object}" for v in enforced[:3])
+        return False
+    return True
+
+
+def refuse_empty_render(stack: StackConfig, objects: list[K8sObject], record: StackRecord,
+                        result: StackResult) -> bool:
+    """An empty render of a stack that owns objects is a mistake, never a reason to prune everything."""
+    if objects or not record.objects:
+        return False
+    result.state = StackState.FAILED
+    result.reason = (f"stack {stack.name!r} rendered no objects but owns {len(record.objects)}: refusing "
+                     "to prune everything (fix the overlay, or delete the stack from the environment)")
+    return True
+
+
+def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: RenderedEnv, stack: str,
+                 result: StackResult, owned: Callable[[K8sObject], K8sObject]) -> None:
+    """Write the stack's record (commit, objects with the hash of what Git wanted, result, health);
+    a steady-state pass writes nothing."""
+    record = inventory.record(stack)
+    before = dict(record.__dict__, last_run=None)
+    now = now_iso()
+    record.last_run, record.state, record.reason = now, result.state.value, result.reason
+    record.violations = len(result.violations)
+    record.drift_count = result.drifted if not env.sync.correct_drift else 0
+    if result.state in (StackState.APPLIED, StackState.UNCHANGED):
+        previous = record.objects
+        record.commit = rendered.commit.sha
+        record.healthy = result.healthy
+        record.objects = {str(o.id): desired_hash(owned(o).manifest) for o in rendered.objects.get(stack, [])}
+        others = {name: inventory.record(name).objects for name in rendered.objects if name != stack}
+        record.objects.update(handed_off(stack, previous, rendered.owners(), others))
+        if rendered.errors and env.sync.prune:  # prune postponed: keep owning what was not pruned
+            for key, digest in previous.items():
+                record.objects.setdefault(key, digest)
+        if result.state is StackState.APPLIED:
+            record.applied_at = now
+    elif result.state is StackState.FAILED:
+        record.healthy = result.healthy
+        for obj in rendered.objects.get(stack, []):  # some may be applied: never lose ownership
+            record.objects.setdefault(str(obj.id), "")
+    if dict(record.__dict__, last_run=None) == before:
+        return
+    inventory.save_record(stack, record)
