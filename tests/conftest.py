@@ -17,6 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from helpers import wait_for
+from platform_support import PlatformCleanup
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +64,13 @@ def _has_default_service_account(core: client.CoreV1Api, namespace: str) -> bool
         return True
     except ApiException:
         return False
+
+
+@pytest.fixture()
+def platform_cleanup(api_client: client.ApiClient) -> Iterator[PlatformCleanup]:
+    cleanup = PlatformCleanup(api_client)
+    cleanup.claim_namespaces()
+    try:
+        yield cleanup
+    finally:
+        cleanup.remove_all()

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from gitrepo import PushRepo
+from manifests import configmap, deployment, write_stack  # noqa: F401 - the builders scenarios use
 from reconciler.cli import main as reconciler_main
 
 
@@ -51,10 +52,7 @@ class Scenario:
 
     def stack(self, name: str, objects: list[dict], depends_on: tuple[str, ...] = (), **options: object) -> None:
         """Write `stacks/<name>/` (objects.yaml + kustomization) and declare the stack in the environment."""
-        self.repo.write(f"stacks/{name}/objects.yaml", objects if objects else "")
-        self.repo.write(f"stacks/{name}/kustomization.yaml", {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": ["objects.yaml"], "buildMetadata": ["originAnnotations"]})
+        write_stack(self.repo, name, objects, buildMetadata=["originAnnotations"])
         self.stacks[name] = {"name": name, "path": f"stacks/{name}", **({"dependsOn": list(depends_on)}
                                                                           if depends_on else {}), **options}
         self.write_env()
@@ -110,23 +108,6 @@ class Scenario:
             raise AssertionError(f"kubectl get {kind} {name}: {done.stderr}")
         return json.loads(done.stdout)
 
-
-
-def configmap(name: str, namespace: str, data: dict | None = None, **metadata: object) -> dict:
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace, **metadata}}
-    if data is not None:
-        body["data"] = data
-    return body
-
-
-def deployment(name: str, namespace: str, replicas: int = 1, **container: object) -> dict:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "main", "image": "registry.local/app:1.0",
-                                                       **container}]}}},
-    }
 
 
 def labels_of(obj: dict | None) -> dict:

@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client
 
 from scenario import Scenario, labels_of
-from test_platform_cluster import PlatformCleanup, platform_cleanup  # noqa: F401 - fixture
+from platform_support import PlatformCleanup
 
 pytestmark = pytest.mark.cluster
 
@@ -20,7 +20,7 @@ REMOVED = "pod-security.kubernetes.io/enforce"
 
 @pytest.fixture()
 def platform(tmp_path: Path, kubeconfig: Path, api_client: client.ApiClient,
-             platform_cleanup: PlatformCleanup) -> Scenario:  # noqa: F811
+             platform_cleanup: PlatformCleanup) -> Scenario:
     """A clone of this repository's committed main, with the dev environment pointed at it."""
     clone = git.Repo.clone_from(str(REPO_ROOT), tmp_path / "platform")
     clone.git.checkout("-B", "main")

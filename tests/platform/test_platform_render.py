@@ -20,20 +20,12 @@ import pytest
 import yaml
 from kubernetes.utils import parse_quantity
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from platform_support import CLUSTER_SCOPED_KINDS, NAMESPACES, STACKS  # noqa: F401 - re-exported to platform tests
 
-# docs/CONTRACT.md, "Stacks, namespaces, order" (in dependency order).
-STACKS: tuple[str, ...] = ("gateway", "discovery", "monitoring", "data", "application")
-NAMESPACES: dict[str, str] = {
-    "gateway": "hf-gateway",
-    "discovery": "hf-discovery",
-    "monitoring": "hf-monitoring",
-    "data": "hf-data",
-    "application": "hf-app",
-}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 ENVS: tuple[str, ...] = ("dev", "staging", "prod")
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
-CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass"})
 ORIGIN = "config.kubernetes.io/origin"
 CONTRACT_POD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "healthflow.io/stack")
 

@@ -13,9 +13,9 @@ import yaml
 from kubernetes import client
 
 from gitrepo import PushRepo
-from test_engine_sync import configmap, deployment, make_env, write_stack
+from manifests import configmap, deployment, make_env, write_stack
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET_VALUE = "hunter2-do-not-print"
 
 

@@ -9,7 +9,7 @@ from reconciler.errors import ConfigError
 from reconciler.policy import load_policies
 from test_policy_builders import write_policies
 
-REPO_POLICIES = Path(__file__).resolve().parent.parent / "policies"
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 def _edit(directory: Path, name: str, change) -> None:

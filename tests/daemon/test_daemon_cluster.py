@@ -42,7 +42,7 @@ from test_daemon_support import (
 )
 
 pytestmark = pytest.mark.cluster
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def configmap_value(api_client: client.ApiClient, namespace: str, name: str, key: str = "value") -> str | None:

@@ -12,16 +12,16 @@ from reconciler.pipeline.engine import Engine
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE
 from reconciler.objects import CLUSTER_SCOPED_KINDS
 from reconciler.results import StackState
-from test_platform_cluster import PlatformCleanup, platform_cleanup  # noqa: F401 - fixture
+from platform_support import PlatformCleanup
 
 pytestmark = pytest.mark.cluster
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
 def dev_engine(tmp_path: Path, kubeconfig: Path, api_client: client.ApiClient,
-               platform_cleanup: PlatformCleanup) -> Engine:  # noqa: F811
+               platform_cleanup: PlatformCleanup) -> Engine:
     engine = Engine(load_environment(REPO_ROOT / "environments" / "dev.yaml"), cache_dir=tmp_path / "cache",
                     kubeconfig=kubeconfig)
     rendered = engine.render()

@@ -19,7 +19,7 @@ from reconciler.objects import K8sObject, parse_objects
 from reconciler.policy import PolicyReport, evaluate, load_policies
 from reconciler.policy.formats import to_table
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STACKS = ("gateway", "discovery", "monitoring", "data", "application")  # docs/CONTRACT.md order
 TODAY = datetime.date.today()
 EXPECTED_DEV_WARNINGS: list[tuple[str, str]] = []  # (rule, object): dev currently meets every rule at its dev settings
@@ -99,8 +99,3 @@ def test_prod_with_a_single_replica_in_application_blocks_only_application():
     assert [(v.rule, v.object, v.file) for v in report.violations] == [
         ("min-replicas", f"apps/Deployment/hf-app/{target.id.name}", f"base/application/{target.id.name}.yaml")
     ]
-
-
-def test_evaluating_the_whole_prod_environment_takes_well_under_a_second():
-    report = _evaluate("prod")
-    assert report.duration_s < 1.0

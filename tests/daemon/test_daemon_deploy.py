@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.cluster
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _render() -> list[dict]:

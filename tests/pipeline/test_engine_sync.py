@@ -9,37 +9,14 @@ import yaml
 from kubernetes import client
 
 from gitrepo import PushRepo
+from manifests import configmap, deployment, kustomization, make_env, write_stack
 from reconciler.config import load_environment
 from reconciler.pipeline.engine import Engine
 from reconciler.results import Action, StackState
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.cluster
-
-
-def configmap(name: str, namespace: str, data: dict) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}, "data": data}
-
-
-def kustomization(*resources: str) -> dict:
-    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": list(resources)}
-
-
-def write_stack(repo: PushRepo, stack: str, objects: list[dict]) -> None:
-    repo.write(f"stacks/{stack}/objects.yaml", objects)
-    repo.write(f"stacks/{stack}/kustomization.yaml", kustomization("objects.yaml"))
-
-
-def make_env(tmp_path: Path, repo: PushRepo, name: str, stacks: list[dict], **sync: object) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name,
-        "source": {"url": repo.url, "branch": "main"},
-        "sync": {"interval": "5s", "healthTimeout": "60s", **sync},
-        "stacks": stacks,
-    }))
-    return path
 
 
 @pytest.fixture()
@@ -189,14 +166,6 @@ def test_plan_shows_changes_and_changes_nothing(repo, engine_for, tmp_path, name
     assert result.stacks[0].state is StackState.PLANNED
     assert [c.action for c in result.stacks[0].changes] == [Action.CREATE]
     assert read_configmap(api_client, namespace, "settings") is None
-
-
-def deployment(name: str, namespace: str, replicas: int) -> dict:
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                         {"name": "main", "image": "registry.k8s.io/pause:3.10"}]}}}}
 
 
 def write_policies_enforcing_only_min_replicas(repo: PushRepo) -> None:

@@ -15,7 +15,7 @@ from helpers import wait_for
 pytestmark = pytest.mark.cluster
 
 IMAGE = "registry.k8s.io/pause:3.10"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _deployment(name: str, replicas: int, anti_affinity: bool = False) -> dict:

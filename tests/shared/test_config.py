@@ -10,7 +10,7 @@ import yaml
 from reconciler.config import load_environment, load_environments, parse_duration
 from reconciler.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_env(tmp_path: Path, body: dict) -> Path:
