@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from gitrepo import PushRepo
 from helpers import wait_for
 from platform_support import PlatformCleanup
 
@@ -74,3 +75,9 @@ def platform_cleanup(api_client: client.ApiClient) -> Iterator[PlatformCleanup]:
         yield cleanup
     finally:
         cleanup.remove_all()
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> PushRepo:
+    """A bare Git remote in a temp folder and a clone that commits and pushes to it."""
+    return PushRepo(tmp_path / "git")

@@ -200,7 +200,7 @@ async def _handle_hook(request: Request, provider: str, daemon: Daemon, secrets:
 
 
 class ServerThread:
-    """uvicorn in a background thread: the main thread keeps signal handling (see cli_daemon)."""
+    """uvicorn in a background thread: the main thread keeps signal handling (see reconciler.cli.run)."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,

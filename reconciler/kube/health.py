@@ -90,7 +90,7 @@ def pvc_ready(obj: dict) -> str | None:
 
 
 def crd_ready(obj: dict) -> str | None:
-    if _condition(obj, "Established") == "True":
+    if _condition(obj, "Established").get("status") == "True":
         return None
     return "not Established"
 
@@ -100,18 +100,12 @@ def namespace_ready(obj: dict) -> str | None:
     return "terminating" if phase == "Terminating" else None
 
 
-def _condition(obj: dict, kind: str) -> str | None:
+def _condition(obj: dict, kind: str) -> dict:
+    """The status condition of type `kind`, or {} when the object has none."""
     for condition in (obj.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind:
-            return str(condition.get("status"))
-    return None
-
-
-def _condition_message(obj: dict, kind: str) -> str:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return str(condition.get("message") or condition.get("reason") or "")
-    return ""
+            return condition
+    return {}
 
 
 def generic_ready(obj: dict) -> str | None:
@@ -121,12 +115,13 @@ def generic_ready(obj: dict) -> str | None:
     observed = status.get("observedGeneration")
     if generation is not None and observed is not None and observed < generation:
         return f"generation {generation} not observed yet (observed {observed})"
-    if _condition(obj, "Stalled") == "True":
-        return f"stalled: {_condition_message(obj, 'Stalled')}"
-    if _condition(obj, "Reconciling") == "True":
-        return f"reconciling: {_condition_message(obj, 'Reconciling')}"
-    if _condition(obj, "Ready") in ("False", "Unknown"):
-        return f"not ready: {_condition_message(obj, 'Ready')}"
+    stalled, reconciling, ready = (_condition(obj, kind) for kind in ("Stalled", "Reconciling", "Ready"))
+    if stalled.get("status") == "True":
+        return f"stalled: {stalled.get('message') or stalled.get('reason') or ''}"
+    if reconciling.get("status") == "True":
+        return f"reconciling: {reconciling.get('message') or reconciling.get('reason') or ''}"
+    if ready.get("status") in ("False", "Unknown"):
+        return f"not ready: {ready.get('message') or ready.get('reason') or ''}"
     return None
 
 

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from kubernetes import client
 
-from gitrepo import PushRepo
 from manifests import configmap, deployment, make_env, write_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +24,6 @@ def reconciler(*args: str, kubeconfig: Path | None = None, cwd: Path = REPO_ROOT
         environ["KUBECONFIG"] = str(kubeconfig)
     return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True,
                           cwd=cwd, env=environ, timeout=300)
-
-
-@pytest.fixture()
-def repo(tmp_path: Path) -> PushRepo:
-    return PushRepo(tmp_path / "git")
 
 
 def test_help_lists_every_command() -> None:

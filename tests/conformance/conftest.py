@@ -9,6 +9,7 @@ scenarios never see each other's inventory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -18,3 +19,11 @@ from scenario import Scenario
 @pytest.fixture()
 def scenario(tmp_path: Path, namespace: str, kubeconfig: Path) -> Scenario:
     return Scenario(tmp_path, namespace, kubeconfig)
+
+
+@pytest.fixture()
+def group(scenario: Scenario) -> Iterator[str]:
+    """A CRD group of this test's own; its CRD (widgets.<group>) is deleted afterwards."""
+    name = f"{scenario.namespace}.conformance.test"
+    yield name
+    scenario.kubectl("delete", "crd", f"widgets.{name}", "--ignore-not-found", "--wait=false", check=False)

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 
 from scenario import Scenario, configmap, crd, custom
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture()
-def group(scenario: Scenario) -> Iterator[str]:
-    """A CRD group of this test's own; its CRD is deleted afterwards."""
-    name = f"{scenario.namespace}.conformance.test"
-    yield name
-    scenario.kubectl("delete", "crd", f"widgets.{name}", "--ignore-not-found", "--wait=false", check=False)
 
 
 def test_a_crd_and_its_custom_resources_in_one_stack_apply_on_the_first_sync(scenario: Scenario, group: str) -> None:

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 
 from helpers import wait_for
 from scenario import Scenario, configmap, crd, custom, deployment
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture()
-def group(scenario: Scenario) -> Iterator[str]:
-    name = f"{scenario.namespace}.conformance.test"
-    yield name
-    scenario.kubectl("delete", "crd", f"widgets.{name}", "--ignore-not-found", "--wait=false", check=False)
 
 
 def test_a_dependent_stack_starts_only_after_its_dependency_is_healthy(scenario: Scenario) -> None:

@@ -93,15 +93,19 @@ def test_the_same_object_in_two_stacks_is_an_error_naming_both_before_anything_i
     assert scenario.live("configmap", "shared") is None and scenario.live("configmap", "only-a") is None
 
 
-def test_an_object_owned_by_another_environment_is_never_taken_over(scenario: Scenario, tmp_path) -> None:
-    from scenario import Scenario as Other
-
-    ns = scenario.namespace
-    other = Other(tmp_path / "other", ns, scenario.kubeconfig)
-    other.name = f"{ns[:44]}-o"
-    other.stack("theirs", [configmap("shared", ns, {"owner": "other"})])
+def other_environment_owning_shared(scenario: Scenario, tmp_path) -> Scenario:
+    """A second environment on the same cluster that has applied ConfigMap `shared` in the test's namespace."""
+    other = Scenario(tmp_path / "other", scenario.namespace, scenario.kubeconfig)
+    other.name = f"{scenario.namespace[:44]}-o"
+    other.stack("theirs", [configmap("shared", scenario.namespace, {"owner": "other"})])
     other.commit("the other environment's object")
     assert other.run("sync").code == 1
+    return other
+
+
+def test_an_object_owned_by_another_environment_is_never_taken_over(scenario: Scenario, tmp_path) -> None:
+    ns = scenario.namespace
+    other = other_environment_owning_shared(scenario, tmp_path)
     scenario.stack("mine", [configmap("shared", ns, {"owner": "me"}), configmap("mine-only", ns, {"v": "1"})])
     scenario.commit("same object here")
 
@@ -117,14 +121,8 @@ def test_an_object_owned_by_another_environment_is_never_taken_over(scenario: Sc
 
 
 def test_a_stack_that_allows_adoption_takes_over_another_environments_object(scenario: Scenario, tmp_path) -> None:
-    from scenario import Scenario as Other
-
     ns = scenario.namespace
-    other = Other(tmp_path / "other", ns, scenario.kubeconfig)
-    other.name = f"{ns[:44]}-o"
-    other.stack("theirs", [configmap("shared", ns, {"owner": "other"})])
-    other.commit("theirs")
-    other.run("sync")
+    other_environment_owning_shared(scenario, tmp_path)
     scenario.stack("mine", [configmap("shared", ns, {"owner": "me"})], allowAdoption=True)
     scenario.write_env(correctDrift=True)
     scenario.commit("adopt it")

@@ -151,7 +151,7 @@ def test_two_triggers_during_a_real_pass_produce_exactly_one_follow_up(tmp_path:
 
 def test_manual_sync_runs_and_remote_sync_shows_its_progress(tmp_path: Path, repo: GitRepo, namespace: str,
                                                              api_client: client.ApiClient, factory: Any) -> None:
-    from reconciler.cli.daemon import remote_sync
+    from reconciler.cli.remote import remote_sync
 
     env = engine_env(tmp_path, repo)
     with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as d:

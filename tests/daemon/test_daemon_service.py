@@ -213,7 +213,7 @@ def test_manual_sync_of_an_unknown_environment_gets_404(env: Any) -> None:
 
 
 def test_remote_sync_follows_the_run_and_exits_zero_on_success(env: Any) -> None:
-    from reconciler.cli.daemon import remote_sync
+    from reconciler.cli.remote import remote_sync
 
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         out = io.StringIO()

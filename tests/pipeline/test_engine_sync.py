@@ -10,25 +10,11 @@ from kubernetes import client
 
 from gitrepo import PushRepo
 from manifests import configmap, deployment, kustomization, make_env, write_stack
-from reconciler.config import load_environment
-from reconciler.pipeline.engine import Engine
 from reconciler.results import Action, StackState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture()
-def repo(tmp_path: Path) -> PushRepo:
-    return PushRepo(tmp_path / "git")
-
-
-@pytest.fixture()
-def engine_for(tmp_path: Path, kubeconfig: Path):
-    def build(env_file: Path) -> Engine:
-        return Engine(load_environment(env_file), cache_dir=tmp_path / "cache", kubeconfig=kubeconfig)
-    return build
 
 
 def read_configmap(api_client: client.ApiClient, namespace: str, name: str) -> dict | None:

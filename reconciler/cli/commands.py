@@ -1,0 +1,136 @@
+"""`reconciler validate | render | plan | sync | drift | status`: each a function of the parsed arguments.
+
+Exit codes: 0 clean; 1 changes found (plan) or made (sync), or drift found; 2 a failed or blocked
+stack (configuration and usage errors are raised as ReconcilerError and become exit code 2 in main).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from reconciler.config import EnvironmentConfig, load_environment, load_environments
+from reconciler.errors import ConfigError, ReconcilerError
+
+
+def environment_of(args: argparse.Namespace) -> EnvironmentConfig:
+    """`--env dev` means environments/dev.yaml; a path to a YAML file is taken as is."""
+    value = args.env
+    path = Path(value) if value.endswith((".yaml", ".yml")) else args.environments / f"{value}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in args.environments.glob("*.yaml")) if args.environments.is_dir() else []
+        raise ConfigError(f"environment {value!r}: {path} does not exist",
+                          fix="use one of: " + ", ".join(available) if available else "create environments/<env>.yaml")
+    return load_environment(path)
+
+
+def engine_for(args: argparse.Namespace, env: EnvironmentConfig):
+    from reconciler.pipeline.engine import Engine
+
+    return Engine(env, cache_dir=args.cache_dir, kubeconfig=args.kubeconfig, context=args.context)
+
+
+def _progress(console: Console):
+    def show(event) -> None:
+        if event.phase in ("plan", "apply", "health", "prune", "done") and event.stack:
+            applied = f" ({event.objects_applied} objects applied)" if event.phase == "apply" else ""
+            wave = f"wave {event.wave} " if event.wave is not None else ""
+            console.print(f"[dim]{time.strftime('%H:%M:%S')} {wave}{event.stack}: {event.phase} "
+                          f"{event.message}{applied}[/dim]", highlight=False)
+    return show
+
+
+def _emit(value, output: str, table) -> None:
+    """`-o json|yaml` for machines; a table (colour on a terminal) for people."""
+    if output == "json":
+        from reconciler.cli.output import as_json
+
+        print(as_json(value))
+    elif output == "yaml":
+        import json
+
+        import yaml
+
+        from reconciler.cli.output import as_json
+
+        print(yaml.safe_dump(json.loads(as_json(value)), sort_keys=False), end="")
+    else:
+        table(_console(), value)
+
+
+def _console() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
+
+
+def _pass_exit_code(result) -> int:
+    """0 clean, 1 changes found (plan) or made (sync), 2 an error: a failed or blocked stack."""
+    if not result.ok:
+        return 2
+    return 1 if result.has_changes else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    envs = load_environments(args.environments)
+    for env in envs:
+        from reconciler.graph import waves
+
+        order = " | ".join(", ".join(w) for w in waves(env.dependencies))
+        print(f"{env.file}: ok ({len(env.stacks)} stacks; waves: {order})")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reconciler.pipeline.diff import mask_manifest
+
+    engine = engine_for(args, environment_of(args))
+    rendered = engine.render_worktree(Path.cwd()) if args.worktree else engine.render(revision=args.revision)
+    docs = []  # one multi-document stream: a stack's last object never merges into the next stack's first
+    for stack in [args.stack] if args.stack else [s.name for s in engine.env.stacks]:
+        if stack in rendered.errors:
+            raise ReconcilerError(rendered.errors[stack])
+        docs += [mask_manifest(o.manifest) for o in rendered.objects.get(stack, [])]
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from reconciler.cli.output import print_pass
+
+    result = engine_for(args, environment_of(args)).plan(stack=args.stack)
+    _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
+    return _pass_exit_code(result)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    if args.remote:
+        from reconciler.cli.remote import remote_sync
+
+        return remote_sync(args)
+    from reconciler.cli.output import print_pass
+
+    engine = engine_for(args, environment_of(args))
+    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(Console(stderr=True)))
+    _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
+    return _pass_exit_code(result)
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from reconciler.cli.output import print_drift
+
+    report = engine_for(args, environment_of(args)).drift()
+    _emit(report, args.output, print_drift)
+    return 1 if report.items else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from reconciler.cli.output import print_status
+
+    _emit(engine_for(args, environment_of(args)).status(), args.output, print_status)
+    return 0

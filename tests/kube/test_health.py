@@ -1,0 +1,61 @@
+"""Readiness rules per kind, on plain objects as the API server returns them (no cluster)."""
+
+from __future__ import annotations
+
+from reconciler.kube.health import crd_ready, deployment_ready, generic_ready, job_ready, namespace_ready
+
+
+def custom_resource(generation: int = 1, **status: object) -> dict:
+    return {"apiVersion": "example.test/v1", "kind": "Widget", "metadata": {"name": "w", "generation": generation},
+            "status": status}
+
+
+def test_a_custom_resource_without_status_is_ready() -> None:
+    assert generic_ready({"metadata": {"name": "w", "generation": 1}}) is None
+
+
+def test_a_custom_resource_whose_controller_has_not_seen_the_latest_generation_is_not_ready() -> None:
+    reason = generic_ready(custom_resource(generation=3, observedGeneration=2,
+                                           conditions=[{"type": "Ready", "status": "True"}]))
+
+    assert reason == "generation 3 not observed yet (observed 2)"
+
+
+def test_ready_false_reconciling_and_stalled_each_make_a_custom_resource_unready() -> None:
+    assert generic_ready(custom_resource(conditions=[{"type": "Ready", "status": "False", "message": "no disk"}])) \
+        == "not ready: no disk"
+    assert generic_ready(custom_resource(conditions=[{"type": "Reconciling", "status": "True", "reason": "Progressing"}])) \
+        == "reconciling: Progressing"
+    assert generic_ready(custom_resource(conditions=[{"type": "Stalled", "status": "True", "message": "quota"}])) \
+        == "stalled: quota"
+
+
+def test_conditions_the_generic_rules_do_not_know_leave_a_custom_resource_ready() -> None:
+    assert generic_ready(custom_resource(observedGeneration=1,
+                                         conditions=[{"type": "ScalingActive", "status": "False"}])) is None
+
+
+def test_a_crd_is_ready_once_established() -> None:
+    crd = {"status": {"conditions": [{"type": "NamesAccepted", "status": "True"}]}}
+    assert crd_ready(crd) == "not Established"
+    crd["status"]["conditions"].append({"type": "Established", "status": "True"})
+    assert crd_ready(crd) is None
+
+
+def test_a_terminating_namespace_is_not_ready() -> None:
+    assert namespace_ready({"status": {"phase": "Terminating"}}) == "terminating"
+    assert namespace_ready({"status": {"phase": "Active"}}) is None
+
+
+def test_a_deployment_with_old_replicas_still_terminating_is_not_ready() -> None:
+    deployment = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
+                  "status": {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2,
+                             "readyReplicas": 2, "replicas": 3}}
+
+    assert deployment_ready(deployment) == "3 replicas, old ones still terminating"
+
+
+def test_a_failed_job_is_reported_with_its_message() -> None:
+    job = {"status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}}
+
+    assert job_ready(job) == "failed: BackoffLimitExceeded"
