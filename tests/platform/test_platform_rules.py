@@ -126,3 +126,18 @@ def test_each_rule_reports_a_prod_manifest_that_breaks_it(mutate, rule: str, sta
     report = prod_report(mutate)
     assert [v.stack for v in report.violations if v.rule == rule] and \
         {v.stack for v in report.violations if v.rule == rule} == {stack}, report.violations
+
+
+def test_the_budgets_the_rule_enforces_are_the_budgets_of_the_contract() -> None:
+    """policies/budget.yaml mirrors docs/CONTRACT.md "Budgets": a budget changed in one changes the test."""
+    import re
+
+    import yaml
+
+    section = (REPO_ROOT / "docs" / "CONTRACT.md").read_text().split("## Budgets", 1)[1].split("\n## ", 1)[0]
+    contract = {stack: {"cpu": cpu, "memory": memory, "storage": storage} for stack, cpu, memory, storage in
+                re.findall(r"^\|\s*(\w+)\s*\|\s*([^|]+?)\s*\|\s*([^|]+?)\s*\|\s*([^|]+?)\s*\|$", section, re.M)
+                if stack in STACKS}
+    policy = yaml.safe_load((REPO_ROOT / "policies" / "budget.yaml").read_text())["settings"]["budgets"]
+
+    assert {s: {k: str(v) for k, v in b.items()} for s, b in policy.items()} == contract
