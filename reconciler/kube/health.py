@@ -38,14 +38,22 @@ def _observed(obj: dict) -> bool:
     return status.get("observedGeneration", 0) >= (obj.get("metadata") or {}).get("generation", 0)
 
 
+def _first_short(status: dict, counters: tuple[str, ...], want: int) -> str | None:
+    """`have/want counter` for the first status counter below `want`, else None."""
+    for key in counters:
+        if status.get(key, 0) < want:
+            return f"{status.get(key, 0)}/{want} {key}"
+    return None
+
+
 def deployment_ready(obj: dict) -> str | None:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     want = spec.get("replicas", 1)
     if not _observed(obj):
         return "rollout not observed yet"
-    for key in ("updatedReplicas", "availableReplicas", "readyReplicas"):
-        if status.get(key, 0) < want:
-            return f"{status.get(key, 0)}/{want} {key}"
+    short = _first_short(status, ("updatedReplicas", "availableReplicas", "readyReplicas"), want)
+    if short:
+        return short
     if status.get("replicas", 0) > want:
         return f"{status.get('replicas')} replicas, old ones still terminating"
     return None
@@ -69,10 +77,7 @@ def daemonset_ready(obj: dict) -> str | None:
     want = status.get("desiredNumberScheduled", 0)
     if not _observed(obj):
         return "rollout not observed yet"
-    for key in ("numberReady", "updatedNumberScheduled", "numberAvailable"):
-        if status.get(key, 0) < want:
-            return f"{status.get(key, 0)}/{want} {key}"
-    return None
+    return _first_short(status, ("numberReady", "updatedNumberScheduled", "numberAvailable"), want)
 
 
 def job_ready(obj: dict) -> str | None:
