@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import urllib3
 from kubernetes import client, config
@@ -79,6 +80,7 @@ class Cluster:
         self._resources: dict[str, dict[str, Resource]] = {}
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self.cache: Any = None  # a kube.livecache.LiveCache, attached by the daemon
 
     @property
     def server(self) -> str:
@@ -159,6 +161,16 @@ class Cluster:
     # --- verbs -------------------------------------------------------------------------
 
     def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict]:
+        """Objects of a kind; served by the live cache, when one is attached and watches exactly this."""
+        if self.cache is not None:
+            cached = self.cache.lookup(api_version, kind, namespace or "", label_selector)
+            if cached is not None:
+                return cached
+        return self.list_with_version(api_version, kind, namespace, label_selector)[0]
+
+    def list_with_version(self, api_version: str, kind: str, namespace: str | None = None,
+                          label_selector: str = "") -> tuple[list[dict], str]:
+        """A LIST from the API server, and the resourceVersion a watch continues from."""
         resource = self.resource(api_version, kind)
         query = [("labelSelector", label_selector)] if label_selector else []
         result = self._call("GET", resource.path(namespace if resource.namespaced else None), query=query, verb="list")
@@ -166,7 +178,34 @@ class Cluster:
         for item in items:  # list items carry no apiVersion/kind
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
-        return items
+        return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(self, api_version: str, kind: str, namespace: str | None, label_selector: str, resource_version: str,
+              *, timeout_s: int = 55, stall_s: float = 75.0) -> Iterator[dict]:
+        """Watch events (`{"type", "object"}`) from `resource_version`, bookmarks included, until the server
+        ends the watch (after `timeout_s`). No byte for `stall_s` raises ClusterError: a stalled watch."""
+        resource = self.resource(api_version, kind)
+        query: list[tuple[str, Any]] = [("watch", "true"), ("allowWatchBookmarks", "true"),
+                                        ("resourceVersion", resource_version), ("timeoutSeconds", timeout_s)]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        with self._lock:
+            self._counts["watch"] += 1
+        path = resource.path(namespace if resource.namespaced else None)
+        try:
+            request = self.api_client.param_serialize("GET", path, query_params=query,
+                                                      header_params={"Accept": "application/json"},
+                                                      auth_settings=["BearerToken"])
+            response = self.api_client.call_api(*request, _request_timeout=(5, stall_s))
+            if not 200 <= response.status <= 299:
+                raise _api_error("GET", path, response.status, response.read(), response.reason)
+            for line in response.response:
+                if line.strip():
+                    yield json.loads(line)
+        except ApiException as exc:
+            raise _api_error("GET", path, int(exc.status or 0), exc.body, exc.reason) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"watch of {kind} at {self.server} broke: {exc.__class__.__name__}") from exc
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
         resource = self.resource(api_version, kind)
@@ -210,6 +249,13 @@ class Cluster:
         resource = self.resource(api_version, kind)
         return self._call("PATCH", resource.path(namespace, name), body=patch,
                           content_type="application/merge-patch+json")
+
+    def wait_for_change(self, timeout_s: float) -> None:
+        """Sleep up to `timeout_s`, or less: with a live cache attached, until the next watch event."""
+        if self.cache is not None:
+            self.cache.wait_for_change(timeout_s)
+        else:
+            time.sleep(timeout_s)
 
     def ping(self) -> bool:
         """True if the API server answers /readyz (used by the daemon's readiness)."""

@@ -156,15 +156,16 @@ def _services_with_endpoints(cluster: Cluster, namespace: str) -> set[str]:
     return ready
 
 
-def unready(cluster: Cluster, objects: Iterable[K8sObject]) -> list[str]:
-    """`kind/namespace/name: why` for every object that is not ready yet."""
+def unready(cluster: Cluster, objects: Iterable[K8sObject], selector: str = "") -> list[str]:
+    """`kind/namespace/name: why` for every object that is not ready yet. With the `selector` of the
+    stack's owner label the reads are those a live cache serves (EndpointSlices are always listed)."""
     by_type: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for obj in objects:
         if (obj.id.group, obj.kind) not in _NO_HEALTH:
             by_type[(obj.api_version, obj.kind, obj.id.namespace)].add(obj.id.name)
     problems: list[str] = []
     for (api_version, kind, namespace), names in sorted(by_type.items()):
-        live = {o["metadata"]["name"]: o for o in cluster.list(api_version, kind, namespace or None)}
+        live = {o["metadata"]["name"]: o for o in cluster.list(api_version, kind, namespace or None, selector)}
         if kind == "Service":
             wanted = {n for n in names if n in live and _needs_endpoints(live[n])}
             with_endpoints = _services_with_endpoints(cluster, namespace) if wanted else set()
@@ -184,12 +185,14 @@ def wait_healthy(
     timeout_s: float,
     should_stop: Callable[[], bool] = lambda: False,
     poll_s: float = 1.0,
+    selector: str = "",
 ) -> tuple[bool, str]:
-    """Poll until every watched object is ready; (False, what is still unready) on timeout or stop."""
+    """Look again until every object is ready, after each watch event when a live cache is attached
+    (else with a growing poll delay); (False, what is still unready) on timeout or stop."""
     deadline = time.monotonic() + timeout_s
     delay = 0.2
     while True:
-        problems = unready(cluster, objects)
+        problems = unready(cluster, objects, selector)
         if not problems:
             return True, ""
         if should_stop():
@@ -197,5 +200,5 @@ def wait_healthy(
         if time.monotonic() >= deadline:
             more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
             return False, f"not healthy after {timeout_s:.0f}s: " + "; ".join(problems[:3]) + more
-        time.sleep(delay)
+        cluster.wait_for_change(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, poll_s)

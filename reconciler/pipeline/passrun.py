@@ -121,7 +121,8 @@ class PassRun:
             if record.state not in ("applied", "unchanged") or record.commit is None:
                 problems.append((name, f"last result {record.state or 'never synced'}"))
                 continue
-            not_ready = unready(self.cluster, [self.engine.owned(o) for o in self.rendered.objects.get(name, [])])
+            not_ready = unready(self.cluster, [self.engine.owned(o) for o in self.rendered.objects.get(name, [])],
+                                self.engine.selector(name))
             if not_ready:
                 problems.append((name, not_ready[0]))
         return problems
@@ -137,7 +138,8 @@ class PassRun:
             return
         if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
             self.emit(stack.name, result.wave, "health", "waiting for health")
-            healthy, why = wait_healthy(self.cluster, objects, self.env.health_timeout(stack), self.should_stop)
+            healthy, why = wait_healthy(self.cluster, objects, self.env.health_timeout(stack), self.should_stop,
+                                        selector=self.engine.selector(stack.name))
             result.healthy = healthy
             if not healthy:
                 result.state, result.reason = StackState.FAILED, why

@@ -1,0 +1,219 @@
+"""A live-state cache: LIST + WATCH of exactly the kinds and namespaces an environment manages.
+
+One watch per (apiVersion, kind, namespace), label-selected on the owner label's values of the
+environment's stacks (`owner in (env.a, env.b, ...)`), so nothing else in the cluster is read or
+kept. Each watch lists once, then follows events from that resourceVersion with bookmarks; a `410
+Gone` relists, a broken or stalled connection reconnects with backoff, and a periodic relist is the
+safety net. Objects are kept without other managers' managedFields and without kubectl's
+last-applied annotation: what plan, health and drift read, and no more.
+
+`Cluster.list` is served from here when a synced watch covers the request, so a pass on a warm
+cache makes no LIST; subscribers get every change (the daemon's drift-on-events), and
+`wait_for_change` lets a health wait end on the event instead of a poll.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+from reconciler.errors import ClusterError
+from reconciler.kube.cluster import ApiError, Cluster, UnknownKind
+from reconciler.logs import get_logger
+
+log = get_logger("reconciler.kube.livecache")
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+@dataclass(frozen=True, order=True)
+class WatchKey:
+    api_version: str
+    kind: str
+    namespace: str  # "" for cluster-scoped kinds (and all namespaces)
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """One change seen by a watch: `object` is None for a deletion."""
+
+    key: WatchKey
+    type: str  # ADDED, MODIFIED, DELETED, RELISTED
+    name: str
+    object: dict | None
+    seen_at: float  # time.time() when the event arrived
+
+
+def slim(obj: dict, manager: str) -> dict:
+    """The object as the cache keeps it: other managers' managedFields and last-applied dropped."""
+    meta = dict(obj.get("metadata") or {})
+    meta["managedFields"] = [m for m in meta.get("managedFields") or [] if m.get("manager") == manager]
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**obj, "metadata": meta}
+
+
+def _version(obj: dict | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+class KindWatch:
+    """LIST + WATCH of one kind in one namespace: the latest object of each name, kept current."""
+
+    def __init__(self, cache: "LiveCache", key: WatchKey) -> None:
+        self.cache = cache
+        self.key = key
+        self.objects: dict[str, dict] = {}
+        self.synced = threading.Event()
+        self.resource_version = ""
+        self.relists = 0
+        self.events = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{key.kind}-{key.namespace or 'all'}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        failures, listed_at = 0, 0.0
+        while not self._stop.is_set():
+            try:
+                if not self.resource_version or time.monotonic() - listed_at > self.cache.resync_s:
+                    self._relist()
+                    listed_at = time.monotonic()
+                self._follow()
+                failures = 0
+            except ApiError as exc:
+                if exc.status == 410:  # our resourceVersion is too old: start again from a fresh LIST
+                    self.resource_version = ""
+                    continue
+                failures += 1
+                log.warning("watch failed", kind=self.key.kind, namespace=self.key.namespace, error=str(exc))
+            except UnknownKind:
+                failures += 1  # the CRD is not there (yet): look again later
+            except ClusterError as exc:
+                failures += 1
+                log.info("watch reconnecting", kind=self.key.kind, namespace=self.key.namespace, error=str(exc))
+            if failures:
+                self._stop.wait(min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2))
+
+    def _relist(self) -> None:
+        items, version = self.cache.cluster.list_with_version(
+            self.key.api_version, self.key.kind, self.key.namespace or None, self.cache.selector)
+        fresh = {item["metadata"]["name"]: slim(item, self.cache.manager) for item in items}
+        before, self.objects, self.resource_version = self.objects, fresh, version
+        self.relists += 1
+        self.synced.set()
+        for name in set(before) - set(fresh):  # deleted while we were not watching
+            self.cache.publish(LiveEvent(self.key, "DELETED", name, None, time.time()))
+        for name, obj in fresh.items():  # changed while we were not watching
+            if _version(before.get(name)) != _version(obj):
+                self.cache.publish(LiveEvent(self.key, "RELISTED", name, obj, time.time()))
+
+    def _follow(self) -> None:
+        for event in self.cache.cluster.watch(self.key.api_version, self.key.kind, self.key.namespace or None,
+                                              self.cache.selector, self.resource_version,
+                                              timeout_s=self.cache.watch_timeout_s, stall_s=self.cache.stall_s):
+            if self._stop.is_set():
+                return
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                raise ApiError(f"watch of {self.key.kind}: {obj.get('message', '')}", status=int(obj.get("code") or 0))
+            self.resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or self.resource_version)
+            if kind == "BOOKMARK":
+                continue
+            obj.setdefault("apiVersion", self.key.api_version)
+            obj.setdefault("kind", self.key.kind)
+            name = obj["metadata"]["name"]
+            self.events += 1
+            if kind == "DELETED":
+                self.objects.pop(name, None)
+                self.cache.publish(LiveEvent(self.key, kind, name, None, time.time()))
+            else:
+                self.objects[name] = slim(obj, self.cache.manager)
+                self.cache.publish(LiveEvent(self.key, kind, name, self.objects[name], time.time()))
+
+
+class LiveCache:
+    """The watches of one environment, what they hold, and who wants to hear about changes."""
+
+    def __init__(self, cluster: Cluster, label: str, values: set[str], manager: str, *, resync_s: float = 600.0,
+                 watch_timeout_s: int = 55, stall_s: float = 75.0) -> None:
+        self.cluster = cluster
+        self.label = label
+        self.values = frozenset(values)
+        self.manager = manager
+        self.resync_s, self.watch_timeout_s, self.stall_s = resync_s, watch_timeout_s, stall_s
+        self.selector = f"{label} in ({','.join(sorted(values))})"
+        self.watches: dict[WatchKey, KindWatch] = {}
+        self._subscribers: list[Callable[[LiveEvent], None]] = []
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def ensure(self, keys: set[WatchKey]) -> None:
+        """Watch exactly `keys`: new kinds or namespaces start a watch, dropped ones stop theirs."""
+        with self._lock:
+            for key in sorted(set(self.watches) - keys):
+                self.watches.pop(key).stop()
+            for key in sorted(keys - set(self.watches)):
+                self.watches[key] = KindWatch(self, key)
+                self.watches[key].start()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        return all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in list(self.watches.values()))
+
+    def stop(self) -> None:
+        self.ensure(set())
+
+    def lookup(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict] | None:
+        """The cached objects for a LIST with `selector` (`label=value` of one of our values), or None when
+        no synced watch covers it and the caller must ask the API server."""
+        watch = self.watches.get(WatchKey(api_version, kind, namespace))
+        if watch is None or not watch.synced.is_set():
+            return None
+        label, _, value = selector.partition("=")
+        if label != self.label or value not in self.values:
+            return None
+        return [dict(o) for o in list(watch.objects.values())
+                if ((o.get("metadata") or {}).get("labels") or {}).get(self.label) == value]
+
+    def subscribe(self, callback: Callable[[LiveEvent], None]) -> None:
+        self._subscribers.append(callback)
+
+    def publish(self, event: LiveEvent) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the watch
+                log.exception("live-cache subscriber failed")
+
+    def wait_for_change(self, timeout_s: float) -> None:
+        """Return at the next event, or after `timeout_s`: a health wait that ends on the event."""
+        with self._changed:
+            seen = self._generation
+            self._changed.wait_for(lambda: self._generation != seen, timeout_s)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Objects, events and relists per kind (for metrics)."""
+        objects: Counter[str] = Counter()
+        events: Counter[str] = Counter()
+        relists: Counter[str] = Counter()
+        for key, watch in list(self.watches.items()):
+            objects[key.kind] += len(watch.objects)
+            events[key.kind] += watch.events
+            relists[key.kind] += watch.relists
+        return {"objects": dict(objects), "events": dict(events), "relists": dict(relists)}
