@@ -32,9 +32,6 @@ def _output(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("table"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reconciler.cli.commands import cmd_drift, cmd_plan, cmd_render, cmd_status, cmd_sync, cmd_validate
-    from reconciler.cli.policy import cmd_policy_check
-
     parser = argparse.ArgumentParser(
         prog="reconciler",
         description="GitOps reconciler: renders kustomize stacks from Git, enforces policy, "
@@ -42,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_render_commands(sub)
+    _add_cluster_commands(sub)
+    from reconciler.cli.run import add_daemon_commands
+
+    add_daemon_commands(sub)
+    return parser
+
+
+def _add_render_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands that need no cluster: validate, render, policy check."""
+    from reconciler.cli.commands import cmd_render, cmd_validate
+    from reconciler.cli.policy import cmd_policy_check
 
     p = sub.add_parser("validate", help="check every environments/*.yaml (schema, dependsOn, cycles, paths)")
     _common(p, env=False)
@@ -54,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worktree", action="store_true", help="render the files on disk, uncommitted changes included")
     p.set_defaults(handler=cmd_render)
 
+    policy = sub.add_parser("policy", help="policy commands").add_subparsers(dest="policy_command", metavar="COMMAND")
+    p = policy.add_parser("check", help="evaluate policies on a revision without a cluster; exit 1 on enforced violations")
+    _common(p)
+    p.add_argument("--revision", help="commit or branch (default: the source branch head)")
+    p.add_argument("--worktree", action="store_true", help="check the files on disk, uncommitted changes included")
+    _output(p, ("table", "json", "sarif", "junit"))
+    p.set_defaults(handler=cmd_policy_check)
+
+
+def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
+    """plan, sync, drift, status: one environment against its cluster."""
+    from reconciler.cli.commands import cmd_drift, cmd_plan, cmd_status, cmd_sync
+    from reconciler.cli.remote import add_remote_sync_arguments
+
     p = sub.add_parser("plan", help="show what a sync would change; changes nothing")
     _common(p)
     p.add_argument("--stack")
@@ -65,35 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--stack", help="only this stack (its dependencies are not re-synced)")
     p.add_argument("--dry-run", action="store_true", help="plan only")
-    from reconciler.cli.remote import add_remote_sync_arguments
-
     add_remote_sync_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     _output(p)
     p.set_defaults(handler=cmd_sync)
 
-    p = sub.add_parser("drift", help="report live objects that differ from what their stack last applied")
-    _common(p)
-    _output(p)
-    p.set_defaults(handler=cmd_drift)
-
-    p = sub.add_parser("status", help="last commit, result and health per stack, from the cluster")
-    _common(p)
-    _output(p)
-    p.set_defaults(handler=cmd_status)
-
-    policy = sub.add_parser("policy", help="policy commands").add_subparsers(dest="policy_command", metavar="COMMAND")
-    p = policy.add_parser("check", help="evaluate policies on a revision without a cluster; exit 1 on enforced violations")
-    _common(p)
-    p.add_argument("--revision", help="commit or branch (default: the source branch head)")
-    p.add_argument("--worktree", action="store_true", help="check the files on disk, uncommitted changes included")
-    _output(p, ("table", "json", "sarif", "junit"))
-    p.set_defaults(handler=cmd_policy_check)
-
-    from reconciler.cli.run import add_daemon_commands
-
-    add_daemon_commands(sub)
-    return parser
+    for name, handler, text in (("drift", cmd_drift, "report live objects that differ from what their stack last applied"),
+                                ("status", cmd_status, "last commit, result and health per stack, from the cluster")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        _output(p)
+        p.set_defaults(handler=handler)
 
 
 def main(argv: list[str] | None = None) -> int:

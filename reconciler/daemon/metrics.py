@@ -76,6 +76,22 @@ class Metrics:
         self.webhooks = Counter(
             "reconciler_webhooks_total", "Git webhook requests by provider and outcome", ["provider", "outcome"],
             registry=r)
+        self._add_live_metrics(r)
+
+    def _add_live_metrics(self, r: CollectorRegistry) -> None:
+        """The live-state cache and drift on events."""
+        self.drift_latency = Histogram(
+            "reconciler_drift_detection_seconds", "From a watch event on a managed object to its drift verdict",
+            ["env"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)
+        self.live_corrections = Counter(
+            "reconciler_live_corrections_total", "Drifted objects restored on a watch event, by outcome",
+            ["env", "outcome"], registry=r)
+        self.cache_objects = Gauge("reconciler_cache_objects", "Objects in the live-state cache", ["env", "kind"],
+                                   registry=r)
+        self.watch_events = Gauge("reconciler_watch_events", "Watch events received since start", ["env", "kind"],
+                                  registry=r)
+        self.watch_relists = Gauge("reconciler_watch_relists", "LISTs made by the watches since start (first "
+                                   "sync, 410 Gone, reconnects, periodic resync)", ["env", "kind"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -127,6 +143,12 @@ class Metrics:
             per_stack[item.stack] = per_stack.get(item.stack, 0) + 1
         for stack, count in per_stack.items():
             self.drift_objects.labels(report.env, stack).set(count)
+
+    def observe_live_cache(self, env: str, stats: dict[str, dict[str, int]]) -> None:
+        for gauge, name in ((self.cache_objects, "objects"), (self.watch_events, "events"),
+                            (self.watch_relists, "relists")):
+            for kind, value in stats.get(name, {}).items():
+                gauge.labels(env, kind).set(value)
 
     def observe_leadership(self, env: str, leading: bool) -> None:
         self.is_leader.labels(env).set(1 if leading else 0)

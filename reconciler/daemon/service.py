@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from reconciler.daemon.alerts import AlertRouter, EnvState
 from reconciler.daemon.leadership import Leadership
+from reconciler.daemon.livedrift import LiveDrift
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Notifier
 from reconciler.daemon.recorder import PassRecorder, Reachability
@@ -56,6 +57,8 @@ class Daemon:
         self.timing = PassTiming(self.settings, self.metrics, self.states)
         self.scheduler = self.timing.scheduler
         self.recorder = PassRecorder(self.envs, self.states, self.alerts, self.timing, self.settings.drift_check)
+        self.live_drift = LiveDrift(self.envs, self.engines, self.states, self.workers, self.alerts, self.metrics,
+                                    self.may_apply)
         self._stopping = threading.Event()
         self.leadership = Leadership(self.settings, self.metrics, self.runbook,
                                      lambda env, source, stack: self.workers[env].request(source, stack),
@@ -70,6 +73,8 @@ class Daemon:
             self.engines[name] = self._engine_factory(env)
         for worker in self.workers.values():
             worker.start()
+        for name in self.envs if self.settings.live else ():
+            self.live_drift.attach(name)
         self.timing.schedule_polls(self.envs, self._poll)
         self.scheduler.start()
         self._started = True
@@ -93,6 +98,7 @@ class Daemon:
         for worker in self.workers.values():
             worker.stop(timeout)
         self.leadership.stop()
+        self.live_drift.stop()
         self.notifier.flush(min(5.0, timeout))
         self.notifier.close()
         log.info("daemon stopped")

@@ -57,6 +57,7 @@ class DaemonSettings:
     poll: bool = True
     initial_pass: bool = True
     drift_check: bool = True
+    live: bool = True  # watch what each environment manages: drift on events, passes on a warm cache
     history: int = 200
     identity: str = field(default_factory=default_identity)
     lease: LeaseSettings | None = None  # None: no election, this replica applies everything

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import urllib3
 from kubernetes import client, config
@@ -86,7 +85,9 @@ class Cluster:
     def server(self) -> str:
         return str(self.api_client.configuration.host)
 
-    # --- request plumbing -------------------------------------------------------------------
+    def count(self, verb: str) -> None:
+        with self._lock:
+            self._counts[verb] += 1
 
     def request_counts(self) -> dict[str, int]:
         with self._lock:
@@ -98,9 +99,7 @@ class Cluster:
 
     def _call(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
               content_type: str = "application/json", verb: str | None = None) -> dict:
-        verb = verb or {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
-        with self._lock:
-            self._counts[verb] += 1
+        self.count(verb or {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method])
         try:
             request = self.api_client.param_serialize(
                 method, path, query_params=query or [], body=body,
@@ -110,16 +109,14 @@ class Cluster:
             response = self.api_client.call_api(*request, _request_timeout=_TIMEOUT)
             response.read()
         except ApiException as exc:
-            raise _api_error(method, path, int(exc.status or 0), exc.body, exc.reason) from exc
+            raise api_error(method, path, int(exc.status or 0), exc.body, exc.reason) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterError(f"cannot reach the Kubernetes API at {self.server}: {exc.__class__.__name__}",
                                fix="check the cluster is up and the kubeconfig points at it") from exc
         if not 200 <= response.status <= 299:
-            raise _api_error(method, path, response.status, response.data, response.reason)
+            raise api_error(method, path, response.status, response.data, response.reason)
         data = response.data
         return json.loads(data) if data else {}
-
-    # --- discovery -----------------------------------------------------------------------
 
     def resource(self, api_version: str, kind: str) -> Resource:
         """Map apiVersion/kind to its REST resource; discovery runs once per group-version."""
@@ -158,8 +155,6 @@ class Cluster:
             self._resources[api_version] = found
         return found
 
-    # --- verbs -------------------------------------------------------------------------
-
     def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict]:
         """Objects of a kind; served by the live cache, when one is attached and watches exactly this."""
         if self.cache is not None:
@@ -179,33 +174,6 @@ class Cluster:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items, str((result.get("metadata") or {}).get("resourceVersion") or "")
-
-    def watch(self, api_version: str, kind: str, namespace: str | None, label_selector: str, resource_version: str,
-              *, timeout_s: int = 55, stall_s: float = 75.0) -> Iterator[dict]:
-        """Watch events (`{"type", "object"}`) from `resource_version`, bookmarks included, until the server
-        ends the watch (after `timeout_s`). No byte for `stall_s` raises ClusterError: a stalled watch."""
-        resource = self.resource(api_version, kind)
-        query: list[tuple[str, Any]] = [("watch", "true"), ("allowWatchBookmarks", "true"),
-                                        ("resourceVersion", resource_version), ("timeoutSeconds", timeout_s)]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
-        with self._lock:
-            self._counts["watch"] += 1
-        path = resource.path(namespace if resource.namespaced else None)
-        try:
-            request = self.api_client.param_serialize("GET", path, query_params=query,
-                                                      header_params={"Accept": "application/json"},
-                                                      auth_settings=["BearerToken"])
-            response = self.api_client.call_api(*request, _request_timeout=(5, stall_s))
-            if not 200 <= response.status <= 299:
-                raise _api_error("GET", path, response.status, response.read(), response.reason)
-            for line in response.response:
-                if line.strip():
-                    yield json.loads(line)
-        except ApiException as exc:
-            raise _api_error("GET", path, int(exc.status or 0), exc.body, exc.reason) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(f"watch of {kind} at {self.server} broke: {exc.__class__.__name__}") from exc
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
         resource = self.resource(api_version, kind)
@@ -250,23 +218,8 @@ class Cluster:
         return self._call("PATCH", resource.path(namespace, name), body=patch,
                           content_type="application/merge-patch+json")
 
-    def wait_for_change(self, timeout_s: float) -> None:
-        """Sleep up to `timeout_s`, or less: with a live cache attached, until the next watch event."""
-        if self.cache is not None:
-            self.cache.wait_for_change(timeout_s)
-        else:
-            time.sleep(timeout_s)
 
-    def ping(self) -> bool:
-        """True if the API server answers /readyz (used by the daemon's readiness)."""
-        try:
-            self._call("GET", "/readyz", verb="readyz")
-            return True
-        except ClusterError:
-            return False
-
-
-def _api_error(method: str, path: str, status: int, raw: bytes | str | None, http_reason: str | None) -> ApiError:
+def api_error(method: str, path: str, status: int, raw: bytes | str | None, http_reason: str | None) -> ApiError:
     try:
         body = json.loads(raw) if raw else {}
     except (TypeError, ValueError):

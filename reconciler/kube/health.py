@@ -200,5 +200,9 @@ def wait_healthy(
         if time.monotonic() >= deadline:
             more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
             return False, f"not healthy after {timeout_s:.0f}s: " + "; ".join(problems[:3]) + more
-        cluster.wait_for_change(min(delay, max(0.0, deadline - time.monotonic())))
+        pause = min(delay, max(0.0, deadline - time.monotonic()))
+        if cluster.cache is not None:
+            cluster.cache.wait_for_change(pause)  # ends at the next watch event: dependents start right away
+        else:
+            time.sleep(pause)
         delay = min(delay * 1.5, poll_s)

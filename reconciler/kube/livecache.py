@@ -14,15 +14,19 @@ cache makes no LIST; subscribers get every change (the daemon's drift-on-events)
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
+
+import urllib3
+from kubernetes.client.rest import ApiException
 
 from reconciler.errors import ClusterError
-from reconciler.kube.cluster import ApiError, Cluster, UnknownKind
+from reconciler.kube.cluster import ApiError, Cluster, UnknownKind, api_error
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.kube.livecache")
@@ -58,6 +62,33 @@ def slim(obj: dict, manager: str) -> dict:
     return {**obj, "metadata": meta}
 
 
+def watch_events(cluster: Cluster, key: WatchKey, label_selector: str, resource_version: str, *,
+                 timeout_s: int = 55, stall_s: float = 75.0) -> Iterator[dict]:
+    """Watch events (`{"type", "object"}`) from `resource_version`, bookmarks included, until the server
+    ends the watch (after `timeout_s`). No byte for `stall_s` raises ClusterError: a stalled watch."""
+    resource = cluster.resource(key.api_version, key.kind)
+    query: list[tuple[str, Any]] = [("watch", "true"), ("allowWatchBookmarks", "true"),
+                                    ("resourceVersion", resource_version), ("timeoutSeconds", timeout_s)]
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    cluster.count("watch")
+    path = resource.path(key.namespace if resource.namespaced and key.namespace else None)
+    try:
+        request = cluster.api_client.param_serialize("GET", path, query_params=query,
+                                                     header_params={"Accept": "application/json"},
+                                                     auth_settings=["BearerToken"])
+        response = cluster.api_client.call_api(*request, _request_timeout=(5, stall_s))
+        if not 200 <= response.status <= 299:
+            raise api_error("GET", path, response.status, response.read(), response.reason)
+        for line in response.response:
+            if line.strip():
+                yield json.loads(line)
+    except ApiException as exc:
+        raise api_error("GET", path, int(exc.status or 0), exc.body, exc.reason) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterError(f"watch of {key.kind} at {cluster.server} broke: {exc.__class__.__name__}") from exc
+
+
 def _version(obj: dict | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
@@ -84,7 +115,7 @@ class KindWatch:
         self._stop.set()
 
     def _run(self) -> None:
-        failures, listed_at = 0, 0.0
+        failures, listed_at = 0, time.monotonic()
         while not self._stop.is_set():
             try:
                 if not self.resource_version or time.monotonic() - listed_at > self.cache.resync_s:
@@ -120,9 +151,8 @@ class KindWatch:
                 self.cache.publish(LiveEvent(self.key, "RELISTED", name, obj, time.time()))
 
     def _follow(self) -> None:
-        for event in self.cache.cluster.watch(self.key.api_version, self.key.kind, self.key.namespace or None,
-                                              self.cache.selector, self.resource_version,
-                                              timeout_s=self.cache.watch_timeout_s, stall_s=self.cache.stall_s):
+        for event in watch_events(self.cache.cluster, self.key, self.cache.selector, self.resource_version,
+                                  timeout_s=self.cache.watch_timeout_s, stall_s=self.cache.stall_s):
             if self._stop.is_set():
                 return
             kind, obj = event.get("type"), event.get("object") or {}

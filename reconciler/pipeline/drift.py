@@ -13,7 +13,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
 from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
-from reconciler.pipeline.plan import plan_stack
+from reconciler.pipeline.apply import apply_planned
+from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.prune import preferred_version
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
@@ -73,3 +74,39 @@ def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record:
         if labels.get(OWNER_LABEL) == owner_label_value(engine.env.name, stack):
             items.append(DriftItem(stack, oid, DriftKind.UNMANAGED))
     return items
+
+
+def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[DriftItem], PlannedObject | None]:
+    """Drift of one managed object against what its stack last applied: (stack, items, the planned entry).
+
+    What the daemon runs on a watch event: one inventory GET, the render of the recorded commit (kept in
+    memory), and at most one dry-run apply when the object looks changed; the LIST is the live cache's."""
+    inventory = Inventory(engine.cluster, engine.env.name)
+    inventory.load(create=False)
+    stack = next((s.name for s in engine.env.stacks if str(oid) in inventory.record(s.name).objects), None)
+    if stack is None:
+        return None, [], None
+    record = inventory.record(stack)
+    if record.commit is None:
+        return stack, [], None
+    rendered = engine.rendered_at(record.commit)
+    objects = [engine.owned(o) for o in rendered.objects.get(stack, []) if o.id == oid]
+    if not objects:
+        return stack, [], None
+    [entry] = plan_stack(engine.cluster, objects, engine.selector(stack), {str(oid): record.objects[str(oid)]},
+                         force=False, owner=engine.ownership(stack))
+    if entry.error or entry.action is Action.UNCHANGED:
+        return stack, [], entry
+    kind = DriftKind.MISSING if entry.action is Action.CREATE else DriftKind.MODIFIED
+    return stack, [DriftItem(stack, oid, kind, entry.fields)], entry
+
+
+def correct_object(engine: "Engine", oid: ObjectId) -> str:
+    """Restore one drifted object to what its stack last applied (one apply, taking ownership of the
+    fields another manager changed). '' when corrected or nothing to do, else why not."""
+    stack, items, entry = object_drift(engine, oid)
+    if stack is None or entry is None or not items:
+        return ""
+    outcome = apply_planned(engine.cluster, [entry], recreate_immutable=False, take_ownership=True,
+                            should_stop=lambda: False)
+    return outcome.error

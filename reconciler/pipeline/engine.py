@@ -17,17 +17,18 @@ import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
 from reconciler.errors import ReconcilerError
-from reconciler.kube.cluster import Cluster, new_api_client
-from reconciler.objects import K8sObject
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
+from reconciler.kube.livecache import LiveCache, WatchKey
+from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
-from reconciler.pipeline.drift import detect_drift
+from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
 from reconciler.pipeline.source import GitSource
-from reconciler.results import CommitInfo, DriftReport, EnvStatus, PassResult, StackStatus, utcnow
+from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, StackStatus, utcnow
 
 log = structlog.get_logger("reconciler.pipeline.engine")
 
@@ -47,6 +48,8 @@ class Engine:
         self._context = context or env.cluster.context
         self._api_client = api_client
         self._cluster: Cluster | None = None
+        self.live: LiveCache | None = None
+        self._renders: dict[str, RenderedEnv] = {}  # by commit: what drift on events compares with
 
     @property
     def cluster(self) -> Cluster:
@@ -78,6 +81,14 @@ class Engine:
         return render_environment(self.env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
 
+    def rendered_at(self, sha: str) -> RenderedEnv:
+        """The environment rendered at a commit a stack applied, kept in memory for the next event."""
+        if sha not in self._renders:
+            if len(self._renders) >= 4:
+                self._renders.pop(next(iter(self._renders)))
+            self._renders[sha] = self.render(self.source.resolve(sha))
+        return self._renders[sha]
+
     def render_worktree(self, directory: Path) -> RenderedEnv:
         """Render files as they are on disk (uncommitted changes included): `policy check --worktree`."""
         commit = CommitInfo(sha="worktree", author="", message=str(directory), committed_at=utcnow())
@@ -108,6 +119,8 @@ class Engine:
             bound.error("pass failed before any stack", error=result.error)
             return result
         PassRun(self, rendered, inventory, result, selected, dry_run, emit, should_stop or (lambda: False)).execute()
+        if self.live is not None and not dry_run:
+            self.live.ensure(watch_keys(rendered))
         result.api_requests = self.cluster.request_counts()
         result.finished_at = utcnow()
         bound.info("pass finished", ok=result.ok, stacks={s.stack: s.state.value for s in result.stacks},
@@ -119,6 +132,22 @@ class Engine:
 
     def drift(self) -> DriftReport:
         return detect_drift(self)
+
+    def object_drift(self, oid: ObjectId) -> list[DriftItem]:
+        return object_drift(self, oid)[1]
+
+    def correct_object(self, oid: ObjectId) -> str:
+        return correct_object(self, oid)
+
+    # --- live state (the daemon's watches) ------------------------------------------------------
+
+    def enable_live_cache(self) -> LiveCache:
+        """Watch what this environment manages; plan, health and drift then read the cache."""
+        if self.live is None:
+            owners = {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
+            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER)
+            self.cluster.cache = self.live
+        return self.live
 
     def status(self) -> EnvStatus:
         inventory = Inventory(self.cluster, self.env.name)
@@ -141,3 +170,8 @@ class Engine:
 
     def owned(self, obj: K8sObject) -> K8sObject:
         return ownership.owned(self.env.name, obj)
+
+
+def watch_keys(rendered: RenderedEnv) -> set[WatchKey]:
+    """Every (apiVersion, kind, namespace) the environment's stacks render: what the live cache watches."""
+    return {WatchKey(o.api_version, o.kind, o.id.namespace) for objects in rendered.objects.values() for o in objects}

@@ -1,0 +1,103 @@
+"""Drift on watch events: with `sync.interval` at 1 h, an edit in the cluster is reported (and with
+correctDrift restored) by the live cache, not by a pass. Against the real API server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+
+from helpers import wait_for
+from reconciler.config import load_environment
+from reconciler.daemon.livedrift import FLAP_LIMIT
+from reconciler.daemon.service import DaemonSettings, default_engine_factory
+from test_daemon_support import GitRepo, configmap_stack, running_daemon, write_env
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture()
+def repo(tmp_path: Path, namespace: str) -> GitRepo:
+    repo = GitRepo.create(tmp_path / "git")
+    configmap_stack(repo, "app", namespace, {"value": "v1"})
+    repo.commit_and_push("v1")
+    return repo
+
+
+def _daemon_env(tmp_path: Path, repo: GitRepo, correct_drift: bool) -> Any:
+    return load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h",
+                                      correct_drift=correct_drift))
+
+
+def _settle(d: Any, env: Any) -> int:
+    """Wait for the startup pass and its drift check; the number of passes so far."""
+    wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1) and d.daemon.states[env.name].last_drift,
+             timeout_s=120, what="the startup pass and its drift check")
+    wait_for(lambda: d.daemon.engines[env.name].live.wait_synced(1), timeout_s=30, what="the watches to sync")
+    return d.daemon.workers[env.name].passes_started
+
+
+def _drifted(d: Any, env: Any) -> list[dict]:
+    report = requests.get(f"{d.base}/api/drift", params={"env": env.name}, timeout=5).json()["report"] or {}
+    return report.get("items", [])
+
+
+def _edit(api_client: client.ApiClient, namespace: str, value: str) -> None:
+    client.CoreV1Api(api_client).patch_namespaced_config_map("app-settings", namespace, {"data": {"value": value}},
+                                                            field_manager="someone")
+
+
+def _value(api_client: client.ApiClient, namespace: str) -> str:
+    return client.CoreV1Api(api_client).read_namespaced_config_map("app-settings", namespace).data["value"]
+
+
+def test_an_edit_in_the_cluster_is_reported_on_its_watch_event_without_a_pass(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    env = _daemon_env(tmp_path, repo, correct_drift=False)
+    with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig)) as d:
+        passes = _settle(d, env)
+        assert _drifted(d, env) == []
+
+        _edit(api_client, namespace, "edited-by-hand")
+
+        [item] = wait_for(lambda: _drifted(d, env), timeout_s=30, what="the drift report of the edit")
+        assert item["kind"] == "modified" and item["fields"] == [
+            {"path": "data.value", "desired": "v1", "live": "edited-by-hand"}]
+        assert d.daemon.workers[env.name].passes_started == passes  # no pass found it: the watch did
+        assert any(a.kind.value == "drift_detected" for a in d.daemon.notifier.history)
+        metrics = requests.get(f"{d.base}/metrics", timeout=5).text
+        assert "reconciler_drift_detection_seconds_count" in metrics and "reconciler_cache_objects" in metrics
+        assert _value(api_client, namespace) == "edited-by-hand"  # detect-only: never reverted
+
+
+def test_with_correct_drift_an_edit_is_restored_on_its_watch_event_without_a_pass(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    env = _daemon_env(tmp_path, repo, correct_drift=True)
+    with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig)) as d:
+        passes = _settle(d, env)
+
+        _edit(api_client, namespace, "edited-by-hand")
+
+        wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=30, what="the edit to be reverted")
+        wait_for(lambda: _drifted(d, env) == [], timeout_s=30, what="the drift report to clear")
+        assert d.daemon.workers[env.name].passes_started == passes
+
+
+def test_an_object_another_writer_keeps_changing_is_reported_as_flapping_instead_of_a_loop(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    env = _daemon_env(tmp_path, repo, correct_drift=True)
+    with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig)) as d:
+        _settle(d, env)
+        for round_ in range(FLAP_LIMIT):
+            _edit(api_client, namespace, f"fight-{round_}")
+            wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=30, what=f"correction {round_ + 1}")
+
+        _edit(api_client, namespace, "fight-last")
+
+        wait_for(lambda: any("correction paused" in a.title for a in d.daemon.notifier.history), timeout_s=30,
+                 what="the flapping alert")
+        assert _value(api_client, namespace) == "fight-last"
+        assert _drifted(d, env)[0]["fields"][0]["live"] == "fight-last"

@@ -1,0 +1,98 @@
+"""The live-state cache against the real API server: LIST + WATCH of our labelled objects only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from kubernetes import client
+
+from helpers import wait_for
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
+from reconciler.kube.livecache import KindWatch, LiveCache, WatchKey
+
+pytestmark = pytest.mark.cluster
+
+LABEL = "reconciler.healthflow.io/owner"
+
+
+@pytest.fixture()
+def cache(kubeconfig: Path) -> Iterator[LiveCache]:
+    live = LiveCache(Cluster(new_api_client(kubeconfig)), LABEL, {"env.a", "env.b"}, FIELD_MANAGER)
+    yield live
+    live.stop()
+
+
+def _configmap(core: client.CoreV1Api, namespace: str, name: str, owner: str | None, value: str = "1") -> None:
+    labels = {LABEL: owner} if owner else {}
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": name, "labels": labels}, "data": {"v": value}})
+
+
+def _cached(cache: LiveCache, namespace: str, owner: str) -> dict[str, str]:
+    items = cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}={owner}") or []
+    return {o["metadata"]["name"]: o["data"]["v"] for o in items}
+
+
+def test_the_cache_lists_our_objects_then_follows_their_changes(cache: LiveCache, namespace: str,
+                                                              api_client: client.ApiClient) -> None:
+    core = client.CoreV1Api(api_client)
+    _configmap(core, namespace, "before", "env.a")
+    _configmap(core, namespace, "not-ours", None)
+    cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
+    assert cache.wait_synced(30)
+    assert _cached(cache, namespace, "env.a") == {"before": "1"}
+
+    _configmap(core, namespace, "after", "env.a")
+    core.patch_namespaced_config_map("before", namespace, {"data": {"v": "2"}})
+    wait_for(lambda: _cached(cache, namespace, "env.a") == {"before": "2", "after": "1"}, timeout_s=30,
+             what="the create and the change to reach the cache")
+    core.delete_namespaced_config_map("after", namespace)
+
+    wait_for(lambda: _cached(cache, namespace, "env.a") == {"before": "2"}, timeout_s=30, what="the delete")
+    assert cache.stats()["relists"] == {"ConfigMap": 1}
+
+
+def test_a_list_the_cache_does_not_cover_goes_to_the_api_server(cache: LiveCache, namespace: str) -> None:
+    cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
+    assert cache.wait_synced(30)
+
+    assert cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}=other-env.x") is None
+    assert cache.lookup("v1", "Secret", namespace, f"{LABEL}=env.a") is None
+    assert cache.lookup("v1", "ConfigMap", namespace, "") is None
+
+
+def test_a_watch_whose_resource_version_expired_lists_again_and_misses_nothing(
+        cache: LiveCache, namespace: str, api_client: client.ApiClient) -> None:
+    _configmap(client.CoreV1Api(api_client), namespace, "made-while-away", "env.b")
+    watch = KindWatch(cache, WatchKey("v1", "ConfigMap", namespace))
+    watch.resource_version = "1"  # long compacted: the API server answers 410 Gone
+    cache.watches[watch.key] = watch
+    watch.start()
+
+    wait_for(lambda: watch.synced.is_set(), timeout_s=30, what="the relist after 410 Gone")
+    assert watch.relists == 1
+    assert _cached(cache, namespace, "env.b") == {"made-while-away": "1"}
+
+
+def test_the_cache_keeps_only_our_managed_fields(cache: LiveCache, namespace: str,
+                                                 api_client: client.ApiClient) -> None:
+    core = client.CoreV1Api(api_client)
+    _configmap(core, namespace, "shared", "env.a")
+    core.patch_namespaced_config_map("shared", namespace, {"data": {"w": "x"}}, field_manager="someone-else")
+    cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
+    assert cache.wait_synced(30)
+
+    [cached] = cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}=env.a")
+    assert [m["manager"] for m in cached["metadata"]["managedFields"]] == []
+    assert cached["data"] == {"v": "1", "w": "x"}
+
+
+def test_stopping_a_watch_the_environment_no_longer_needs(cache: LiveCache, namespace: str) -> None:
+    cache.ensure({WatchKey("v1", "ConfigMap", namespace), WatchKey("v1", "Secret", namespace)})
+    assert cache.wait_synced(30)
+
+    cache.ensure({WatchKey("v1", "Secret", namespace)})
+
+    assert set(cache.watches) == {WatchKey("v1", "Secret", namespace)}
+    assert cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}=env.a") is None

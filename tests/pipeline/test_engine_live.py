@@ -1,0 +1,71 @@
+"""An engine with the live cache: passes read the watches instead of listing, health ends on events."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import wait_for
+from manifests import configmap, deployment, make_env, write_stack
+from reconciler.objects import ObjectId
+from reconciler.results import StackState
+
+pytestmark = pytest.mark.cluster
+
+
+def test_a_pass_on_a_warm_cache_makes_no_list_request(repo, engine_for, tmp_path, namespace) -> None:
+    write_stack(repo, "app", [configmap(f"cm-{i}", namespace, {"i": str(i)}) for i in range(5)]
+                + [deployment("web", namespace)])
+    repo.commit("five configmaps and a deployment")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    live = engine.enable_live_cache()
+    engine.sync()
+    assert live.wait_synced(30)
+    engine.sync()
+
+    warm = engine.sync()
+
+    assert warm.stacks[0].state is StackState.UNCHANGED
+    assert "list" not in warm.api_requests, warm.api_requests
+    assert warm.api_requests == {"get": 1}  # the inventory
+
+
+def test_a_git_change_on_a_warm_cache_is_applied_with_no_list(repo, engine_for, tmp_path, namespace,
+                                                              api_client) -> None:
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("blue")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.enable_live_cache()
+    engine.sync()
+    assert engine.live.wait_synced(30)
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "green"})])
+    repo.commit("green")
+
+    result = engine.sync()
+
+    assert [c.action.value for c in result.stacks[0].changed] == ["update"]
+    assert "list" not in result.api_requests, result.api_requests
+    assert wait_for(lambda: engine.object_drift(ObjectId("", "ConfigMap", namespace, "settings")) == [],
+                    timeout_s=10, what="the cache to hold the applied object") is not None
+
+
+def test_one_drifted_object_is_checked_and_corrected_alone(repo, engine_for, tmp_path, namespace, api_client) -> None:
+    from kubernetes import client
+
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"}), configmap("other", namespace, {})])
+    repo.commit("blue")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.enable_live_cache()
+    engine.sync()
+    assert engine.live.wait_synced(30)
+    core = client.CoreV1Api(api_client)
+    core.patch_namespaced_config_map("settings", namespace, {"data": {"mode": "red"}})
+    oid = ObjectId("", "ConfigMap", namespace, "settings")
+    [item] = wait_for(lambda: engine.object_drift(oid), timeout_s=10, what="the edit to reach the cache")
+    assert [(f.path, f.desired, f.live) for f in item.fields] == [("data.mode", "blue", "red")]
+    engine.cluster.reset_counts()
+
+    assert engine.correct_object(oid) == ""
+
+    assert core.read_namespaced_config_map("settings", namespace).data == {"mode": "blue"}
+    requests = engine.cluster.request_counts()
+    assert requests.get("list", 0) == 0 and requests["patch"] == 2  # one dry-run, one apply
