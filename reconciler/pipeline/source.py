@@ -76,9 +76,15 @@ class GitSource:
             raise _git_error("clone", self.url, exc) from exc
 
     def fetch(self) -> CommitInfo:
-        """Fetch the branch and return its head commit (the revision this pass reconciles)."""
+        """Fetch the branch and return its head commit (the revision this pass reconciles).
+
+        `git ls-remote` first: when the remote head is the commit the mirror already has, there is
+        nothing to fetch (a poll that finds no new commit costs one round trip, not a fetch)."""
         with _locked(self.mirror_dir):
             repo = self._repo()
+            unchanged = self._known_head(repo)
+            if unchanged is not None:
+                return unchanged
             try:
                 repo.git.fetch("--prune", "--no-tags", self.url, f"+refs/heads/{self.branch}:refs/heads/{self.branch}")
             except git.GitCommandError as exc:
@@ -92,6 +98,15 @@ class GitSource:
                 raise SourceError(f"branch {self.branch!r} not found in {redact_url(self.url)}",
                                   fix="check `source.branch` in the environment file") from exc
             return commit_info(commit)
+
+    def _known_head(self, repo: git.Repo) -> CommitInfo | None:
+        """The mirror's head of the branch, if the remote's head is still that commit; else None."""
+        try:
+            local = repo.commit(f"refs/heads/{self.branch}")
+            remote = repo.git.ls_remote(self.url, f"refs/heads/{self.branch}").split()
+        except (git.BadName, ValueError, git.GitCommandError):
+            return None
+        return commit_info(local) if remote and remote[0] == local.hexsha else None
 
     def resolve(self, revision: str) -> CommitInfo:
         """Any commit-ish known to the mirror (a SHA, a branch fetched earlier) -> its commit."""
