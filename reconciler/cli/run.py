@@ -81,6 +81,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="only webhooks and manual syncs trigger passes (RECONCILER_NO_POLL)")
     g.add_argument("--no-drift-check", action="store_true", default=_flag(_env("NO_DRIFT_CHECK")),
                    help="skip the drift report after each pass (RECONCILER_NO_DRIFT_CHECK)")
+    g.add_argument("--no-watch", action="store_true", default=_flag(_env("NO_WATCH")),
+                   help="no live cache: passes LIST, drift is found by passes only (RECONCILER_NO_WATCH)")
     g.add_argument("--stop-timeout", type=_duration, default=_duration(_env("STOP_TIMEOUT", "30s")),
                    help="how long SIGTERM waits for the running pass to stop between objects")
 
@@ -163,7 +165,7 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
             raise ConfigError(f"lease timing: {exc}", fix="e.g. --lease-duration 15s --renew-deadline 10s "
                               "--retry-period 2s") from exc
     settings = DaemonSettings(jitter_s=args.jitter, backoff_base_s=args.backoff_base, backoff_max_s=args.backoff_max,
-                              poll=not args.no_poll, drift_check=not args.no_drift_check,
+                              poll=not args.no_poll, drift_check=not args.no_drift_check, live=not args.no_watch,
                               identity=args.identity or default_identity(), lease=lease,
                               stop_timeout_s=args.stop_timeout)
     metrics = Metrics()
