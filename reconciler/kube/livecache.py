@@ -104,6 +104,7 @@ class KindWatch:
         self.resource_version = ""
         self.relists = 0
         self.events = 0
+        self.reconnects = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{key.kind}-{key.namespace or 'all'}",
                                         daemon=True)
@@ -135,6 +136,7 @@ class KindWatch:
                 failures += 1
                 log.info("watch reconnecting", kind=self.key.kind, namespace=self.key.namespace, error=str(exc))
             if failures:
+                self.reconnects += 1
                 self._stop.wait(min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2))
 
     def _relist(self) -> None:
