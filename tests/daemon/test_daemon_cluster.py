@@ -28,7 +28,7 @@ from reconciler.daemon.leader import LeaseElector, LeaseSettings
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier, RetryPolicy, WebhookSink
 from reconciler.daemon.webhooks import github_signature
-from test_daemon_support import (
+from daemon_support import (
     API_TOKEN,
     GITHUB_SECRET,
     GatedEngine,
@@ -413,7 +413,7 @@ def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
     """Scheduling only (a canned engine applies nothing); the leases and the forwarding are real."""
     from contextlib import ExitStack
 
-    from test_daemon_support import CannedEngine
+    from daemon_support import CannedEngine
 
     repo = GitRepo.create(tmp_path / "git")
     env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
@@ -440,7 +440,7 @@ def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
 
 def test_readyz_is_200_while_the_scheduler_runs_and_the_cluster_answers(tmp_path: Path,
                                                                         api_client: client.ApiClient) -> None:
-    from test_daemon_support import CannedEngine
+    from daemon_support import CannedEngine
 
     env = load_environment(write_env(tmp_path / "env.yaml", GitRepo.create(tmp_path / "git"), [("app", [])]))
 

@@ -14,7 +14,7 @@ from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.livedrift import FLAP_LIMIT
 from reconciler.daemon.service import default_engine_factory
-from test_daemon_support import GitRepo, configmap_stack, running_daemon, write_env
+from daemon_support import GitRepo, configmap_stack, running_daemon, write_env
 
 pytestmark = pytest.mark.cluster
 

@@ -45,7 +45,7 @@ from reconciler.daemon.webhooks import (
     verify_github,
     verify_gitlab,
 )
-from test_daemon_support import (
+from daemon_support import (
     API_TOKEN,
     GITHUB_SECRET,
     GITLAB_TOKEN,
