@@ -147,7 +147,7 @@ class KindWatch:
         self.relists += 1
         self.synced.set()
         for name in set(before) - set(fresh):  # deleted while we were not watching
-            self.cache.publish(LiveEvent(self.key, "DELETED", name, None, time.time()))
+            self.cache.publish(LiveEvent(self.key, "DELETED", name, None, time.time()), before[name])
         for name, obj in fresh.items():  # changed while we were not watching
             if _version(before.get(name)) != _version(obj):
                 self.cache.publish(LiveEvent(self.key, "RELISTED", name, obj, time.time()))
@@ -168,8 +168,7 @@ class KindWatch:
             name = obj["metadata"]["name"]
             self.events += 1
             if kind == "DELETED":
-                self.objects.pop(name, None)
-                self.cache.publish(LiveEvent(self.key, kind, name, None, time.time()))
+                self.cache.publish(LiveEvent(self.key, kind, name, None, time.time()), self.objects.pop(name, obj))
             else:
                 self.objects[name] = slim(obj, self.cache.manager)
                 self.cache.publish(LiveEvent(self.key, kind, name, self.objects[name], time.time()))
@@ -190,6 +189,7 @@ class LiveCache:
         self._subscribers: list[Callable[[LiveEvent], None]] = []
         self._changed = threading.Condition()
         self._generation = 0
+        self._changes: Counter[str] = Counter()  # owner label value -> events seen for its objects
         self._lock = threading.Lock()
 
     def ensure(self, keys: set[WatchKey]) -> None:
@@ -223,15 +223,26 @@ class LiveCache:
     def subscribe(self, callback: Callable[[LiveEvent], None]) -> None:
         self._subscribers.append(callback)
 
-    def publish(self, event: LiveEvent) -> None:
+    def publish(self, event: LiveEvent, previous: dict | None = None) -> None:
+        owner = ((((event.object or previous) or {}).get("metadata") or {}).get("labels") or {}).get(self.label, "")
         with self._changed:
             self._generation += 1
+            self._changes[owner] += 1
             self._changed.notify_all()
         for callback in list(self._subscribers):
             try:
                 callback(event)
             except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the watch
                 log.exception("live-cache subscriber failed")
+
+    def changes(self, owner: str) -> int:
+        """How many changes the watches have seen on objects of one owner label value (a stack)."""
+        with self._changed:
+            return self._changes[owner]
+
+    def covers(self, keys: set[WatchKey]) -> bool:
+        """Whether synced watches hold every one of `keys`: only then may a pass trust the counters."""
+        return all(key in self.watches and self.watches[key].synced.is_set() for key in keys)
 
     def wait_for_change(self, timeout_s: float) -> None:
         """Return at the next event, or after `timeout_s`: a health wait that ends on the event."""

@@ -50,6 +50,7 @@ class Engine:
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
         self._renders: dict[str, RenderedEnv] = {}  # by commit: what drift on events compares with
+        self.settled: dict[str, tuple[str | None, int]] = {}  # stack -> (render digest, live changes) at its last clean pass
 
     @property
     def cluster(self) -> Cluster:

@@ -16,6 +16,7 @@ from reconciler import graph
 from reconciler.config import StackConfig
 from reconciler.errors import ReconcilerError
 from reconciler.kube.health import unready, wait_healthy
+from reconciler.kube.livecache import WatchKey
 from reconciler.objects import K8sObject, sort_for_apply
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.inventory import Inventory, StackRecord
@@ -88,6 +89,10 @@ class PassRun:
         record = self.inventory.record(stack.name)
         if refuse_empty_render(stack, objects, record, result):
             return
+        if self._settled(stack.name, objects, record):
+            result.state, result.healthy = StackState.UNCHANGED, record.healthy
+            return
+        seen = self.engine.live.changes(self.engine.selector(stack.name).split("=", 1)[1]) if self.engine.live else None
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
         planned = plan_stack(self.cluster, objects, self.engine.selector(stack.name), record.objects,
                              force=self.env.sync.correct_drift, owner=self.engine.ownership(stack.name))
@@ -100,8 +105,24 @@ class PassRun:
         result.changes = [p.change() for p in planned] + prunes
         if self.dry_run:
             self._conclude_plan(result, planned)
-        else:
-            self._apply(stack, result, planned, objects, prunes, record)
+            return
+        self._apply(stack, result, planned, objects, prunes, record)
+        clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
+        if seen is not None and clean and not result.conflicts:
+            self.engine.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
+
+    def _settled(self, stack: str, objects: list[K8sObject], record: StackRecord) -> bool:
+        """Nothing to do for this stack: its render is the one the last pass applied, no watch event touched
+        its objects since that pass planned, it was healthy and owned exactly these objects. Only with the
+        daemon's live cache, whose synced watches vouch for the cluster side."""
+        live = self.engine.live
+        if live is None or self.dry_run or self.engine.settled.get(stack) is None:
+            return False
+        keys = {WatchKey(o.api_version, o.kind, o.id.namespace) for o in objects}
+        owner = self.engine.selector(stack).split("=", 1)[1]
+        return (live.covers(keys) and self.engine.settled[stack] == (self.rendered.digests.get(stack), live.changes(owner))
+                and record.state in ("applied", "unchanged") and record.healthy is not False
+                and set(record.objects) == {str(o.id) for o in objects})
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]

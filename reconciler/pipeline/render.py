@@ -12,7 +12,7 @@ import hashlib
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -123,9 +123,11 @@ def _inside(parent: str, child: str) -> bool:
 
 @dataclass
 class RenderCache:
-    """Rendered YAML on disk, keyed by the hash of the Git ids of every input path."""
+    """Rendered YAML on disk, keyed by the hash of the Git ids of every input path; and, in memory,
+    the objects parsed from the last render of each stack (parsing is most of a cached render's time)."""
 
     directory: Path
+    parsed: dict = field(default_factory=dict)  # stack -> (digest of the text, parsed objects)
 
     def get(self, key: str) -> str | None:
         path = self.directory / f"{key}.yaml"

@@ -7,6 +7,7 @@ whole environment: which stack renders each object, and whether one object is re
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -29,6 +30,7 @@ class RenderedEnv:
     objects: dict[str, list[K8sObject]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     policy_report: object | None = None
+    digests: dict[str, str] = field(default_factory=dict)  # stack -> digest of its rendered text
 
     def owners(self) -> dict[ObjectId, str]:
         """Which stack renders each object: prune and ownership hand-offs look at the whole environment."""
@@ -57,12 +59,25 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         path = f"{root}/{stack.path}" if root else stack.path
         try:
             output = render_stack(tree, stack.name, path, cache if object_id else None, object_id)
-            rendered.objects[stack.name] = parse_objects(output.text, stack=stack.name, base_dir=path)
+            digest = hashlib.sha256(f"{path}\n{output.text}".encode()).hexdigest()
+            rendered.digests[stack.name] = digest
+            rendered.objects[stack.name] = _parsed(cache, stack.name, path, output.text, digest)
         except ReconcilerError as exc:
             rendered.errors[stack.name] = str(exc)
     emit(None, None, "policy", "evaluating policy")
     rendered.policy_report = evaluate_policy(env, rendered)
     return rendered
+
+
+def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest: str) -> list[K8sObject]:
+    """The stack's objects, parsed again only when its rendered text changed."""
+    known = cache.parsed.get(stack) if cache is not None else None
+    if known is not None and known[0] == digest:
+        return list(known[1])
+    objects = parse_objects(text, stack=stack, base_dir=path)
+    if cache is not None:
+        cache.parsed[stack] = (digest, tuple(objects))
+    return objects
 
 
 def evaluate_policy(env: EnvironmentConfig, rendered: RenderedEnv):

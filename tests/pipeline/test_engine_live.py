@@ -69,3 +69,31 @@ def test_one_drifted_object_is_checked_and_corrected_alone(repo, engine_for, tmp
     assert core.read_namespaced_config_map("settings", namespace).data == {"mode": "blue"}
     requests = engine.cluster.request_counts()
     assert requests.get("list", 0) == 0 and requests["patch"] == 2  # one dry-run, one apply
+
+
+def test_a_stack_nothing_touched_is_not_planned_again_on_a_warm_cache(repo, engine_for, tmp_path, namespace,
+                                                                     api_client) -> None:
+    from kubernetes import client
+
+    write_stack(repo, "quiet", [configmap("quiet", namespace, {"v": "1"})])
+    write_stack(repo, "busy", [configmap("busy", namespace, {"v": "1"})])
+    repo.commit("two stacks")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "quiet", "path": "stacks/quiet"},
+                                                             {"name": "busy", "path": "stacks/busy"}]))
+    engine.enable_live_cache()
+    engine.sync()
+    assert engine.live.wait_synced(30)
+    wait_for(lambda: _planned(engine) == set(), timeout_s=30, what="the events of the first apply to settle")
+    client.CoreV1Api(api_client).patch_namespaced_config_map("busy", namespace, {"metadata": {"labels": {"x": "y"}}})
+    write_stack(repo, "quiet", [configmap("quiet", namespace, {"v": "1"})])  # same render: nothing changed
+
+    planned = wait_for(lambda: _planned(engine) or None, timeout_s=30, what="a pass that plans the touched stack")
+
+    assert planned == {"busy"}
+
+
+def _planned(engine) -> set[str]:
+    """The stacks a pass planned (the others were settled: nothing changed since their last clean pass)."""
+    seen: set[str] = set()
+    engine.sync(progress=lambda e: seen.add(e.stack) if e.phase == "plan" else None)
+    return seen
