@@ -59,8 +59,9 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 60.0, step_s:
 class Setup:
     """A Git repository with one stack, pushed to a bare remote, and the environment file for it."""
 
-    def __init__(self, root: Path, objects: int, correct_drift: bool, namespace: str, targets: int) -> None:
-        self.namespace, self.targets = namespace, targets
+    def __init__(self, root: Path, objects: int, correct_drift: bool, namespace: str, targets: int,
+                 stacks: int = 1) -> None:
+        self.namespace, self.targets, self.stacks = namespace, targets, stacks
         self.bare = git.Repo.init(root / "remote.git", bare=True, initial_branch="main")
         self.work = git.Repo.init(root / "work", initial_branch="main")
         with self.work.config_writer() as writer:
@@ -73,17 +74,24 @@ class Setup:
             "name": f"bench-live-{'fix' if correct_drift else 'detect'}",
             "source": {"url": str(root / "remote.git"), "branch": "main"},
             "sync": {"interval": "1h", "correctDrift": correct_drift, "healthTimeout": "60s"},
-            "stacks": [{"name": "app", "path": "app"}]}))
+            "stacks": [{"name": "app", "path": "app"}] + [{"name": f"fill{i}", "path": f"fill{i}"}
+                                                          for i in range(1, stacks)]}))
 
     def write(self, value: str) -> str:
-        folder = Path(self.work.working_tree_dir) / "app"
-        folder.mkdir(exist_ok=True)
+        """The targets (stack `app`) carry `value`; the fillers are spread over the other stacks."""
         docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"target-{i}", "namespace": self.namespace},
                  "data": {"value": value}} for i in range(self.targets)]
         docs += [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"filler-{i}", "namespace": self.namespace},
                   "data": {"i": str(i)}} for i in range(max(0, self.objects - self.targets))]
-        (folder / "objects.yaml").write_text(yaml.safe_dump_all(docs))
-        (folder / "kustomization.yaml").write_text("resources: [objects.yaml]\n")
+        targets, fillers = docs[:self.targets], docs[self.targets:]
+        per_stack = -(-len(fillers) // max(1, self.stacks - 1)) if self.stacks > 1 else 0
+        groups = [targets + (fillers if self.stacks == 1 else [])]
+        groups += [fillers[i * per_stack:(i + 1) * per_stack] for i in range(self.stacks - 1)]
+        for index, group in enumerate(groups):
+            folder = Path(self.work.working_tree_dir) / ("app" if index == 0 else f"fill{index}")
+            folder.mkdir(exist_ok=True)
+            (folder / "objects.yaml").write_text(yaml.safe_dump_all(group))
+            (folder / "kustomization.yaml").write_text("resources: [objects.yaml]\n")
         self.work.git.add(A=True)
         self.work.index.commit(f"value {value}")
         self.work.git.push("origin", "main")
@@ -113,8 +121,10 @@ def edit(core: client.CoreV1Api, namespace: str, name: str, value: str) -> None:
     core.patch_namespaced_config_map(name, namespace, {"data": {"value": value}}, field_manager="bench-editor")
 
 
-def bench_detect(root: Path, kubeconfig: Path, core: client.CoreV1Api, rounds: int, objects: int) -> list[float]:
-    setup = Setup(root / "detect", objects, correct_drift=False, namespace="bench-live-detect", targets=rounds)
+def bench_detect(root: Path, kubeconfig: Path, core: client.CoreV1Api, rounds: int, objects: int,
+                 stacks: int) -> list[float]:
+    setup = Setup(root / "detect", objects, correct_drift=False, namespace="bench-live-detect", targets=rounds,
+                  stacks=stacks)
     daemon, server, base = run_daemon(setup, kubeconfig, root / "cache-detect")
     env = load_environment(setup.env_file).name
 
@@ -135,8 +145,9 @@ def bench_detect(root: Path, kubeconfig: Path, core: client.CoreV1Api, rounds: i
 
 
 def bench_correct_and_push(root: Path, kubeconfig: Path, core: client.CoreV1Api, rounds: int,
-                           objects: int) -> tuple[list[float], list[float]]:
-    setup = Setup(root / "correct", objects, correct_drift=True, namespace="bench-live-fix", targets=rounds)
+                           objects: int, stacks: int) -> tuple[list[float], list[float]]:
+    setup = Setup(root / "correct", objects, correct_drift=True, namespace="bench-live-fix", targets=rounds,
+                  stacks=stacks)
     daemon, server, base = run_daemon(setup, kubeconfig, root / "cache-correct")
     try:
         restored = []
@@ -170,7 +181,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kubeconfig", type=Path, default=os.environ.get("KUBECONFIG"))
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--objects", type=int, default=1, help="ConfigMaps in the stack (the target plus fillers)")
+    parser.add_argument("--objects", type=int, default=1, help="ConfigMaps in the environment (targets plus fillers)")
+    parser.add_argument("--stacks", type=int, default=1, help="stacks: `app` holds the targets, the others the fillers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -186,8 +198,9 @@ def main() -> int:
                 wait_until(lambda: namespace not in {n.metadata.name for n in core.list_namespace().items}, 180, 0.5)
                 core.create_namespace({"metadata": {"name": namespace}})
             try:
-                detect = bench_detect(root, args.kubeconfig, core, args.rounds, args.objects)
-                restored, pushed = bench_correct_and_push(root, args.kubeconfig, core, args.rounds, args.objects)
+                detect = bench_detect(root, args.kubeconfig, core, args.rounds, args.objects, args.stacks)
+                restored, pushed = bench_correct_and_push(root, args.kubeconfig, core, args.rounds, args.objects,
+                                                          args.stacks)
             finally:
                 for namespace in ("bench-live-detect", "bench-live-fix"):
                     core.delete_namespace(namespace)
@@ -196,7 +209,7 @@ def main() -> int:
                 from devcluster.cluster import down
 
                 down(cluster_dir, quiet=True)
-    print(f"\nLive-state latencies, {args.rounds} rounds, {max(args.objects, args.rounds)} managed ConfigMaps per environment, {date.today()}, "
+    print(f"\nLive-state latencies, {args.rounds} rounds, {max(args.objects, args.rounds)} managed ConfigMaps per environment in {args.stacks} stack(s), {date.today()}, "
           f"{os.cpu_count()} cores; sync.interval 1 h\n")
     print("| measurement | median | max | anchor (documented default) | vs Argo CD's 180 s |")
     print("|---|---|---|---|---|")
