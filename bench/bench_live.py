@@ -248,6 +248,8 @@ def main() -> int:
         try:
             core = client.CoreV1Api(config.new_client_from_config(config_file=str(args.kubeconfig)))
             for namespace in ("bench-live-detect", "bench-live-fix", "bench-live-deps"):
+                if namespace in {n.metadata.name for n in core.list_namespace().items}:
+                    core.delete_namespace(namespace)  # left by an interrupted run
                 wait_until(lambda: namespace not in {n.metadata.name for n in core.list_namespace().items}, 180, 0.5)
                 core.create_namespace({"metadata": {"name": namespace}})
             try:

@@ -196,7 +196,11 @@ class Cluster:
         if dry_run:
             query.append(("dryRun", "All"))
         path = resource.path(meta.get("namespace"), meta["name"])
-        return self._call("PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml")
+        result = self._call("PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml")
+        if self.cache is not None and not dry_run:  # the cache must not answer with an older state than this
+            self.cache.note_write(api_version, kind, meta.get("namespace") or "", meta["name"],
+                                  (result.get("metadata") or {}).get("resourceVersion"))
+        return result
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         resource = self.resource(api_version, kind)

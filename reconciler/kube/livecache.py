@@ -190,6 +190,7 @@ class LiveCache:
         self._changed = threading.Condition()
         self._generation = 0
         self._changes: Counter[str] = Counter()  # owner label value -> events seen for its objects
+        self._written: dict[tuple[WatchKey, str], int] = {}  # our writes the watches have not delivered yet
         self._lock = threading.Lock()
 
     def ensure(self, keys: set[WatchKey]) -> None:
@@ -212,7 +213,7 @@ class LiveCache:
         """The cached objects for a LIST with `selector` (`label=value` of one of our values), or None when
         no synced watch covers it and the caller must ask the API server."""
         watch = self.watches.get(WatchKey(api_version, kind, namespace))
-        if watch is None or not watch.synced.is_set():
+        if watch is None or not watch.synced.is_set() or not self._caught_up(watch):
             return None
         label, _, value = selector.partition("=")
         if label != self.label or value not in self.values:
@@ -220,11 +221,33 @@ class LiveCache:
         return [dict(o) for o in list(watch.objects.values())
                 if ((o.get("metadata") or {}).get("labels") or {}).get(self.label) == value]
 
+    def note_write(self, api_version: str, kind: str, namespace: str, name: str, resource_version: object) -> None:
+        """We just wrote this object: until its watch delivers that version, LISTs of its kind go to the API
+        server (a health check right after an apply must not see the state from before it)."""
+        key = WatchKey(api_version, kind, namespace)
+        if key in self.watches and str(resource_version or "").isdigit():
+            with self._lock:
+                self._written[(key, name)] = int(str(resource_version))
+
+    def _caught_up(self, watch: KindWatch) -> bool:
+        with self._lock:
+            pending = [(k, n, v) for (k, n), v in self._written.items() if k == watch.key]
+        for key, name, version in pending:
+            held = _version(watch.objects.get(name))
+            if not (held.isdigit() and int(held) >= version):
+                return False
+            with self._lock:
+                self._written.pop((key, name), None)
+        return True
+
     def subscribe(self, callback: Callable[[LiveEvent], None]) -> None:
         self._subscribers.append(callback)
 
     def publish(self, event: LiveEvent, previous: dict | None = None) -> None:
         owner = ((((event.object or previous) or {}).get("metadata") or {}).get("labels") or {}).get(self.label, "")
+        if event.type == "DELETED":
+            with self._lock:
+                self._written.pop((event.key, event.name), None)
         with self._changed:
             self._generation += 1
             self._changes[owner] += 1

@@ -97,3 +97,38 @@ def _planned(engine) -> set[str]:
     seen: set[str] = set()
     engine.sync(progress=lambda e: seen.add(e.stack) if e.phase == "plan" else None)
     return seen
+
+
+def test_a_dependent_starts_only_after_the_watch_shows_its_dependency_rolled_out(repo, engine_for, tmp_path,
+                                                                               namespace) -> None:
+    """Health right after an apply must not trust the cached state from before it (a Deployment that was
+    ready on the old template), and must end on the event that shows the new rollout done."""
+    import time
+
+    from reconciler.kube.health import deployment_ready
+
+    def commit(version: int) -> None:
+        db = deployment("db", namespace, replicas=2)
+        db["spec"]["template"]["metadata"]["annotations"] = {"version": str(version)}
+        write_stack(repo, "db", [db])
+        write_stack(repo, "app", [configmap("app", namespace, {"version": str(version)})])
+        repo.commit(f"version {version}")
+
+    commit(0)
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "db", "path": "stacks/db"},
+                                                             {"name": "app", "path": "stacks/app",
+                                                              "dependsOn": ["db"]}]))
+    engine.enable_live_cache()
+    engine.sync()
+    assert engine.live.wait_synced(30)
+    commit(1)
+    ready: list[float] = []
+    engine.live.subscribe(lambda e: ready.append(time.monotonic()) if e.key.kind == "Deployment" and e.object
+                          and deployment_ready(e.object) is None else None)
+    planned: list[float] = []
+
+    result = engine.sync(progress=lambda e: planned.append(time.monotonic()) if (e.stack, e.phase) == ("app", "plan")
+                         else None)
+
+    assert result.ok, result
+    assert ready and planned and ready[0] <= planned[0]
