@@ -20,7 +20,7 @@ import yaml
 
 from devcluster import processes
 from devcluster.build import build
-from devcluster.pki import Pki, create_pki
+from devcluster.pki import Pki, create_pki, pki_paths
 from devcluster.processes import Component, StartError
 from devcluster.versions import STAGES_FILE
 
@@ -32,6 +32,7 @@ START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedu
 class ClusterState:
     state_dir: str
     api_port: int = 0
+    etcd_port: int = 0
     etcd_data_dir: str = ""
     components: list[Component] = field(default_factory=list)
 
@@ -106,7 +107,7 @@ def _start_etcd(bins: Path, state: ClusterState, logs: Path) -> int:
 
 
 def _start_apiserver(bins: Path, state: ClusterState, logs: Path, pki: Pki, etcd_port: int) -> None:
-    state.api_port = processes.free_port()
+    state.api_port = state.api_port or processes.free_port()
     component = processes.start("kube-apiserver", [
         str(bins / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={state.api_port}",
@@ -171,7 +172,7 @@ def up(state_dir: Path, nodes: int = 3) -> ClusterState:
     state = ClusterState(state_dir=str(state_dir))
     pki = create_pki(state_dir / "pki")
     try:
-        etcd_port = _start_etcd(bins, state, logs)
+        etcd_port = state.etcd_port = _start_etcd(bins, state, logs)
         _start_apiserver(bins, state, logs, pki, etcd_port)
         _write_kubeconfig(state.kubeconfig, f"https://127.0.0.1:{state.api_port}", pki)
         _start_controllers(bins, state, logs, pki)
@@ -182,6 +183,19 @@ def up(state_dir: Path, nodes: int = 3) -> ClusterState:
     print(f"devcluster: up in {time.monotonic() - started:.1f}s, {nodes} kwok nodes; "
           f"export KUBECONFIG={state.kubeconfig}")
     return state
+
+
+def restart_apiserver(state_dir: Path) -> None:
+    """Stop kube-apiserver and start it again on the same port: what every client sees when the API server
+    restarts (fault tests). The other components reconnect by themselves."""
+    state = ClusterState.load(state_dir.resolve())
+    if state is None or not state.etcd_port:
+        raise StartError(f"no devcluster with a recorded etcd port in {state_dir}")
+    component = next(c for c in state.components if c.name == "kube-apiserver")
+    processes.stop(component)
+    state.components.remove(component)
+    _start_apiserver(build(), state, Path(state.state_dir) / "logs", pki_paths(Path(state.state_dir) / "pki"),
+                     state.etcd_port)
 
 
 def _check_alive(state: ClusterState) -> None:

@@ -79,10 +79,15 @@ def _leaf_usage(server: bool) -> list[tuple[x509.ExtensionType, bool]]:
     ]
 
 
+def pki_paths(directory: Path) -> Pki:
+    """Where the certificates and keys of a devcluster are (created or not)."""
+    return Pki(*(directory / n for n in ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key",
+                                         "admin.crt", "admin.key", "sa.key", "sa.pub")))
+
+
 def create_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
-    pki = Pki(*(directory / n for n in ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key",
-                                        "admin.crt", "admin.key", "sa.key", "sa.pub")))
+    pki = pki_paths(directory)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("healthflow-devcluster-ca")
     ca_cert = _sign(ca_name, ca_key, ca_name, ca_key, [
