@@ -132,3 +132,26 @@ def test_a_dependent_starts_only_after_the_watch_shows_its_dependency_rolled_out
 
     assert result.ok, result
     assert ready and planned and ready[0] <= planned[0]
+
+
+def test_a_kind_added_to_or_removed_from_git_starts_or_stops_its_watch(repo, engine_for, tmp_path, namespace) -> None:
+    from reconciler.kube.livecache import WatchKey
+
+    write_stack(repo, "app", [configmap("settings", namespace, {"v": "1"})])
+    repo.commit("a configmap")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.enable_live_cache()
+    engine.sync()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
+              "stringData": {"k": "v"}}
+    write_stack(repo, "app", [configmap("settings", namespace, {"v": "1"}), secret])
+    repo.commit("and a secret")
+
+    engine.sync()
+    with_secret = set(engine.live.watches)
+    write_stack(repo, "app", [secret])
+    repo.commit("no configmap any more")
+    engine.sync()
+
+    assert with_secret == {WatchKey("v1", "ConfigMap", namespace), WatchKey("v1", "Secret", namespace)}
+    assert set(engine.live.watches) == {WatchKey("v1", "Secret", namespace)}
