@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,9 +29,15 @@ _PORT_KEYS = {"port", "targetPort", "containerPort", "nodePort", "hostPort"}
 _LIST_KEYS = ("name", "containerPort", "port", "type", "mountPath", "devicePath", "ip", "key", "topologyKey")
 
 
-def desired_hash(manifest: dict) -> str:
-    """A stable hash of a desired manifest: tells a Git change from drift on the same object."""
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+def desired_hash(manifest: dict, key: bytes = b"") -> str:
+    """A stable hash of a desired manifest: tells a Git change from drift on the same object.
+
+    Keyed (HMAC-SHA-256 with the environment's key, kept in a Secret) wherever it is stored: an
+    unkeyed hash of a Secret's manifest in a ConfigMap would let anyone who can read ConfigMaps test
+    guesses of the Secret's values offline."""
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    digest = hmac.new(key, text, hashlib.sha256) if key else hashlib.sha256(text)
+    return digest.hexdigest()[:16]
 
 
 def _as_quantity(value: Any) -> Decimal | None:

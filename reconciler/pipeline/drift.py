@@ -27,6 +27,7 @@ def detect_drift(engine: "Engine") -> DriftReport:
     """The drift report of the engine's environment; remembers when each drifted object was first seen."""
     inventory = Inventory(engine.cluster, engine.env.name)
     inventory.load(create=False)
+    engine.hash_key = engine.hash_key or inventory.hash_key(create=False)
     head = engine.source.fetch()
     report = DriftReport(env=engine.env.name, commit=head.sha)
     first_seen = inventory.drift_first_seen()
@@ -83,6 +84,7 @@ def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[Drif
     memory), and at most one dry-run apply when the object looks changed; the LIST is the live cache's."""
     inventory = Inventory(engine.cluster, engine.env.name)
     inventory.load(create=False)
+    engine.hash_key = engine.hash_key or inventory.hash_key(create=False)
     stack = next((s.name for s in engine.env.stacks if str(oid) in inventory.record(s.name).objects), None)
     if stack is None:
         return None, [], None

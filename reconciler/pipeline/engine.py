@@ -50,6 +50,7 @@ class Engine:
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
         self._renders: dict[str, RenderedEnv] = {}  # by commit: what drift on events compares with
+        self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
         self.settled: dict[str, tuple[str | None, int]] = {}  # stack -> (render digest, live changes) at its last clean pass
 
     @property
@@ -115,6 +116,7 @@ class Engine:
             inventory = Inventory(self.cluster, self.env.name)
             self.cluster.reset_counts()
             inventory.load(create=not dry_run)
+            self.hash_key = self.hash_key or inventory.hash_key(create=not dry_run)
         except ReconcilerError as exc:
             result.error, result.finished_at = str(exc), utcnow()
             bound.error("pass failed before any stack", error=result.error)
@@ -164,7 +166,7 @@ class Engine:
     # --- ownership of this environment's objects ------------------------------------------------
 
     def ownership(self, stack: str) -> ownership.Ownership:
-        return ownership.Ownership(self.env.name, stack, self.env.stack(stack).allow_adoption)
+        return ownership.Ownership(self.env.name, stack, self.env.stack(stack).allow_adoption, self.hash_key)
 
     def selector(self, stack: str) -> str:
         return ownership.selector(self.env.name, stack)

@@ -9,7 +9,9 @@ Stacks write their own keys with JSON merge patches, so parallel stacks never ov
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import threading
 from dataclasses import dataclass, field
 
@@ -75,6 +77,24 @@ class Inventory:
             if exc.status == 409:
                 return self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name) or body
             raise
+
+    def hash_key(self, create: bool) -> bytes:
+        """The environment's key for the hashes stored here (Secret `reconciler-<env>-key`), made on first use.
+        b'' when it does not exist and may not be created (a plan before the first sync)."""
+        name = f"{self.name}-key"
+        live = self.cluster.get("v1", "Secret", SYSTEM_NAMESPACE, name)
+        if live is None and create:
+            body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
+                                 "labels": {MANAGED_BY_LABEL: MANAGED_BY, "reconciler.healthflow.io/env": self.env}},
+                    "data": {"key": base64.b64encode(secrets.token_bytes(32)).decode()}}
+            try:
+                live = self.cluster.create(body)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                live = self.cluster.get("v1", "Secret", SYSTEM_NAMESPACE, name)
+        return base64.b64decode(((live or {}).get("data") or {}).get("key", ""))
 
     def record(self, stack: str) -> StackRecord:
         with self._lock:

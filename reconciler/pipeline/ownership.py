@@ -46,6 +46,7 @@ class Ownership:
     env: str
     stack: str
     allow_adoption: bool = False
+    hash_key: bytes = b""  # the environment's key for the hashes the inventory stores
 
 
 def foreign_owner(live: dict, env: str) -> str:

@@ -73,7 +73,8 @@ class PassRun:
         result.duration_s = round(time.monotonic() - started, 3)
         if not self.dry_run:
             try:
-                record_stack(self.inventory, self.env, self.rendered, name, result, self.engine.owned)
+                record_stack(self.inventory, self.env, self.rendered, name, result, self.engine.owned,
+                             self.engine.hash_key)
             except ReconcilerError as exc:
                 result.reason = (result.reason + "; " if result.reason else "") + f"state not saved: {exc}"
         self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")

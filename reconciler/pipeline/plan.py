@@ -163,7 +163,8 @@ def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, own
     seen = {change.path for change in fields}
     fields += [c for c in _removals(obj.manifest, removed, current, None) if c.path not in seen]
     entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields, removed=removed)
-    entry.reapply = not fields and previous_hash is not None and previous_hash != desired_hash(obj.manifest)
+    entry.reapply = not fields and previous_hash is not None and \
+        previous_hash != desired_hash(obj.manifest, owner.hash_key)
     return entry
 
 
@@ -192,7 +193,7 @@ def plan_stack(
         if not entry.error and (entry.action is not Action.UNCHANGED or entry.reapply):
             _confirm(cluster, entry, current, force, stack_crds)
         if entry.action is Action.UPDATE:
-            entry.drift = previous_hashes.get(str(obj.id)) == desired_hash(obj.manifest)
+            entry.drift = previous_hashes.get(str(obj.id)) == desired_hash(obj.manifest, owner.hash_key)
         planned.append(entry)
     return planned
 

@@ -53,7 +53,7 @@ def refuse_empty_render(stack: StackConfig, objects: list[K8sObject], record: St
 
 
 def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: RenderedEnv, stack: str,
-                 result: StackResult, owned: Callable[[K8sObject], K8sObject]) -> None:
+                 result: StackResult, owned: Callable[[K8sObject], K8sObject], hash_key: bytes) -> None:
     """Write the stack's record (commit, objects with the hash of what Git wanted, result, health);
     a steady-state pass writes nothing."""
     record = inventory.record(stack)
@@ -66,7 +66,7 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
         previous = record.objects
         record.commit = rendered.commit.sha
         record.healthy = result.healthy
-        record.objects = {str(o.id): desired_hash(owned(o).manifest) for o in rendered.objects.get(stack, [])}
+        record.objects = {str(o.id): desired_hash(owned(o).manifest, hash_key) for o in rendered.objects.get(stack, [])}
         others = {name: inventory.record(name).objects for name in rendered.objects if name != stack}
         record.objects.update(handed_off(stack, previous, rendered.owners(), others))
         if rendered.errors and env.sync.prune:  # prune postponed: keep owning what was not pruned
