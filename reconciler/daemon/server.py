@@ -25,6 +25,7 @@ from reconciler.logs import get_logger
 from reconciler.daemon.metrics import CONTENT_TYPE
 from reconciler.daemon.webhooks import (
     DEFAULT_MAX_BODY_BYTES,
+    DeliveryLog,
     WebhookError,
     matching_environments,
     parse_github,
@@ -68,7 +69,7 @@ def create_app(daemon: Daemon, secrets: ServerSecrets, *, max_body_bytes: int = 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_probe_routes(app, daemon)
     _add_api_routes(app, daemon, secrets)
-    _add_hook_routes(app, daemon, secrets, max_body_bytes)
+    _add_hook_routes(app, daemon, secrets, max_body_bytes, DeliveryLog())
     return app
 
 
@@ -143,18 +144,19 @@ def _require_bearer(request: Request, token: str | None) -> None:
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def _add_hook_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, max_body_bytes: int) -> None:
+def _add_hook_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, max_body_bytes: int,
+                     deliveries: DeliveryLog) -> None:
     @app.post("/hooks/github", tags=["webhooks"], status_code=202,
               summary="GitHub push webhook (X-Hub-Signature-256 HMAC)",
               responses={401: {"description": "bad signature"}, 413: {"description": "body too large"}})
     async def github(request: Request) -> JSONResponse:
-        return await _handle_hook(request, "github", daemon, secrets, max_body_bytes)
+        return await _handle_hook(request, "github", daemon, secrets, max_body_bytes, deliveries)
 
     @app.post("/hooks/gitlab", tags=["webhooks"], status_code=202,
               summary="GitLab push webhook (X-Gitlab-Token)",
               responses={401: {"description": "bad token"}, 413: {"description": "body too large"}})
     async def gitlab(request: Request) -> JSONResponse:
-        return await _handle_hook(request, "gitlab", daemon, secrets, max_body_bytes)
+        return await _handle_hook(request, "gitlab", daemon, secrets, max_body_bytes, deliveries)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -172,7 +174,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 async def _handle_hook(request: Request, provider: str, daemon: Daemon, secrets: ServerSecrets,
-                       limit: int) -> JSONResponse:
+                       limit: int, deliveries: DeliveryLog) -> JSONResponse:
     try:
         body = await _read_limited(request, limit)
         if provider == "github":
@@ -185,6 +187,11 @@ async def _handle_hook(request: Request, provider: str, daemon: Daemon, secrets:
         daemon.metrics.webhooks.labels(provider, str(exc.status)).inc()
         log.warning("webhook refused", provider=provider, status=exc.status, reason=exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)
+    delivery = request.headers.get("x-github-delivery" if provider == "github" else "x-gitlab-event-uuid")
+    if not deliveries.first_time(delivery):
+        daemon.metrics.webhooks.labels(provider, "duplicate").inc()
+        log.warning("webhook replayed", provider=provider, delivery=delivery)
+        return JSONResponse({"ignored": "duplicate", "delivery": delivery}, status_code=202)
     if outcome.push is None:
         daemon.metrics.webhooks.labels(provider, "ignored").inc()
         return JSONResponse({"ignored": outcome.ignored, **outcome.extra}, status_code=202)

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -25,6 +27,29 @@ class WebhookError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class DeliveryLog:
+    """Delivery ids seen in the last hour (GitHub `X-GitHub-Delivery`, GitLab `X-Gitlab-Event-UUID`): a
+    signed request replayed by someone who captured it runs nothing. Bounded in time and size."""
+
+    def __init__(self, ttl_s: float = 3600.0, max_entries: int = 10000) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery: str | None) -> bool:
+        """True (and remembered) the first time a delivery id is seen; requests without one always pass."""
+        if not delivery:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            while self._seen and (len(self._seen) >= self.max_entries or now - next(iter(self._seen.values())) > self.ttl_s):
+                self._seen.pop(next(iter(self._seen)))
+            if delivery in self._seen:
+                return False
+            self._seen[delivery] = now
+            return True
 
 
 @dataclass(frozen=True)

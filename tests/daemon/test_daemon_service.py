@@ -159,6 +159,30 @@ def test_a_signed_push_webhook_starts_a_pass_of_the_environment_watching_it(env:
         wait_for(lambda: d.daemon.runbook.get(triggered["run_id"]).state.done, timeout_s=10, what="the pass")
 
 
+def test_a_replayed_webhook_delivery_runs_nothing(env: Any, repo: GitRepo) -> None:
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        body = github_push(repo, "abc")
+        headers = {**_signed(body), "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+        first = requests.post(f"{d.base}/hooks/github", data=body, headers=headers)
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=10, what="the first pass")
+        runs = len(d.daemon.runbook.recent(50))
+
+        again = requests.post(f"{d.base}/hooks/github", data=body, headers=headers)
+
+        assert first.status_code == 202 and len(first.json()["triggered"]) == 1
+        assert again.status_code == 202 and again.json()["ignored"] == "duplicate"
+        assert len(d.daemon.runbook.recent(50)) == runs
+
+
+def test_the_same_push_with_a_new_delivery_id_runs(env: Any, repo: GitRepo) -> None:
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        body = github_push(repo, "abc")
+        answers = [requests.post(f"{d.base}/hooks/github", data=body,
+                                 headers={**_signed(body), "X-GitHub-Delivery": delivery}).json()
+                   for delivery in ("delivery-1", "delivery-2")]
+        assert [len(a["triggered"]) for a in answers] == [1, 1]
+
+
 def test_a_push_to_another_branch_is_ignored(env: Any, repo: GitRepo) -> None:
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         body = github_push(repo, "abc", branch="feature")
