@@ -36,8 +36,13 @@ tools:
 		{ echo "installing kustomize $(KUSTOMIZE_VERSION) into $(TOOLS)"; \
 		  GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION); }
 
-# Chromium for the status-page screenshot test (Debian package; skipped quietly where apt is absent).
+# Chromium for the status-page screenshot test, gpg and ssh-keygen for signed commits (Debian packages;
+# skipped quietly where apt is absent).
 system-deps:
+	@command -v gpg >/dev/null && command -v ssh-keygen >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+		command -v apt-get >/dev/null && $$SUDO apt-get install -y -qq gnupg openssh-client >/dev/null \
+		  || echo "warning: could not install gnupg/openssh-client; signed-commit tests will fail"; }
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 		command -v apt-get >/dev/null && $$SUDO apt-get install -y -qq chromium >/dev/null \

@@ -36,10 +36,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+class VerifyConfig(_Strict):
+    mode: Literal["head"] = "head"
+    keys: str = Field(..., description="folder of trusted public keys: OpenPGP (*.asc, *.gpg) and SSH (*.pub)")
+
+
 class SourceConfig(_Strict):
     url: str = Field("", description="Git URL or local path; empty = the repository holding this file")
     branch: str = "main"
     path: str = Field("", description="subdirectory of the repository that stack paths are relative to")
+    verify: VerifyConfig | None = Field(None, description="refuse a head commit not signed by a trusted key")
 
 
 class ClusterConfig(_Strict):

@@ -27,6 +27,7 @@ from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
+from reconciler.pipeline.signatures import verify_commit
 from reconciler.pipeline.source import GitSource
 from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, StackStatus, utcnow
 
@@ -79,9 +80,16 @@ class Engine:
             commit = self.source.fetch()
             if revision:
                 commit = self.source.resolve(revision)
+            elif self.env.source.verify is not None:
+                verify_commit(self.source.mirror_dir, commit.sha, self.keys_folder(), commit.author)
         tree = self.source.export(commit.sha)
         return render_environment(self.env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
+
+    def keys_folder(self) -> Path:
+        """`source.verify.keys`, relative to the environment file's folder unless absolute."""
+        folder = Path(self.env.source.verify.keys)
+        return folder if folder.is_absolute() else Path(self.env.file).resolve().parent / folder
 
     def rendered_at(self, sha: str) -> RenderedEnv:
         """The environment rendered at a commit a stack applied, kept in memory for the next event."""

@@ -47,6 +47,7 @@ class Scenario:
         self.cache_dir = root / "cache"
         self.stacks: dict[str, dict] = {}
         self.sync_options: dict[str, object] = {"interval": "1h", "healthTimeout": "60s"}
+        self.source_options: dict[str, object] = {}
 
     # --- the repository ----------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ class Scenario:
         self.sync_options.update(sync)
         self.env_file.parent.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text(yaml.safe_dump({
-            "name": self.name, "source": {"url": self.repo.url, "branch": "main"},
+            "name": self.name, "source": {"url": self.repo.url, "branch": "main", **self.source_options},
             "sync": self.sync_options, "stacks": list(self.stacks.values())}, sort_keys=False))
 
     def commit(self, message: str = "change") -> str:

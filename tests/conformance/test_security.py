@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from reconciler.pipeline.diff import desired_hash
-from scenario import Scenario
+from scenario import Scenario, configmap
 
 pytestmark = pytest.mark.cluster
 
@@ -33,3 +36,91 @@ def test_the_inventory_stores_no_unkeyed_hash_of_a_secret(scenario: Scenario, ap
     assert oid.endswith(f"/Secret/{ns}/creds") and len(key) == 32
     assert stored != desired_hash(guess)
     assert stored == desired_hash(guess, key)  # it is the keyed hash of exactly that manifest
+
+
+class Signer:
+    """A real signing key (OpenPGP via gpg, or SSH via ssh-keygen) whose public half can be trusted."""
+
+    def __init__(self, root: Path, kind: str) -> None:
+        root.mkdir(parents=True)
+        self.env = {**os.environ, "GNUPGHOME": str(root / "gnupg")}
+        if kind == "gpg":
+            (root / "gnupg").mkdir(mode=0o700)
+            subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Signer <signer@example.test>",
+                            "ed25519", "sign", "never"], env=self.env, check=True, capture_output=True)
+            listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=self.env,
+                                     check=True, capture_output=True, text=True).stdout
+            self.key = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+            self.public = subprocess.run(["gpg", "--batch", "--armor", "--export", self.key], env=self.env,
+                                         check=True, capture_output=True, text=True).stdout
+            self.config = ["-c", f"user.signingkey={self.key}", "-c", "gpg.format=openpgp"]
+            self.suffix = ".asc"
+        else:
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "signer", "-f", str(root / "key")],
+                           check=True, capture_output=True)
+            self.public = (root / "key.pub").read_text()
+            self.config = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={root / 'key.pub'}"]
+            self.suffix = ".pub"
+
+    def trust_in(self, folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}{self.suffix}").write_text(self.public)
+
+    def commit(self, scenario: Scenario, message: str) -> str:
+        repo = scenario.repo.repo
+        repo.git.add(A=True)
+        subprocess.run(["git", *self.config, "commit", "-q", "-S", "-m", message], cwd=repo.working_tree_dir,
+                       env=self.env, check=True, capture_output=True)
+        repo.git.push("origin", "main")
+        return repo.head.commit.hexsha
+
+
+def _verified(scenario: Scenario, tmp_path: Path, *trusted: Signer) -> None:
+    for index, signer in enumerate(trusted):
+        signer.trust_in(tmp_path / "trusted-keys", f"signer-{index}")
+    scenario.source_options["verify"] = {"mode": "head", "keys": str(tmp_path / "trusted-keys")}
+
+
+@pytest.mark.parametrize("kind", ["gpg", "ssh"])
+def test_a_head_commit_signed_by_a_trusted_key_is_applied(scenario: Scenario, tmp_path: Path, kind: str) -> None:
+    signer = Signer(tmp_path / f"signer-{kind}", kind)
+    _verified(scenario, tmp_path, signer)
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "signed"})])
+
+    sha = signer.commit(scenario, "signed change")
+    sync = scenario.run("sync", "-o", "json")
+
+    assert sync.code == 1, sync.out + sync.err
+    assert sync.json["commit"]["sha"] == sha
+    assert scenario.live("configmap", "settings")["data"] == {"v": "signed"}
+
+
+def test_an_unsigned_head_commit_is_refused_and_the_last_good_state_stays(scenario: Scenario, tmp_path: Path) -> None:
+    signer = Signer(tmp_path / "signer", "ssh")
+    _verified(scenario, tmp_path, signer)
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "signed"})])
+    signer.commit(scenario, "signed")
+    scenario.run("sync")
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "unsigned"})])
+    unsigned = scenario.commit("sneaked in without a signature")
+
+    sync = scenario.run("sync", "-o", "json")
+
+    assert sync.code == 2
+    assert f"commit {unsigned[:10]}" in sync.json["error"] and "the commit is unsigned" in sync.json["error"]
+    assert sync.json["stacks"] == []
+    assert scenario.live("configmap", "settings")["data"] == {"v": "signed"}
+
+
+@pytest.mark.parametrize("kind", ["gpg", "ssh"])
+def test_a_head_commit_signed_by_an_unknown_key_is_refused(scenario: Scenario, tmp_path: Path, kind: str) -> None:
+    trusted, stranger = Signer(tmp_path / "trusted", kind), Signer(tmp_path / "stranger", kind)
+    _verified(scenario, tmp_path, trusted)
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "from a stranger"})])
+    sha = stranger.commit(scenario, "signed, but not by anyone we trust")
+
+    sync = scenario.run("sync", "-o", "json")
+
+    assert sync.code == 2
+    assert f"commit {sha[:10]}" in sync.json["error"] and "signed by an unknown key" in sync.json["error"], sync.json
+    assert scenario.live("configmap", "settings") is None
