@@ -198,12 +198,12 @@ class Running:
 @contextlib.contextmanager
 def running_daemon(envs: list[Any], engine_factory: Callable[[Any], Any], *, settings: DaemonSettings | None = None,
                    notifier: Notifier | None = None, metrics: Metrics | None = None,
-                   max_body_bytes: int = 64 * 1024) -> Iterator[Running]:
+                   max_body_bytes: int = 64 * 1024, read_token: str | None = None) -> Iterator[Running]:
     """A daemon with its HTTP server on a free port of 127.0.0.1, stopped afterwards."""
     metrics = metrics or (notifier and notifier._metrics) or Metrics()
     daemon = Daemon(envs, engine_factory, settings=settings or DaemonSettings(), metrics=metrics,
                     notifier=notifier or Notifier([], metrics))
-    server = ServerThread(create_app(daemon, ServerSecrets(API_TOKEN, GITHUB_SECRET, GITLAB_TOKEN),
+    server = ServerThread(create_app(daemon, ServerSecrets(API_TOKEN, GITHUB_SECRET, GITLAB_TOKEN, read_token),
                                      max_body_bytes=max_body_bytes), "127.0.0.1", 0)
     server.start()
     daemon.start()

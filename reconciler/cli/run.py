@@ -177,7 +177,7 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
                     settings=settings, metrics=metrics, notifier=notifier)
     holder.append(daemon)
     secrets = ServerSecrets(read_secret("API_TOKEN"), read_secret("GITHUB_WEBHOOK_SECRET"),
-                            read_secret("GITLAB_WEBHOOK_TOKEN"))
+                            read_secret("GITLAB_WEBHOOK_TOKEN"), read_secret("READ_TOKEN"))
     host, port = parse_listen(args.listen)
     server = ServerThread(create_app(daemon, secrets, max_body_bytes=args.max_body_bytes), host, port)
     return daemon, server

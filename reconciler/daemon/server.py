@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -45,6 +45,7 @@ class ServerSecrets:
     api_token: str | None = None
     github_secret: str | None = None
     gitlab_token: str | None = None
+    read_token: str | None = None  # when set, the GET API needs it (or the API token); probes stay open
 
     def __repr__(self) -> str:  # a dataclass repr would print the values
         return "ServerSecrets(***)"
@@ -93,21 +94,30 @@ def _add_probe_routes(app: FastAPI, daemon: Daemon) -> None:
 
 
 def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets) -> None:
-    @app.get("/api/status", tags=["status"], summary="Per env and stack: commit, result, health, drift, violations")
+    def reader(request: Request) -> None:
+        """With RECONCILER_READ_TOKEN set, reading state needs it (or the API token) as a bearer token."""
+        if secrets.read_token and not any(_bearer_is(request, t) for t in (secrets.read_token, secrets.api_token) if t):
+            raise HTTPException(401, "this daemon's state needs the read token (RECONCILER_READ_TOKEN) as a bearer "
+                                     "token; in a browser open /#token=<read token>", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/api/status", tags=["status"], summary="Per env and stack: commit, result, health, drift, violations",
+             dependencies=[Depends(reader)])
     def status() -> dict[str, Any]:
         return daemon.status()
 
-    @app.get("/api/drift", tags=["status"], summary="The last drift report of an environment")
+    @app.get("/api/drift", tags=["status"], summary="The last drift report of an environment",
+             dependencies=[Depends(reader)])
     def drift(env: str = Query(..., description="environment name")) -> dict[str, Any]:
         _known_env(daemon, env)
         report = daemon.drift_report(env)
         return {"env": env, "checked": report is not None, "report": report}
 
-    @app.get("/api/runs", tags=["runs"], summary="Recent runs, newest first")
+    @app.get("/api/runs", tags=["runs"], summary="Recent runs, newest first", dependencies=[Depends(reader)])
     def runs(env: str | None = None, limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
         return [r.to_dict(detail=False) for r in daemon.runbook.recent(limit, env)]
 
-    @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: progress events and result")
+    @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: progress events and result",
+             dependencies=[Depends(reader)])
     def run(run_id: str) -> dict[str, Any]:
         found = daemon.runbook.get(run_id)
         if found is None:
@@ -138,10 +148,14 @@ def _known_env(daemon: Daemon, name: str) -> Any:
 def _require_bearer(request: Request, token: str | None) -> None:
     if not token:
         raise HTTPException(403, "manual sync is disabled: no API token configured (RECONCILER_API_TOKEN)")
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not _bearer_is(request, token):
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer_is(request: Request, token: str) -> bool:
+    """The request's `Authorization: Bearer` equals `token` (compared in constant time)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _add_hook_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, max_body_bytes: int,

@@ -183,6 +183,21 @@ def test_the_same_push_with_a_new_delivery_id_runs(env: Any, repo: GitRepo) -> N
         assert [len(a["triggered"]) for a in answers] == [1, 1]
 
 
+def test_with_a_read_token_the_state_needs_it_and_the_probes_do_not(env: Any) -> None:
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False),
+                        read_token="reader-secret") as d:
+        reads = ["/api/status", f"/api/drift?env={env.name}", "/api/runs"]
+        anonymous = [requests.get(f"{d.base}{path}").status_code for path in reads]
+        reader = [requests.get(f"{d.base}{path}", headers={"Authorization": "Bearer reader-secret"}).status_code
+                  for path in reads]
+        wrong = requests.get(f"{d.base}/api/status", headers={"Authorization": "Bearer guess"}).status_code
+        probes = [requests.get(f"{d.base}{path}").status_code for path in ("/healthz", "/metrics", "/")]
+
+        assert anonymous == [401, 401, 401] and wrong == 401
+        assert reader == [200, 200, 200]
+        assert probes == [200, 200, 200]
+
+
 def test_a_push_to_another_branch_is_ignored(env: Any, repo: GitRepo) -> None:
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         body = github_push(repo, "abc", branch="feature")
@@ -457,3 +472,16 @@ def test_the_status_page_shows_every_stack_in_headless_chromium(env: Any, tmp_pa
         assert f'data-stack="{stack}" data-state="applied"' in dom
     assert screenshot.stat().st_size > 10_000
     print(f"status page screenshot: {screenshot}")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install -y chromium)")
+def test_the_status_page_opened_with_the_read_token_shows_the_stacks_and_without_it_says_why(
+        env: Any, tmp_path: Path) -> None:
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False),
+                        read_token="reader-secret") as d:
+        run = d.daemon.trigger(env.name, "manual")
+        wait_for(lambda: run.state.done, timeout_s=10, what="pass")
+        with_token = chromium(tmp_path, d.base + "/#token=reader-secret", "--dump-dom")
+        without = chromium(tmp_path / "other", d.base + "/", "--dump-dom")
+    assert 'data-stack="app" data-state="applied"' in with_token
+    assert "needs its read token" in without and 'data-stack="app"' not in without

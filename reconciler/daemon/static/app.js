@@ -116,9 +116,22 @@ function render(status) {
   document.body.dataset.loaded = "true";
 }
 
+function readToken() {
+  // With RECONCILER_READ_TOKEN set, open the page as /#token=<read token>; it is kept for this tab only.
+  const match = location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem("readToken", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname);
+  }
+  return sessionStorage.getItem("readToken");
+}
+
 async function refresh() {
   try {
-    const response = await fetch("/api/status", { cache: "no-store" });
+    const token = readToken();
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const response = await fetch("/api/status", { cache: "no-store", headers });
+    if (response.status === 401) throw new Error("this daemon needs its read token: open this page as /#token=<read token>");
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     render(await response.json());
   } catch (err) {
