@@ -60,6 +60,13 @@ class SyncConfig(_Strict):
     correct_drift: bool = Field(True, alias="correctDrift")
     wait_for_health: bool = Field(True, alias="waitForHealth")
     health_timeout_s: float = Field(300.0, alias="healthTimeout")
+    service_account: str | None = Field(None, alias="serviceAccountName",
+                                        description="default `<namespace>/<name>` every stack is applied as")
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, value: str | None) -> str | None:
+        return StackConfig._service_account(value)
 
     @field_validator("interval_s", "health_timeout_s", mode="before")
     @classmethod
@@ -80,6 +87,15 @@ class StackConfig(_Strict):
     prune_namespaces: bool = Field(False, alias="pruneNamespaces")
     recreate_on_immutable: bool = Field(False, alias="recreateOnImmutable")
     allow_adoption: bool = Field(False, alias="allowAdoption")
+    service_account: str | None = Field(None, alias="serviceAccountName",
+                                        description="`<namespace>/<name>` the stack is applied as (impersonated)")
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("/") != 1 or not all(value.split("/"))):
+            raise ValueError(f"{value!r} is not `<namespace>/<name>` of a ServiceAccount")
+        return value
 
     @field_validator("health_timeout_s", mode="before")
     @classmethod
@@ -114,6 +130,11 @@ class EnvironmentConfig(_Strict):
     @property
     def dependencies(self) -> dict[str, list[str]]:
         return {s.name: list(s.depends_on) for s in self.stacks}
+
+    def service_account_user(self, stack: StackConfig) -> str | None:
+        """The user a stack's requests impersonate: `system:serviceaccount:<ns>:<name>`, or None (the daemon's own)."""
+        account = stack.service_account or self.sync.service_account
+        return "system:serviceaccount:" + account.replace("/", ":") if account else None
 
     def health_timeout(self, stack: StackConfig) -> float:
         return stack.health_timeout_s if stack.health_timeout_s is not None else self.sync.health_timeout_s

@@ -80,6 +80,7 @@ class Cluster:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self.cache: Any = None  # a kube.livecache.LiveCache, attached by the daemon
+        self.user: str | None = None  # impersonated (Impersonate-User) by every request of this view
 
     @property
     def server(self) -> str:
@@ -103,7 +104,8 @@ class Cluster:
         try:
             request = self.api_client.param_serialize(
                 method, path, query_params=query or [], body=body,
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": "application/json", "Content-Type": content_type,
+                               **({"Impersonate-User": self.user} if self.user else {})},
                 auth_settings=["BearerToken"],
             )
             response = self.api_client.call_api(*request, _request_timeout=_TIMEOUT)
@@ -147,10 +149,8 @@ class Cluster:
             if exc.status == 404:
                 return {}
             raise
-        found = {
-            r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
-            for r in listing.get("resources", []) if "/" not in r["name"]
-        }
+        found = {r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
+                 for r in listing.get("resources", []) if "/" not in r["name"]}
         with self._lock:
             self._resources[api_version] = found
         return found
@@ -231,3 +231,14 @@ def api_error(method: str, path: str, status: int, raw: bytes | str | None, http
     reason = str(body.get("reason") or http_reason or "")
     message = body.get("message") or http_reason or "error"
     return ApiError(f"{method} {path}: {status} {reason}: {message}", status=status, reason=reason, body=body)
+
+
+def impersonating(cluster: Cluster, user: str | None) -> Cluster:
+    """A view of the same API server whose every request is made as `user` (a stack's service account):
+    the API server's RBAC then decides what the stack may touch. Shares discovery, counts and cache."""
+    if not user:
+        return cluster
+    view = Cluster.__new__(Cluster)
+    view.__dict__.update(cluster.__dict__)
+    view.user = user
+    return view

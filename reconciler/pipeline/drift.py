@@ -58,7 +58,7 @@ def _commit_or_head(engine: "Engine", sha: str, head: CommitInfo) -> CommitInfo:
 
 def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:
     items = []
-    planned = plan_stack(engine.cluster, objects, engine.selector(stack), record.objects, force=False,
+    planned = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack), record.objects, force=False,
                          owner=engine.ownership(stack))
     for entry in planned:
         if entry.error:
@@ -70,7 +70,8 @@ def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record:
     wanted = {str(o.id) for o in objects}
     for extra in sorted(set(record.objects) - wanted):
         oid = ObjectId.parse(extra)
-        live = engine.cluster.get(preferred_version(engine.cluster, oid), oid.kind, oid.namespace, oid.name)
+        cluster = engine.cluster_for(stack)
+        live = cluster.get(preferred_version(cluster, oid), oid.kind, oid.namespace, oid.name)
         labels = ((live or {}).get("metadata") or {}).get("labels") or {}
         if labels.get(OWNER_LABEL) == owner_label_value(engine.env.name, stack):
             items.append(DriftItem(stack, oid, DriftKind.UNMANAGED))
@@ -95,7 +96,7 @@ def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[Drif
     objects = [engine.owned(o) for o in rendered.objects.get(stack, []) if o.id == oid]
     if not objects:
         return stack, [], None
-    [entry] = plan_stack(engine.cluster, objects, engine.selector(stack), {str(oid): record.objects[str(oid)]},
+    [entry] = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack), {str(oid): record.objects[str(oid)]},
                          force=False, owner=engine.ownership(stack))
     if entry.error or entry.action is Action.UNCHANGED:
         return stack, [], entry
@@ -109,6 +110,6 @@ def correct_object(engine: "Engine", oid: ObjectId) -> str:
     stack, items, entry = object_drift(engine, oid)
     if stack is None or entry is None or not items:
         return ""
-    outcome = apply_planned(engine.cluster, [entry], recreate_immutable=False, take_ownership=True,
+    outcome = apply_planned(engine.cluster_for(stack), [entry], recreate_immutable=False, take_ownership=True,
                             should_stop=lambda: False)
     return outcome.error

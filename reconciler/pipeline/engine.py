@@ -17,7 +17,7 @@ import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
 from reconciler.errors import ReconcilerError
-from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
 from reconciler.kube.livecache import LiveCache, WatchKey
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
@@ -61,6 +61,10 @@ class Engine:
                 self._api_client = new_api_client(self._kubeconfig, self._context, self.env.cluster.in_cluster)
             self._cluster = Cluster(self._api_client)
         return self._cluster
+
+    def cluster_for(self, stack: str) -> Cluster:
+        """The API server as the stack's service account (`serviceAccountName`), or as the daemon itself."""
+        return impersonating(self.cluster, self.env.service_account_user(self.env.stack(stack)))
 
     @property
     def api_client(self):

@@ -39,7 +39,7 @@ class PassRun:
 
     def __init__(self, engine: "Engine", rendered: RenderedEnv, inventory: Inventory, result: PassResult,
                  selected: set[str], dry_run: bool, emit: Emit, should_stop: Callable[[], bool]):
-        self.engine, self.env, self.cluster = engine, engine.env, engine.cluster
+        self.engine, self.env = engine, engine.env
         self.rendered, self.inventory, self.result = rendered, inventory, result
         self.selected, self.dry_run, self.emit, self.should_stop = selected, dry_run, emit, should_stop
         self.failed: set[str] = set()
@@ -95,7 +95,7 @@ class PassRun:
             return
         seen = self.engine.live.changes(self.engine.selector(stack.name).split("=", 1)[1]) if self.engine.live else None
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
-        planned = plan_stack(self.cluster, objects, self.engine.selector(stack.name), record.objects,
+        planned = plan_stack(self.engine.cluster_for(stack.name), objects, self.engine.selector(stack.name), record.objects,
                              force=self.env.sync.correct_drift, owner=self.engine.ownership(stack.name))
         result.drifted = sum(1 for p in planned if p.drift)
         if not self.env.sync.correct_drift:
@@ -143,7 +143,7 @@ class PassRun:
             if record.state not in ("applied", "unchanged") or record.commit is None:
                 problems.append((name, f"last result {record.state or 'never synced'}"))
                 continue
-            not_ready = unready(self.cluster, [self.engine.owned(o) for o in self.rendered.objects.get(name, [])],
+            not_ready = unready(self.engine.cluster_for(name), [self.engine.owned(o) for o in self.rendered.objects.get(name, [])],
                                 self.engine.selector(name))
             if not_ready:
                 problems.append((name, not_ready[0]))
@@ -151,7 +151,8 @@ class PassRun:
 
     def _apply(self, stack: StackConfig, result: StackResult, planned: list[PlannedObject],
                objects: list[K8sObject], prunes, record: StackRecord) -> None:
-        outcome = apply_planned(self.cluster, planned, recreate_immutable=stack.recreate_on_immutable,
+        cluster = self.engine.cluster_for(stack.name)
+        outcome = apply_planned(cluster, planned, recreate_immutable=stack.recreate_on_immutable,
                                 take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
                                 on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
         result.conflicts = outcome.conflicts
@@ -160,7 +161,7 @@ class PassRun:
             return
         if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
             self.emit(stack.name, result.wave, "health", "waiting for health")
-            healthy, why = wait_healthy(self.cluster, objects, self.env.health_timeout(stack), self.should_stop,
+            healthy, why = wait_healthy(cluster, objects, self.env.health_timeout(stack), self.should_stop,
                                         selector=self.engine.selector(stack.name))
             result.healthy = healthy
             if not healthy:
@@ -172,7 +173,7 @@ class PassRun:
             result.reason = f"prune postponed until every stack renders (failed: {', '.join(sorted(self.rendered.errors))})"
         if prunes:
             self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
-            _, skipped = prune_objects(self.cluster, [c.id for c in prunes], self.engine.selector(stack.name),
+            _, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine.selector(stack.name),
                                        allow_namespaces=stack.prune_namespaces)
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])

@@ -105,6 +105,10 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
             return
         if exc.status == 404 and planned.action is Action.CREATE:
             return  # its namespace is created by this same pass
+        if exc.status == 403:
+            planned.error = exc.message + (" (fix: grant the stack's service account this access, or move the object "
+                                           "where the account may write)")
+            return
         planned.immutable = exc.status == 422 and "immutable" in exc.message
         planned.error = exc.message + (" (fix: revert the change, or set recreateOnImmutable: true on the stack to "
                                        "delete and re-create the object)" if planned.immutable else "")

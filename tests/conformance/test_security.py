@@ -124,3 +124,45 @@ def test_a_head_commit_signed_by_an_unknown_key_is_refused(scenario: Scenario, t
     assert sync.code == 2
     assert f"commit {sha[:10]}" in sync.json["error"] and "signed by an unknown key" in sync.json["error"], sync.json
     assert scenario.live("configmap", "settings") is None
+
+
+@pytest.fixture()
+def deployer(scenario: Scenario, api_client: client.ApiClient) -> str:
+    """A ServiceAccount that may edit its own namespace (the test's) and nothing else."""
+    ns = scenario.namespace
+    client.CoreV1Api(api_client).create_namespaced_service_account(ns, {"metadata": {"name": "deployer"}})
+    client.RbacAuthorizationV1Api(api_client).create_namespaced_role_binding(ns, {
+        "metadata": {"name": "deployer-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}]})
+    return f"{ns}/deployer"
+
+
+def test_a_stack_applied_as_its_service_account_writes_where_the_account_may(scenario: Scenario, deployer: str) -> None:
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "1"})], serviceAccountName=deployer)
+    scenario.commit("applied as the deployer")
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 1, sync.out + sync.err
+    assert scenario.live("configmap", "settings")["data"] == {"v": "1"}
+
+
+def test_a_stack_whose_service_account_may_not_touch_another_namespace_fails_cleanly_there(
+        scenario: Scenario, deployer: str, api_client: client.ApiClient) -> None:
+    other = f"{scenario.namespace[:40]}-other"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": other}})
+    try:
+        scenario.stack("app", [configmap("mine", scenario.namespace, {"v": "1"}), configmap("theirs", other, {"v": "1"})],
+                       serviceAccountName=deployer)
+        scenario.commit("reaches into another namespace")
+
+        sync = scenario.run("sync", "-o", "json")
+
+        assert sync.code == 2
+        reason = sync.json["stacks"][0]["reason"]
+        assert f"system:serviceaccount:{scenario.namespace}:deployer" in reason and "forbidden" in reason, reason
+        assert scenario.live("configmap", "mine") is None  # nothing of the stack was applied
+        assert scenario.live("configmap", "theirs", namespace=other) is None
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(other)
