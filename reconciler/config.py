@@ -38,7 +38,8 @@ class _Strict(BaseModel):
 
 class VerifyConfig(_Strict):
     mode: Literal["head"] = "head"
-    keys: str = Field(..., description="folder of trusted public keys: OpenPGP (*.asc, *.gpg) and SSH (*.pub)")
+    keys: str = Field(..., description="trusted public keys, OpenPGP (*.asc, *.gpg) and SSH (*.pub): a folder, "
+                                       "or `secret:<namespace>/<name>` whose data entries are the key files")
 
 
 class SourceConfig(_Strict):

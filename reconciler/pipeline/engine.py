@@ -27,7 +27,7 @@ from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
-from reconciler.pipeline.signatures import verify_commit
+from reconciler.pipeline.signatures import keys_folder, verify_commit
 from reconciler.pipeline.source import GitSource
 from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, StackStatus, utcnow
 
@@ -85,15 +85,11 @@ class Engine:
             if revision:
                 commit = self.source.resolve(revision)
             elif self.env.source.verify is not None:
-                verify_commit(self.source.mirror_dir, commit.sha, self.keys_folder(), commit.author)
+                keys = keys_folder(self.env.source.verify.keys, self.env.file, lambda: self.cluster, self.cache_dir)
+                verify_commit(self.source.mirror_dir, commit.sha, keys, commit.author)
         tree = self.source.export(commit.sha)
         return render_environment(self.env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
-
-    def keys_folder(self) -> Path:
-        """`source.verify.keys`, relative to the environment file's folder unless absolute."""
-        folder = Path(self.env.source.verify.keys)
-        return folder if folder.is_absolute() else Path(self.env.file).resolve().parent / folder
 
     def rendered_at(self, sha: str) -> RenderedEnv:
         """The environment rendered at a commit a stack applied, kept in memory for the next event."""

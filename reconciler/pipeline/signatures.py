@@ -8,14 +8,42 @@ own GnuPG or SSH set-up is read.
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from reconciler.errors import SourceError
+from reconciler.kube.cluster import Cluster
 
 _TIMEOUT_S = 30
+
+
+def keys_folder(keys: str, env_file: str, cluster: Callable[[], Cluster], cache_dir: Path) -> Path:
+    """`source.verify.keys` as a folder: a path (relative to the environment file's folder unless absolute),
+    or `secret:<namespace>/<name>`, whose data entries are written to a folder in the cache."""
+    if keys.startswith("secret:"):
+        return secret_keys_folder(cluster(), keys.removeprefix("secret:"), cache_dir / "trusted-keys")
+    folder = Path(keys)
+    return folder if folder.is_absolute() else Path(env_file).resolve().parent / folder
+
+
+def secret_keys_folder(cluster: Cluster, ref: str, folder: Path) -> Path:
+    """The data entries of the Secret `<namespace>/<name>` (e.g. `alice.asc`, `ci.pub`) as files in `folder`."""
+    namespace, _, name = ref.partition("/")
+    secret = cluster.get("v1", "Secret", namespace, name)
+    if secret is None:
+        raise SourceError(f"source.verify.keys: Secret {ref} not found",
+                          fix="create it with one entry per public key file (kubectl create secret generic "
+                              "--from-file=alice.asc --from-file=ci.pub)")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for entry, value in (secret.get("data") or {}).items():
+        (folder / Path(entry).name).write_bytes(base64.b64decode(value))
+    return folder
 
 
 def trusted_keys(folder: Path) -> tuple[list[Path], list[Path]]:

@@ -166,3 +166,22 @@ def test_a_stack_whose_service_account_may_not_touch_another_namespace_fails_cle
         assert scenario.live("configmap", "theirs", namespace=other) is None
     finally:
         client.CoreV1Api(api_client).delete_namespace(other)
+
+
+def test_trusted_keys_can_come_from_a_secret(scenario: Scenario, tmp_path: Path, api_client: client.ApiClient) -> None:
+    signer = Signer(tmp_path / "signer", "ssh")
+    client.CoreV1Api(api_client).create_namespaced_secret(scenario.namespace, {
+        "metadata": {"name": "trusted-keys"},
+        "data": {"ci.pub": base64.b64encode(signer.public.encode()).decode()}})
+    scenario.source_options["verify"] = {"mode": "head", "keys": f"secret:{scenario.namespace}/trusted-keys"}
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "signed"})])
+    signer.commit(scenario, "signed")
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "unsigned"})])
+
+    signed = scenario.run("sync")
+    unsigned_sha = scenario.commit("unsigned")
+    unsigned = scenario.run("sync", "-o", "json")
+
+    assert signed.code == 1, signed.out + signed.err
+    assert unsigned.code == 2 and f"commit {unsigned_sha[:10]}" in unsigned.json["error"]
+    assert scenario.live("configmap", "settings")["data"] == {"v": "signed"}
