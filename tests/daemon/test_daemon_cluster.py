@@ -52,15 +52,6 @@ def configmap_value(api_client: client.ApiClient, namespace: str, name: str, key
         return None
 
 
-@pytest.fixture()
-def repo(tmp_path: Path, namespace: str) -> GitRepo:
-    """A watched repository with one stack: ConfigMap `app-settings` (value=v1) in the test's namespace."""
-    repo = GitRepo.create(tmp_path / "git")
-    configmap_stack(repo, "app", namespace, {"value": "v1"})
-    repo.commit_and_push("v1")
-    return repo
-
-
 def engine_env(tmp_path: Path, repo: GitRepo, **kwargs: Any) -> Any:
     return load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])], **kwargs))
 

@@ -14,17 +14,9 @@ from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.livedrift import FLAP_LIMIT
 from reconciler.daemon.service import default_engine_factory
-from daemon_support import GitRepo, configmap_stack, running_daemon, write_env
+from daemon_support import GitRepo, running_daemon, write_env
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture()
-def repo(tmp_path: Path, namespace: str) -> GitRepo:
-    repo = GitRepo.create(tmp_path / "git")
-    configmap_stack(repo, "app", namespace, {"value": "v1"})
-    repo.commit_and_push("v1")
-    return repo
 
 
 def _daemon_env(tmp_path: Path, repo: GitRepo, correct_drift: bool) -> Any:
