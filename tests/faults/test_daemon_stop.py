@@ -1,0 +1,95 @@
+"""The daemon stopped in the middle of applying a stack: SIGKILL or SIGTERM between objects. The next
+start converges to Git and nothing applied before the stop is lost or re-created."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes import client, watch
+
+from daemon_support import GitRepo, free_port, write_env
+from helpers import wait_for
+
+pytestmark = pytest.mark.cluster
+
+OBJECTS = 1000
+
+
+@pytest.fixture()
+def big_env(tmp_path: Path, namespace: str) -> Path:
+    repo = GitRepo.create(tmp_path / "git")
+    repo.write("stacks/app/kustomization.yaml", yaml.safe_dump({"resources": ["objects.yaml"]}))
+    repo.write("stacks/app/objects.yaml", yaml.safe_dump_all(
+        [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i:03d}", "namespace": namespace},
+          "data": {"v": str(i)}} for i in range(OBJECTS)]))
+    repo.commit_and_push("a thousand objects")
+    return write_env(tmp_path / "env.yaml", repo, [("app", [])])
+
+
+def _start(tmp_path: Path, env_file: Path, kubeconfig: Path, port: int, name: str) -> subprocess.Popen:
+    log = open(tmp_path / f"{name}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
+                             "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache"),
+                             "--kubeconfig", str(kubeconfig), "--no-kubernetes-events", "--log-format", "json"],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def _uids(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
+    return {cm.metadata.name: cm.metadata.uid for cm in core.list_namespaced_config_map(namespace).items
+            if cm.metadata.name.startswith("cm-")}
+
+
+def _wait_for_creations(core: client.CoreV1Api, namespace: str, count: int) -> None:
+    """Return as soon as the watch has seen `count` of our objects created: the apply is under way."""
+    seen = 0
+    for event in watch.Watch().stream(core.list_namespaced_config_map, namespace, timeout_seconds=120):
+        if event["type"] == "ADDED" and event["object"].metadata.name.startswith("cm-"):
+            seen += 1
+            if seen >= count:
+                return
+    pytest.fail(f"the pass created fewer than {count} objects in 120 s")
+
+
+def _converged(port: int) -> bool:
+    try:
+        status = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=2).json()
+    except requests.RequestException:
+        return False
+    [stack] = status["envs"][0]["stacks"]
+    return stack["state"] in ("applied", "unchanged") and stack["healthy"] is not False
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_daemon_stopped_mid_apply_converges_on_the_next_start_and_loses_nothing(
+        big_env: Path, tmp_path: Path, namespace: str, api_client: client.ApiClient, kubeconfig: Path,
+        stop: signal.Signals) -> None:
+    core = client.CoreV1Api(api_client)
+    port = free_port()
+    first = _start(tmp_path, big_env, kubeconfig, port, "first")
+    try:
+        _wait_for_creations(core, namespace, 50)
+        first.send_signal(stop)
+        code = first.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    before = _uids(core, namespace)
+    assert 0 < len(before) < OBJECTS, "the stop must land in the middle of the apply"
+    if stop == signal.SIGTERM:
+        assert code == 0  # stopped between objects, cleanly
+
+    second = _start(tmp_path, big_env, kubeconfig, port, "second")
+    try:
+        wait_for(lambda: _converged(port) and len(_uids(core, namespace)) == OBJECTS, timeout_s=180,
+                 what="the restarted daemon to converge")
+    finally:
+        second.terminate()
+        second.wait(60)
+    after = _uids(core, namespace)
+    assert {name: after[name] for name in before} == before  # nothing applied before the stop was re-created
