@@ -47,6 +47,12 @@ class SourceConfig(_Strict):
     branch: str = "main"
     path: str = Field("", description="subdirectory of the repository that stack paths are relative to")
     verify: VerifyConfig | None = Field(None, description="refuse a head commit not signed by a trusted key")
+    timeout_s: float = Field(120.0, alias="timeout", description="a clone, fetch or ls-remote that takes longer fails")
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> float:
+        return parse_duration(value)
 
 
 class ClusterConfig(_Strict):

@@ -43,7 +43,7 @@ class Engine:
                  context: str | None = None, api_client=None) -> None:
         self.env = env
         self.cache_dir = Path(cache_dir)
-        self.source = GitSource(source_url(env), env.source.branch, self.cache_dir)
+        self.source = GitSource(source_url(env), env.source.branch, self.cache_dir, env.source.timeout_s)
         self.render_cache = RenderCache(self.cache_dir / "render")
         self._kubeconfig = kubeconfig or (Path(env.cluster.kubeconfig) if env.cluster.kubeconfig else None)
         self._context = context or env.cluster.context

@@ -19,9 +19,17 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 
 from reconciler.errors import SourceError
+from reconciler.logs import get_logger
 from reconciler.results import CommitInfo
 
 _KEEP_TREES = 4
+_CORRUPTION = ("not a git repository", "corrupt", "bad object", "unable to read", "missing blob", "missing tree",
+               "did not send all necessary objects", "loose object")
+log = get_logger("reconciler.pipeline.source")
+
+
+class _CorruptMirror(Exception):
+    """The local mirror cannot be read: it is deleted and cloned again."""
 
 
 def redact_url(url: str) -> str:
@@ -57,53 +65,72 @@ def _git_error(action: str, url: str, exc: Exception) -> SourceError:
 class GitSource:
     """A cached mirror of one repository, and exported trees of the commits a pass renders."""
 
-    def __init__(self, url: str, branch: str, cache_dir: Path) -> None:
+    def __init__(self, url: str, branch: str, cache_dir: Path, timeout_s: float = 120.0) -> None:
         self.url = url
         self.branch = branch
+        self.timeout_s = timeout_s  # a remote that does not answer fails the pass instead of hanging it
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.mirror_dir = cache_dir / "git" / key
         self.trees_dir = cache_dir / "trees" / key
         self._cached_tree: tuple[str, git.Tree] | None = None
 
     def _repo(self) -> git.Repo:
+        """The bare mirror; a new one is an empty repository the fetch fills (GitPython's clone cannot be
+        given a timeout, a fetch can)."""
         if (self.mirror_dir / "HEAD").exists():
             return git.Repo(self.mirror_dir)
         self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return git.Repo.clone_from(self.url, self.mirror_dir, bare=True, no_tags=True)
-        except git.GitCommandError as exc:
-            shutil.rmtree(self.mirror_dir, ignore_errors=True)
-            raise _git_error("clone", self.url, exc) from exc
+        return git.Repo.init(self.mirror_dir, bare=True)
 
     def fetch(self) -> CommitInfo:
         """Fetch the branch and return its head commit (the revision this pass reconciles).
 
         `git ls-remote` first: when the remote head is the commit the mirror already has, there is
-        nothing to fetch (a poll that finds no new commit costs one round trip, not a fetch)."""
+        nothing to fetch (a poll that finds no new commit costs one round trip, not a fetch). A local
+        mirror found corrupted is deleted and cloned again, once."""
         with _locked(self.mirror_dir):
+            try:
+                return self._fetch_locked()
+            except _CorruptMirror as exc:
+                log.warning("git mirror corrupted, cloning again", url=redact_url(self.url), error=str(exc))
+                shutil.rmtree(self.mirror_dir, ignore_errors=True)
+                self._cached_tree = None
+                return self._fetch_locked()
+
+    def _fetch_locked(self) -> CommitInfo:
+        try:
             repo = self._repo()
-            unchanged = self._known_head(repo)
-            if unchanged is not None:
-                return unchanged
-            try:
-                repo.git.fetch("--prune", "--no-tags", self.url, f"+refs/heads/{self.branch}:refs/heads/{self.branch}")
-            except git.GitCommandError as exc:
-                if "couldn't find remote ref" in str(exc.stderr):
-                    raise SourceError(f"branch {self.branch!r} not found in {redact_url(self.url)}",
-                                      fix="check `source.branch` in the environment file") from exc
-                raise _git_error("fetch", self.url, exc) from exc
-            try:
-                commit = repo.commit(f"refs/heads/{self.branch}")
-            except (git.BadName, ValueError) as exc:
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise _CorruptMirror(str(exc)) from exc
+        unchanged = self._known_head(repo)
+        if unchanged is not None:
+            return unchanged
+        try:
+            repo.git.fetch("--prune", "--no-tags", self.url, f"+refs/heads/{self.branch}:refs/heads/{self.branch}",
+                           kill_after_timeout=self.timeout_s)
+        except git.GitCommandError as exc:
+            if "couldn't find remote ref" in str(exc.stderr):
                 raise SourceError(f"branch {self.branch!r} not found in {redact_url(self.url)}",
                                   fix="check `source.branch` in the environment file") from exc
-            return commit_info(commit)
+            if any(marker in str(exc.stderr).lower() for marker in _CORRUPTION):
+                raise _CorruptMirror(str(exc.stderr)) from exc
+            raise self._error("fetch", exc) from exc
+        try:
+            return commit_info(repo.commit(f"refs/heads/{self.branch}"))
+        except (git.BadName, ValueError) as exc:
+            raise _CorruptMirror(f"refs/heads/{self.branch} unreadable after a fetch: {exc}") from exc
+
+    def _error(self, action: str, exc: git.GitCommandError) -> SourceError:
+        if exc.status == -9 or "timeout" in str(exc.stderr).lower() and "kill" in str(exc.stderr).lower():
+            return SourceError(f"git {action} of {redact_url(self.url)} did not answer within {self.timeout_s:.0f}s",
+                               fix="check that the Git host is reachable; raise source.timeout for a slow one")
+        return _git_error(action, self.url, exc)
 
     def _known_head(self, repo: git.Repo) -> CommitInfo | None:
         """The mirror's head of the branch, if the remote's head is still that commit; else None."""
         try:
             local = repo.commit(f"refs/heads/{self.branch}")
-            remote = repo.git.ls_remote(self.url, f"refs/heads/{self.branch}").split()
+            remote = repo.git.ls_remote(self.url, f"refs/heads/{self.branch}", kill_after_timeout=self.timeout_s).split()
         except (git.BadName, ValueError, git.GitCommandError):
             return None
         return commit_info(local) if remote and remote[0] == local.hexsha else None

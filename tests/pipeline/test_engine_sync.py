@@ -311,7 +311,7 @@ def test_an_unreachable_git_server_fails_the_pass_without_touching_the_cluster(e
     result = engine_for(env_file).sync()
 
     assert not result.ok and result.stacks == []
-    assert "git clone" in result.error and "nowhere.git" in result.error
+    assert "git fetch of" in result.error and "nowhere.git" in result.error
 
 
 def test_a_commit_changing_one_stack_re_renders_and_applies_only_that_stack(

@@ -1,0 +1,98 @@
+"""The Git side breaking: a remote that never answers, one that is unreachable, and a corrupted local
+mirror. A pass fails with a message that says why (in bounded time), nothing is applied, and a
+corrupted mirror is cloned again."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from manifests import configmap, make_env, write_stack
+from reconciler.config import load_environment
+from reconciler.pipeline.engine import Engine
+from reconciler.results import StackState
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture()
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (a hung Git host)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def _engine(tmp_path: Path, env_file: Path, kubeconfig: Path) -> Engine:
+    return Engine(load_environment(env_file), cache_dir=tmp_path / "cache", kubeconfig=kubeconfig)
+
+
+def test_a_git_host_that_never_answers_fails_the_pass_after_the_timeout(tmp_path: Path, repo, namespace: str,
+                                                                      kubeconfig: Path, silent_server: int) -> None:
+    env_file = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])
+    text = env_file.read_text().replace(repo.url, f"http://127.0.0.1:{silent_server}/platform.git")
+    env_file.write_text(text.replace("branch: main", "branch: main\n  timeout: 2s"))
+
+    result = _engine(tmp_path, env_file, kubeconfig).sync()
+
+    assert "did not answer within 2s" in result.error, result.error
+    assert result.stacks == []
+
+
+def test_an_unreachable_git_host_fails_the_pass_and_names_it(tmp_path: Path, repo, namespace: str,
+                                                             kubeconfig: Path) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    env_file = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])
+    env_file.write_text(env_file.read_text().replace(repo.url, f"http://127.0.0.1:{port}/platform.git"))
+
+    result = _engine(tmp_path, env_file, kubeconfig).sync()
+
+    assert f"127.0.0.1:{port}/platform.git" in result.error and "failed" in result.error, result.error
+    assert result.stacks == []
+
+
+@pytest.mark.parametrize("damage", ["HEAD overwritten", "objects deleted"])
+def test_a_corrupted_mirror_is_cloned_again_and_the_pass_goes_on(tmp_path: Path, repo, namespace: str,
+                                                                 kubeconfig: Path, damage: str) -> None:
+    write_stack(repo, "app", [configmap("settings", namespace, {"v": "1"})])
+    repo.commit("first")
+    engine = _engine(tmp_path, make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]),
+                     kubeconfig)
+    assert engine.sync().ok
+    write_stack(repo, "app", [configmap("settings", namespace, {"v": "2"})])
+    repo.commit("second")
+    mirror = engine.source.mirror_dir
+    if damage == "HEAD overwritten":
+        (mirror / "HEAD").write_text("garbage\n")
+    else:
+        shutil.rmtree(mirror / "objects")
+        (mirror / "objects").mkdir()
+
+    result = engine.sync()
+
+    assert result.ok, result.error
+    assert result.stacks[0].state is StackState.APPLIED
