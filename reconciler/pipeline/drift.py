@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.errors import ReconcilerError
 from reconciler.objects import K8sObject, ObjectId
-from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
+from reconciler.pipeline.inventory import StackRecord, now_iso
 from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.plan import PlannedObject, plan_stack
@@ -25,9 +25,7 @@ if TYPE_CHECKING:
 
 def detect_drift(engine: "Engine") -> DriftReport:
     """The drift report of the engine's environment; remembers when each drifted object was first seen."""
-    inventory = Inventory(engine.cluster, engine.env.name)
-    inventory.load(create=False)
-    engine.hash_key = engine.hash_key or inventory.hash_key(create=False)
+    inventory = engine.load_inventory(create=False)
     head = engine.source.fetch()
     report = DriftReport(env=engine.env.name, commit=head.sha)
     first_seen = inventory.drift_first_seen()
@@ -68,9 +66,9 @@ def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record:
         elif entry.action is Action.UPDATE:
             items.append(DriftItem(stack, entry.obj.id, DriftKind.MODIFIED, entry.fields))
     wanted = {str(o.id) for o in objects}
+    cluster = engine.cluster_for(stack)
     for extra in sorted(set(record.objects) - wanted):
         oid = ObjectId.parse(extra)
-        cluster = engine.cluster_for(stack)
         live = cluster.get(preferred_version(cluster, oid), oid.kind, oid.namespace, oid.name)
         labels = ((live or {}).get("metadata") or {}).get("labels") or {}
         if labels.get(OWNER_LABEL) == owner_label_value(engine.env.name, stack):
@@ -83,9 +81,7 @@ def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[Drif
 
     What the daemon runs on a watch event: one inventory GET, the render of the recorded commit (kept in
     memory), and at most one dry-run apply when the object looks changed; the LIST is the live cache's."""
-    inventory = Inventory(engine.cluster, engine.env.name)
-    inventory.load(create=False)
-    engine.hash_key = engine.hash_key or inventory.hash_key(create=False)
+    inventory = engine.load_inventory(create=False)
     stack = next((s.name for s in engine.env.stacks if str(oid) in inventory.record(s.name).objects), None)
     if stack is None:
         return None, [], None

@@ -121,10 +121,8 @@ class Engine:
             result.commit = rendered.commit
             bound = bound.bind(commit=rendered.commit.short)
             rendered.check_unique(self.env.file)
-            inventory = Inventory(self.cluster, self.env.name)
             self.cluster.reset_counts()
-            inventory.load(create=not dry_run)
-            self.hash_key = self.hash_key or inventory.hash_key(create=not dry_run)
+            inventory = self.load_inventory(create=not dry_run)
         except ReconcilerError as exc:
             result.error, result.finished_at = str(exc), utcnow()
             bound.error("pass failed before any stack", error=result.error)
@@ -159,6 +157,13 @@ class Engine:
             self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER)
             self.cluster.cache = self.live
         return self.live
+
+    def load_inventory(self, create: bool) -> Inventory:
+        """The environment's inventory, read now, and the key its hashes are made with (read once per engine)."""
+        inventory = Inventory(self.cluster, self.env.name)
+        inventory.load(create=create)
+        self.hash_key = self.hash_key or inventory.hash_key(create=create)
+        return inventory
 
     def status(self) -> EnvStatus:
         inventory = Inventory(self.cluster, self.env.name)

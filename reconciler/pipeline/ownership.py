@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, ObjectChange
@@ -69,13 +70,13 @@ def prune_candidates(owned_ids: dict[str, str], owners: dict[ObjectId, str]) -> 
 
 
 def handed_off(stack: str, owned_ids: dict[str, str], owners: dict[ObjectId, str],
-               recorded_by: dict[str, dict[str, str]]) -> dict[str, str]:
+               recorded_by: Callable[[str], dict[str, str]]) -> dict[str, str]:
     """Objects `stack` owned that another stack now renders but has not recorded yet: they stay in this
     stack's inventory until the new owner has them, so a failed hand-off can never orphan them.
-    `recorded_by` maps each stack to its inventory (id -> hash)."""
+    `recorded_by(stack)` is that stack's inventory (id -> hash), asked only for stacks objects moved to."""
     kept = {}
     for key, digest in owned_ids.items():
         new_owner = owners.get(ObjectId.parse(key))
-        if new_owner and new_owner != stack and key not in recorded_by.get(new_owner, {}):
+        if new_owner and new_owner != stack and key not in recorded_by(new_owner):
             kept[key] = digest
     return kept

@@ -16,16 +16,15 @@ from reconciler import graph
 from reconciler.config import StackConfig
 from reconciler.errors import ReconcilerError
 from reconciler.kube.health import unready, wait_healthy
-from reconciler.kube.livecache import WatchKey
 from reconciler.objects import K8sObject, sort_for_apply
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.inventory import Inventory, StackRecord
-from reconciler.pipeline.ownership import prune_candidates
+from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.prune import prune_objects
 from reconciler.pipeline.rendered import RenderedEnv
-from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render
+from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
 
 if TYPE_CHECKING:
@@ -45,6 +44,7 @@ class PassRun:
         self.failed: set[str] = set()
         self.deps = engine.env.dependencies
         self.owners = rendered.owners()
+        self._applying: dict[str, list[K8sObject]] = {}  # stack -> its objects as applied (owned), once computed
         report = rendered.policy_report
         self.policy_blocked = set(report.blocking_stacks()) if report else set()
 
@@ -73,8 +73,8 @@ class PassRun:
         result.duration_s = round(time.monotonic() - started, 3)
         if not self.dry_run:
             try:
-                record_stack(self.inventory, self.env, self.rendered, name, result, self.engine.owned,
-                             self.engine.hash_key)
+                record_stack(self.inventory, self.env, self.rendered, name, result, self._applying.get(name, []),
+                             self.owners, self.engine.hash_key)
             except ReconcilerError as exc:
                 result.reason = (result.reason + "; " if result.reason else "") + f"state not saved: {exc}"
         self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")
@@ -87,13 +87,16 @@ class PassRun:
                     unhealthy=lambda: self._unhealthy_dependencies(stack) if single else []):
             return
         objects = sort_for_apply(self.engine.owned(o) for o in self.rendered.objects.get(stack.name, []))
+        self._applying[stack.name] = objects
         record = self.inventory.record(stack.name)
         if refuse_empty_render(stack, objects, record, result):
             return
-        if self._settled(stack.name, objects, record):
+        if not self.dry_run and settled(self.engine.live, self.engine.settled.get(stack.name), objects, record,
+                                        self.rendered.digests.get(stack.name), owner_label_value(self.env.name, stack.name)):
             result.state, result.healthy = StackState.UNCHANGED, record.healthy
             return
-        seen = self.engine.live.changes(self.engine.selector(stack.name).split("=", 1)[1]) if self.engine.live else None
+        owner = owner_label_value(self.env.name, stack.name)
+        seen = self.engine.live.changes(owner) if self.engine.live else None
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
         planned = plan_stack(self.engine.cluster_for(stack.name), objects, self.engine.selector(stack.name), record.objects,
                              force=self.env.sync.correct_drift, owner=self.engine.ownership(stack.name))
@@ -111,19 +114,6 @@ class PassRun:
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
         if seen is not None and clean and not result.conflicts:
             self.engine.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
-
-    def _settled(self, stack: str, objects: list[K8sObject], record: StackRecord) -> bool:
-        """Nothing to do for this stack: its render is the one the last pass applied, no watch event touched
-        its objects since that pass planned, it was healthy and owned exactly these objects. Only with the
-        daemon's live cache, whose synced watches vouch for the cluster side."""
-        live = self.engine.live
-        if live is None or self.dry_run or self.engine.settled.get(stack) is None:
-            return False
-        keys = {WatchKey(o.api_version, o.kind, o.id.namespace) for o in objects}
-        owner = self.engine.selector(stack).split("=", 1)[1]
-        return (live.covers(keys) and self.engine.settled[stack] == (self.rendered.digests.get(stack), live.changes(owner))
-                and record.state in ("applied", "unchanged") and record.healthy is not False
-                and set(record.objects) == {str(o.id) for o in objects})
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]

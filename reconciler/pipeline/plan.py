@@ -118,12 +118,19 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
     shape = secret_view(planned.obj.manifest) if planned.obj.kind == "Secret" else planned.obj.manifest
     projected = project(shape, result)
     projected.update({k: planned.obj.manifest[k] for k in ("apiVersion", "kind") if k in planned.obj.manifest})
-    confirmed = compare(projected, live)
-    seen = {change.path for change in confirmed}
-    confirmed += [c for c in _removals(planned.obj.manifest, planned.removed, live, result) if c.path not in seen]
+    confirmed = _field_changes(planned.obj.manifest, projected, live, planned.removed, result)
     planned.fields = confirmed
     if not confirmed:
         planned.action = Action.UNCHANGED
+
+
+def _field_changes(manifest: dict, desired: dict, live: dict, removed: list[OwnedPath],
+                   after: dict | None) -> list[FieldChange]:
+    """Fields `desired` sets whose live value differs, then owned fields Git dropped that the apply
+    changes (`after`: the dry-run result, None before it), each path once."""
+    changes = compare(desired, live)
+    seen = {change.path for change in changes}
+    return changes + [c for c in _removals(manifest, removed, live, after) if c.path not in seen]
 
 
 def _removals(manifest: dict, removed: list[OwnedPath], live: dict, after: dict | None) -> list[FieldChange]:
@@ -163,9 +170,7 @@ def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, own
             f"owned by environment {foreign!r}; not taken over (fix: render it in one environment only, or set "
             f"allowAdoption: true on stack {owner.stack!r} to take it over)"))
     removed = removed_paths(owned_fields(current, FIELD_MANAGER), _desired_view(obj.manifest))
-    fields = compare(obj.manifest, current)
-    seen = {change.path for change in fields}
-    fields += [c for c in _removals(obj.manifest, removed, current, None) if c.path not in seen]
+    fields = _field_changes(obj.manifest, obj.manifest, current, removed, None)
     entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields, removed=removed)
     entry.reapply = not fields and previous_hash is not None and \
         previous_hash != desired_hash(obj.manifest, owner.hash_key)

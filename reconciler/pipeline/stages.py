@@ -7,7 +7,8 @@ from typing import Callable
 
 from reconciler import graph
 from reconciler.config import EnvironmentConfig, StackConfig
-from reconciler.objects import K8sObject
+from reconciler.kube.livecache import LiveCache, WatchKey
+from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline.diff import desired_hash
 from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
 from reconciler.pipeline.ownership import handed_off
@@ -52,10 +53,23 @@ def refuse_empty_render(stack: StackConfig, objects: list[K8sObject], record: St
     return True
 
 
+def settled(live: LiveCache | None, last_clean: tuple[str | None, int] | None, objects: list[K8sObject],
+            record: StackRecord, digest: str | None, owner: str) -> bool:
+    """Nothing to do for this stack: its render (`digest`) is the one its last clean pass applied, no watch
+    event touched its objects (`owner`'s) since that pass planned, it was healthy and owned exactly these
+    objects. Only with the daemon's live cache, whose synced watches vouch for the cluster side."""
+    if live is None or last_clean is None:
+        return False
+    keys = {WatchKey(o.api_version, o.kind, o.id.namespace) for o in objects}
+    return (live.covers(keys) and last_clean == (digest, live.changes(owner))
+            and record.state in ("applied", "unchanged") and record.healthy is not False
+            and set(record.objects) == {str(o.id) for o in objects})
+
+
 def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: RenderedEnv, stack: str,
-                 result: StackResult, owned: Callable[[K8sObject], K8sObject], hash_key: bytes) -> None:
-    """Write the stack's record (commit, objects with the hash of what Git wanted, result, health);
-    a steady-state pass writes nothing."""
+                 result: StackResult, objects: list[K8sObject], owners: dict[ObjectId, str], hash_key: bytes) -> None:
+    """Write the stack's record (commit, `objects` as applied with the hash of each, result, health);
+    a steady-state pass writes nothing. `owners`: which stack renders each object of the environment."""
     record = inventory.record(stack)
     before = dict(record.__dict__, last_run=None)
     now = now_iso()
@@ -66,9 +80,8 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
         previous = record.objects
         record.commit = rendered.commit.sha
         record.healthy = result.healthy
-        record.objects = {str(o.id): desired_hash(owned(o).manifest, hash_key) for o in rendered.objects.get(stack, [])}
-        others = {name: inventory.record(name).objects for name in rendered.objects if name != stack}
-        record.objects.update(handed_off(stack, previous, rendered.owners(), others))
+        record.objects = {str(o.id): desired_hash(o.manifest, hash_key) for o in objects}
+        record.objects.update(handed_off(stack, previous, owners, lambda name: inventory.record(name).objects))
         if rendered.errors and env.sync.prune:  # prune postponed: keep owning what was not pruned
             for key, digest in previous.items():
                 record.objects.setdefault(key, digest)
