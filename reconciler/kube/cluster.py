@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from reconciler.errors import ClusterError
+from reconciler.kube.retry import RetryPolicy
 
 FIELD_MANAGER = "healthflow-reconciler"
 _TIMEOUT = (5, 60)
@@ -38,6 +40,17 @@ class ApiError(ClusterError):
     def causes(self) -> list[str]:
         details = self.body.get("details") or {}
         return [c.get("message", "") for c in details.get("causes") or []]
+
+
+class _Retryable(Exception):
+    """An error answer on its way to the retry decision; `_call` raises `error` when it is final."""
+
+    def __init__(self, error: ApiError, headers: dict[str, str]) -> None:
+        super().__init__(str(error))
+        self.error, self.headers = error, headers
+
+
+_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 
 class UnknownKind(ClusterError):
@@ -81,6 +94,7 @@ class Cluster:
         self._counts: Counter[str] = Counter()
         self.cache: Any = None  # a kube.livecache.LiveCache, attached by the daemon
         self.user: str | None = None  # impersonated (Impersonate-User) by every request of this view
+        self.retry = RetryPolicy()
 
     @property
     def server(self) -> str:
@@ -100,7 +114,22 @@ class Cluster:
 
     def _call(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
               content_type: str = "application/json", verb: str | None = None) -> dict:
-        self.count(verb or {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method])
+        """One API request; 429 and 5xx answers are asked again as `RetryPolicy` says (Retry-After honoured)."""
+        attempt = 0
+        while True:
+            self.count(verb or _VERBS[method])
+            try:
+                return self._send(method, path, query, body, content_type)
+            except _Retryable as answer:
+                delay = self.retry.delay(answer.error.status, answer.headers, attempt)
+                if delay is None:
+                    raise answer.error from None
+                self.count("retry")
+                time.sleep(delay)
+                attempt += 1
+
+    def _send(self, method: str, path: str, query: list[tuple[str, Any]] | None, body: Any,
+              content_type: str) -> dict:
         try:
             request = self.api_client.param_serialize(
                 method, path, query_params=query or [], body=body,
@@ -111,12 +140,14 @@ class Cluster:
             response = self.api_client.call_api(*request, _request_timeout=_TIMEOUT)
             response.read()
         except ApiException as exc:
-            raise api_error(method, path, int(exc.status or 0), exc.body, exc.reason) from exc
+            raise _Retryable(api_error(method, path, int(exc.status or 0), exc.body, exc.reason),
+                             dict(exc.headers or {})) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterError(f"cannot reach the Kubernetes API at {self.server}: {exc.__class__.__name__}",
                                fix="check the cluster is up and the kubeconfig points at it") from exc
         if not 200 <= response.status <= 299:
-            raise api_error(method, path, response.status, response.data, response.reason)
+            raise _Retryable(api_error(method, path, response.status, response.data, response.reason),
+                             dict(response.getheaders() or {}))
         data = response.data
         return json.loads(data) if data else {}
 
