@@ -115,8 +115,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return remote_sync(args)
     from reconciler.cli.output import print_pass
 
+    from reconciler.pipeline.engine import WriterOptions
+
     engine = engine_for(args, environment_of(args))
-    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(Console(stderr=True)))
+    stderr = Console(stderr=True)
+    engine.writer = WriterOptions(
+        name=f"reconciler sync by {os.environ.get('USER') or 'unknown user'}", wait_s=None if args.wait else 0.0,
+        on_wait=lambda holder: stderr.print(f"waiting for {holder} to finish syncing {engine.env.name}", highlight=False))
+    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(stderr))
     _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
     return _pass_exit_code(result)
 

@@ -88,6 +88,8 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--stack", help="only this stack (its dependencies are not re-synced)")
     p.add_argument("--dry-run", action="store_true", help="plan only")
+    p.add_argument("--wait", action="store_true",
+                   help="queue behind another writer of the environment (default: exit 2 naming it)")
     add_remote_sync_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     _output(p)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from reconciler.kube.lease import micro_time
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.leader")
@@ -39,11 +40,6 @@ class LeaseSettings:
     def __post_init__(self) -> None:
         if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
             raise ValueError("need 0 < retry period < renew deadline < lease duration")
-
-
-def _micro_time(moment: datetime) -> str:
-    """MicroTime as the API server parses it (always six fractional digits, UTC)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _now() -> datetime:
@@ -102,7 +98,7 @@ class LeaseElector:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            self._api.create_namespaced_lease(ns, self._body(None, transitions=0, acquire=True))
+            self._create_lease()
             return True
         spec = lease.spec
         holder = spec.holder_identity or ""
@@ -116,6 +112,23 @@ class LeaseElector:
         self._api.replace_namespaced_lease(name, ns, self._body(lease, (spec.lease_transitions or 0) + 1, acquire=True))
         log.info("lease acquired", lease=name, previous_holder=holder or None)
         return True
+
+    def _create_lease(self) -> None:
+        """First round on a fresh cluster: the lease namespace may not exist yet, and only a leader would
+        ever create it (through a pass), so the election creates it."""
+        body = self._body(None, transitions=0, acquire=True)
+        try:
+            self._api.create_namespaced_lease(self.settings.namespace, body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            try:
+                client.CoreV1Api(self._api.api_client).create_namespace({"metadata": {"name": self.settings.namespace}})
+            except ApiException as created:
+                if created.status != 409:
+                    raise
+            self._api.create_namespaced_lease(self.settings.namespace, body)
+            log.info("lease namespace created", namespace=self.settings.namespace)
 
     def _collect_sync_request(self, lease: Any) -> None:
         annotations = lease.metadata.annotations or {}
@@ -152,8 +165,8 @@ class LeaseElector:
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": max(1, int(round(self.settings.lease_duration_s))),
-                "acquireTime": _micro_time(now if acquire or acquired_at is None else acquired_at),
-                "renewTime": _micro_time(now),
+                "acquireTime": micro_time(now if acquire or acquired_at is None else acquired_at),
+                "renewTime": micro_time(now),
                 "leaseTransitions": transitions,
             },
         }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from reconciler.daemon.leader import LeaseSettings
+from reconciler.logs import get_logger
 from reconciler.results import DriftReport, PassResult
 
 
@@ -30,6 +31,8 @@ class Engine(Protocol):
     def state_ref(self) -> tuple[str, str]: ...
 
 
+log = get_logger("reconciler.daemon")
+
 EngineFactory = Callable[[Any], Engine]
 
 
@@ -38,9 +41,11 @@ def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
     """Real engines, one cache folder per environment (so env threads never share a Git checkout)."""
 
     def make(env: Any) -> Engine:
-        from reconciler.pipeline.engine import Engine as RealEngine
+        from reconciler.pipeline.engine import Engine as RealEngine, WriterOptions
 
-        return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context)
+        writer = WriterOptions(name="reconciler daemon", wait_s=None,  # a daemon pass queues behind any other writer
+                               on_wait=lambda holder: log.info("waiting for the writer lease", env=env.name, holder=holder))
+        return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context, writer=writer)
 
     return make
 

@@ -248,6 +248,22 @@ class Cluster:
         namespace = (manifest.get("metadata") or {}).get("namespace")
         return self._call("POST", resource.path(namespace), body=manifest)
 
+    def replace(self, manifest: dict) -> dict:
+        """PUT: with metadata.resourceVersion set, a 409 says someone else wrote first."""
+        resource = self.resource(manifest["apiVersion"], manifest["kind"])
+        meta = manifest.get("metadata") or {}
+        return self._call("PUT", resource.path(meta.get("namespace"), meta["name"]), body=manifest)
+
+    def ensure_namespace(self, name: str) -> None:
+        """Create the namespace unless it exists (the reconciler's own namespace on a fresh cluster)."""
+        if self.get("v1", "Namespace", "", name) is not None:
+            return
+        try:
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+
     def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> dict:
         resource = self.resource(api_version, kind)
         return self._call("PATCH", resource.path(namespace, name), body=patch,

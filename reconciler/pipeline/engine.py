@@ -8,7 +8,10 @@ PassResult, never exceptions out of `sync`. `drift` and `status` read what passe
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -18,6 +21,7 @@ import structlog
 from reconciler.config import EnvironmentConfig, source_url
 from reconciler.errors import ReconcilerError
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
+from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache, WatchKey
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
@@ -33,15 +37,24 @@ from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, Pa
 
 log = structlog.get_logger("reconciler.pipeline.engine")
 
-__all__ = ["Engine", "ProgressEvent", "RenderedEnv"]
+__all__ = ["Engine", "ProgressEvent", "RenderedEnv", "WriterOptions"]
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """Who writes (named in the lease, so a second writer is told), and how long it queues behind another."""
+    name: str = "reconciler"
+    wait_s: float | None = 0.0  # None: wait as long as it takes
+    on_wait: Callable[[str], None] | None = None  # told the holder's identity once, when waiting starts
 
 
 class Engine:
     """Reconciles one environment. Thread-safe for one pass at a time (the daemon single-flights)."""
 
     def __init__(self, env: EnvironmentConfig, cache_dir: Path, kubeconfig: Path | None = None,
-                 context: str | None = None, api_client=None) -> None:
+                 context: str | None = None, api_client=None, writer: WriterOptions | None = None) -> None:
         self.env = env
+        self.writer = writer or WriterOptions()
         self.cache_dir = Path(cache_dir)
         self.source = GitSource(source_url(env), env.source.branch, self.cache_dir, env.source.timeout_s)
         self.render_cache = RenderCache(self.cache_dir / "render")
@@ -51,6 +64,7 @@ class Engine:
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
         self._renders: dict[str, RenderedEnv] = {}  # by commit: what drift on events compares with
+        self._writer_lease: WriterLease | None = None
         self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
         self.settled: dict[str, tuple[str | None, int]] = {}  # stack -> (render digest, live changes) at its last clean pass
 
@@ -111,23 +125,36 @@ class Engine:
 
     def sync(self, stack: str | None = None, dry_run: bool = False, progress: Progress | None = None,
              run_id: str | None = None, should_stop: Callable[[], bool] | None = None) -> PassResult:
+        """One pass. A real one holds the environment's writer lease from before its first write to after its last."""
         run_id = run_id or uuid.uuid4().hex[:12]
         result = PassResult(env=self.env.name, run_id=run_id, commit=None, dry_run=dry_run)
         bound = log.bind(env=self.env.name, run_id=run_id)
         selected = {self.env.stack(stack).name} if stack else {s.name for s in self.env.stacks}
         emit = emitter(progress, run_id, self.env.name)
+        stop = should_stop or (lambda: False)
+        lease = None
         try:
             rendered = self.render(progress=progress, run_id=run_id)
             result.commit = rendered.commit
             bound = bound.bind(commit=rendered.commit.short)
             rendered.check_unique(self.env.file)
             self.cluster.reset_counts()
+            if not dry_run:
+                lease = self.writer_lease()
+                lease.acquire(self.writer.wait_s, self.writer.on_wait, stop)
             inventory = self.load_inventory(create=not dry_run)
         except ReconcilerError as exc:
+            if lease is not None:
+                lease.release()
             result.error, result.finished_at = str(exc), utcnow()
             bound.error("pass failed before any stack", error=result.error)
             return result
-        PassRun(self, rendered, inventory, result, selected, dry_run, emit, should_stop or (lambda: False)).execute()
+        try:
+            PassRun(self, rendered, inventory, result, selected, dry_run, emit,
+                    (lambda: stop() or lease.lost()) if lease else stop).execute()
+        finally:
+            if lease is not None:
+                lease.release()
         if self.live is not None and not dry_run:
             self.live.ensure(watch_keys(rendered))
         result.api_requests = self.cluster.request_counts()
@@ -136,6 +163,14 @@ class Engine:
                    api_requests=result.total_requests)
         emit(None, None, "done", "pass finished")
         return result
+
+    def writer_lease(self) -> WriterLease:
+        """The environment's writer lease (`healthflow-system/writer-<env>`), as this process; kept across
+        passes, so taking it again after giving it up is one write."""
+        if self._writer_lease is None:
+            identity = f"{self.writer.name} on {socket.gethostname()} pid {os.getpid()}"
+            self._writer_lease = WriterLease(self.cluster, SYSTEM_NAMESPACE, f"writer-{self.env.name}", identity)
+        return self._writer_lease
 
     # --- drift and status -----------------------------------------------------------------------
 

@@ -53,18 +53,10 @@ class Inventory:
     def load(self, create: bool = True) -> None:
         live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
         if live is None and create:
-            self._ensure_namespace()
+            self.cluster.ensure_namespace(SYSTEM_NAMESPACE)
             live = self._create()
         with self._lock:
             self._data = dict((live or {}).get("data") or {})
-
-    def _ensure_namespace(self) -> None:
-        if self.cluster.get("v1", "Namespace", "", SYSTEM_NAMESPACE) is None:
-            try:
-                self.cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
 
     def _create(self) -> dict:
         body = {"apiVersion": "v1", "kind": "ConfigMap",

@@ -211,5 +211,6 @@ def test_a_steady_state_pass_costs_one_list_per_kind_and_nothing_per_object(scen
     assert again.code == 0
     requests = again.json["api_requests"]
     assert requests.get("list") == 2  # ConfigMaps and Deployments of one namespace
-    assert requests.get("get", 0) <= 2  # the inventory ConfigMap and its hash key (a new process reads both)
+    assert requests.get("get", 0) <= 3  # the inventory, its hash key, the writer lease (a new process reads all)
+    assert requests.get("update", 0) == 2  # the writer lease taken and given back
     assert requests.get("patch", 0) == 0 and requests.get("create", 0) == 0, json.dumps(requests)

@@ -383,6 +383,40 @@ def test_of_two_daemon_processes_only_the_lease_holder_applies_and_the_other_tak
              what="the new leader to apply the next commit")
 
 
+def test_with_leader_election_on_a_cluster_without_the_lease_namespace_the_daemon_creates_it_and_reconciles(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path,
+        processes: list[subprocess.Popen]) -> None:
+    lease_namespace = f"{namespace}-leases"  # does not exist: what a fresh cluster looks like to the election
+    core = client.CoreV1Api(api_client)
+    env_file = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h")
+    port = free_port()
+    log = open(tmp_path / "fresh.log", "w")
+    command = [sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
+               "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache-fresh"),
+               "--kubeconfig", str(kubeconfig), "--identity", "fresh", "--leader-election",
+               "--lease-namespace", lease_namespace, "--no-kubernetes-events", "--log-format", "json"]
+    processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                      env={**os.environ, "RECONCILER_API_TOKEN": API_TOKEN}))
+    try:
+        wait_for(lambda: configmap_value(api_client, namespace, "app-settings") == "v1", timeout_s=120,
+                 what="the elected daemon to apply")
+        assert core.read_namespace(lease_namespace).metadata.name == lease_namespace
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(
+            f"reconciler-{load_environment(env_file).name}", lease_namespace)
+        assert lease.spec.holder_identity == "fresh"
+    finally:
+        processes[0].kill()
+        core.delete_namespace(lease_namespace, _preload_content=False) if _exists(core, lease_namespace) else None
+
+
+def _exists(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+        return True
+    except client.ApiException:
+        return False
+
+
 def test_sigterm_stops_the_daemon_cleanly_and_releases_its_lease(tmp_path: Path, repo: GitRepo, namespace: str,
                                                                  api_client: client.ApiClient, kubeconfig: Path,
                                                                  processes: list[subprocess.Popen]) -> None:

@@ -26,7 +26,7 @@ def test_a_pass_on_a_warm_cache_makes_no_list_request(repo, engine_for, tmp_path
 
     assert warm.stacks[0].state is StackState.UNCHANGED
     assert "list" not in warm.api_requests, warm.api_requests
-    assert warm.api_requests == {"get": 1}  # the inventory
+    assert warm.api_requests == {"get": 1, "update": 2}  # the inventory; the writer lease taken and given back
 
 
 def test_a_git_change_on_a_warm_cache_is_applied_with_no_list(repo, engine_for, tmp_path, namespace,

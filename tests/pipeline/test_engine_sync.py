@@ -53,6 +53,7 @@ def test_unchanged_pass_lists_once_per_kind_and_applies_nothing(repo, engine_for
     assert again.api_requests.get("patch", 0) == 0
     assert again.api_requests.get("list") == 1
     assert again.api_requests.get("get", 0) <= 1  # the inventory ConfigMap
+    assert again.api_requests.get("update", 0) == 2  # the writer lease taken and given back
     print(f"steady-state pass of 5 objects: {again.total_requests} API requests {again.api_requests}")
 
 
