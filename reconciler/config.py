@@ -11,10 +11,11 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-import yaml
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reconciler.errors import ConfigError
+from reconciler.yamlfile import load_yaml_file
 from reconciler.graph import GraphError, check_graph
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -210,12 +211,7 @@ def _check_graph(file: Path, env: EnvironmentConfig) -> None:
 def load_environment(path: Path, *, check_overlays: bool = True) -> EnvironmentConfig:
     """Load and validate one environment. Overlays are checked in the local checkout when the source
     is this repository (a remote source is checked per commit at render time instead)."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}", fix="check the path") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}", fix="fix the YAML syntax") from exc
+    raw = load_yaml_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with name, source, stacks", fix="see environments/dev.yaml")
     raw.setdefault("name", path.stem)

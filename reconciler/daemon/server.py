@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -68,10 +69,19 @@ def create_app(daemon: Daemon, secrets: ServerSecrets, *, max_body_bytes: int = 
     app = FastAPI(title="HealthFlow reconciler", version=__version__,
                   description="GitOps reconciler daemon: status, manual sync and Git webhooks.")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     _add_probe_routes(app, daemon)
     _add_api_routes(app, daemon, secrets)
     _add_hook_routes(app, daemon, secrets, max_body_bytes, DeliveryLog())
     return app
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming what is wrong, without echoing the input: FastAPI's own handler echoes it, and fails
+    with a 500 when the body is not UTF-8."""
+    problems = [{"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+                for error in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": problems})
 
 
 def _add_probe_routes(app: FastAPI, daemon: Daemon) -> None:

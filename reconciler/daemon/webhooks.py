@@ -100,6 +100,16 @@ def _json(body: bytes) -> dict[str, Any]:
     return payload
 
 
+def _object(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A nested JSON object of the payload; anything else there is a malformed push (400), not a crash."""
+    value = payload.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebhookError(400, f"{key!r} in the body is not a JSON object")
+    return value
+
+
 def _branch(ref: str) -> str | None:
     return ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
 
@@ -110,17 +120,17 @@ def parse_github(event: str | None, body: bytes) -> WebhookOutcome:
     if event != "push":
         return WebhookOutcome(None, ignored=f"event {event!r} is not handled")
     payload = _json(body)
-    repo = payload.get("repository") or {}
+    repo = _object(payload, "repository")
     urls = tuple(str(repo[k]) for k in ("clone_url", "ssh_url", "git_url", "html_url", "url") if repo.get(k))
-    return _push("github", payload, urls, str((payload.get("pusher") or {}).get("name", "")))
+    return _push("github", payload, urls, str(_object(payload, "pusher").get("name", "")))
 
 
 def parse_gitlab(event: str | None, body: bytes) -> WebhookOutcome:
     if event != "Push Hook":
         return WebhookOutcome(None, ignored=f"event {event!r} is not handled")
     payload = _json(body)
-    project = payload.get("project") or {}
-    repo = payload.get("repository") or {}
+    project = _object(payload, "project")
+    repo = _object(payload, "repository")
     keys = ("git_http_url", "git_ssh_url", "web_url", "http_url", "ssh_url", "url", "homepage")
     urls = tuple(str(d[k]) for d in (project, repo) for k in keys if d.get(k))
     return _push("gitlab", payload, urls, str(payload.get("user_username", "")))

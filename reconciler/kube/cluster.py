@@ -167,6 +167,10 @@ class Cluster:
         listing = self._call("GET", f"/apis/{group}", verb="discovery")
         return str((listing.get("preferredVersion") or {}).get("groupVersion") or f"{group}/v1")
 
+    def discovery_document(self, path: str) -> dict:
+        """A discovery document as the server gives it (`/apis`, `/apis/<group>/<version>`)."""
+        return self._call("GET", path, verb="discovery")
+
     def forget(self, api_version: str) -> None:
         """Drop cached discovery (after applying a CRD, its kinds appear)."""
         with self._lock:

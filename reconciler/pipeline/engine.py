@@ -143,6 +143,8 @@ class Engine:
                 lease = self.writer_lease()
                 lease.acquire(self.writer.wait_s, self.writer.on_wait, stop)
             inventory = self.load_inventory(create=not dry_run)
+            if inventory.recover([s.name for s in self.env.stacks]):
+                bound.warning("inventory rebuilt from owner labels", objects=inventory.recovered)
         except ReconcilerError as exc:
             if lease is not None:
                 lease.release()

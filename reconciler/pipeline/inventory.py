@@ -16,8 +16,9 @@ import threading
 from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import ApiError, Cluster
+from reconciler.kube.discovery import find_labelled
 from reconciler.objects import ObjectId
-from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL
+from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL, OWNER_LABEL, owner_label_value
 from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
@@ -49,6 +50,7 @@ class Inventory:
         self.name = f"reconciler-{env}"
         self._lock = threading.Lock()
         self._data: dict[str, str] = {}
+        self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
 
     def load(self, create: bool = True) -> None:
         live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
@@ -91,10 +93,26 @@ class Inventory:
     def record(self, stack: str) -> StackRecord:
         with self._lock:
             raw = self._data.get(f"stack.{stack}.json")
-        if not raw:
-            return StackRecord()
-        data = json.loads(raw)
-        return StackRecord(**{k: v for k, v in data.items() if k in StackRecord.__dataclass_fields__})
+        return _parse_record(raw) or StackRecord()
+
+    def recover(self, stacks: list[str]) -> dict[str, int]:
+        """Stacks without a readable record (a first sync, or an inventory deleted or corrupted by hand) get
+        one rebuilt from the owner labels on live objects, in memory until the stack's pass writes it:
+        prune then still knows what the stack owns, and never deletes what Git wants. {stack: objects found}."""
+        with self._lock:
+            missing = [s for s in stacks if _parse_record(self._data.get(f"stack.{s}.json")) is None]
+        if not missing:
+            return {}
+        wanted = {owner_label_value(self.env, s): s for s in missing}
+        found: dict[str, dict[str, str]] = {s: {} for s in missing}
+        for obj in find_labelled(self.cluster, f"{OWNER_LABEL} in ({','.join(sorted(wanted))})"):
+            found[wanted[obj.labels[OWNER_LABEL]]][str(obj.id)] = ""  # no hash: compared with Git by a dry-run
+        with self._lock:
+            for stack, objects in found.items():
+                if objects:
+                    self._data[f"stack.{stack}.json"] = json.dumps(StackRecord(objects=objects).__dict__)
+        self.recovered = {stack: len(objects) for stack, objects in found.items() if objects}
+        return self.recovered
 
     def save_record(self, stack: str, record: StackRecord) -> None:
         key = f"stack.{stack}.json"
@@ -107,7 +125,12 @@ class Inventory:
 
     def drift_first_seen(self) -> dict[str, str]:
         with self._lock:
-            return json.loads(self._data.get(_DRIFT_KEY) or "{}")
+            raw = self._data.get(_DRIFT_KEY) or "{}"
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}  # corrupted by hand: drift is timed again from now
+        return value if isinstance(value, dict) else {}
 
     def save_drift_first_seen(self, first_seen: dict[str, str]) -> None:
         value = json.dumps(first_seen, sort_keys=True)
@@ -116,6 +139,21 @@ class Inventory:
                 return
             self._data[_DRIFT_KEY] = value
         self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {_DRIFT_KEY: value}})
+
+
+def _parse_record(raw: str | None) -> StackRecord | None:
+    """A stored record, or None when there is none or it is unreadable (edited by hand, truncated)."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        record = StackRecord(**{k: v for k, v in data.items() if k in StackRecord.__dataclass_fields__})
+        if not isinstance(record.objects, dict):
+            return None
+        record.ids()  # every id must parse
+        return record
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def now_iso() -> str:

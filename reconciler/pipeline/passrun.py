@@ -70,6 +70,9 @@ class PassRun:
         except Exception as exc:  # noqa: BLE001 - a bug must fail one stack, not the pass or the daemon
             log.exception("stack crashed", env=self.env.name, stack=name)
             result.state, result.reason = StackState.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
+        if name in self.inventory.recovered:
+            note = f"inventory record rebuilt from {self.inventory.recovered[name]} labelled live object(s)"
+            result.reason = f"{result.reason}; {note}" if result.reason else note
         result.duration_s = round(time.monotonic() - started, 3)
         if not self.dry_run:
             try:

@@ -62,6 +62,10 @@ def _git_error(action: str, url: str, exc: Exception) -> SourceError:
                        fix="check the URL, the branch, network access and the Git credentials")
 
 
+_AUTH_REFUSED = ("Authentication failed", "could not read Username", "terminal prompts disabled",
+                 "Permission denied (publickey", "The requested URL returned error: 403")
+
+
 class GitSource:
     """A cached mirror of one repository, and exported trees of the commits a pass renders."""
 
@@ -78,9 +82,12 @@ class GitSource:
         """The bare mirror; a new one is an empty repository the fetch fills (GitPython's clone cannot be
         given a timeout, a fetch can)."""
         if (self.mirror_dir / "HEAD").exists():
-            return git.Repo(self.mirror_dir)
-        self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
-        return git.Repo.init(self.mirror_dir, bare=True)
+            repo = git.Repo(self.mirror_dir)
+        else:
+            self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
+            repo = git.Repo.init(self.mirror_dir, bare=True)
+        repo.git.update_environment(GIT_TERMINAL_PROMPT="0")  # a credential prompt would hang a daemon forever
+        return repo
 
     def fetch(self) -> CommitInfo:
         """Fetch the branch and return its head commit (the revision this pass reconciles).
@@ -121,6 +128,9 @@ class GitSource:
             raise _CorruptMirror(f"refs/heads/{self.branch} unreadable after a fetch: {exc}") from exc
 
     def _error(self, action: str, exc: git.GitCommandError) -> SourceError:
+        if any(marker in str(exc.stderr) for marker in _AUTH_REFUSED):
+            return SourceError(f"git {action} of {redact_url(self.url)}: the Git host refused the credentials",
+                               fix="check the token or key the source URL uses (revoked, expired, or no read access)")
         if exc.status == -9 or "timeout" in str(exc.stderr).lower() and "kill" in str(exc.stderr).lower():
             return SourceError(f"git {action} of {redact_url(self.url)} did not answer within {self.timeout_s:.0f}s",
                                fix="check that the Git host is reachable; raise source.timeout for a slow one")

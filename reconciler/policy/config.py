@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+
 
 from reconciler.errors import ConfigError
+from reconciler.yamlfile import load_yaml_file
 from reconciler.policy.exceptions import PolicyException, parse_file_entries
 from reconciler.policy.fields import Fields
 from reconciler.policy.model import MODES, SEVERITIES
@@ -83,10 +84,7 @@ def _reject_unknown_files(directory: Path) -> None:
 
 
 def _read(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}", fix="fix the YAML syntax") from exc
+    return load_yaml_file(path) or {}
 
 
 def _rule_configs(family: Family, top: Fields, env: str, mode_override: str | None) -> dict[str, RuleConfig]:

@@ -1,0 +1,54 @@
+"""Every kind the API server can list, and every object of them carrying a label.
+
+Used where the reconciler cannot know the kinds in advance: rebuilding a lost inventory from the
+owner labels on live objects. One discovery document per group (cached by the Cluster's caller
+for the process) and one labelled LIST per kind; rare, so simple beats clever here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.kube.cluster import ApiError, Cluster
+from reconciler.objects import ObjectId, group_of
+
+_NOT_SCANNED = {("v1", "Event"), ("events.k8s.io/v1", "Event")}  # never applied by anyone's Git
+
+
+@dataclass(frozen=True)
+class Labelled:
+    id: ObjectId
+    labels: dict[str, str]
+
+
+def listable_kinds(cluster: Cluster) -> list[tuple[str, str]]:
+    """(apiVersion, kind) of every listable resource, at each group's preferred version."""
+    versions = ["v1"]
+    groups = cluster.discovery_document("/apis").get("groups") or []
+    versions += [g["preferredVersion"]["groupVersion"] for g in groups if g.get("preferredVersion")]
+    kinds = []
+    for api_version in versions:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            resources = cluster.discovery_document(path).get("resources") or []
+        except ApiError:
+            continue  # an aggregated API that is down: nothing of ours can be there that we could list
+        kinds += [(api_version, r["kind"]) for r in resources
+                  if "/" not in r["name"] and "list" in (r.get("verbs") or [])
+                  and (api_version, r["kind"]) not in _NOT_SCANNED]
+    return kinds
+
+
+def find_labelled(cluster: Cluster, selector: str) -> list[Labelled]:
+    """Every live object of any kind matching `selector`, in every namespace."""
+    found = []
+    for api_version, kind in listable_kinds(cluster):
+        try:
+            items = cluster.list_with_version(api_version, kind, None, selector)[0]
+        except ApiError:
+            continue  # forbidden or gone: this kind cannot hold anything we could prune either
+        for item in items:
+            meta = item.get("metadata") or {}
+            oid = ObjectId(group_of(api_version), kind, meta.get("namespace") or "", meta.get("name") or "")
+            found.append(Labelled(oid, dict(meta.get("labels") or {})))
+    return found
