@@ -33,6 +33,7 @@ class ClusterState:
     state_dir: str
     api_port: int = 0
     etcd_port: int = 0
+    etcd_peer_port: int = 0
     etcd_data_dir: str = ""
     components: list[Component] = field(default_factory=list)
 
@@ -88,9 +89,12 @@ def _etcd_data_dir(state_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="etcd-", dir=state_dir))
 
 
-def _start_etcd(bins: Path, state: ClusterState, logs: Path) -> int:
-    client, peer = processes.free_port(), processes.free_port()
-    data_dir = _etcd_data_dir(Path(state.state_dir))
+def _start_etcd(bins: Path, state: ClusterState, logs: Path, data_dir: Path | None = None) -> int:
+    """Start etcd; with `data_dir` (a restart) on the recorded client and peer ports, keeping its data."""
+    client = state.etcd_port or processes.free_port()
+    peer = state.etcd_peer_port or processes.free_port()
+    state.etcd_peer_port = peer
+    data_dir = data_dir or _etcd_data_dir(Path(state.state_dir))
     state.etcd_data_dir = str(data_dir)
     component = processes.start("etcd", [
         str(bins / "etcd"), "--name=devcluster", f"--data-dir={data_dir}",
@@ -99,7 +103,7 @@ def _start_etcd(bins: Path, state: ClusterState, logs: Path) -> int:
         f"--initial-cluster=devcluster=http://127.0.0.1:{peer}", "--unsafe-no-fsync=true",
         "--quota-backend-bytes=4294967296", "--log-level=warn",
     ], logs)
-    state.components.append(component)
+    state.components.insert(0, component)  # first in start order, last to stop
     state.save()
     processes.wait_until(lambda: _http_json(f"http://127.0.0.1:{client}/health").get("health") == "true",
                          component, "etcd /health", 60)
@@ -196,6 +200,18 @@ def restart_apiserver(state_dir: Path) -> None:
     state.components.remove(component)
     _start_apiserver(build(), state, Path(state.state_dir) / "logs", pki_paths(Path(state.state_dir) / "pki"),
                      state.etcd_port)
+
+
+def restart_etcd(state_dir: Path) -> None:
+    """Stop etcd and start it again on the same ports with the same data: the API server answers errors
+    (and its watches end) until etcd is back (fault tests)."""
+    state = ClusterState.load(state_dir.resolve())
+    if state is None or not state.etcd_port or not state.etcd_peer_port or not state.etcd_data_dir:
+        raise StartError(f"no devcluster with recorded etcd ports and data in {state_dir}")
+    component = next(c for c in state.components if c.name == "etcd")
+    processes.stop(component)
+    state.components.remove(component)
+    _start_etcd(build(), state, Path(state.state_dir) / "logs", Path(state.etcd_data_dir))
 
 
 def _check_alive(state: ClusterState) -> None:

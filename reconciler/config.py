@@ -68,6 +68,8 @@ class SyncConfig(_Strict):
     correct_drift: bool = Field(True, alias="correctDrift")
     wait_for_health: bool = Field(True, alias="waitForHealth")
     health_timeout_s: float = Field(300.0, alias="healthTimeout")
+    render_timeout_s: float = Field(120.0, alias="renderTimeout",
+                                    description="a kustomize build taking longer fails its stack (a hung remote base)")
     service_account: str | None = Field(None, alias="serviceAccountName",
                                         description="default `<namespace>/<name>` every stack is applied as")
 
@@ -76,7 +78,7 @@ class SyncConfig(_Strict):
     def _service_account(cls, value: str | None) -> str | None:
         return StackConfig._service_account(value)
 
-    @field_validator("interval_s", "health_timeout_s", mode="before")
+    @field_validator("interval_s", "health_timeout_s", "render_timeout_s", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)

@@ -27,6 +27,10 @@ class SourceError(ReconcilerError):
     """Git could not be reached, or a revision could not be resolved or read."""
 
 
+class CacheError(ReconcilerError):
+    """The cache folder (Git mirror, exported trees) cannot be written: a full disk, a read-only folder."""
+
+
 class RenderError(ReconcilerError):
     """kustomize failed, or its output is not valid Kubernetes YAML."""
 

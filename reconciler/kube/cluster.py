@@ -95,6 +95,7 @@ class Cluster:
         self.cache: Any = None  # a kube.livecache.LiveCache, attached by the daemon
         self.user: str | None = None  # impersonated (Impersonate-User) by every request of this view
         self.retry = RetryPolicy()
+        self.request_timeout: tuple[float, float] = _TIMEOUT  # (connect, read) seconds per request
 
     @property
     def server(self) -> str:
@@ -137,7 +138,7 @@ class Cluster:
                                **({"Impersonate-User": self.user} if self.user else {})},
                 auth_settings=["BearerToken"],
             )
-            response = self.api_client.call_api(*request, _request_timeout=_TIMEOUT)
+            response = self.api_client.call_api(*request, _request_timeout=self.request_timeout)
             response.read()
         except ApiException as exc:
             raise _Retryable(api_error(method, path, int(exc.status or 0), exc.body, exc.reason),

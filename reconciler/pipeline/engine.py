@@ -19,7 +19,7 @@ from typing import Callable
 import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
-from reconciler.errors import ReconcilerError
+from reconciler.errors import CacheError, ReconcilerError
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache, WatchKey
@@ -101,7 +101,11 @@ class Engine:
             elif self.env.source.verify is not None:
                 keys = keys_folder(self.env.source.verify.keys, self.env.file, lambda: self.cluster, self.cache_dir)
                 verify_commit(self.source.mirror_dir, commit.sha, keys, commit.author)
-        tree = self.source.export(commit.sha)
+        try:
+            tree = self.source.export(commit.sha)
+        except OSError as exc:
+            raise CacheError(f"cannot write the tree of {commit.short} under {self.cache_dir}: {exc.strerror}",
+                             fix="free space on the disk holding the cache folder (--cache-dir), or move it") from exc
         return render_environment(self.env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-import yaml
 
-from reconciler.errors import RenderError
+from reconciler.errors import ConfigError, RenderError
+from reconciler.yamlfile import load_yaml_file
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 RENDER_TIMEOUT_S = 120.0
@@ -54,7 +54,10 @@ def _kustomization(directory: Path) -> dict | None:
     for name in KUSTOMIZATION_FILES:
         path = directory / name
         if path.is_file():
-            data = yaml.safe_load(path.read_text())
+            try:
+                data = load_yaml_file(path)
+            except ConfigError as exc:
+                raise RenderError(exc.message, fix=exc.fix) from exc
             return data if isinstance(data, dict) else {}
     return None
 
@@ -134,10 +137,14 @@ class RenderCache:
         return path.read_text() if path.is_file() else None
 
     def put(self, key: str, text: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Best effort: a cache that cannot be written (a full disk) costs the next pass a kustomize run."""
         partial = self.directory / f".{key}.partial"
-        partial.write_text(text)
-        partial.replace(self.directory / f"{key}.yaml")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            partial.write_text(text)
+            partial.replace(self.directory / f"{key}.yaml")
+        except OSError:
+            partial.unlink(missing_ok=True)
 
 
 def cache_key(paths: list[str], object_id: Callable[[str], str | None]) -> str | None:
@@ -163,6 +170,7 @@ def render_stack(
     stack_path: str,
     cache: RenderCache | None = None,
     object_id: Callable[[str], str | None] | None = None,
+    timeout_s: float = RENDER_TIMEOUT_S,
 ) -> Rendered:
     """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged."""
     directory = tree_root / stack_path
@@ -176,7 +184,7 @@ def render_stack(
         text = cache.get(key) if key else None
         if text is not None:
             return Rendered(stack, text, cached=True)
-    text = run_kustomize(directory, stack, where=stack_path)
+    text = run_kustomize(directory, stack, timeout_s, where=stack_path)
     if cache is not None and key:
         cache.put(key, text)
     return Rendered(stack, text, cached=False)

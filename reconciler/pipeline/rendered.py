@@ -58,7 +58,8 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         emit(stack.name, None, "render", f"rendering {stack.path}")
         path = f"{root}/{stack.path}" if root else stack.path
         try:
-            output = render_stack(tree, stack.name, path, cache if object_id else None, object_id)
+            output = render_stack(tree, stack.name, path, cache if object_id else None, object_id,
+                                  env.sync.render_timeout_s)
             digest = hashlib.sha256(f"{path}\n{output.text}".encode()).hexdigest()
             rendered.digests[stack.name] = digest
             rendered.objects[stack.name] = _parsed(cache, stack.name, path, output.text, digest)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
-from reconciler.errors import SourceError
+from reconciler.errors import CacheError, ReconcilerError, SourceError
 from reconciler.logs import get_logger
 from reconciler.results import CommitInfo
 
@@ -62,6 +62,8 @@ def _git_error(action: str, url: str, exc: Exception) -> SourceError:
                        fix="check the URL, the branch, network access and the Git credentials")
 
 
+_DISK_FULL = ("No space left on device", "File too large", "died of signal 25", "Disk quota exceeded",
+              "Read-only file system")
 _AUTH_REFUSED = ("Authentication failed", "could not read Username", "terminal prompts disabled",
                  "Permission denied (publickey", "The requested URL returned error: 403")
 
@@ -127,7 +129,11 @@ class GitSource:
         except (git.BadName, ValueError) as exc:
             raise _CorruptMirror(f"refs/heads/{self.branch} unreadable after a fetch: {exc}") from exc
 
-    def _error(self, action: str, exc: git.GitCommandError) -> SourceError:
+    def _error(self, action: str, exc: git.GitCommandError) -> ReconcilerError:
+        if any(marker in str(exc.stderr) for marker in _DISK_FULL):
+            return CacheError(f"git {action} of {redact_url(self.url)} cannot write the mirror in {self.mirror_dir}: "
+                              "the disk is full or the folder is not writable",
+                              fix="free space on the disk holding the cache folder (--cache-dir), or move it")
         if any(marker in str(exc.stderr) for marker in _AUTH_REFUSED):
             return SourceError(f"git {action} of {redact_url(self.url)}: the Git host refused the credentials",
                                fix="check the token or key the source URL uses (revoked, expired, or no read access)")
