@@ -21,8 +21,8 @@ class Labelled:
     labels: dict[str, str]
 
 
-def listable_kinds(cluster: Cluster) -> list[tuple[str, str]]:
-    """(apiVersion, kind) of every listable resource, at each group's preferred version."""
+def listable_kinds(cluster: Cluster) -> list[tuple[str, str, bool]]:
+    """(apiVersion, kind, namespaced) of every listable resource, at each group's preferred version."""
     versions = ["v1"]
     groups = cluster.discovery_document("/apis").get("groups") or []
     versions += [g["preferredVersion"]["groupVersion"] for g in groups if g.get("preferredVersion")]
@@ -33,22 +33,36 @@ def listable_kinds(cluster: Cluster) -> list[tuple[str, str]]:
             resources = cluster.discovery_document(path).get("resources") or []
         except ApiError:
             continue  # an aggregated API that is down: nothing of ours can be there that we could list
-        kinds += [(api_version, r["kind"]) for r in resources
+        kinds += [(api_version, r["kind"], bool(r.get("namespaced"))) for r in resources
                   if "/" not in r["name"] and "list" in (r.get("verbs") or [])
                   and (api_version, r["kind"]) not in _NOT_SCANNED]
     return kinds
 
 
-def find_labelled(cluster: Cluster, selector: str) -> list[Labelled]:
-    """Every live object of any kind matching `selector`, in every namespace."""
+def find_labelled(cluster: Cluster, selector: str, namespaces: set[str] = frozenset()) -> list[Labelled]:
+    """Every live object of any kind matching `selector`: one LIST per kind across the cluster, or, where
+    that is forbidden (an account bound to some namespaces only), one per kind in each of `namespaces`."""
     found = []
-    for api_version, kind in listable_kinds(cluster):
-        try:
-            items = cluster.list_with_version(api_version, kind, None, selector)[0]
-        except ApiError:
-            continue  # forbidden or gone: this kind cannot hold anything we could prune either
-        for item in items:
-            meta = item.get("metadata") or {}
-            oid = ObjectId(group_of(api_version), kind, meta.get("namespace") or "", meta.get("name") or "")
-            found.append(Labelled(oid, dict(meta.get("labels") or {})))
+    for api_version, kind, namespaced in listable_kinds(cluster):
+        for items in _labelled_items(cluster, api_version, kind, namespaced, selector, namespaces):
+            for item in items:
+                meta = item.get("metadata") or {}
+                oid = ObjectId(group_of(api_version), kind, meta.get("namespace") or "", meta.get("name") or "")
+                found.append(Labelled(oid, dict(meta.get("labels") or {})))
     return found
+
+
+def _labelled_items(cluster: Cluster, api_version: str, kind: str, namespaced: bool, selector: str,
+                    namespaces: set[str]) -> list[list[dict]]:
+    try:
+        return [cluster.list_with_version(api_version, kind, None, selector)[0]]
+    except ApiError as exc:
+        if exc.status != 403 or not namespaced:
+            return []  # forbidden or gone: this kind cannot hold anything this account could prune either
+    pages = []
+    for namespace in sorted(namespaces):
+        try:
+            pages.append(cluster.list_with_version(api_version, kind, namespace, selector)[0])
+        except ApiError:
+            continue
+    return pages

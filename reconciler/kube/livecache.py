@@ -74,8 +74,8 @@ def watch_events(cluster: Cluster, key: WatchKey, label_selector: str, resource_
     cluster.count("watch")
     path = resource.path(key.namespace if resource.namespaced and key.namespace else None)
     try:
-        request = cluster.api_client.param_serialize("GET", path, query_params=query,
-                                                     header_params={"Accept": "application/json"},
+        headers = {"Accept": "application/json", **({"Impersonate-User": cluster.user} if cluster.user else {})}
+        request = cluster.api_client.param_serialize("GET", path, query_params=query, header_params=headers,
                                                      auth_settings=["BearerToken"])
         response = cluster.api_client.call_api(*request, _request_timeout=(5, stall_s))
         if not 200 <= response.status <= 299:
@@ -96,9 +96,10 @@ def _version(obj: dict | None) -> str:
 class KindWatch:
     """LIST + WATCH of one kind in one namespace: the latest object of each name, kept current."""
 
-    def __init__(self, cache: "LiveCache", key: WatchKey) -> None:
+    def __init__(self, cache: "LiveCache", key: WatchKey, cluster: Cluster | None = None) -> None:
         self.cache = cache
         self.key = key
+        self.cluster = cluster or cache.cluster  # a stack's account (impersonated) watches what that stack applies
         self.objects: dict[str, dict] = {}
         self.synced = threading.Event()
         self.resource_version = ""
@@ -140,7 +141,7 @@ class KindWatch:
                 self._stop.wait(min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2))
 
     def _relist(self) -> None:
-        items, version = self.cache.cluster.list_with_version(
+        items, version = self.cluster.list_with_version(
             self.key.api_version, self.key.kind, self.key.namespace or None, self.cache.selector)
         fresh = {item["metadata"]["name"]: slim(item, self.cache.manager) for item in items}
         before, self.objects, self.resource_version = self.objects, fresh, version
@@ -153,7 +154,7 @@ class KindWatch:
                 self.cache.publish(LiveEvent(self.key, "RELISTED", name, obj, time.time()))
 
     def _follow(self) -> None:
-        for event in watch_events(self.cache.cluster, self.key, self.cache.selector, self.resource_version,
+        for event in watch_events(self.cluster, self.key, self.cache.selector, self.resource_version,
                                   timeout_s=self.cache.watch_timeout_s, stall_s=self.cache.stall_s):
             if self._stop.is_set():
                 return
@@ -193,13 +194,14 @@ class LiveCache:
         self._written: dict[tuple[WatchKey, str], int] = {}  # our writes the watches have not delivered yet
         self._lock = threading.Lock()
 
-    def ensure(self, keys: set[WatchKey]) -> None:
-        """Watch exactly `keys`: new kinds or namespaces start a watch, dropped ones stop theirs."""
+    def ensure(self, keys: set[WatchKey], views: dict[WatchKey, Cluster] | None = None) -> None:
+        """Watch exactly `keys`: new kinds or namespaces start a watch, dropped ones stop theirs. `views`:
+        the API server as whom to watch a key (a stack's service account); the cache's own otherwise."""
         with self._lock:
-            for key in sorted(set(self.watches) - keys):
+            for key in sorted(set(self.watches) - set(keys)):
                 self.watches.pop(key).stop()
-            for key in sorted(keys - set(self.watches)):
-                self.watches[key] = KindWatch(self, key)
+            for key in sorted(set(keys) - set(self.watches)):
+                self.watches[key] = KindWatch(self, key, (views or {}).get(key))
                 self.watches[key].start()
 
     def wait_synced(self, timeout_s: float) -> bool:

@@ -147,7 +147,9 @@ class Engine:
                 lease = self.writer_lease()
                 lease.acquire(self.writer.wait_s, self.writer.on_wait, stop)
             inventory = self.load_inventory(create=not dry_run)
-            if inventory.recover([s.name for s in self.env.stacks]):
+            scopes = {s.name: (self.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
+                                                          if o.id.namespace}) for s in self.env.stacks}
+            if inventory.recover(scopes):
                 bound.warning("inventory rebuilt from owner labels", objects=inventory.recovered)
         except ReconcilerError as exc:
             if lease is not None:
@@ -162,7 +164,7 @@ class Engine:
             if lease is not None:
                 lease.release()
         if self.live is not None and not dry_run:
-            self.live.ensure(watch_keys(rendered))
+            self.live.ensure(*self.watch_views(rendered))
         result.api_requests = self.cluster.request_counts()
         result.finished_at = utcnow()
         bound.info("pass finished", ok=result.ok, stacks={s.stack: s.state.value for s in result.stacks},
@@ -199,6 +201,15 @@ class Engine:
             self.cluster.cache = self.live
         return self.live
 
+    def watch_views(self, rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
+        """What the live cache watches, each key as the account of a stack that applies that kind there
+        (that account may list it, since it writes it; the daemon's own role need not)."""
+        views: dict[WatchKey, Cluster] = {}
+        for stack, objects in rendered.objects.items():
+            for obj in objects:
+                views.setdefault(WatchKey(obj.api_version, obj.kind, obj.id.namespace), self.cluster_for(stack))
+        return set(views), views
+
     def load_inventory(self, create: bool) -> Inventory:
         """The environment's inventory, read now, and the key its hashes are made with (read once per engine)."""
         inventory = Inventory(self.cluster, self.env.name)
@@ -227,8 +238,3 @@ class Engine:
 
     def owned(self, obj: K8sObject) -> K8sObject:
         return ownership.owned(self.env.name, obj)
-
-
-def watch_keys(rendered: RenderedEnv) -> set[WatchKey]:
-    """Every (apiVersion, kind, namespace) the environment's stacks render: what the live cache watches."""
-    return {WatchKey(o.api_version, o.kind, o.id.namespace) for objects in rendered.objects.values() for o in objects}

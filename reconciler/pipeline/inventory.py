@@ -95,18 +95,23 @@ class Inventory:
             raw = self._data.get(f"stack.{stack}.json")
         return _parse_record(raw) or StackRecord()
 
-    def recover(self, stacks: list[str]) -> dict[str, int]:
+    def recover(self, scopes: dict[str, tuple[Cluster, set[str]]]) -> dict[str, int]:
         """Stacks without a readable record (a first sync, or an inventory deleted or corrupted by hand) get
         one rebuilt from the owner labels on live objects, in memory until the stack's pass writes it:
-        prune then still knows what the stack owns, and never deletes what Git wants. {stack: objects found}."""
+        prune then still knows what the stack owns, and never deletes what Git wants. `scopes`: per
+        stack, the API server as its account and the namespaces it renders into. {stack: objects found}."""
         with self._lock:
-            missing = [s for s in stacks if _parse_record(self._data.get(f"stack.{s}.json")) is None]
-        if not missing:
-            return {}
-        wanted = {owner_label_value(self.env, s): s for s in missing}
+            missing = [s for s in scopes if _parse_record(self._data.get(f"stack.{s}.json")) is None]
         found: dict[str, dict[str, str]] = {s: {} for s in missing}
-        for obj in find_labelled(self.cluster, f"{OWNER_LABEL} in ({','.join(sorted(wanted))})"):
-            found[wanted[obj.labels[OWNER_LABEL]]][str(obj.id)] = ""  # no hash: compared with Git by a dry-run
+        by_account: dict[str | None, list[str]] = {}
+        for stack in missing:
+            by_account.setdefault(scopes[stack][0].user, []).append(stack)
+        for stacks in by_account.values():  # one scan per account, for all its stacks at once
+            wanted = {owner_label_value(self.env, s): s for s in stacks}
+            namespaces = set().union(*(scopes[s][1] for s in stacks))
+            for obj in find_labelled(scopes[stacks[0]][0], f"{OWNER_LABEL} in ({','.join(sorted(wanted))})",
+                                     namespaces):
+                found[wanted[obj.labels[OWNER_LABEL]]][str(obj.id)] = ""  # no hash: compared by a dry-run
         with self._lock:
             for stack, objects in found.items():
                 if objects:
