@@ -39,11 +39,13 @@ def listable_kinds(cluster: Cluster) -> list[tuple[str, str, bool]]:
     return kinds
 
 
-def find_labelled(cluster: Cluster, selector: str, namespaces: set[str] = frozenset()) -> list[Labelled]:
+def find_labelled(cluster: Cluster, selector: str, namespaces: set[str] = frozenset(),
+                  kinds: list[tuple[str, str, bool]] | None = None) -> list[Labelled]:
     """Every live object of any kind matching `selector`: one LIST per kind across the cluster, or, where
-    that is forbidden (an account bound to some namespaces only), one per kind in each of `namespaces`."""
+    that is forbidden (an account bound to some namespaces only), one per kind in each of `namespaces`.
+    `kinds`: from `listable_kinds`, when the caller scans more than once."""
     found = []
-    for api_version, kind, namespaced in listable_kinds(cluster):
+    for api_version, kind, namespaced in kinds if kinds is not None else listable_kinds(cluster):
         for items in _labelled_items(cluster, api_version, kind, namespaced, selector, namespaces):
             for item in items:
                 meta = item.get("metadata") or {}

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import ApiError, Cluster
-from reconciler.kube.discovery import find_labelled
+from reconciler.kube.discovery import find_labelled, listable_kinds
 from reconciler.objects import ObjectId
 from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL, OWNER_LABEL, owner_label_value
 from reconciler.results import utcnow
@@ -51,9 +51,12 @@ class Inventory:
         self._lock = threading.Lock()
         self._data: dict[str, str] = {}
         self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
+        self.found = False  # the ConfigMap existed when loaded
+        self.key_found = False  # the hash-key Secret existed when read
 
     def load(self, create: bool = True) -> None:
         live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
+        self.found = live is not None
         if live is None and create:
             self.cluster.ensure_namespace(SYSTEM_NAMESPACE)
             live = self._create()
@@ -77,6 +80,7 @@ class Inventory:
         b'' when it does not exist and may not be created (a plan before the first sync)."""
         name = f"{self.name}-key"
         live = self.cluster.get("v1", "Secret", SYSTEM_NAMESPACE, name)
+        self.key_found = live is not None
         if live is None and create:
             body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
@@ -100,9 +104,12 @@ class Inventory:
         one rebuilt from the owner labels on live objects, in memory until the stack's pass writes it:
         prune then still knows what the stack owns, and never deletes what Git wants. `scopes`: per
         stack, the API server as its account and the namespaces it renders into. {stack: objects found}."""
+        if not (self.found or self.key_found):
+            return {}  # neither inventory nor key: the environment never synced, nothing of it can be live
         with self._lock:
             missing = [s for s in scopes if _parse_record(self._data.get(f"stack.{s}.json")) is None]
         found: dict[str, dict[str, str]] = {s: {} for s in missing}
+        kinds = listable_kinds(self.cluster) if missing else []
         by_account: dict[str | None, list[str]] = {}
         for stack in missing:
             by_account.setdefault(scopes[stack][0].user, []).append(stack)
@@ -110,7 +117,7 @@ class Inventory:
             wanted = {owner_label_value(self.env, s): s for s in stacks}
             namespaces = set().union(*(scopes[s][1] for s in stacks))
             for obj in find_labelled(scopes[stacks[0]][0], f"{OWNER_LABEL} in ({','.join(sorted(wanted))})",
-                                     namespaces):
+                                     namespaces, kinds):
                 found[wanted[obj.labels[OWNER_LABEL]]][str(obj.id)] = ""  # no hash: compared by a dry-run
         with self._lock:
             for stack, objects in found.items():
