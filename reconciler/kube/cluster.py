@@ -120,7 +120,7 @@ class Cluster:
         while True:
             self.count(verb or _VERBS[method])
             try:
-                return self._send(method, path, query, body, content_type)
+                return send(self, method, path, query, body, content_type)
             except _Retryable as answer:
                 delay = self.retry.delay(answer.error.status, answer.headers, attempt)
                 if delay is None:
@@ -128,29 +128,6 @@ class Cluster:
                 self.count("retry")
                 time.sleep(delay)
                 attempt += 1
-
-    def _send(self, method: str, path: str, query: list[tuple[str, Any]] | None, body: Any,
-              content_type: str) -> dict:
-        try:
-            request = self.api_client.param_serialize(
-                method, path, query_params=query or [], body=body,
-                header_params={"Accept": "application/json", "Content-Type": content_type,
-                               **({"Impersonate-User": self.user} if self.user else {})},
-                auth_settings=["BearerToken"],
-            )
-            response = self.api_client.call_api(*request, _request_timeout=self.request_timeout)
-            response.read()
-        except ApiException as exc:
-            raise _Retryable(api_error(method, path, int(exc.status or 0), exc.body, exc.reason),
-                             dict(exc.headers or {})) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(f"cannot reach the Kubernetes API at {self.server}: {exc.__class__.__name__}",
-                               fix="check the cluster is up and the kubeconfig points at it") from exc
-        if not 200 <= response.status <= 299:
-            raise _Retryable(api_error(method, path, response.status, response.data, response.reason),
-                             dict(response.getheaders() or {}))
-        data = response.data
-        return json.loads(data) if data else {}
 
     def resource(self, api_version: str, kind: str) -> Resource:
         """Map apiVersion/kind to its REST resource; discovery runs once per group-version."""
@@ -178,15 +155,7 @@ class Cluster:
             self._resources.pop(api_version, None)
 
     def _discover(self, api_version: str) -> dict[str, Resource]:
-        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        try:
-            listing = self._call("GET", path, verb="discovery")
-        except ApiError as exc:
-            if exc.status == 404:
-                return {}
-            raise
-        found = {r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
-                 for r in listing.get("resources", []) if "/" not in r["name"]}
+        found = discover(self, api_version)
         with self._lock:
             self._resources[api_version] = found
         return found
@@ -259,20 +228,60 @@ class Cluster:
         meta = manifest.get("metadata") or {}
         return self._call("PUT", resource.path(meta.get("namespace"), meta["name"]), body=manifest)
 
-    def ensure_namespace(self, name: str) -> None:
-        """Create the namespace unless it exists (the reconciler's own namespace on a fresh cluster)."""
-        if self.get("v1", "Namespace", "", name) is not None:
-            return
-        try:
-            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-
     def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> dict:
         resource = self.resource(api_version, kind)
         return self._call("PATCH", resource.path(namespace, name), body=patch,
                           content_type="application/merge-patch+json")
+
+
+def send(cluster: Cluster, method: str, path: str, query: list[tuple[str, Any]] | None, body: Any,
+         content_type: str) -> dict:
+    """One HTTP request as `cluster` (its client, impersonated user and timeout); an error answer is raised
+    as `_Retryable` for `Cluster._call` to retry or give up on."""
+    try:
+        request = cluster.api_client.param_serialize(
+            method, path, query_params=query or [], body=body,
+            header_params={"Accept": "application/json", "Content-Type": content_type,
+                           **({"Impersonate-User": cluster.user} if cluster.user else {})},
+            auth_settings=["BearerToken"],
+        )
+        response = cluster.api_client.call_api(*request, _request_timeout=cluster.request_timeout)
+        response.read()
+    except ApiException as exc:
+        raise _Retryable(api_error(method, path, int(exc.status or 0), exc.body, exc.reason),
+                         dict(exc.headers or {})) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterError(f"cannot reach the Kubernetes API at {cluster.server}: {exc.__class__.__name__}",
+                           fix="check the cluster is up and the kubeconfig points at it") from exc
+    if not 200 <= response.status <= 299:
+        raise _Retryable(api_error(method, path, response.status, response.data, response.reason),
+                         dict(response.getheaders() or {}))
+    data = response.data
+    return json.loads(data) if data else {}
+
+
+def discover(cluster: Cluster, api_version: str) -> dict[str, Resource]:
+    """The kinds a group-version serves (by kind), from its discovery document; {} when it is not served."""
+    path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    try:
+        listing = cluster.discovery_document(path)
+    except ApiError as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return {r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
+            for r in listing.get("resources", []) if "/" not in r["name"]}
+
+
+def ensure_namespace(cluster: Cluster, name: str) -> None:
+    """Create the namespace unless it exists (the reconciler's own namespace on a fresh cluster)."""
+    if cluster.get("v1", "Namespace", "", name) is not None:
+        return
+    try:
+        cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
 
 
 def api_error(method: str, path: str, status: int, raw: bytes | str | None, http_reason: str | None) -> ApiError:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from reconciler.errors import ClusterError
-from reconciler.kube.cluster import ApiError, Cluster
+from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 
 LEASE_API = "coordination.k8s.io/v1"
 
@@ -114,7 +114,7 @@ class WriterLease:
         live = self._read()
         try:
             if live is None:
-                self.cluster.ensure_namespace(self.namespace)
+                ensure_namespace(self.cluster, self.namespace)
                 self._held = self.cluster.create(self._body(None, self.identity, self.duration_s))
                 return None
             spec = live.get("spec") or {}

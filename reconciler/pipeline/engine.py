@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Callable
 import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
-from reconciler.errors import CacheError, ReconcilerError
+from reconciler.errors import CacheError
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache, WatchKey
@@ -27,7 +26,7 @@ from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
-from reconciler.pipeline.passrun import PassRun
+from reconciler.pipeline.syncpass import run_pass
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
@@ -129,48 +128,8 @@ class Engine:
 
     def sync(self, stack: str | None = None, dry_run: bool = False, progress: Progress | None = None,
              run_id: str | None = None, should_stop: Callable[[], bool] | None = None) -> PassResult:
-        """One pass. A real one holds the environment's writer lease from before its first write to after its last."""
-        run_id = run_id or uuid.uuid4().hex[:12]
-        result = PassResult(env=self.env.name, run_id=run_id, commit=None, dry_run=dry_run)
-        bound = log.bind(env=self.env.name, run_id=run_id)
-        selected = {self.env.stack(stack).name} if stack else {s.name for s in self.env.stacks}
-        emit = emitter(progress, run_id, self.env.name)
-        stop = should_stop or (lambda: False)
-        lease = None
-        try:
-            rendered = self.render(progress=progress, run_id=run_id)
-            result.commit = rendered.commit
-            bound = bound.bind(commit=rendered.commit.short)
-            rendered.check_unique(self.env.file)
-            self.cluster.reset_counts()
-            if not dry_run:
-                lease = self.writer_lease()
-                lease.acquire(self.writer.wait_s, self.writer.on_wait, stop)
-            inventory = self.load_inventory(create=not dry_run)
-            scopes = {s.name: (self.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
-                                                          if o.id.namespace}) for s in self.env.stacks}
-            if inventory.recover(scopes):
-                bound.warning("inventory rebuilt from owner labels", objects=inventory.recovered)
-        except ReconcilerError as exc:
-            if lease is not None:
-                lease.release()
-            result.error, result.finished_at = str(exc), utcnow()
-            bound.error("pass failed before any stack", error=result.error)
-            return result
-        try:
-            PassRun(self, rendered, inventory, result, selected, dry_run, emit,
-                    (lambda: stop() or lease.lost()) if lease else stop).execute()
-        finally:
-            if lease is not None:
-                lease.release()
-        if self.live is not None and not dry_run:
-            self.live.ensure(*self.watch_views(rendered))
-        result.api_requests = self.cluster.request_counts()
-        result.finished_at = utcnow()
-        bound.info("pass finished", ok=result.ok, stacks={s.stack: s.state.value for s in result.stacks},
-                   api_requests=result.total_requests)
-        emit(None, None, "done", "pass finished")
-        return result
+        """One pass (see `syncpass`): a real one holds the environment's writer lease while it writes."""
+        return run_pass(self, stack, dry_run, progress, run_id, should_stop or (lambda: False))
 
     def writer_lease(self) -> WriterLease:
         """The environment's writer lease (`healthflow-system/writer-<env>`), as this process; kept across

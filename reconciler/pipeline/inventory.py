@@ -15,7 +15,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 
-from reconciler.kube.cluster import ApiError, Cluster
+from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 from reconciler.kube.discovery import find_labelled, listable_kinds
 from reconciler.objects import ObjectId
 from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL, OWNER_LABEL, owner_label_value
@@ -58,7 +58,7 @@ class Inventory:
         live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
         self.found = live is not None
         if live is None and create:
-            self.cluster.ensure_namespace(SYSTEM_NAMESPACE)
+            ensure_namespace(self.cluster, SYSTEM_NAMESPACE)
             live = self._create()
         with self._lock:
             self._data = dict((live or {}).get("data") or {})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
@@ -24,6 +25,12 @@ from reconciler.pipeline.ownership import Ownership, foreign_owner
 from reconciler.pipeline.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
+
+DRY_RUN_PARALLEL = 8
+"""Dry-run applies in flight at once per stack: the API server, not this loop, sets the pace."""
+LIST_INSTEAD_OF_GETS = 4
+"""From this many objects of one kind and namespace missing from the labelled LIST, one unlabelled LIST
+replaces their GETs."""
 
 MAX_OBJECT_BYTES = 1024 * 1024
 """ConfigMaps and Secrets may not exceed 1 MiB; other objects are held to etcd's 1.5 MiB request limit."""
@@ -186,25 +193,51 @@ def plan_stack(
     force: bool,
     owner: Ownership,
 ) -> list[PlannedObject]:
-    """Classify every desired object as create / update / unchanged (prunes are the caller's)."""
+    """Classify every desired object as create / update / unchanged (prunes are the caller's). Suspects
+    are confirmed by dry-runs in parallel (a first sync of a thousand objects is a thousand dry-runs)."""
     live = _live_by_name(cluster, objects, selector)
+    unlabelled = _unlabelled_by_name(cluster, [o for o in objects if o.id not in live])
     stack_crds = _crd_kinds(objects)
     planned: list[PlannedObject] = []
+    suspects: list[tuple[PlannedObject, dict | None]] = []
     for obj in objects:
-        current = live.get(obj.id)
-        if current is None:
-            current = _get_unlabelled(cluster, obj)
+        current = live.get(obj.id) or unlabelled.get(obj.id)
         if current is None:
             entry = PlannedObject(obj, Action.CREATE)
         else:
             entry = _plan_existing(obj, current, previous_hashes.get(str(obj.id)), owner)
         entry.error = entry.error or _too_large(obj)
         if not entry.error and (entry.action is not Action.UNCHANGED or entry.reapply):
-            _confirm(cluster, entry, current, force, stack_crds)
-        if entry.action is Action.UPDATE:
-            entry.drift = previous_hashes.get(str(obj.id)) == desired_hash(obj.manifest, owner.hash_key)
+            suspects.append((entry, current))
         planned.append(entry)
+    with ThreadPoolExecutor(max_workers=DRY_RUN_PARALLEL, thread_name_prefix="dry-run") as pool:
+        list(pool.map(lambda suspect: _confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects))
+    for entry in planned:
+        if entry.action is Action.UPDATE:
+            entry.drift = previous_hashes.get(str(entry.obj.id)) == desired_hash(entry.obj.manifest, owner.hash_key)
     return planned
+
+
+def _unlabelled_by_name(cluster: Cluster, missing: list[K8sObject]) -> dict[ObjectId, dict]:
+    """Objects missing from the labelled LIST may still exist (made by hand, by an older tool, by another
+    stack it moved from, or by another environment). A few are looked up one GET each; where many of
+    one kind and namespace are missing (a first sync), one unlabelled LIST proves absence for all."""
+    groups: dict[tuple[str, str, str], list[K8sObject]] = defaultdict(list)
+    for obj in missing:
+        groups[(obj.api_version, obj.kind, obj.id.namespace)].append(obj)
+    found: dict[ObjectId, dict] = {}
+    for (api_version, kind, namespace), members in sorted(groups.items()):
+        if len(members) < LIST_INSTEAD_OF_GETS:
+            found.update({m.id: live for m in members if (live := _get_unlabelled(cluster, m)) is not None})
+            continue
+        try:
+            items = cluster.list_with_version(api_version, kind, namespace or None)[0]
+        except (UnknownKind, ApiError):
+            found.update({m.id: live for m in members if (live := _get_unlabelled(cluster, m)) is not None})
+            continue
+        by_name = {item["metadata"]["name"]: item for item in items}
+        found.update({m.id: by_name[m.id.name] for m in members if m.id.name in by_name})
+    return found
 
 
 def _get_unlabelled(cluster: Cluster, obj: K8sObject) -> dict | None:

@@ -8,6 +8,7 @@ import datetime
 import time
 from typing import Iterable, Mapping
 
+from reconciler.errors import ManifestError
 from reconciler.objects import K8sObject
 from reconciler.policy.config import PolicySet
 from reconciler.policy.exceptions import PolicyException, annotation_text, parse_annotation
@@ -18,7 +19,7 @@ from reconciler.policy.view import EnvironmentView
 
 def evaluate(stacks: Mapping[str, Iterable[K8sObject]], policies: PolicySet, today: datetime.date) -> PolicyReport:
     started = time.perf_counter()
-    view = EnvironmentView({name: list(objects) for name, objects in stacks.items()})
+    view = _view({name: list(objects) for name, objects in stacks.items()})
     findings = list(_findings(view, policies))
     index = _ExceptionIndex(view, policies, today)
     violations = [_violation(f, policies, index) for f in findings]
@@ -28,11 +29,50 @@ def evaluate(stacks: Mapping[str, Iterable[K8sObject]], policies: PolicySet, tod
     return PolicyReport(policies.env, violations, rules, list(view.stack_names), time.perf_counter() - started)
 
 
+_UNREADABLE = (TypeError, AttributeError, KeyError, ValueError)
+"""What reading a rendered object of the wrong shape raises (a rule walks fields Kubernetes would reject)."""
+
+
 def _findings(view: EnvironmentView, policies: PolicySet) -> Iterable[Finding]:
     for family in FAMILIES:
         active = {spec.id for spec in family.rules if policies.rules[spec.id].mode != "off"}
         if active:
-            yield from (f for f in family.check(view, policies.settings[family.name]) if f.rule in active)
+            try:
+                found = list(family.check(view, policies.settings[family.name]))
+            except _UNREADABLE as exc:
+                raise _malformed(view, family, policies, exc) from exc
+            yield from (f for f in found if f.rule in active)
+
+
+def _malformed(view: EnvironmentView, family, policies: PolicySet, exc: Exception) -> ManifestError:
+    """A rendered object of the wrong shape (a list where Kubernetes wants a map, ...) that a rule cannot
+    read: named by checking the objects one at a time, so the error says which file to fix."""
+    for obj in view.objects:
+        try:
+            list(family.check(EnvironmentView({obj.stack: [obj]}), policies.settings[family.name]))
+        except _UNREADABLE:
+            return _malformed_object(obj, f"the {family.name} policy rules", exc)
+    return ManifestError(f"the {family.name} policy rules cannot read the rendered objects: "
+                         f"{exc.__class__.__name__}: {exc}", fix="check the objects' shapes with a server-side dry run")
+
+
+def _view(stacks: Mapping[str, list[K8sObject]]) -> EnvironmentView:
+    try:
+        return EnvironmentView(stacks)
+    except _UNREADABLE as exc:
+        for obj in (o for objects in stacks.values() for o in objects):
+            try:
+                EnvironmentView({obj.stack: [obj]})
+            except _UNREADABLE:
+                raise _malformed_object(obj, "policy", exc) from exc
+        raise ManifestError(f"policy cannot read the rendered objects: {exc.__class__.__name__}: {exc}",
+                            fix="check the objects' shapes with a server-side dry run") from exc
+
+
+def _malformed_object(obj: K8sObject, reader: str, exc: Exception) -> ManifestError:
+    where = f" ({obj.source_file})" if obj.source_file else ""
+    return ManifestError(f"stack {obj.stack!r}: {obj.id}{where}: malformed for {reader}: {exc.__class__.__name__}: {exc}",
+                         fix="fix the object's shape (`kubectl apply --dry-run=server -f` on it names the field)")
 
 
 def _violation(finding: Finding, policies: PolicySet, index: "_ExceptionIndex") -> Violation:

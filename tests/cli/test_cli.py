@@ -49,7 +49,7 @@ def test_policy_check_of_prod_passes_and_prints_its_time() -> None:
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["violations"] == []
-    assert "evaluated 153 objects in" in result.stderr
+    assert "evaluated 155 objects in" in result.stderr
 
 
 def test_policy_check_exits_1_on_an_enforced_violation(tmp_path: Path) -> None:

@@ -34,6 +34,11 @@ def platform(tmp_path: Path, kubeconfig: Path, api_client: client.ApiClient,
     scenario.env_file.write_text(yaml.safe_dump(dev))
     scenario.clone = clone  # type: ignore[attr-defined]
     platform_cleanup.created({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hf-gateway"}})
+    for kind in ("ClusterRole", "ClusterRoleBinding"):  # the gateway stack's cluster-scoped objects
+        platform_cleanup.created({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                                  "metadata": {"name": "healthflow-traefik"}})
+    platform_cleanup.created({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                              "metadata": {"name": "traefik"}})
     yield scenario
     try:
         client.CoreV1Api(api_client).delete_namespaced_config_map("reconciler-dev", "healthflow-system")

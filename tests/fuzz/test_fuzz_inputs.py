@@ -32,8 +32,9 @@ from reconciler.errors import ReconcilerError
 from reconciler.policy.config import load_policies
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, database=None,
+                derandomize=bool(os.environ.get("CI")),  # CI runs the same examples every time; locally, new ones
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 ENV_KEYS = ["name", "source", "url", "branch", "timeout", "verify", "keys", "stacks", "path", "dependsOn", "sync",
             "interval", "prune", "correctDrift", "waitForHealth", "healthTimeout", "policy", "directory", "mode",
