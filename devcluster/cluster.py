@@ -129,6 +129,11 @@ def _start_apiserver(bins: Path, state: ClusterState, logs: Path, pki: Pki, etcd
                          component, "kube-apiserver /readyz", 120)
 
 
+CONTROLLER_QPS = 200
+"""Client QPS of the controller-manager and scheduler (defaults 20 and 50): thousands of Deployments
+must become pods at the pace the benchmarks measure the tools at, not at the controllers' throttle."""
+
+
 def _start_controllers(bins: Path, state: ClusterState, logs: Path, pki: Pki) -> None:
     kubeconfig = str(state.kubeconfig)
     kcm_port, scheduler_port = processes.free_port(), processes.free_port()
@@ -139,11 +144,14 @@ def _start_controllers(bins: Path, state: ClusterState, logs: Path, pki: Pki) ->
         f"--root-ca-file={pki.ca_cert}", f"--service-account-private-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials=false",
         "--controllers=*,-nodeipam", "--node-monitor-grace-period=60s", "--v=1",
+        f"--kube-api-qps={CONTROLLER_QPS}", f"--kube-api-burst={CONTROLLER_QPS * 2}",
+        "--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
     ], logs)
     scheduler = processes.start("kube-scheduler", [
         str(bins / "kube-scheduler"), f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1", f"--secure-port={scheduler_port}", "--leader-elect=false", "--v=1",
+        f"--kube-api-qps={CONTROLLER_QPS}", f"--kube-api-burst={CONTROLLER_QPS * 2}",
     ], logs)
     kwok = processes.start("kwok", [
         str(bins / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={STAGES_FILE}",
