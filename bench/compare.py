@@ -51,8 +51,9 @@ def synthetic(root: Path, objects: int, prefix: str, change: str = "") -> list[P
         namespace = f"{prefix}-s{index}"
         docs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
         for item in range(per_stack - 1):
-            docs.append(_object(("Deployment", "Service") [item % 2] if item % 10 < 2 else "ConfigMap",
-                                f"o{item}", namespace, change if index == STACKS - 1 and item == 2 else ""))
+            kind = ("Deployment", "Service")[item % 2] if item % 10 < 2 else "ConfigMap"
+            name = f"o{item - 1}" if kind == "Service" else f"o{item}"  # a Service beside its Deployment
+            docs.append(_object(kind, name, namespace, change if index == STACKS - 1 and item == 2 else ""))
         folder = root / "stacks" / f"s{index}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "objects.yaml").write_text(yaml.safe_dump_all(docs))
@@ -83,8 +84,8 @@ class Meter:
         self.api = client.ApiClient(config.new_client_from_config(config_file=str(kubeconfig)).configuration)
 
     def requests(self) -> float:
-        text = self.api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                                 response_type="str")[0].data.decode()
+        text = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/metrics"],
+                              capture_output=True, text=True, check=True).stdout
         return sum(float(m.group(1)) for m in re.finditer(r"^apiserver_request_total\{[^}]*\} (\S+)$", text, re.M))
 
     def run(self, commands: list[list[str]], ok: tuple[int, ...] = (0,)) -> tuple[float, int]:
@@ -94,7 +95,7 @@ class Meter:
                                                                                 "KUBECONFIG": str(self.kubeconfig)})
             if done.returncode not in ok:
                 raise SystemExit(f"{' '.join(command[:4])} ... exited {done.returncode}: {done.stderr[-800:]}")
-        return time.monotonic() - started, int(self.requests() - before)
+        return time.monotonic() - started, int(self.requests() - before) - 1  # minus the metrics read itself
 
 
 def peak_rss_mib() -> float:
@@ -189,7 +190,7 @@ def main() -> int:
         return 0
     from devcluster.cluster import CONTROLLER_QPS, down, up
 
-    pods = args.objects // 10
+    pods = 2 * (args.objects // 10)  # a tenth are Deployments of one replica, for each of the two tools
     nodes = max(3, math.ceil(pods / 100) + 1)
     with tempfile.TemporaryDirectory(prefix="compare-cluster-") as tmp:
         state_dir = Path(tmp) / "devcluster"
