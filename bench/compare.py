@@ -164,17 +164,23 @@ def table(objects: int, ours: dict, ours_rss: float, kubectl: dict, kubectl_rss:
     return "\n".join(lines)
 
 
-def run(kubeconfig: Path, objects: int, nodes: str) -> None:
+def run(kubeconfig: Path, objects: int, nodes: str, with_kubectl: bool = True) -> None:
     meter = Meter(kubeconfig)
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         root = Path(tmp)
         try:
-            kubectl = measure_kubectl(meter, root, objects)
+            kubectl = measure_kubectl(meter, root, objects) if with_kubectl else None
             kubectl_rss = peak_rss_mib()  # ru_maxrss of children is a running maximum: kubectl first
             ours = measure_ours(meter, root, objects)
             ours_rss = peak_rss_mib()
         finally:
             cleanup(meter)
+    if kubectl is None:
+        print(f"## {objects:,} objects, ours only, {date.today().isoformat()}, {nodes}\n")
+        for key, (seconds, requests) in ours.items():
+            print(f"- {key}: {seconds:.2f} s, {requests} requests")
+        print(f"- peak RSS: {ours_rss:.0f} MiB")
+        return
     print(table(objects, ours, ours_rss, kubectl, kubectl_rss, nodes))
     if ours_rss <= kubectl_rss:
         print("\n(peak RSS of ours is at most kubectl's: ru_maxrss keeps the maximum of all children so far)")
@@ -184,9 +190,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--kubeconfig", type=Path)
+    parser.add_argument("--ours-only", action="store_true", help="skip kubectl (for sizes where it takes long)")
     args = parser.parse_args()
     if args.kubeconfig:
-        run(args.kubeconfig, args.objects, "cluster from --kubeconfig")
+        run(args.kubeconfig, args.objects, "cluster from --kubeconfig", not args.ours_only)
         return 0
     from devcluster.cluster import CONTROLLER_QPS, down, up
 
@@ -197,7 +204,7 @@ def main() -> int:
         up(state_dir, nodes=nodes)
         try:
             run(state_dir / "kubeconfig", args.objects,
-                f"devcluster of {nodes} kwok nodes x 110 pods, controller QPS {CONTROLLER_QPS}")
+                f"devcluster of {nodes} kwok nodes x 110 pods, controller QPS {CONTROLLER_QPS}", not args.ours_only)
         finally:
             down(state_dir, quiet=True)
     return 0
