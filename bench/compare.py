@@ -40,6 +40,8 @@ import git  # noqa: E402
 import yaml  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
+from bench_pass import _synthetic_object  # noqa: E402
+
 STACKS = 5
 
 
@@ -63,17 +65,11 @@ def synthetic(root: Path, objects: int, prefix: str, change: str = "") -> list[P
 
 
 def _object(kind: str, name: str, namespace: str, change: str) -> dict:
-    meta = {"name": name, "namespace": namespace}
+    """bench_pass's synthetic objects; a ConfigMap also carries `change`, the one-object edit."""
+    obj = _synthetic_object(kind, name, namespace)
     if kind == "ConfigMap":
-        return {"apiVersion": "v1", "kind": kind, "metadata": meta, "data": {"key": name * 4, "change": change}}
-    if kind == "Service":
-        return {"apiVersion": "v1", "kind": kind, "metadata": meta,
-                "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": name}}}
-    labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": {
-        "replicas": 1, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
-            "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "ports": [{"containerPort": 8080}],
-                            "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}]}}}}
+        obj["data"]["change"] = change
+    return obj
 
 
 class Meter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -27,3 +29,28 @@ def proxied_client(kubeconfig: Path, proxy: TcpProxy):
     api_client = config.new_client_from_config(config_file=str(kubeconfig))
     api_client.configuration.host = f"https://127.0.0.1:{proxy.port}"
     return api_client
+
+
+@pytest.fixture()
+def silent_host() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections and never says a word (a hung host)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for connection in held:
+        connection.close()
+    server.close()

@@ -23,39 +23,14 @@ from reconciler.results import StackState
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture()
-def silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word (a hung Git host)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for connection in held:
-        connection.close()
-    server.close()
-
-
 def _engine(tmp_path: Path, env_file: Path, kubeconfig: Path) -> Engine:
     return Engine(load_environment(env_file), cache_dir=tmp_path / "cache", kubeconfig=kubeconfig)
 
 
 def test_a_git_host_that_never_answers_fails_the_pass_after_the_timeout(tmp_path: Path, repo, namespace: str,
-                                                                      kubeconfig: Path, silent_server: int) -> None:
+                                                                      kubeconfig: Path, silent_host: int) -> None:
     env_file = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])
-    text = env_file.read_text().replace(repo.url, f"http://127.0.0.1:{silent_server}/platform.git")
+    text = env_file.read_text().replace(repo.url, f"http://127.0.0.1:{silent_host}/platform.git")
     env_file.write_text(text.replace("branch: main", "branch: main\n  timeout: 2s"))
 
     result = _engine(tmp_path, env_file, kubeconfig).sync()

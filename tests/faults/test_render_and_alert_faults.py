@@ -3,10 +3,7 @@ hangs: each is cut off after its timeout, says so, and holds nothing else up."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from kubernetes import client
@@ -19,31 +16,6 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Alert, AlertKind, Notifier, RetryPolicy, WebhookSink
 from reconciler.pipeline.engine import Engine
 from reconciler.results import StackState
-
-
-@pytest.fixture()
-def silent_host() -> Iterator[int]:
-    """A port that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for connection in held:
-        connection.close()
-    server.close()
 
 
 @pytest.mark.cluster
