@@ -136,6 +136,19 @@ class Inventory:
             self._data[key] = value
         self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: value}})
 
+    def recorded_stacks(self) -> list[str]:
+        """Every stack with a record, declared in the environment or not (a removed stack keeps its record)."""
+        with self._lock:
+            keys = list(self._data)
+        return sorted(k[len("stack."):-len(".json")] for k in keys if k.startswith("stack.") and k.endswith(".json"))
+
+    def drop_record(self, stack: str) -> None:
+        key = f"stack.{stack}.json"
+        with self._lock:
+            if self._data.pop(key, None) is None:
+                return
+        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: None}})
+
     def drift_first_seen(self) -> dict[str, str]:
         with self._lock:
             raw = self._data.get(_DRIFT_KEY) or "{}"

@@ -18,6 +18,7 @@ from reconciler.kube.lease import WriterLease
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, emitter
+from reconciler.pipeline.removed import prune_removed_stacks
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import PassResult, utcnow
 
@@ -46,6 +47,8 @@ def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progr
     try:
         PassRun(engine, rendered, inventory, result, selected, dry_run, emit,
                 (lambda: should_stop() or lease.lost()) if lease else should_stop).execute()
+        if stack is None and not should_stop():
+            prune_removed_stacks(engine, rendered, inventory, result)
     finally:
         if lease is not None:
             lease.release()

@@ -203,3 +203,43 @@ def test_an_object_annotated_prune_disabled_survives_its_removal_from_git(scenar
     assert "prune: disabled, left in place" in sync.json["stacks"][0]["reason"]
     assert scenario.live("configmap", "survivor") is not None
     assert again.code == 0 and not [c for c in again.json["stacks"][0]["changes"] if c["action"] == "prune"]
+
+
+def test_a_stack_removed_from_the_environment_has_its_objects_pruned(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    scenario.stack("app", [configmap("stays", ns, {"a": "1"})])
+    scenario.stack("extra", [configmap("extra-1", ns, {"b": "1"}), configmap("extra-2", ns, {"b": "2"})])
+    scenario.commit("two stacks")
+    assert scenario.run("sync").code == 1
+    del scenario.stacks["extra"]
+    scenario.write_env()
+
+    plan = scenario.run("plan")
+    sync = scenario.run("sync")
+
+    assert plan.code == 1 and "- extra: core/ConfigMap/" in plan.out and "/extra-2" in plan.out, plan.out
+    assert sync.code == 1, sync.out + sync.err
+    assert scenario.live("configmap", "extra-1") is None and scenario.live("configmap", "extra-2") is None
+    assert scenario.live("configmap", "stays") is not None
+    inventory = scenario.live("configmap", f"reconciler-{scenario.name}", namespace="healthflow-system")
+    assert "stack.extra.json" not in inventory["data"]
+    assert scenario.run("sync").code == 0
+
+
+def test_an_object_moved_out_of_a_removed_stack_is_handed_over_not_pruned(scenario: Scenario) -> None:
+    ns = scenario.namespace
+    scenario.stack("app", [configmap("stays", ns, {"a": "1"})])
+    scenario.stack("extra", [configmap("moving", ns, {"v": "1"}), configmap("goes", ns, {"v": "1"})])
+    scenario.commit("two stacks")
+    assert scenario.run("sync").code == 1
+    uid = _uid(scenario.live("configmap", "moving"))
+    del scenario.stacks["extra"]
+    scenario.stack("app", [configmap("stays", ns, {"a": "1"}), configmap("moving", ns, {"v": "1"})])
+    scenario.commit("moving goes to app, extra is gone")
+
+    assert scenario.run("sync").code == 1
+
+    live = scenario.live("configmap", "moving")
+    assert _uid(live) == uid
+    assert labels_of(live)["reconciler.healthflow.io/owner"] == f"{scenario.name}.app"
+    assert scenario.live("configmap", "goes") is None
