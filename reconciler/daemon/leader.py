@@ -196,14 +196,18 @@ class LeaseElector:
 
 
 class ElectionLoop:
-    """Runs election rounds for several electors on one thread and reports leadership changes."""
+    """Runs election rounds for several electors on one thread and reports leadership changes. With
+    `share` (environments -> how many this replica may lead), it takes no more than its share and gives
+    up what is over it (see daemon/members.py)."""
 
     def __init__(self, electors: dict[str, LeaseElector], settings: LeaseSettings,
-                 on_change: Callable[[str, bool], None], on_request: Callable[[str, str], None]) -> None:
+                 on_change: Callable[[str, bool], None], on_request: Callable[[str, str], None],
+                 share: Callable[[int], int] | None = None) -> None:
         self._electors = electors
         self._settings = settings
         self._on_change = on_change
         self._on_request = on_request
+        self._share = share
         self._leading = {env: False for env in electors}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="leader-election", daemon=True)
@@ -217,13 +221,27 @@ class ElectionLoop:
             self._stop.wait(self._settings.retry_period_s)
 
     def round(self) -> None:
+        cap = self._share(len(self._electors)) if self._share else len(self._electors)
+        held = sum(1 for elector in self._electors.values() if elector.is_leader())
         for env, elector in self._electors.items():
             if self._stop.is_set():
                 return
-            elector.try_acquire_or_renew()
+            if elector.is_leader() or held < cap:
+                leading_before = elector.is_leader()
+                held += int(elector.try_acquire_or_renew()) - int(leading_before)
             self._report(env, elector.is_leader())
             while elector.sync_requests:
                 self._on_request(env, elector.sync_requests.pop(0))
+        self._give_up_excess(held - cap)
+
+    def held(self) -> list[str]:
+        return [env for env, elector in self._electors.items() if elector.is_leader()]
+
+    def _give_up_excess(self, excess: int) -> None:
+        """Over the share (a replica joined): release the last environments led, for the others to take."""
+        for env in list(reversed(self.held()))[:max(0, excess)]:
+            self._electors[env].release()
+            self._report(env, False)
 
     def _report(self, env: str, leading: bool) -> None:
         if leading != self._leading[env]:

@@ -11,6 +11,7 @@ import json
 from typing import Any, Callable
 
 from reconciler.daemon.leader import ElectionLoop, LeaseElector
+from reconciler.daemon.members import Membership
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.runs import Run, RunBook, RunState
 from reconciler.daemon.settings import DaemonSettings
@@ -31,6 +32,7 @@ class Leadership:
         self._stopping = stopping
         self.electors: dict[str, LeaseElector] = {}
         self._loop: ElectionLoop | None = None
+        self._members: Membership | None = None
 
     @property
     def enabled(self) -> bool:
@@ -42,12 +44,17 @@ class Leadership:
             return
         for env, api_client in api_clients.items():
             self.electors[env] = LeaseElector(api_client, f"{lease.name_prefix}{env}", self.settings.identity, lease)
-        self._loop = ElectionLoop(self.electors, lease, self._on_change, self._on_forwarded)
+        if api_clients:
+            self._members = Membership(next(iter(api_clients.values())), self.settings.identity, lease)
+        self._loop = ElectionLoop(self.electors, lease, self._on_change, self._on_forwarded,
+                                  share=self._members.share if self._members else None)
         self._loop.start()
 
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.stop(release=True)
+        if self._members is not None:
+            self._members.release()
 
     def may_apply(self, env: str) -> bool:
         if not self.enabled:

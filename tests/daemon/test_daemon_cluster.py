@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings, default_engine_factory
-from reconciler.daemon.leader import LeaseElector, LeaseSettings
+from reconciler.daemon.members import Membership
+from reconciler.daemon.leader import ElectionLoop, LeaseElector, LeaseSettings
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier, RetryPolicy, WebhookSink
 from reconciler.daemon.webhooks import github_signature
@@ -319,6 +320,35 @@ def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_may_take_ov
     assert stopped_after <= FAST_LEASE["renew_deadline_s"] + 0.5
     assert takeover_after >= FAST_LEASE["lease_duration_s"] > stopped_after
     assert not a.try_acquire_or_renew()
+
+
+def test_thirty_environments_spread_over_three_replicas_and_a_dead_replicas_share_is_taken_over(
+        api_client: client.ApiClient, namespace: str) -> None:
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    envs = [f"env{i:02}" for i in range(30)]
+    loops = {}
+    for name in ("alpha", "beta", "gamma"):
+        electors = {env: LeaseElector(api_client, f"reconciler-{env}", name, settings) for env in envs}
+        loops[name] = ElectionLoop(electors, settings, lambda env, leading: None, lambda env, payload: None,
+                                   share=Membership(api_client, name, settings).share)
+    for loop in loops.values():
+        loop.start()
+    try:
+        wait_for(lambda: sorted(len(loop.held()) for loop in loops.values()) == [10, 10, 10], timeout_s=90,
+                 what="each of three replicas to lead ten environments")
+        killed_at = time.monotonic()
+        loops["gamma"].stop(release=False)  # dies: its leases are left to expire
+
+        wait_for(lambda: sorted(len(loops[n].held()) for n in ("alpha", "beta")) == [15, 15], timeout_s=90,
+                 what="the two survivors to take the dead replica's share over")
+
+        print(f"\ntakeover of 10 environments after a replica died: {time.monotonic() - killed_at:.1f} s "
+              f"(lease duration {FAST_LEASE['lease_duration_s']} s, retry period {FAST_LEASE['retry_period_s']} s)")
+        alpha, beta = set(loops["alpha"].held()), set(loops["beta"].held())
+        assert not alpha & beta and alpha | beta == set(envs)
+    finally:
+        for name in ("alpha", "beta"):
+            loops[name].stop(release=True)
 
 
 # ---- two daemon processes ---------------------------------------------------------------------------

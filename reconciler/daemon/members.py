@@ -1,0 +1,56 @@
+"""How many replicas are alive, so each takes a fair share of the environments.
+
+Each replica holds a presence Lease `<prefix>member-<identity>` in the lease namespace, renewed with
+its election rounds. A replica counts the presence Leases that are held and not expired: N replicas
+alive, E environments, each replica leads at most ceil(E/N). When a replica dies its presence Lease
+expires with its environment Leases, N drops, and the others take its share over at their next
+rounds; when one joins, the others give up what is over their new share.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from reconciler.daemon.leader import LeaseElector, LeaseSettings
+from reconciler.logs import get_logger
+
+log = get_logger("reconciler.daemon.members")
+
+
+def member_lease_name(prefix: str, identity: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", identity.lower()).strip("-") or "replica"
+    return f"{prefix}member-{slug}"[:63].rstrip("-")
+
+
+class Membership:
+    def __init__(self, api_client: Any, identity: str, settings: LeaseSettings) -> None:
+        self._api = client.CoordinationV1Api(api_client)
+        self._settings = settings
+        self._prefix = f"{settings.name_prefix}member-"
+        self.presence = LeaseElector(api_client, member_lease_name(settings.name_prefix, identity), identity, settings)
+
+    def share(self, environments: int) -> int:
+        """Renew this replica's presence and return how many environments it may lead now."""
+        self.presence.try_acquire_or_renew()
+        return math.ceil(environments / max(1, self.alive()))
+
+    def alive(self) -> int:
+        """Replicas whose presence Lease is held and not expired (this one counts itself regardless)."""
+        try:
+            leases = self._api.list_namespaced_lease(self._settings.namespace).items
+        except ApiException as exc:
+            log.warning("counting replicas failed", status=exc.status)
+            return 1
+        others = {lease.spec.holder_identity for lease in leases
+                  if lease.metadata.name.startswith(self._prefix) and lease.spec.holder_identity
+                  and lease.spec.holder_identity != self.presence.identity
+                  and not LeaseElector._expired(lease.spec)}
+        return 1 + len(others)
+
+    def release(self) -> None:
+        self.presence.release()
