@@ -94,6 +94,42 @@ class Meter:
         return time.monotonic() - started, int(self.requests() - before) - 1  # minus the metrics read itself
 
 
+def timed(meter: Meter, action) -> tuple[float, int]:
+    """Wall time and API requests of `action` (a callable that returns when its effect is complete)."""
+    before, started = meter.requests(), time.monotonic()
+    action()
+    return time.monotonic() - started, int(meter.requests() - before) - 1
+
+
+def measure_flux(meter: Meter, root: Path, objects: int) -> tuple[dict[str, tuple[float, int]], float]:
+    """Flux's kustomize-controller with `--requeue-dependency=2s` (see flux_side.py); rows and peak RSS."""
+    from flux_side import NAMESPACE, Flux, Tarballs, all_ready, kubectl, kustomizations, set_artifact, wait
+
+    kc = meter.kubeconfig
+    synthetic(root / "flux", objects, "flux")
+    tarballs, flux = Tarballs(root / "flux"), Flux(kc, root)
+    flux.start()
+    try:
+        first = tarballs.publish("v1")
+        set_artifact(kc, first)
+        rows = {"cold": timed(meter, lambda: (kubectl(kc, "apply", "-f", "-", stdin=kustomizations(STACKS)),
+                                              wait(lambda: all_ready(kc, first["revision"]))))}
+        stamp = str(time.time())
+        rows["noop"] = timed(meter, lambda: (
+            [kubectl(kc, "annotate", "--overwrite", "kustomization", f"s{i}", "-n", NAMESPACE,
+                     f"reconcile.fluxcd.io/requestedAt={stamp}") for i in range(STACKS)],
+            wait(lambda: all_ready(kc, handled=stamp))))
+        synthetic(root / "flux", objects, "flux", change="v2")
+        second = tarballs.publish("v2")
+        core = client.CoreV1Api(meter.api)
+        rows["change"] = timed(meter, lambda: (set_artifact(kc, second), wait(
+            lambda: core.read_namespaced_config_map("o2", f"flux-s{STACKS - 1}").data.get("change") == "v2")))
+        return rows, flux.peak_rss_mib()
+    finally:
+        flux.stop()
+        tarballs.close()
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
@@ -138,7 +174,7 @@ def measure_kubectl(meter: Meter, root: Path, objects: int) -> dict[str, tuple[f
 
 def cleanup(meter: Meter) -> None:
     core = client.CoreV1Api(meter.api)
-    for prefix in ("ours", "kubectl"):
+    for prefix in ("ours", "kubectl", "flux"):
         for index in range(STACKS):
             try:
                 core.delete_namespace(f"{prefix}-s{index}")
@@ -146,29 +182,40 @@ def cleanup(meter: Meter) -> None:
                 pass
 
 
-def table(objects: int, ours: dict, ours_rss: float, kubectl: dict, kubectl_rss: float, nodes: str) -> str:
+def table(objects: int, ours: dict, ours_rss: float, kubectl: dict, kubectl_rss: float, nodes: str,
+          flux: dict | None = None, flux_rss: float = 0.0) -> str:
     lines = [f"## {objects:,} objects, {STACKS} chained stacks, {date.today().isoformat()}, {nodes}", "",
-             "| measure | ours | kubectl | ratio (ours / kubectl) | Flux |", "|---|---|---|---|---|"]
+             "| measure | ours | kubectl | ratio (ours / kubectl) | Flux (--requeue-dependency=2s) | ratio (ours / Flux) |",
+             "|---|---|---|---|---|---|"]
     names = {"cold": "cold sync, all stacks healthy (kubectl: apply --server-side + wait per stack)",
              "noop": "no-op (kubectl: diff --server-side)", "change": "one ConfigMap changed in the last stack"}
     for key, label in names.items():
         (ours_s, ours_req), (k_s, k_req) = ours[key], kubectl[key]
+        if flux:
+            f_s, f_req = flux[key]
+            flux_cells = f"{f_s:.2f} s, {f_req} requests | {ours_s / f_s:.2f}x time, {ours_req / max(f_req, 1):.2f}x requests"
+        else:
+            flux_cells = "not run | "
         lines.append(f"| {label} | {ours_s:.2f} s, {ours_req} requests | {k_s:.2f} s, {k_req} requests | "
-                     f"{ours_s / k_s:.2f}x time, {ours_req / max(k_req, 1):.2f}x requests | not run |")
+                     f"{ours_s / k_s:.2f}x time, {ours_req / max(k_req, 1):.2f}x requests | {flux_cells} |")
+    flux_rss_cells = f"{flux_rss:.0f} MiB | {ours_rss / flux_rss:.2f}x" if flux else "not run | "
     lines.append(f"| peak RSS of the tool's processes | {ours_rss:.0f} MiB | {kubectl_rss:.0f} MiB | "
-                 f"{ours_rss / kubectl_rss:.2f}x | not run |")
+                 f"{ours_rss / kubectl_rss:.2f}x | {flux_rss_cells} |")
     return "\n".join(lines)
 
 
-def run(kubeconfig: Path, objects: int, nodes: str, with_kubectl: bool = True) -> None:
+def run(kubeconfig: Path, objects: int, nodes: str, with_kubectl: bool = True, with_flux: bool = False) -> None:
     meter = Meter(kubeconfig)
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         root = Path(tmp)
+        flux, flux_rss = None, 0.0
         try:
             kubectl = measure_kubectl(meter, root, objects) if with_kubectl else None
             kubectl_rss = peak_rss_mib()  # ru_maxrss of children is a running maximum: kubectl first
             ours = measure_ours(meter, root, objects)
             ours_rss = peak_rss_mib()
+            if with_flux:  # last: its controller is a child too; its peak is read from /proc while it runs
+                flux, flux_rss = measure_flux(meter, root, objects)
         finally:
             cleanup(meter)
     if kubectl is None:
@@ -177,7 +224,7 @@ def run(kubeconfig: Path, objects: int, nodes: str, with_kubectl: bool = True) -
             print(f"- {key}: {seconds:.2f} s, {requests} requests")
         print(f"- peak RSS: {ours_rss:.0f} MiB")
         return
-    print(table(objects, ours, ours_rss, kubectl, kubectl_rss, nodes))
+    print(table(objects, ours, ours_rss, kubectl, kubectl_rss, nodes, flux, flux_rss))
     if ours_rss <= kubectl_rss:
         print("\n(peak RSS of ours is at most kubectl's: ru_maxrss keeps the maximum of all children so far)")
 
@@ -187,20 +234,22 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--kubeconfig", type=Path)
     parser.add_argument("--ours-only", action="store_true", help="skip kubectl (for sizes where it takes long)")
+    parser.add_argument("--flux", action="store_true", help="also Flux's kustomize-controller (bench/flux_build.py)")
     args = parser.parse_args()
     if args.kubeconfig:
-        run(args.kubeconfig, args.objects, "cluster from --kubeconfig", not args.ours_only)
+        run(args.kubeconfig, args.objects, "cluster from --kubeconfig", not args.ours_only, args.flux)
         return 0
     from devcluster.cluster import CONTROLLER_QPS, down, up
 
-    pods = 2 * (args.objects // 10)  # a tenth are Deployments of one replica, for each of the two tools
+    pods = (3 if args.flux else 2) * (args.objects // 10)  # a tenth are Deployments of one replica, per tool
     nodes = max(3, math.ceil(pods / 100) + 1)
     with tempfile.TemporaryDirectory(prefix="compare-cluster-") as tmp:
         state_dir = Path(tmp) / "devcluster"
         up(state_dir, nodes=nodes)
         try:
             run(state_dir / "kubeconfig", args.objects,
-                f"devcluster of {nodes} kwok nodes x 110 pods, controller QPS {CONTROLLER_QPS}", not args.ours_only)
+                f"devcluster of {nodes} kwok nodes x 110 pods, controller QPS {CONTROLLER_QPS}", not args.ours_only,
+                args.flux)
         finally:
             down(state_dir, quiet=True)
     return 0
