@@ -16,7 +16,9 @@ sees the other's objects. Measured per tool, each as the command a user runs:
 - API requests: `apiserver_request_total` from the API server's /metrics before and after;
 - peak RSS of the tool's processes.
 
-Flux's kustomize-controller is not run by this script yet: the table says so (issue 14).
+With --flux, Flux's kustomize-controller (bench/flux_build.py builds and caches it) runs last on the
+same cluster, fed the same stacks through an ExternalArtifact (bench/flux_side.py), with
+`--requeue-dependency=2s`; its no-op is a forced reconcile of every Kustomization.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ the module zip: the source is copied to a writable folder, `github.com/fluxcd/ku
 of the same version is put at ./api, and `go build .` runs there (about 4 minutes on 2 cores, once).
 Cache: ~/.cache/healthflow-flux/kustomize-controller-<version>_<go version>/.
 
-This is the first half of the head-to-head issue 14 asks for; feeding the controller the synthetic
-environment (ExternalArtifact served on 127.0.0.1, one Kustomization per stack) is not written yet.
+compare.py --flux runs it against the synthetic environment (see flux_side.py).
 """
 
 from __future__ import annotations
