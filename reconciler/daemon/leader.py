@@ -20,6 +20,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from reconciler.kube.cluster import Cluster, ensure_namespace
 from reconciler.kube.lease import micro_time
 from reconciler.logs import get_logger
 
@@ -107,7 +108,7 @@ class LeaseElector:
             self._api.replace_namespaced_lease(name, ns, self._body(lease, spec.lease_transitions or 0, acquire=False,
                                                                      acquired_at=spec.acquire_time))
             return True
-        if holder and not self._expired(spec):
+        if holder and not self.expired(spec):
             return False
         self._api.replace_namespaced_lease(name, ns, self._body(lease, (spec.lease_transitions or 0) + 1, acquire=True))
         log.info("lease acquired", lease=name, previous_holder=holder or None)
@@ -122,11 +123,7 @@ class LeaseElector:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            try:
-                client.CoreV1Api(self._api.api_client).create_namespace({"metadata": {"name": self.settings.namespace}})
-            except ApiException as created:
-                if created.status != 409:
-                    raise
+            ensure_namespace(Cluster(self._api.api_client), self.settings.namespace)
             self._api.create_namespaced_lease(self.settings.namespace, body)
             log.info("lease namespace created", namespace=self.settings.namespace)
 
@@ -146,7 +143,8 @@ class LeaseElector:
             return False
 
     @staticmethod
-    def _expired(spec: Any) -> bool:
+    def expired(spec: Any) -> bool:
+        """Whether a Lease's holder stopped renewing more than its duration ago (anyone may take it)."""
         renewed = spec.renew_time or spec.acquire_time
         if renewed is None:
             return True

@@ -49,7 +49,7 @@ class Membership:
         others = {lease.spec.holder_identity for lease in leases
                   if lease.metadata.name.startswith(self._prefix) and lease.spec.holder_identity
                   and lease.spec.holder_identity != self.presence.identity
-                  and not LeaseElector._expired(lease.spec)}
+                  and not LeaseElector.expired(lease.spec)}
         return 1 + len(others)
 
     def release(self) -> None:

@@ -161,12 +161,12 @@ class Engine:
         return self.live
 
     def watch_views(self, rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
-        """What the live cache watches, each key as the account of a stack that applies that kind there
-        (that account may list it, since it writes it; the daemon's own role need not)."""
+        """What the live cache watches, each as the account of a stack writing that kind there (so may list it)."""
         views: dict[WatchKey, Cluster] = {}
         for stack, objects in rendered.objects.items():
+            view = self.cluster_for(stack)  # one view per stack, not one per object
             for obj in objects:
-                views.setdefault(WatchKey(obj.api_version, obj.kind, obj.id.namespace), self.cluster_for(stack))
+                views.setdefault(WatchKey(obj.api_version, obj.kind, obj.id.namespace), view)
         return set(views), views
 
     def load_inventory(self, create: bool) -> Inventory:

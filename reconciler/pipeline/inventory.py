@@ -24,6 +24,12 @@ from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
 _DRIFT_KEY = "drift.json"
+_RECORD_PREFIX, _RECORD_SUFFIX = "stack.", ".json"
+
+
+def _record_key(stack: str) -> str:
+    """The ConfigMap key of a stack's record."""
+    return f"{_RECORD_PREFIX}{stack}{_RECORD_SUFFIX}"
 
 
 @dataclass
@@ -97,7 +103,7 @@ class Inventory:
 
     def record(self, stack: str) -> StackRecord:
         with self._lock:
-            raw = self._data.get(f"stack.{stack}.json")
+            raw = self._data.get(_record_key(stack))
         return _parse_record(raw) or StackRecord()
 
     def recover(self, scopes: dict[str, tuple[Cluster, set[str]]]) -> dict[str, int]:
@@ -108,7 +114,7 @@ class Inventory:
         if not (self.found or self.key_found):
             return {}  # neither inventory nor key: the environment never synced, nothing of it can be live
         with self._lock:
-            missing = [s for s in scopes if _parse_record(self._data.get(f"stack.{s}.json")) is None]
+            missing = [s for s in scopes if _parse_record(self._data.get(_record_key(s))) is None]
         found: dict[str, dict[str, str]] = {s: {} for s in missing}
         kinds = listable_kinds(self.cluster) if missing else []
         by_account: dict[str | None, list[str]] = {}
@@ -123,12 +129,12 @@ class Inventory:
         with self._lock:
             for stack, objects in found.items():
                 if objects:
-                    self._data[f"stack.{stack}.json"] = encode_record(StackRecord(objects=objects))
+                    self._data[_record_key(stack)] = encode_record(StackRecord(objects=objects))
         self.recovered = {stack: len(objects) for stack, objects in found.items() if objects}
         return self.recovered
 
     def save_record(self, stack: str, record: StackRecord) -> None:
-        key = f"stack.{stack}.json"
+        key = _record_key(stack)
         value = encode_record(record)
         with self._lock:
             if self._data.get(key) == value:
@@ -140,10 +146,11 @@ class Inventory:
         """Every stack with a record, declared in the environment or not (a removed stack keeps its record)."""
         with self._lock:
             keys = list(self._data)
-        return sorted(k[len("stack."):-len(".json")] for k in keys if k.startswith("stack.") and k.endswith(".json"))
+        return sorted(k[len(_RECORD_PREFIX):-len(_RECORD_SUFFIX)] for k in keys
+                      if k.startswith(_RECORD_PREFIX) and k.endswith(_RECORD_SUFFIX))
 
     def drop_record(self, stack: str) -> None:
-        key = f"stack.{stack}.json"
+        key = _record_key(stack)
         with self._lock:
             if self._data.pop(key, None) is None:
                 return
