@@ -72,6 +72,9 @@ class SyncConfig(_Strict):
                                     description="a kustomize build taking longer fails its stack (a hung remote base)")
     service_account: str | None = Field(None, alias="serviceAccountName",
                                         description="default `<namespace>/<name>` every stack is applied as")
+    auto_rollback: bool = Field(False, alias="autoRollback",
+                                description="a stack failing its health gate after a Git change goes back to its "
+                                            "last healthy commit (with its dependents) and is pinned there")
 
     @field_validator("service_account")
     @classmethod
@@ -82,6 +85,12 @@ class SyncConfig(_Strict):
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)
+
+
+class RollbackConfig(_Strict):
+    history: int = Field(10, ge=1, le=50, description="commits kept per stack (commit, result, health)")
+    unpin_on_new_commit: bool = Field(False, alias="unpinOnNewCommit",
+                                      description="a new commit on the branch lifts a rollback's pin")
 
 
 class PolicyConfig(_Strict):
@@ -127,6 +136,7 @@ class EnvironmentConfig(_Strict):
     cluster: ClusterConfig = ClusterConfig()
     sync: SyncConfig = SyncConfig()
     policy: PolicyConfig = PolicyConfig()
+    rollback: RollbackConfig = RollbackConfig()
     stacks: list[StackConfig]
     file: str = Field("", exclude=True, description="where this environment was loaded from")
 

@@ -83,6 +83,17 @@ class StackResult:
 
 
 @dataclass
+class Rollback:
+    """Stacks taken back to an earlier commit (by `reconciler rollback`, the API, or autoRollback) and pinned."""
+
+    stacks: list[str]
+    to_commit: str
+    from_commit: str | None = None  # the commit that failed (autoRollback), or what the stacks had
+    automatic: bool = False
+    ok: bool = False
+
+
+@dataclass
 class PassResult:
     env: str
     run_id: str
@@ -93,6 +104,9 @@ class PassResult:
     stacks: list[StackResult] = field(default_factory=list)
     api_requests: dict[str, int] = field(default_factory=dict)  # verb -> count
     error: str = ""  # a pass-wide failure (Git unreachable, bad config): no stack was touched
+    pins: dict[str, dict] = field(default_factory=dict)  # stack -> its pin (revision, by, at, reason) this pass held
+    notices: list[str] = field(default_factory=list)  # pins set, lifted or dropped: things a person should know
+    rollbacks: list[Rollback] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -140,12 +154,15 @@ class StackStatus:
     drift_count: int
     violations: int
     last_run: datetime | None
+    history: list[dict[str, Any]] = field(default_factory=list)  # newest first: commit, result, health, when
+    pinned: dict[str, Any] | None = None  # the pin holding this stack at an earlier commit, if any
 
 
 @dataclass
 class EnvStatus:
     env: str
     stacks: list[StackStatus]
+    pinned_head: str | None = None  # the branch head when the newest pin was set
 
 
 def to_jsonable(value: Any) -> Any:

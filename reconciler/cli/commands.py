@@ -138,5 +138,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.cli.output import print_status
 
-    _emit(engine_for(args, environment_of(args)).status(), args.output, print_status)
+    history = getattr(args, "history", False)
+    _emit(engine_for(args, environment_of(args)).status(), args.output,
+          lambda console, status: print_status(console, status, history=history))
     return 0

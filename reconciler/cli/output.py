@@ -51,7 +51,18 @@ def print_pass(console: Console, result: PassResult, verbose: bool = False) -> N
         for violation in stack.violations:
             mode = "[red]enforce[/red]" if violation.mode == "enforce" and not violation.excepted_by else violation.mode
             console.print(f"  {stack.stack}: policy {mode} {violation.rule} {violation.object}: {violation.message}")
+    _print_rollbacks(console, result)
     console.print(f"API requests: {result.total_requests} {dict(sorted(result.api_requests.items()))}")
+
+
+def _print_rollbacks(console: Console, result: PassResult) -> None:
+    for rollback in result.rollbacks:
+        how = "automatic rollback" if rollback.automatic else "rollback"
+        frm = f" from {rollback.from_commit[:10]}" if rollback.from_commit else ""
+        outcome = "[green]healthy[/green]" if rollback.ok else "[red]did not succeed[/red]"
+        console.print(f"{how} of {', '.join(rollback.stacks)}{frm} to {rollback.to_commit[:10]}: {outcome}")
+    for notice in result.notices:
+        console.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
 
 
 _SUMMARY_AFTER = 12
@@ -89,13 +100,34 @@ def print_drift(console: Console, report: DriftReport) -> None:
             console.print(f"      {field.path}: Git {_short(field.desired)}, live {_short(field.live)}", highlight=False, markup=False)
 
 
-def print_status(console: Console, status: EnvStatus) -> None:
+def print_status(console: Console, status: EnvStatus, history: bool = False) -> None:
     table = Table(title=f"env {status.env}", box=None, header_style="bold")
-    for column in ("stack", "commit", "state", "healthy", "drift", "violations", "last run", "reason"):
+    for column in ("stack", "commit", "state", "healthy", "drift", "violations", "last run", "pinned", "reason"):
         table.add_column(column)
     for stack in status.stacks:
+        pinned = f"at {stack.pinned['revision'][:10]} by {stack.pinned['by']}" if stack.pinned else "-"
         table.add_row(stack.stack, (stack.commit or "-")[:10], stack.state or "never run",
                       {True: "yes", False: "no", None: "-"}[stack.healthy], str(stack.drift_count),
                       str(stack.violations), f"{stack.last_run:%Y-%m-%d %H:%M:%S}" if stack.last_run else "-",
-                      stack.reason)
+                      pinned, stack.reason)
+    console.print(table)
+    if any(s.pinned for s in status.stacks):
+        console.print(f"[yellow]pinned:[/yellow] the branch head (was {(status.pinned_head or '-')[:10]} when pinned) "
+                      f"is not applied to pinned stacks until `reconciler unpin -e {status.env}`", highlight=False)
+    for stack in status.stacks if history else []:
+        print_history(console, stack.stack, stack.history)
+
+
+def print_history(console: Console, stack: str, history: list[dict]) -> None:
+    """The commits a stack applied, newest first: commit, result, health, when, author, message."""
+    table = Table(title=f"history of {stack}", box=None, header_style="bold", title_justify="left")
+    for column in ("commit", "result", "healthy", "applied at", "author", "message"):
+        table.add_column(column)
+    for entry in history:
+        result = entry.get("result", "-") + (" (pinned)" if entry.get("pinned") else "")
+        if entry.get("rolled_back_to"):
+            result += f", rolled back to {entry['rolled_back_to'][:10]}"
+        table.add_row(str(entry.get("commit", ""))[:10], result, {True: "yes", False: "no"}.get(entry.get("healthy"), "-"),
+                      str(entry.get("at", "-"))[:19].replace("T", " "), str(entry.get("author", "")).split(" <")[0],
+                      str(entry.get("message", "")), style=None)
     console.print(table)

@@ -43,6 +43,8 @@ class AlertRouter:
         kinds = (AlertKind.POLICY_VIOLATION, AlertKind.SYNC_FAILED, AlertKind.SYNC_BLOCKED)
         scopes = [(k.value, result.env, s.stack) for k in kinds for s in result.stacks]
         scopes += [(AlertKind.SYNC_FAILED.value, result.env, "")]
+        if result.stacks and not result.dry_run:  # a pass that ran stacks knows the pins: unpinned clears the alert
+            scopes += [(AlertKind.PINNED.value, result.env, "")]
         self.notifier.publish(alerts_for_pass(result), scopes)
         if result.ok and state.failing:
             self.notifier.send_now(recovered_alert(result))

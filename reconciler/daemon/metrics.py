@@ -66,6 +66,10 @@ class Metrics:
             registry=r)
         self.consecutive_failures = Gauge(
             "reconciler_consecutive_failures", "Failed passes in a row (drives the backoff)", ["env"], registry=r)
+        self.pinned_stacks = Gauge("reconciler_pinned_stacks", "Stacks held at a rollback's commit instead of the "
+                                   "branch head", ["env"], registry=r)
+        self.rollbacks = Counter("reconciler_rollbacks_total", "Rollbacks by outcome and whether autoRollback did "
+                                 "them", ["env", "automatic", "ok"], registry=r)
         self.is_leader = Gauge("reconciler_is_leader", "1 while this replica holds the env's lease", ["env"], registry=r)
         self.alerts = Counter(
             "reconciler_alerts_total", "Alerts by kind and delivery outcome", ["kind", "sink", "outcome"], registry=r)
@@ -109,6 +113,10 @@ class Metrics:
         for stack in result.stacks:
             self._observe_stack(result.env, stack)
         self._observe_violations(result)
+        if result.stacks and not result.dry_run:
+            self.pinned_stacks.labels(result.env).set(len(result.pins))
+        for rollback in result.rollbacks:
+            self.rollbacks.labels(result.env, str(rollback.automatic).lower(), str(rollback.ok).lower()).inc()
         if result.ok and not result.dry_run:
             self.last_success.labels(result.env).set((result.finished_at or result.started_at).timestamp())
             if result.commit is not None:

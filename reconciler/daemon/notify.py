@@ -37,6 +37,8 @@ class AlertKind(str, Enum):
     SYNC_FAILED = "sync_failed"
     SYNC_BLOCKED = "sync_blocked"
     RECOVERED = "recovered"
+    ROLLED_BACK = "rolled_back"
+    PINNED = "pinned"
 
 
 _EVENT_REASON = {
@@ -45,6 +47,8 @@ _EVENT_REASON = {
     AlertKind.SYNC_FAILED: "SyncFailed",
     AlertKind.SYNC_BLOCKED: "SyncBlocked",
     AlertKind.RECOVERED: "Recovered",
+    AlertKind.ROLLED_BACK: "RolledBack",
+    AlertKind.PINNED: "Pinned",
 }
 
 
@@ -101,6 +105,26 @@ def alerts_for_pass(result: PassResult) -> list[Alert]:
                             redact_text(result.error), _fingerprint([result.error]), commit, result.run_id))
     for stack in result.stacks:
         alerts.extend(_stack_alerts(result, stack, commit))
+    return alerts + _pin_alerts(result, commit)
+
+
+def _pin_alerts(result: PassResult, commit: str | None) -> list[Alert]:
+    """A rollback names both commits; pinned stacks are reported while the pin holds (deduplicated)."""
+    alerts = []
+    for rollback in result.rollbacks:
+        how = "automatically rolled back" if rollback.automatic else "rolled back"
+        frm = f" from {rollback.from_commit[:10]}" if rollback.from_commit else ""
+        outcome = "healthy again" if rollback.ok else "the rollback did not succeed"
+        alerts.append(Alert(AlertKind.ROLLED_BACK, result.env, "", "critical" if not rollback.ok else "warning",
+                            f"{result.env}: {', '.join(rollback.stacks)} {how}{frm} to {rollback.to_commit[:10]}",
+                            f"{outcome}; pinned at {rollback.to_commit[:10]} until `reconciler unpin -e {result.env}`",
+                            _fingerprint([rollback.to_commit, rollback.from_commit or "", *rollback.stacks]), commit,
+                            result.run_id))
+    if result.pins:
+        lines = [f"{stack} at {pin['revision'][:10]} (by {pin['by']})" for stack, pin in sorted(result.pins.items())]
+        alerts.append(Alert(AlertKind.PINNED, result.env, "", "warning",
+                            f"{result.env}: {len(lines)} stack(s) pinned, branch head {(commit or '-')[:10]} not "
+                            "applied to them", lines[0], _fingerprint(lines), commit, result.run_id, lines))
     return alerts
 
 

@@ -36,7 +36,9 @@ class PassRecorder:
             run.result, run.finished_at = result, utcnow()
             run.state = RunState.SUCCEEDED if result.ok else RunState.FAILED
             run.message = result.error or describe_pass(result)
-            state.last_run, state.last_result = run, result
+            state.last_run = run
+            if run.action == "sync" or result.stacks:  # an unpin changes pins, not what a pass last did
+                state.last_result = result
             for stack in result.stacks:
                 state.stack_results[stack.stack] = stack
                 state.stack_runs[stack.stack] = run.finished_at

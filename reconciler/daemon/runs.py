@@ -45,10 +45,12 @@ class Run:
     progress: list[dict[str, Any]] = field(default_factory=list)
     result: PassResult | None = None
     message: str = ""
+    action: str = "sync"  # or "rollback", "unpin" (never coalesced with a sync)
+    options: dict[str, Any] = field(default_factory=dict)  # rollback: to, dependents, by; unpin: nothing
 
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "id": self.id, "env": self.env, "stack": self.stack, "sources": list(self.sources),
+            "id": self.id, "env": self.env, "stack": self.stack, "sources": list(self.sources), "action": self.action,
             "state": self.state.value, "done": self.state.done, "message": self.message,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,

@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 
 from reconciler import __version__
 from reconciler.daemon.service import Daemon
+from reconciler.daemon.status import env_history
+from reconciler.errors import ReconcilerError
 from reconciler.logs import get_logger
 from reconciler.daemon.metrics import CONTENT_TYPE
 from reconciler.daemon.webhooks import (
@@ -55,6 +57,18 @@ class ServerSecrets:
 class SyncRequest(BaseModel):
     env: str = Field(description="environment to reconcile")
     stack: str | None = Field(None, description="only this stack (default: every stack of the env)")
+
+
+class RollbackRequest(BaseModel):
+    env: str = Field(description="environment")
+    stack: str | None = Field(None, description="stack to roll back (default: every stack of the env)")
+    to: str | None = Field(None, description="commit to go back to (default: the last healthy one in the history)")
+    dependents: bool = Field(True, description="also roll back the stacks that depend on it")
+
+
+class UnpinRequest(BaseModel):
+    env: str = Field(description="environment")
+    stack: str | None = Field(None, description="only this stack (default: every pinned stack)")
 
 
 class RunAccepted(BaseModel):
@@ -146,6 +160,46 @@ def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets) -> Non
         log.info("manual sync requested", env=body.env, stack=body.stack, run_id=accepted.id)
         return RunAccepted(run_id=accepted.id, env=accepted.env, stack=accepted.stack, state=accepted.state.value,
                            url=f"/api/runs/{accepted.id}")
+
+    _add_rollback_routes(app, daemon, secrets, reader)
+
+
+def _add_rollback_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, reader: Any) -> None:
+    @app.get("/api/history", tags=["status"], dependencies=[Depends(reader)],
+             summary="Per stack of an environment: its last commits (result, health, when) and its pin, read now")
+    def history(env: str = Query(..., description="environment name")) -> dict[str, Any]:
+        _known_env(daemon, env)
+        try:
+            return env_history(daemon, env)
+        except ReconcilerError as exc:
+            raise HTTPException(503, str(exc)) from exc
+
+    @app.post("/api/rollback", status_code=202, tags=["runs"], response_model=RunAccepted,
+              summary="Roll a stack (and its dependents) back to its last healthy commit and pin it (bearer token)",
+              responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "unknown env or stack"},
+                         409: {"description": "this replica does not lead the environment"}})
+    def rollback(body: RollbackRequest, request: Request) -> RunAccepted:
+        _require_bearer(request, secrets.api_token)
+        run = _queue_action(daemon, body.env, body.stack, "rollback",
+                            {"to": body.to, "dependents": body.dependents, "by": "api"})
+        log.info("rollback requested", env=body.env, stack=body.stack, to=body.to, run_id=run.id)
+        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+
+    @app.post("/api/unpin", status_code=202, tags=["runs"], response_model=RunAccepted,
+              summary="Lift pins: the next pass applies the branch head (bearer token)")
+    def unpin(body: UnpinRequest, request: Request) -> RunAccepted:
+        _require_bearer(request, secrets.api_token)
+        run = _queue_action(daemon, body.env, body.stack, "unpin", {})
+        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+
+
+def _queue_action(daemon: Daemon, env_name: str, stack: str | None, action: str, options: dict[str, Any]) -> Any:
+    env = _known_env(daemon, env_name)
+    if stack is not None and stack not in {s.name for s in env.stacks}:
+        raise HTTPException(404, f"environment {env_name!r} has no stack {stack!r}")
+    if not daemon.may_apply(env_name):
+        raise HTTPException(409, f"this replica does not lead {env_name!r}; send the {action} to the leader")
+    return daemon.request_action(env_name, action, stack, options)
 
 
 def _known_env(daemon: Daemon, name: str) -> Any:

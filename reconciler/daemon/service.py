@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any, Callable
 
+from reconciler.daemon.actions import run_action
 from reconciler.daemon.alerts import AlertRouter, EnvState
 from reconciler.daemon.leadership import Leadership
 from reconciler.daemon.livedrift import LiveDrift
@@ -30,6 +31,7 @@ from reconciler.daemon.settings import DaemonSettings, Engine, EngineFactory, de
 from reconciler.daemon.status import daemon_status, env_status
 from reconciler.daemon.timing import PassTiming
 from reconciler.daemon.worker import EnvWorker
+from reconciler.errors import ReconcilerError
 from reconciler.logs import bound, get_logger, redact_text
 from reconciler.results import PassResult, to_jsonable, utcnow
 
@@ -139,8 +141,9 @@ class Daemon:
         with bound(env=run.env, run_id=run.id, stack=run.stack):
             started = time.monotonic()
             try:
-                result = self.engines[run.env].sync(stack=run.stack, progress=_progress(run), run_id=run.id,
-                                                    should_stop=self._should_stop(run.env))
+                result = run_action(self.engines[run.env], run, _progress(run), self._should_stop(run.env))
+            except ReconcilerError as exc:  # a rollback without a target, an unpin of what is not pinned
+                result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False, error=str(exc))
             except Exception as exc:  # the engine reports failures as data; this is the last resort
                 log.exception("pass crashed")
                 result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False,
@@ -150,6 +153,14 @@ class Daemon:
             stopped = self._stopping.is_set() or not self.may_apply(run.env)
             self.recorder.record(run, result, time.monotonic() - started, self.engines[run.env], stopped=stopped,
                                  retry=self.workers[run.env].request)
+            if run.action != "sync" and not stopped:
+                self.workers[run.env].request(f"after-{run.action}")  # the other stacks, at the head (or their pins)
+
+    def request_action(self, env: str, action: str, stack: str | None, options: dict[str, Any]) -> Run:
+        """Queue a rollback or an unpin on this replica (it must lead `env`: these are never forwarded)."""
+        if env not in self.envs:
+            raise KeyError(env)
+        return self.workers[env].request(f"manual-{action}", stack, action=action, options=options)
 
     # ---- what the HTTP API reads -----------------------------------------------------------
 

@@ -20,12 +20,18 @@ def daemon_status(daemon: "Daemon") -> dict[str, Any]:
             "alerts": [a.to_dict() for a in daemon.notifier.history[-20:]]}
 
 
+def env_history(daemon: "Daemon", name: str) -> dict[str, Any]:
+    """Each stack's last commits and pin, read from the cluster now (they outlive this process)."""
+    return to_jsonable(daemon.engines[name].status())
+
+
 def env_status(daemon: "Daemon", name: str) -> dict[str, Any]:
     env, state, worker = daemon.envs[name], daemon.states[name], daemon.workers[name]
     drift_by_stack: dict[str, int] = {}
     for item in (state.last_drift.items if state.last_drift else []):
         drift_by_stack[item.stack] = drift_by_stack.get(item.stack, 0) + 1
     nxt = daemon.next_run(name)
+    last = state.last_result
     return {
         "name": name,
         "source": {"url": redact_text(str(env.source.url)), "branch": env.source.branch, "path": env.source.path},
@@ -39,6 +45,9 @@ def env_status(daemon: "Daemon", name: str) -> dict[str, Any]:
         "last_run": state.last_run.to_dict(detail=False) if state.last_run else None,
         "drift_checked_at": state.last_drift.checked_at.isoformat() if state.last_drift else None,
         "drift_count": len(state.last_drift.items) if state.last_drift else None,
+        "pins": {"head": last.commit.sha if last.commit else None, "stacks": dict(last.pins)}
+        if last is not None and last.pins else None,
+        "notices": list(last.notices) if last is not None else [],
         "stacks": [stack_status(daemon, name, s, drift_by_stack) for s in env.stacks],
     }
 
@@ -61,4 +70,5 @@ def stack_status(daemon: "Daemon", env: str, stack: Any, drift: dict[str, int]) 
         "drift_count": drift.get(stack.name, 0),
         "violations": violations,
         "last_run": state.stack_runs[stack.name].isoformat() if stack.name in state.stack_runs else None,
+        "pinned": last.pins.get(stack.name) if last else None,
     }

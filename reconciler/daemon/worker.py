@@ -32,17 +32,26 @@ class EnvWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def request(self, source: str, stack: str | None = None) -> Run:
-        """Queue a pass, or join the one already queued (widening it to the whole env if stacks differ)."""
+    def request(self, source: str, stack: str | None = None, action: str = "sync",
+                options: dict | None = None) -> Run:
+        """Queue a pass, or join the one already queued (widening it to the whole env if stacks differ).
+        A rollback or unpin takes the queued slot's place (it is followed by a sync anyway)."""
         with self._cond:
             pending = self._pending
+            if pending is not None and action != "sync":
+                pending.state, pending.message = RunState.CANCELLED, f"replaced by a queued {action}"
+                pending.finished_at = utcnow()
+                self._pending = pending = None
+            if pending is not None and pending.action != "sync":
+                self._metrics.observe_trigger(self.env, source, coalesced=True)
+                return pending  # a sync asked for while a rollback waits: the rollback's follow-up covers it
             if pending is not None:
                 pending.sources.append(source)
                 if pending.stack != stack:
                     pending.stack = None
                 self._metrics.observe_trigger(self.env, source, coalesced=True)
                 return pending
-            run = Run(env=self.env, stack=stack, sources=[source])
+            run = Run(env=self.env, stack=stack, sources=[source], action=action, options=dict(options or {}))
             if self._stopping:
                 run.state, run.message = RunState.CANCELLED, "the daemon is shutting down"
             else:

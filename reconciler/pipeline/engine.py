@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -26,13 +25,14 @@ from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
+from reconciler.pipeline.status import stack_statuses
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
 from reconciler.pipeline.signatures import keys_folder, verify_commit
 from reconciler.pipeline.source import GitSource
-from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, StackStatus, utcnow
+from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, utcnow
 
 log = structlog.get_logger("reconciler.pipeline.engine")
 
@@ -177,15 +177,7 @@ class Engine:
         return inventory
 
     def status(self) -> EnvStatus:
-        inventory = Inventory(self.cluster, self.env.name)
-        inventory.load(create=False)
-        stacks = []
-        for stack in self.env.stacks:
-            record = inventory.record(stack.name)
-            last = datetime.fromisoformat(record.last_run) if record.last_run else None
-            stacks.append(StackStatus(stack.name, record.commit, record.state, record.reason, record.healthy,
-                                      record.drift_count, record.violations, last))
-        return EnvStatus(self.env.name, stacks)
+        return stack_statuses(self)
 
     # --- ownership of this environment's objects ------------------------------------------------
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 from reconciler.kube.discovery import find_labelled, listable_kinds
 from reconciler.objects import ObjectId
+from reconciler.pipeline.pins import Pins, parse_pins
 from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL, OWNER_LABEL, owner_label_value
 from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
 _DRIFT_KEY = "drift.json"
+_PINS_KEY = "pins.json"
 _RECORD_PREFIX, _RECORD_SUFFIX = "stack.", ".json"
 
 
@@ -43,6 +45,7 @@ class StackRecord:
     drift_count: int = 0
     last_run: str | None = None
     applied_at: str | None = None
+    history: list[dict] = field(default_factory=list)  # newest first: see history.py
 
     def ids(self) -> list[ObjectId]:
         return [ObjectId.parse(i) for i in self.objects]
@@ -156,6 +159,22 @@ class Inventory:
                 return
         self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: None}})
 
+    def pins(self) -> Pins:
+        with self._lock:
+            return parse_pins(self._data.get(_PINS_KEY))
+
+    def save_pins(self, pins: Pins) -> None:
+        """Write (or, with no pinned stack left, remove) the environment's pins."""
+        value = pins.to_json() if pins else None
+        with self._lock:
+            if self._data.get(_PINS_KEY) == value:
+                return
+            if value is None:
+                self._data.pop(_PINS_KEY, None)
+            else:
+                self._data[_PINS_KEY] = value
+        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {_PINS_KEY: value}})
+
     def drift_first_seen(self) -> dict[str, str]:
         with self._lock:
             raw = self._data.get(_DRIFT_KEY) or "{}"
@@ -201,6 +220,8 @@ def _parse_record(raw: str | None) -> StackRecord | None:
         record = StackRecord(**{k: v for k, v in data.items() if k in StackRecord.__dataclass_fields__})
         if not isinstance(record.objects, dict):
             return None
+        if not isinstance(record.history, list):
+            record.history = []
         record.ids()  # every id must parse
         return record
     except (ValueError, TypeError, AttributeError, zlib.error):

@@ -31,6 +31,11 @@ class RenderedEnv:
     errors: dict[str, str] = field(default_factory=dict)
     policy_report: object | None = None
     digests: dict[str, str] = field(default_factory=dict)  # stack -> digest of its rendered text
+    pinned: dict[str, CommitInfo] = field(default_factory=dict)  # stack -> the pinned commit it renders instead
+
+    def commit_of(self, stack: str) -> CommitInfo:
+        """The commit a stack's objects come from: its pin, else the pass's commit."""
+        return self.pinned.get(stack, self.commit)
 
     def owners(self) -> dict[ObjectId, str]:
         """Which stack renders each object: prune and ownership hand-offs look at the whole environment."""

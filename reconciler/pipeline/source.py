@@ -80,7 +80,7 @@ class GitSource:
         self.trees_dir = cache_dir / "trees" / key
         self._cached_tree: tuple[str, git.Tree] | None = None
 
-    def _repo(self) -> git.Repo:
+    def open_mirror(self) -> git.Repo:
         """The bare mirror; a new one is an empty repository the fetch fills (GitPython's clone cannot be
         given a timeout, a fetch can)."""
         if (self.mirror_dir / "HEAD").exists():
@@ -108,7 +108,7 @@ class GitSource:
 
     def _fetch_locked(self) -> CommitInfo:
         try:
-            repo = self._repo()
+            repo = self.open_mirror()
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise _CorruptMirror(str(exc)) from exc
         unchanged = self._known_head(repo)
@@ -123,13 +123,13 @@ class GitSource:
                                   fix="check `source.branch` in the environment file") from exc
             if any(marker in str(exc.stderr).lower() for marker in _CORRUPTION):
                 raise _CorruptMirror(str(exc.stderr)) from exc
-            raise self._error("fetch", exc) from exc
+            raise self.error("fetch", exc) from exc
         try:
             return commit_info(repo.commit(f"refs/heads/{self.branch}"))
         except (git.BadName, ValueError) as exc:
             raise _CorruptMirror(f"refs/heads/{self.branch} unreadable after a fetch: {exc}") from exc
 
-    def _error(self, action: str, exc: git.GitCommandError) -> ReconcilerError:
+    def error(self, action: str, exc: git.GitCommandError) -> ReconcilerError:
         if any(marker in str(exc.stderr) for marker in _DISK_FULL):
             return CacheError(f"git {action} of {redact_url(self.url)} cannot write the mirror in {self.mirror_dir}: "
                               "the disk is full or the folder is not writable",
@@ -203,6 +203,41 @@ class GitSource:
         for old in trees[_KEEP_TREES:]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_remote(source: GitSource, revision: str) -> CommitInfo:
+    """A revision named as in the source repository (`HEAD`, a branch, `origin/main`, a tag, a SHA;
+    `HEAD~2` too when the source is a local path), fetched into the mirror if it is not there yet."""
+    with _locked(source.mirror_dir):
+        repo = source.open_mirror()
+        local = Path(source.url)
+        try:
+            if local.is_dir():
+                sha = git.Repo(local).commit(revision).hexsha
+                if not _has(repo, sha):
+                    repo.git.fetch("--no-tags", source.url, sha, kill_after_timeout=source.timeout_s)
+            else:
+                if _has(repo, revision):
+                    return commit_info(repo.commit(revision))
+                repo.git.fetch("--no-tags", source.url, revision, kill_after_timeout=source.timeout_s)
+                sha = repo.git.rev_parse("FETCH_HEAD")
+            return commit_info(repo.commit(sha))
+        except (git.BadName, ValueError, git.GitCommandError, git.InvalidGitRepositoryError) as exc:
+            if isinstance(exc, git.GitCommandError) and any(m in str(exc.stderr) for m in _DISK_FULL + _AUTH_REFUSED):
+                raise source.error("fetch", exc) from exc
+            raise SourceError(f"revision {revision!r} not found in {redact_url(source.url)}",
+                              fix="give a branch, tag or commit SHA that exists in the source repository") from exc
+
+
+def _has(repo: git.Repo, revision: str) -> bool:
+    """The mirror has this commit (given as a hex SHA)."""
+    if not all(c in "0123456789abcdef" for c in revision.lower()) or len(revision) < 7:
+        return False
+    try:
+        repo.commit(revision)
+        return True
+    except (git.BadName, ValueError):
+        return False
 
 
 def commit_info(commit: git.Commit) -> CommitInfo:

@@ -10,6 +10,7 @@ from reconciler.config import EnvironmentConfig, StackConfig
 from reconciler.kube.livecache import LiveCache, WatchKey
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline.diff import desired_hash
+from reconciler.pipeline.history import add_entry
 from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
 from reconciler.pipeline.ownership import handed_off
 from reconciler.pipeline.rendered import RenderedEnv
@@ -78,7 +79,7 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
     record.drift_count = result.drifted if not env.sync.correct_drift else 0
     if result.state in (StackState.APPLIED, StackState.UNCHANGED):
         previous = record.objects
-        record.commit = rendered.commit.sha
+        record.commit = rendered.commit_of(stack).sha
         record.healthy = result.healthy
         record.objects = {str(o.id): desired_hash(o.manifest, hash_key) for o in objects}
         record.objects.update(handed_off(stack, previous, owners, lambda name: inventory.record(name).objects))
@@ -91,6 +92,8 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
         record.healthy = result.healthy
         for obj in rendered.objects.get(stack, []):  # some may be applied: never lose ownership
             record.objects.setdefault(str(obj.id), "")
+    record.history = add_entry(record.history, rendered.commit_of(stack), result, env.rollback.history,
+                               pinned=stack in rendered.pinned)
     if dict(record.__dict__, last_run=None) == before:
         return
     inventory.save_record(stack, record)

@@ -1,8 +1,10 @@
 """One pass of `sync` (or `plan`, a dry run): prepare, walk the waves, finish.
 
-Prepare: render the commit, check that no object is in two stacks, take the environment's writer
-lease (a real pass only), read the inventory and rebuild the records a lost inventory took with it.
-Then `PassRun` walks the waves; the lease is given back whatever happens. Failures are data in the
+Prepare: render the commit (and the commits of pinned stacks), check that no object is in two
+stacks, take the environment's writer lease (a real pass only), read the inventory and rebuild the
+records a lost inventory took with it. Then `PassRun` walks the waves, and with `autoRollback` a
+stack that failed its health gate goes back to its last healthy commit in the same pass, under the
+same lease; the lease is given back whatever happens. Failures are data in the
 PassResult, never exceptions out of here.
 """
 
@@ -18,9 +20,12 @@ from reconciler.kube.lease import WriterLease
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, emitter
+from reconciler.pipeline.pinning import pin_render, settle_pins, stored_pins
+from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.removed import prune_removed_stacks
 from reconciler.pipeline.rendered import RenderedEnv
-from reconciler.results import PassResult, utcnow
+from reconciler.pipeline.rollback import auto_rollback, refuse_blocked_rollback
+from reconciler.results import PassResult, Rollback, utcnow
 
 if TYPE_CHECKING:
     from reconciler.pipeline.engine import Engine
@@ -29,25 +34,30 @@ log = structlog.get_logger("reconciler.pipeline.engine")
 
 
 def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress | None, run_id: str | None,
-             should_stop: Callable[[], bool]) -> PassResult:
+             should_stop: Callable[[], bool], rollback: Pins | None = None) -> PassResult:
+    """One pass. `rollback`: pins to set first; the pass then covers only those stacks (a rollback)."""
     env = engine.env
     run_id = run_id or uuid.uuid4().hex[:12]
     result = PassResult(env=env.name, run_id=run_id, commit=None, dry_run=dry_run)
-    selected = {env.stack(stack).name} if stack else {s.name for s in env.stacks}
+    selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
     emit = emitter(progress, run_id, env.name)
     lease = None if dry_run else engine.writer_lease()
     try:
-        rendered, inventory = _prepare(engine, result, progress, lease, should_stop)
+        head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
     except ReconcilerError as exc:
         if lease is not None:
             lease.release()
         result.error, result.finished_at = str(exc), utcnow()
         log.error("pass failed before any stack", env=env.name, run_id=run_id, error=result.error)
         return result
+    stop = (lambda: should_stop() or lease.lost()) if lease else should_stop
     try:
-        PassRun(engine, rendered, inventory, result, selected, dry_run, emit,
-                (lambda: should_stop() or lease.lost()) if lease else should_stop).execute()
-        if stack is None and not should_stop():
+        PassRun(engine, rendered, inventory, result, selected, dry_run, emit, stop).execute()
+        if rollback:
+            result.rollbacks.append(_rollback_record(rollback, result))
+        elif not dry_run and env.sync.auto_rollback and not stop():
+            auto_rollback(engine, head, inventory, result, pins, emit, stop)
+        if stack is None and rollback is None and not should_stop():
             prune_removed_stacks(engine, rendered, inventory, result)
     finally:
         if lease is not None:
@@ -57,23 +67,51 @@ def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progr
     result.api_requests = engine.cluster.request_counts()
     result.finished_at = utcnow()
     log.info("pass finished", env=env.name, run_id=run_id, commit=rendered.commit.short, ok=result.ok,
-             stacks={s.stack: s.state.value for s in result.stacks}, api_requests=result.total_requests)
+             stacks={s.stack: s.state.value for s in result.stacks}, api_requests=result.total_requests,
+             pins=result.pins or None)
     emit(None, None, "done", "pass finished")
     return result
 
 
 def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, lease: WriterLease | None,
-             should_stop: Callable[[], bool]) -> tuple[RenderedEnv, Inventory]:
-    """Render, take the writer lease, read the inventory (rebuilding lost records). Raises ReconcilerError."""
-    rendered = engine.render(progress=progress, run_id=result.run_id)
-    result.commit = rendered.commit
-    rendered.check_unique(engine.env.file)
+             should_stop: Callable[[], bool], rollback: Pins | None
+             ) -> tuple[RenderedEnv, RenderedEnv, Inventory, Pins]:
+    """Render the head, then with pins (`pins.json`, and a rollback's) the pinned stacks at their commits;
+    take the writer lease, read the inventory (rebuilding lost records), store changed pins. Raises
+    ReconcilerError. Returns the head's render, the render this pass applies, the inventory and the pins."""
+    head = engine.render(progress=progress, run_id=result.run_id)
+    result.commit = head.commit
+    stored = stored_pins(engine)
+    pins, rendered = _pinned(engine, head, stored, rollback, result)
     engine.cluster.reset_counts()
     if lease is not None:
         lease.acquire(engine.writer.wait_s, engine.writer.on_wait, should_stop)
     inventory = engine.load_inventory(create=not result.dry_run)
+    if inventory.pins().to_json() != stored.to_json():  # pinned or unpinned while this pass waited for the lease
+        result.notices.clear()
+        pins, rendered = _pinned(engine, head, inventory.pins(), rollback, result)
+    if not result.dry_run:
+        inventory.save_pins(pins)
+    result.pins = pins.to_dict()["stacks"]
     scopes = {s.name: (engine.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
                                                     if o.id.namespace}) for s in engine.env.stacks}
     if inventory.recover(scopes):
         log.warning("inventory rebuilt from owner labels", env=engine.env.name, objects=inventory.recovered)
-    return rendered, inventory
+    return head, rendered, inventory, pins
+
+
+def _pinned(engine: "Engine", head: RenderedEnv, stored: Pins, rollback: Pins | None,
+            result: PassResult) -> tuple[Pins, RenderedEnv]:
+    pins, notices = settle_pins(engine.env, stored, head.commit, rollback)
+    result.notices.extend(notices)
+    rendered = pin_render(engine, head, pins)
+    if rollback:
+        refuse_blocked_rollback(rendered, rollback)
+    rendered.check_unique(engine.env.file)
+    return pins, rendered
+
+
+def _rollback_record(rollback: Pins, result: PassResult) -> Rollback:
+    first = next(iter(rollback.stacks.values()))
+    return Rollback(stacks=sorted(rollback.stacks), to_commit=first.revision, from_commit=first.failed_commit,
+                    automatic=False, ok=result.ok)

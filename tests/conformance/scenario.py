@@ -48,6 +48,7 @@ class Scenario:
         self.stacks: dict[str, dict] = {}
         self.sync_options: dict[str, object] = {"interval": "1h", "healthTimeout": "60s"}
         self.source_options: dict[str, object] = {}
+        self.env_extra: dict[str, object] = {}  # other top-level sections of the environment file (rollback, ...)
 
     # --- the repository ----------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ class Scenario:
         self.env_file.parent.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text(yaml.safe_dump({
             "name": self.name, "source": {"url": self.repo.url, "branch": "main", **self.source_options},
-            "sync": self.sync_options, "stacks": list(self.stacks.values())}, sort_keys=False))
+            "sync": self.sync_options, **self.env_extra, "stacks": list(self.stacks.values())}, sort_keys=False))
 
     def commit(self, message: str = "change") -> str:
         return self.repo.commit(message)

@@ -1,0 +1,28 @@
+"""`reconciler status` and the daemon's history API: what the inventory says about each stack, read now."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from reconciler.pipeline.inventory import Inventory
+from reconciler.results import EnvStatus, StackStatus, to_jsonable
+
+if TYPE_CHECKING:
+    from reconciler.pipeline.engine import Engine
+
+
+def stack_statuses(engine: "Engine") -> EnvStatus:
+    """Per stack: last commit, result, health, drift, pin and history, read from the inventory now."""
+    inventory = Inventory(engine.cluster, engine.env.name)
+    inventory.load(create=False)
+    pins = inventory.pins()
+    stacks = []
+    for stack in engine.env.stacks:
+        record = inventory.record(stack.name)
+        last = datetime.fromisoformat(record.last_run) if record.last_run else None
+        pin = pins.stacks.get(stack.name)
+        stacks.append(StackStatus(stack.name, record.commit, record.state, record.reason, record.healthy,
+                                  record.drift_count, record.violations, last, history=record.history,
+                                  pinned=to_jsonable(pin) if pin else None))
+    return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None)
