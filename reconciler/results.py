@@ -182,3 +182,51 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple, set)):
         return [to_jsonable(v) for v in value]
     return value
+
+
+@dataclass
+class StackPreview:
+    """What merging a revision does to one stack: objects added, changed (field paths), pruned; policy deltas."""
+
+    stack: str
+    status: str  # "new stack", "removed stack", "changed", "unchanged", "render error"
+    added: list[ObjectChange] = field(default_factory=list)
+    changed: list[ObjectChange] = field(default_factory=list)
+    pruned: list[ObjectChange] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # gone from Git but left in the cluster, and why
+    moved_in: list[str] = field(default_factory=list)  # "<id> from <stack>": handed over, never pruned
+    new_violations: list[Any] = field(default_factory=list)
+    fixed_violations: list[Any] = field(default_factory=list)
+    still_violations: list[Any] = field(default_factory=list)
+    waits_on: list[str] = field(default_factory=list)  # re-applied stacks it depends on (its pass waits for them)
+    drift_overwritten: list[str] = field(default_factory=list)  # --cluster: live edits the merge's sync reverts
+    error: str = ""
+
+    @property
+    def reapplied(self) -> bool:
+        return bool(self.added or self.changed or self.pruned or self.moved_in) or self.status == "new stack"
+
+
+@dataclass
+class EnvPreview:
+    env: str
+    base: CommitInfo | None
+    revision: CommitInfo
+    stacks: list[StackPreview] = field(default_factory=list)
+    cluster: bool = False  # compared with the live cluster too (dry-runs, inventory)
+    error: str = ""
+
+    @property
+    def has_changes(self) -> bool:
+        return any(s.reapplied for s in self.stacks)
+
+    @property
+    def new_blocking(self) -> list[Any]:
+        return [v for s in self.stacks for v in s.new_violations if getattr(v, "blocking", False)]
+
+    @property
+    def exit_code(self) -> int:
+        """0 no change, 1 changes, 2 an error (a stack that does not render) or new enforced violations."""
+        if self.error or any(s.error for s in self.stacks) or self.new_blocking:
+            return 2
+        return 1 if self.has_changes else 0

@@ -37,6 +37,21 @@ def write_stack(repo: PushRepo, stack: str, objects: list[dict], **kustomization
     repo.write(f"stacks/{stack}/kustomization.yaml", kustomization("objects.yaml", **kustomization_extra))
 
 
+REPO_POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+def write_policies_enforcing_only_min_replicas(repo: PushRepo, minimum: int = 2) -> None:
+    """The repository's own policy files, every rule off except min-replicas (enforce, at least `minimum`)."""
+    for path in sorted(REPO_POLICIES.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        for rule_id, rule in (data.get("rules") or {}).items():
+            rule["mode"] = "enforce" if rule_id == "min-replicas" else "off"
+        if path.name == "replicas.yaml":
+            data["settings"] = {"min_replicas": minimum}
+            data.pop("settings_by_env", None)
+        repo.write(f"policies/{path.name}", data)
+
+
 def make_env(tmp_path: Path, repo: PushRepo, name: str, stacks: list[dict], **sync: object) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({

@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_render_commands(sub)
     _add_cluster_commands(sub)
+    from reconciler.cli.preview import add_preview_command
     from reconciler.cli.rollback import add_rollback_commands
     from reconciler.cli.run import add_daemon_commands
 
+    add_preview_command(sub, _common)
     add_rollback_commands(sub, _common, _output)
     add_daemon_commands(sub)
     return parser

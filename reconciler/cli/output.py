@@ -47,7 +47,7 @@ def print_pass(console: Console, result: PassResult, verbose: bool = False) -> N
                       str(len(stack.violations)), f"{stack.duration_s:.1f}", stack.reason)
     console.print(table)
     for stack in result.stacks:
-        _print_changes(console, stack.stack, stack.changed, verbose)
+        print_changes(console, stack.stack, stack.changed, verbose)
         for violation in stack.violations:
             mode = "[red]enforce[/red]" if violation.mode == "enforce" and not violation.excepted_by else violation.mode
             console.print(f"  {stack.stack}: policy {mode} {violation.rule} {violation.object}: {violation.message}")
@@ -68,7 +68,7 @@ def _print_rollbacks(console: Console, result: PassResult) -> None:
 _SUMMARY_AFTER = 12
 
 
-def _print_changes(console: Console, stack: str, changes, verbose: bool) -> None:
+def print_changes(console: Console, stack: str, changes, verbose: bool) -> None:
     shown = changes if verbose or len(changes) <= _SUMMARY_AFTER else changes[:_SUMMARY_AFTER]
     if len(shown) < len(changes):
         console.print(f"  {stack}: {len(changes)} changes, the first {len(shown)} shown (-v shows all)")

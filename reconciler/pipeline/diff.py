@@ -183,3 +183,39 @@ def mask_manifest(manifest: dict) -> dict:
         if isinstance(copy.get(key), dict):
             copy[key] = {name: MASK for name in copy[key]}
     return copy
+
+
+def manifest_changes(old: dict, new: dict) -> list[FieldChange]:
+    """Every field that differs between two renders of one object, added, removed or changed (a preview
+    compares Git with Git, so nothing is normalised). `desired` is the new value, `live` the old one;
+    Secret values masked."""
+    out: list[FieldChange] = []
+    _both(old, new, "", out)
+    return mask_secret_changes(new if new.get("kind") == "Secret" else old, out)
+
+
+def _both(old: Any, new: Any, path: str, out: list[FieldChange]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                out.append(FieldChange(sub, None, old[key]))
+            elif key not in old:
+                out.append(FieldChange(sub, new[key], None))
+            else:
+                _both(old[key], new[key], sub, out)
+    elif isinstance(old, list) and isinstance(new, list) and old != new:
+        old_keys, new_keys = [_item_key(i) for i in old], [_item_key(i) for i in new]
+        if all(old_keys) and all(new_keys) and len(set(old_keys)) == len(old) and len(set(new_keys)) == len(new):
+            found: list[FieldChange] = []  # items matched by name (or port, key...), as `containers[web].image`
+            _both({k[1]: i for k, i in zip(old_keys, old)}, {k[1]: i for k, i in zip(new_keys, new)}, "", found)
+            for change in found:
+                label, _, rest = change.path.partition(".")
+                out.append(FieldChange(f"{path}[{label}]" + (f".{rest}" if rest else ""), change.desired, change.live))
+        elif len(old) == len(new):
+            for index, (a, b) in enumerate(zip(old, new)):
+                _both(a, b, f"{path}[{index}]", out)
+        else:
+            out.append(FieldChange(path, new, old))
+    elif old != new:
+        out.append(FieldChange(path, new, old))

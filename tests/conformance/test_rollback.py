@@ -13,6 +13,7 @@ import requests
 
 from daemon_support import free_port
 from helpers import wait_for
+from manifests import write_policies_enforcing_only_min_replicas
 from scenario import Scenario, configmap, deployment
 
 pytestmark = pytest.mark.cluster
@@ -126,10 +127,10 @@ def test_a_rollback_target_that_fails_todays_policy_is_refused(scenario: Scenari
     good = scenario.commit("v1, one replica")
     scenario.run("sync")
     scenario.stack("app", [_web(ns, "v2")], healthTimeout="4s")
-    scenario.repo.write("policies/replicas.yaml", _replicas_policy(1))
+    write_policies_enforcing_only_min_replicas(scenario.repo, 1)
     scenario.commit("v2")
     scenario.run("sync")
-    scenario.repo.write("policies/replicas.yaml", _replicas_policy(2))
+    write_policies_enforcing_only_min_replicas(scenario.repo, 2)
     scenario.stack("app", [_web(ns, "v2") | {"spec": {**_web(ns, "v2")["spec"], "replicas": 2}}], healthTimeout="4s")
     scenario.commit("policy: two replicas at least")
     assert scenario.run("sync").code == 1
@@ -139,10 +140,6 @@ def test_a_rollback_target_that_fails_todays_policy_is_refused(scenario: Scenari
     assert refused.code == 2, refused.out + refused.err
     assert "refused" in refused.err and "enforced policy violation" in refused.err and "min-replicas" in refused.err
     assert _version(scenario) == "v2" and not any(s["pinned"] for s in scenario.run("status", "-o", "json").json["stacks"])
-
-
-def _replicas_policy(minimum: int) -> dict:
-    return {"rules": {"min-replicas": {"severity": "high", "mode": "enforce"}}, "settings": {"min_replicas": minimum}}
 
 
 def _daemon(scenario: Scenario, tmp_path: Path, port: int) -> subprocess.Popen:
@@ -183,7 +180,7 @@ def test_a_bad_commit_is_rolled_back_automatically_once_and_the_alert_names_both
     assert {s["name"]: s["pinned"]["revision"] if s["pinned"] else None for s in last["stacks"]} == {
         "app": good, "edge": good}
     [alert] = [a for a in alerts if a["kind"] == "rolled_back"]
-    assert bad[:10] in alert["summary"] and good[:10] in alert["summary"], alert
+    assert bad[:10] in alert["title"] and good[:10] in alert["title"], alert
     history = next(s["history"] for s in scenario.run("status", "-o", "json").json["stacks"] if s["stack"] == "app")
     assert history[0]["commit"] == good and history[0]["pinned"]
     assert history[1]["commit"] == bad and history[1]["rolled_back_to"] == good

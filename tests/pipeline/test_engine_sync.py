@@ -8,8 +8,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from gitrepo import PushRepo
-from manifests import configmap, deployment, kustomization, make_env, write_stack
+from manifests import configmap, deployment, kustomization, make_env, write_policies_enforcing_only_min_replicas, write_stack
 from reconciler.results import Action, StackState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -153,18 +152,6 @@ def test_plan_shows_changes_and_changes_nothing(repo, engine_for, tmp_path, name
     assert result.stacks[0].state is StackState.PLANNED
     assert [c.action for c in result.stacks[0].changes] == [Action.CREATE]
     assert read_configmap(api_client, namespace, "settings") is None
-
-
-def write_policies_enforcing_only_min_replicas(repo: PushRepo) -> None:
-    """The repository's own policy files, every rule off except min-replicas (enforce, at least 2)."""
-    for path in sorted((REPO_ROOT / "policies").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        for rule_id, rule in (data.get("rules") or {}).items():
-            rule["mode"] = "enforce" if rule_id == "min-replicas" else "off"
-        if path.name == "replicas.yaml":
-            data["settings"] = {"min_replicas": 2}
-            data.pop("settings_by_env", None)
-        repo.write(f"policies/{path.name}", data)
 
 
 def test_an_enforced_violation_blocks_the_stack_and_its_dependents_until_fixed(
