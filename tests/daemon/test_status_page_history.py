@@ -1,0 +1,82 @@
+"""The status page in a real browser (headless Chromium driven by Playwright) against a daemon with real
+engines: each stack's history with times people read, and the rollback button that asks for the token."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from kubernetes import client
+
+from daemon_support import API_TOKEN, GitRepo, configmap_stack, git, running_daemon, write_env
+from helpers import wait_for
+from reconciler.config import load_environment
+from reconciler.daemon.service import DaemonSettings, default_engine_factory
+
+pytestmark = pytest.mark.cluster
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture()
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (apt-get install -y chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _value(api_client: client.ApiClient, namespace: str) -> str:
+    return client.CoreV1Api(api_client).read_namespaced_config_map("app-settings", namespace).data["value"]
+
+
+def _two_commits_synced(running: Any, repo: GitRepo, namespace: str, env_name: str) -> tuple[str, str]:
+    first = git(repo.work, "rev-parse", "HEAD")  # v1, pushed by the repo fixture
+    run = running.daemon.trigger(env_name, "manual")
+    wait_for(lambda: run.state.done, timeout_s=60, what="the first pass")
+    configmap_stack(repo, "app", namespace, {"value": "v2"})
+    second = repo.commit_and_push("v2: a new value")
+    run = running.daemon.trigger(env_name, "manual")
+    wait_for(lambda: run.state.done, timeout_s=60, what="the second pass")
+    return first, second
+
+
+def test_the_history_shows_relative_times_and_the_rollback_button_asks_for_the_token_and_rolls_back(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, api_client: client.ApiClient,
+        browser: Any) -> None:
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    factory = default_engine_factory(tmp_path / "cache", kubeconfig)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as running:
+        first, second = _two_commits_synced(running, repo, namespace, env.name)
+        page = browser.new_page()
+        asked: list[str] = []
+        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept(API_TOKEN)))
+        page.goto(running.base + "/")
+        page.wait_for_selector(f'[data-env="{env.name}"] [data-stack="app"]')
+        page.click(f'details[data-history-env="{env.name}"] summary')
+        rows = page.locator(f'details[data-history-env="{env.name}"] tr[data-commit]')
+        rows.nth(1).wait_for()
+        commits = [rows.nth(i).get_attribute("data-commit") for i in range(rows.count())]
+        when = rows.first.locator("time")
+        relative, exact = when.inner_text(), when.get_attribute("title")
+        page_text = page.inner_text("body")
+
+        page.click(f'details[data-history-env="{env.name}"] button[data-rollback-stack="app"]')
+        page.wait_for_selector('#action-result[data-state="queued"]')
+        wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=60, what="the rollback to v1")
+        page.wait_for_selector('[data-pinned="true"]', timeout=20_000)
+        banner = page.inner_text('[data-pinned="true"]')
+
+    assert commits == [second, first]
+    assert re.fullmatch(r"\d+ (s|min) ago", relative), relative
+    assert exact and re.search(r"\d{4}", exact) and "T" not in exact, exact
+    assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d{3,}", page_text), "raw ISO times with fractions on the page"
+    assert asked and "API token to roll back app" in asked[0]
+    assert f"app at {first[:10]}" in banner
