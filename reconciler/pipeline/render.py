@@ -173,18 +173,32 @@ def render_stack(
     timeout_s: float = RENDER_TIMEOUT_S,
 ) -> Rendered:
     """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged."""
+    key, cached = cached_render(tree_root, stack, stack_path, cache, object_id)
+    if cached is not None:
+        return cached
+    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s)
+
+
+def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None,
+                  object_id: Callable[[str], str | None] | None) -> tuple[str | None, Rendered | None]:
+    """The cache key of the stack's inputs, and its cached render if there is one. In-process and quick
+    (Git ids from the object database), so callers do this one stack at a time and build misses in parallel."""
     directory = tree_root / stack_path
     if _kustomization(directory) is None:
         raise RenderError(f"stack {stack!r}: no kustomization.yaml in {stack_path!r} at this commit",
                           fix="create the overlay or correct the stack's path in the environment file")
-    key = None
-    if cache is not None and object_id is not None:
-        paths = input_paths(tree_root, stack_path)
-        key = cache_key(paths, object_id) if paths is not None else None
-        text = cache.get(key) if key else None
-        if text is not None:
-            return Rendered(stack, text, cached=True)
-    text = run_kustomize(directory, stack, timeout_s, where=stack_path)
+    if cache is None or object_id is None:
+        return None, None
+    paths = input_paths(tree_root, stack_path)
+    key = cache_key(paths, object_id) if paths is not None else None
+    text = cache.get(key) if key else None
+    return key, Rendered(stack, text, cached=True) if text is not None else None
+
+
+def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None, key: str | None,
+                timeout_s: float = RENDER_TIMEOUT_S) -> Rendered:
+    """Run kustomize for one stack and cache its output under `key` (thread-safe: one process, one file)."""
+    text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path)
     if cache is not None and key:
         cache.put(key, text)
     return Rendered(stack, text, cached=False)

@@ -8,6 +8,7 @@ whole environment: which stack renders each object, and whether one object is re
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,7 +18,7 @@ from reconciler.config import EnvironmentConfig
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.objects import K8sObject, ObjectId, parse_objects
 from reconciler.pipeline.progress import Emit
-from reconciler.pipeline.render import RenderCache, render_stack
+from reconciler.pipeline.render import RenderCache, Rendered, build_stack, cached_render
 from reconciler.results import CommitInfo
 
 
@@ -54,25 +55,61 @@ class RenderedEnv:
                         fix="keep the object in one stack; the other can dependsOn it")
 
 
+RENDER_PARALLEL = 4
+"""kustomize builds run at once for the stacks the render cache does not have (each is a process)."""
+
+
 def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
                        cache: RenderCache | None, object_id: Callable[[str], str | None] | None) -> RenderedEnv:
-    """Render every stack of `env` from `tree` (the commit's files), then evaluate policy."""
+    """Render every stack of `env` from `tree` (the commit's files), then evaluate policy. Cache lookups go
+    one stack at a time (they read the Git object database); the kustomize builds of misses in parallel."""
     rendered = RenderedEnv(commit=commit, tree=tree)
     root = env.source.path.strip("/")
+    paths = {stack.name: f"{root}/{stack.path}" if root else stack.path for stack in env.stacks}
+    outputs: dict[str, Rendered] = {}
+    misses: dict[str, str | None] = {}
     for stack in env.stacks:
         emit(stack.name, None, "render", f"rendering {stack.path}")
-        path = f"{root}/{stack.path}" if root else stack.path
         try:
-            output = render_stack(tree, stack.name, path, cache if object_id else None, object_id,
-                                  env.sync.render_timeout_s)
-            digest = hashlib.sha256(f"{path}\n{output.text}".encode()).hexdigest()
-            rendered.digests[stack.name] = digest
-            rendered.objects[stack.name] = _parsed(cache, stack.name, path, output.text, digest)
+            key, found = cached_render(tree, stack.name, paths[stack.name], cache if object_id else None, object_id)
         except ReconcilerError as exc:
             rendered.errors[stack.name] = str(exc)
+            continue
+        if found is not None:
+            outputs[stack.name] = found
+        else:
+            misses[stack.name] = key
+
+    def build(name: str) -> tuple[str, Rendered | ReconcilerError]:
+        try:
+            return name, build_stack(tree, name, paths[name], cache if object_id else None, misses[name],
+                                     env.sync.render_timeout_s)
+        except ReconcilerError as exc:
+            return name, exc
+
+    with ThreadPoolExecutor(max_workers=RENDER_PARALLEL, thread_name_prefix="render") as pool:
+        for name, output in pool.map(build, list(misses)):
+            if isinstance(output, ReconcilerError):
+                rendered.errors[name] = str(output)
+            else:
+                outputs[name] = output
+    for stack in env.stacks:
+        if stack.name in outputs:
+            _keep(rendered, cache, stack.name, paths[stack.name], outputs[stack.name].text)
     emit(None, None, "policy", "evaluating policy")
     rendered.policy_report = evaluate_policy(env, rendered)
     return rendered
+
+
+def _keep(rendered: RenderedEnv, cache: RenderCache | None, stack: str, path: str, text: str) -> None:
+    """Parse a stack's render into the result (a parse error is that stack's error)."""
+    try:
+        digest = hashlib.sha256(f"{path}\n{text}".encode()).hexdigest()
+        rendered.digests[stack] = digest
+        rendered.objects[stack] = _parsed(cache, stack, path, text, digest)
+    except ReconcilerError as exc:
+        rendered.digests.pop(stack, None)
+        rendered.errors[stack] = str(exc)
 
 
 def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest: str) -> list[K8sObject]:

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from kubernetes import config
 
 from daemon_support import free_port
 from helpers import wait_for
+from reconciler.kube.cluster import Cluster
+from reconciler.kube.lease import WriterLease
 from manifests import write_policies_enforcing_only_min_replicas
 from scenario import Scenario, configmap, deployment
 
@@ -208,3 +211,36 @@ def test_the_pin_holds_across_a_daemon_restart(scenario: Scenario, tmp_path: Pat
         assert last["last_run"]["state"] == "succeeded", last["last_run"]
         assert last["pins"]["stacks"]["app"]["revision"] == good
         assert _version(scenario) == "v1"
+
+
+def test_a_rollback_while_another_writer_holds_the_environment_exits_2_naming_it_and_changes_nothing(
+        scenario: Scenario) -> None:
+    _good_then_bad(scenario)
+    scenario.run("sync")
+    cluster = Cluster(config.new_client_from_config(config_file=str(scenario.kubeconfig)))
+    other = WriterLease(cluster, "healthflow-system", f"writer-{scenario.name}", "sync on alice-laptop pid 4242")
+    other.acquire()
+    try:
+        refused = scenario.run("rollback", "--stack", "app")
+    finally:
+        other.release()
+
+    assert refused.code == 2 and "sync on alice-laptop pid 4242" in refused.err, refused.out + refused.err
+    assert _version(scenario) == "v2"
+    assert not any(s["pinned"] for s in scenario.run("status", "-o", "json").json["stacks"])
+
+
+def test_a_pin_on_a_stack_removed_from_the_environment_is_dropped_with_a_notice(scenario: Scenario) -> None:
+    _good_then_bad(scenario)
+    scenario.run("sync")
+    assert scenario.run("rollback", "--stack", "app").code == 0
+    del scenario.stacks["edge"]
+    scenario.write_env()
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 1, sync.out + sync.err  # the removed stack's objects were pruned
+    assert "pin of stack 'edge' dropped: the stack is no longer in the environment" in sync.out
+    assert "pinned: app at" in sync.out and _version(scenario) == "v1"
+    assert scenario.live("configmap", "edge") is None, "the removed stack's objects stay"
+    assert [s["stack"] for s in scenario.run("status", "-o", "json").json["stacks"] if s["pinned"]] == ["app"]
