@@ -25,6 +25,7 @@ from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
+from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.status import stack_statuses
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
@@ -66,6 +67,7 @@ class Engine:
         self._writer_lease: WriterLease | None = None
         self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
         self.settled: dict[str, tuple[str | None, int]] = {}  # stack -> (render digest, live changes) at its last clean pass
+        self.known_pins = Pins()  # the pins the last pass found (pins change only under the writer lease)
 
     @property
     def cluster(self) -> Cluster:

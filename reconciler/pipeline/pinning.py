@@ -10,20 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reconciler.config import EnvironmentConfig
-from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.rendered import RenderedEnv, evaluate_policy
 from reconciler.results import CommitInfo
 
 if TYPE_CHECKING:
     from reconciler.pipeline.engine import Engine
-
-
-def stored_pins(engine: "Engine") -> Pins:
-    """The environment's pins as stored now (one GET of the inventory ConfigMap)."""
-    inventory = Inventory(engine.cluster, engine.env.name)
-    inventory.load(create=False)
-    return inventory.pins()
 
 
 def settle_pins(env: EnvironmentConfig, stored: Pins, head: CommitInfo, request: Pins | None) -> tuple[Pins, list[str]]:

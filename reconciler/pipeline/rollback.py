@@ -119,6 +119,7 @@ def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, res
             record.history = mark_rolled_back(record.history, failing, target)
             inventory.save_record(name, record)
     inventory.save_pins(merged)
+    engine.known_pins = merged
     again = PassResult(env=result.env, run_id=result.run_id, commit=head.commit, dry_run=False)
     PassRun(engine, rendered, inventory, again, set(new.stacks), False, emit, should_stop).execute()
     replaced = {s.stack: s for s in again.stacks}

@@ -20,7 +20,7 @@ from reconciler.kube.lease import WriterLease
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, emitter
-from reconciler.pipeline.pinning import pin_render, settle_pins, stored_pins
+from reconciler.pipeline.pinning import pin_render, settle_pins
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.removed import prune_removed_stacks
 from reconciler.pipeline.rendered import RenderedEnv
@@ -81,17 +81,18 @@ def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, le
     ReconcilerError. Returns the head's render, the render this pass applies, the inventory and the pins."""
     head = engine.render(progress=progress, run_id=result.run_id)
     result.commit = head.commit
-    stored = stored_pins(engine)
+    stored = engine.known_pins  # as the last pass left them: no request; checked below under the lease
     pins, rendered = _pinned(engine, head, stored, rollback, result)
     engine.cluster.reset_counts()
     if lease is not None:
         lease.acquire(engine.writer.wait_s, engine.writer.on_wait, should_stop)
     inventory = engine.load_inventory(create=not result.dry_run)
-    if inventory.pins().to_json() != stored.to_json():  # pinned or unpinned while this pass waited for the lease
+    if inventory.pins().to_json() != stored.to_json():  # set or lifted by another process (or a first pass)
         result.notices.clear()
         pins, rendered = _pinned(engine, head, inventory.pins(), rollback, result)
     if not result.dry_run:
         inventory.save_pins(pins)
+        engine.known_pins = pins
     result.pins = pins.to_dict()["stacks"]
     scopes = {s.name: (engine.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
                                                     if o.id.namespace}) for s in engine.env.stacks}
