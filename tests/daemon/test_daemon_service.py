@@ -251,6 +251,36 @@ def test_manual_sync_of_an_unknown_environment_gets_404(env: Any) -> None:
         assert response.status_code == 404
 
 
+def test_rollback_and_unpin_without_the_token_get_401_and_queue_nothing(env: Any) -> None:
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        for path in ("/api/rollback", "/api/unpin"):
+            assert requests.post(f"{d.base}{path}", json={"env": env.name}).status_code == 401
+        assert requests.get(f"{d.base}/api/runs").json() == []
+
+
+def test_rollback_of_an_unknown_stack_or_environment_gets_404(env: Any) -> None:
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        unknown_stack = requests.post(f"{d.base}/api/rollback", json={"env": env.name, "stack": "nope"}, headers=headers)
+        unknown_env = requests.post(f"{d.base}/api/rollback", json={"env": "nope"}, headers=headers)
+    assert unknown_stack.status_code == 404 and "no stack 'nope'" in unknown_stack.json()["detail"]
+    assert unknown_env.status_code == 404
+
+
+def test_a_rollback_request_replaces_a_queued_sync_and_is_followed_by_one(env: Any) -> None:
+    gated = GatedEngine(canned(env))
+    with running_daemon([env], lambda _: gated, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        running = d.daemon.trigger(env.name, "manual")
+        gated.entered.acquire(timeout=10)
+        queued = d.daemon.trigger(env.name, "webhook:github")
+        rollback = d.daemon.request_action(env.name, "rollback", "app", {"by": "test"})
+        joined = d.daemon.trigger(env.name, "poll")
+        gated.gate.set()
+        wait_for(lambda: running.state.done, timeout_s=10, what="the running pass")
+    assert queued.state.value == "cancelled" and "replaced by a queued rollback" in queued.message
+    assert joined is rollback and rollback.action == "rollback"
+
+
 def test_remote_sync_follows_the_run_and_exits_zero_on_success(env: Any) -> None:
     from reconciler.cli.remote import remote_sync
 
