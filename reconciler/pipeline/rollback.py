@@ -22,7 +22,7 @@ from reconciler.pipeline.pins import Pin, Pins
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.source import resolve_remote
-from reconciler.results import PassResult, Rollback, StackState, utcnow
+from reconciler.results import Action, PassResult, Rollback, StackResult, StackState, utcnow
 
 if TYPE_CHECKING:
     from reconciler.pipeline.engine import Engine
@@ -69,6 +69,8 @@ def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResul
     for stack in result.stacks:
         if stack.state is not StackState.FAILED or stack.healthy is not False or stack.stack in pins.stacks:
             continue
+        if not _git_changed(stack):
+            continue  # unhealthy without a Git change (a node lost, a drift corrected): no commit to blame
         history = inventory.record(stack.stack).history
         failing = history[0].get("commit") if history else None
         if failing is None or was_rolled_back(history, failing) or history[0].get("pinned"):
@@ -82,6 +84,12 @@ def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResul
             pins.stacks[name] = Pin(pin.revision, pin.at, AUTO, f"{stack.stack} failed its health gate at "
                                     f"{failing[:10]}: {stack.reason[:160]}", failing)
     return pins, notices
+
+
+def _git_changed(stack: StackResult) -> bool:
+    """The pass applied objects Git changed (not only drift it corrected) before the stack went unhealthy."""
+    applied = sum(1 for c in stack.changes if c.action in (Action.CREATE, Action.UPDATE))
+    return applied > stack.drifted
 
 
 def refuse_blocked_rollback(rendered: RenderedEnv, rollback: Pins) -> None:
