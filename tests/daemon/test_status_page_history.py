@@ -73,6 +73,8 @@ def test_the_history_shows_relative_times_and_the_rollback_button_asks_for_the_t
         wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=60, what="the rollback to v1")
         page.wait_for_selector('[data-pinned="true"]', timeout=20_000)
         banner = page.inner_text('[data-pinned="true"]')
+        page.screenshot(path=str(tmp_path / "status-page-history.png"), full_page=True)
+        print(f"status page screenshot: {tmp_path / 'status-page-history.png'}")
 
     assert commits == [second, first]
     assert re.fullmatch(r"\d+ (s|min) ago", relative), relative
