@@ -1,9 +1,11 @@
 """`reconciler preview --cluster`: the preview checked against live state (reads and dry-runs only).
 
 The prune list becomes what the inventory says each stack owns now and the revision no longer
-renders (the cluster may be at another commit than the base). Every object of a re-applied stack
-is dry-run server-side; a field that differs from live although the revision does not change it is
-drift the merge's sync overwrites, and a dry-run the server rejects is an error of the preview.
+renders (the cluster may be at another commit than the base). Every object of every stack is
+dry-run server-side (the sync after the merge is a full pass): a field that differs from live
+although the revision does not change it is drift that the merge's sync overwrites, an object Git
+had before the revision but the cluster lacks is created by it, and a dry-run the server rejects is
+an error of the preview.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, 
             preview.status = "changed"
     for stack in engine.env.stacks:
         preview = by_stack.get(stack.name)
-        if preview is not None and preview.reapplied and not preview.error and stack.name in new.objects:
+        if preview is not None and not preview.error and stack.name in new.objects:
             _dry_run(engine, stack.name, new, inventory.record(stack.name).objects, preview)
 
 
@@ -55,16 +57,26 @@ def _dry_run(engine: "Engine", stack: str, new: RenderedEnv, recorded: dict[str,
                          owner=engine.ownership(stack))
     git_paths = {str(c.id): [f.path for f in c.fields] for c in preview.changed}
     added = {str(c.id) for c in preview.added}
+    errors = [f"{entry.where}: {entry.error}" for entry in planned if entry.error]
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        preview.error = "the server refuses: " + "; ".join(errors[:3]) + more
     for entry in planned:
         if entry.error:
-            preview.error = (preview.error + "; " if preview.error else "") + f"{entry.where}: {entry.error}"
             continue
-        if entry.action is not Action.UPDATE or str(entry.obj.id) in added:
+        if str(entry.obj.id) in added or entry.action not in (Action.UPDATE, Action.CREATE):
+            continue
+        if entry.action is Action.CREATE:
+            _note(preview, f"{entry.obj.id}: missing in the cluster, the merge's sync creates it")
             continue
         for field in entry.fields:
-            if not _touched(field, git_paths.get(str(entry.obj.id), [])) and len(preview.drift_overwritten) < _SHOWN:
-                preview.drift_overwritten.append(f"{entry.obj.id}: {field.path} is {field.live!r} live, Git has "
-                                                 f"{field.desired!r}")
+            if not _touched(field, git_paths.get(str(entry.obj.id), [])):
+                _note(preview, f"{entry.obj.id}: {field.path} is {field.live!r} live, Git has {field.desired!r}")
+
+
+def _note(preview: StackPreview, line: str) -> None:
+    if len(preview.drift_overwritten) < _SHOWN:
+        preview.drift_overwritten.append(line)
 
 
 def _touched(field: FieldChange, git_paths: list[str]) -> bool:

@@ -64,12 +64,13 @@ def test_a_preview_of_a_branch_that_removes_a_stack_lists_every_object_it_would_
     assert markdown.code == 1 and "<details><summary><b>" in markdown.out and "| changes |" in markdown.out
 
 
-def test_a_preview_against_the_cluster_prunes_what_the_inventory_owns_and_marks_drift_the_merge_overwrites(
+def test_a_preview_against_the_cluster_prunes_what_the_inventory_owns_and_names_drift_the_merge_overwrites(
         scenario: Scenario) -> None:
     ns = scenario.namespace
     _two_stacks(scenario)
     assert scenario.run("sync").code == 1
     scenario.kubectl("-n", ns, "patch", "configmap", "settings", "--type", "merge", "-p", '{"data":{"mode":"by-hand"}}')
+    scenario.kubectl("-n", ns, "delete", "configmap", "legacy")
     _branch(scenario, "scale")
     scenario.stack("app", [configmap("settings", ns, {"mode": "a"}), configmap("legacy", ns, {"x": "1"}),
                            deployment("web", ns, replicas=2)])
@@ -81,7 +82,8 @@ def test_a_preview_against_the_cluster_prunes_what_the_inventory_owns_and_marks_
     assert run.code == 1, run.out + run.err
     stacks = {s["stack"]: s for s in run.json["stacks"]}
     assert [c["id"] for c in stacks["edge"]["pruned"]] == [f"core/ConfigMap/{ns}/edge-tls"]
-    assert stacks["app"]["drift_overwritten"] == [
+    assert sorted(stacks["app"]["drift_overwritten"]) == [
+        f"core/ConfigMap/{ns}/legacy: missing in the cluster, the merge's sync creates it",
         f"core/ConfigMap/{ns}/settings: data.mode is 'by-hand' live, Git has 'a'"]
     assert stacks["edge"]["waits_on"] == ["app"]
     assert scenario.live("configmap", "edge-tls") is not None, "a preview changed the cluster"
