@@ -73,7 +73,7 @@ def _stack_body(stack: StackPreview) -> list[str]:
             if len(changes) > _OBJECTS_SHOWN:
                 body.append(f"- … and {len(changes) - _OBJECTS_SHOWN} more")
     for title, items in (("Handed over", stack.moved_in), ("Kept in the cluster", stack.kept),
-                         ("Drift this merge overwrites", stack.drift_overwritten)):
+                         ("What the sync after the merge restores (drift, missing objects)", stack.drift_overwritten)):
         if items:
             body += ["", f"**{title}**"] + [f"- {_text(item)}" for item in items[:_OBJECTS_SHOWN]]
     for title, violations in (("New policy violations", stack.new_violations), ("Fixed", stack.fixed_violations),

@@ -244,3 +244,15 @@ def test_a_pin_on_a_stack_removed_from_the_environment_is_dropped_with_a_notice(
     assert "pinned: app at" in sync.out and _version(scenario) == "v1"
     assert scenario.live("configmap", "edge") is None, "the removed stack's objects stay"
     assert [s["stack"] for s in scenario.run("status", "-o", "json").json["stacks"] if s["pinned"]] == ["app"]
+
+
+def test_a_rollback_without_a_stack_takes_every_stack_back_to_the_last_commit_all_were_healthy(
+        scenario: Scenario) -> None:
+    good, _ = _good_then_bad(scenario)
+    scenario.run("sync")
+
+    rollback = scenario.run("rollback", "-o", "json")
+
+    assert rollback.code == 0, rollback.out + rollback.err
+    assert [(r["stacks"], r["to_commit"], r["ok"]) for r in rollback.json["rollbacks"]] == [(["app", "edge"], good, True)]
+    assert _version(scenario) == "v1" and scenario.live("configmap", "edge")["data"] == {"upstream": "web-v1"}
