@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 import tarfile
 import fcntl
@@ -205,9 +206,16 @@ class GitSource:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+_REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/~^@{}+-]{0,199}$")
+"""A branch, tag, SHA or `HEAD~2`: never an option (`--upload-pack=...` reaches `git fetch` otherwise)."""
+
+
 def resolve_remote(source: GitSource, revision: str) -> CommitInfo:
     """A revision named as in the source repository (`HEAD`, a branch, `origin/main`, a tag, a SHA;
     `HEAD~2` too when the source is a local path), fetched into the mirror if it is not there yet."""
+    if not _REVISION.match(revision) or ".." in revision:
+        raise SourceError(f"revision {revision[:80]!r} is not a branch, tag or commit name",
+                          fix="give a branch, tag or commit SHA (letters, digits, . _ / - ~ ^)")
     with _locked(source.mirror_dir):
         repo = source.open_mirror()
         local = Path(source.url)

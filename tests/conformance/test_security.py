@@ -185,3 +185,18 @@ def test_trusted_keys_can_come_from_a_secret(scenario: Scenario, tmp_path: Path,
     assert signed.code == 1, signed.out + signed.err
     assert unsigned.code == 2 and f"commit {unsigned_sha[:10]}" in unsigned.json["error"]
     assert scenario.live("configmap", "settings")["data"] == {"v": "signed"}
+
+
+@pytest.mark.parametrize("command", [("preview", "--revision"), ("rollback", "--to")], ids=["preview", "rollback"])
+def test_a_revision_that_looks_like_a_git_option_is_refused_and_never_run(
+        scenario: Scenario, tmp_path: Path, command: tuple[str, str]) -> None:
+    scenario.source_options["url"] = f"file://{scenario.repo.url}"  # a URL, fetched like a remote host
+    scenario.stack("app", [configmap("settings", scenario.namespace, {"a": "1"})])
+    scenario.commit("settings")
+    scenario.run("sync")
+    marker = tmp_path / "pwned"
+
+    refused = scenario.run(command[0], command[1], f"--upload-pack=touch {marker}")
+
+    assert not marker.exists(), "git ran the revision as an option"
+    assert refused.code == 2 and "is not a branch, tag or commit name" in refused.err, refused.out + refused.err
