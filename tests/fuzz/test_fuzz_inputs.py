@@ -189,3 +189,36 @@ def test_any_manifest_is_rendered_and_checked_by_policy_or_fails_with_one_line(o
             os.chdir(before)
         assert code in (0, 1, 2), (code, err)
         assert "Traceback" not in err and "internal error" not in err, err
+
+
+# ---- revisions, as `preview --revision` and `rollback --to` (and POST /api/rollback) take them ----------
+
+@pytest.fixture(scope="module")
+def url_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An environment whose source is a file:// URL (fetched as from a Git host), and a marker path."""
+    root = tmp_path_factory.mktemp("revisions")
+    repo = GitRepo.create(root / "git")
+    repo.write("stacks/app/kustomization.yaml", "resources: []\n")
+    repo.commit_and_push("empty stack")
+    env = root / "env.yaml"
+    env.write_text(yaml.safe_dump({"name": "fuzz", "source": {"url": f"file://{repo.bare}"},
+                                   "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    return env, root / "pwned"
+
+
+@FUZZ
+@given(revision=st.one_of(st.text(max_size=40), st.sampled_from(["--upload-pack=touch {marker}", "-h", "--help", "HEAD",
+                                                                  "main", "main..HEAD", "HEAD~1", "@{-1}", "-"])))
+def test_any_revision_to_preview_resolves_or_fails_with_one_line_and_never_runs_git_options(
+        url_source: tuple[Path, Path], revision: str) -> None:
+    env, marker = url_source
+    revision = revision.replace("{marker}", str(marker))
+    if "\x00" in revision:
+        return  # not representable in argv
+    code, err = _cli("preview", "-e", str(env), "--cache-dir", str(env.parent / "cache"), f"--revision={revision}",
+                     "--base", "main")
+    assert not marker.exists(), f"{revision!r} ran as a git option"
+    assert code in (0, 1, 2), (code, err)
+    if code == 2:
+        assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "Traceback" not in err
