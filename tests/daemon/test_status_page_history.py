@@ -48,7 +48,7 @@ def _two_commits_synced(running: Any, repo: GitRepo, namespace: str, env_name: s
     return first, second
 
 
-def test_the_history_shows_relative_times_and_the_rollback_button_asks_for_the_token_and_rolls_back(
+def test_the_history_shows_relative_times_and_the_rollback_and_unpin_buttons_ask_for_the_token_and_act(
         repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, api_client: client.ApiClient,
         browser: Any) -> None:
     env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
@@ -76,9 +76,16 @@ def test_the_history_shows_relative_times_and_the_rollback_button_asks_for_the_t
         page.screenshot(path=str(tmp_path / "status-page-history.png"), full_page=True)
         print(f"status page screenshot: {tmp_path / 'status-page-history.png'}")
 
+        page.evaluate("document.getElementById('action-result').dataset.state = ''")
+        page.click(f'[data-unpin="{env.name}"]')
+        page.wait_for_selector('#action-result[data-state="queued"]')
+        wait_for(lambda: _value(api_client, namespace) == "v2", timeout_s=60, what="the head applied again after unpin")
+        page.wait_for_selector('[data-pinned="true"]', state="detached", timeout=20_000)
+
     assert commits == [second, first]
     assert re.fullmatch(r"\d+ (s|min) ago", relative), relative
     assert exact and re.search(r"\d{4}", exact) and "T" not in exact, exact
     assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d{3,}", page_text), "raw ISO times with fractions on the page"
-    assert asked and "API token to roll back app" in asked[0]
+    assert asked[:2] == [f"API token for the rollback of app in {env.name} to its last healthy commit:",
+                         f"API token for the unpin of {env.name}:"]
     assert f"app at {first[:10]}" in banner

@@ -116,8 +116,12 @@ function envSection(env) {
   box.appendChild(facts);
   if (env.pins) {
     const pinned = Object.entries(env.pins.stacks).map(([s, p]) => `${s} at ${p.revision.slice(0, 10)} (by ${p.by})`);
-    box.appendChild(el("p", { class: "pinned", "data-pinned": "true" }, `Pinned: ${pinned.join(", ")}. The branch head ` +
-      `is not applied to these stacks until they are unpinned (reconciler unpin -e ${env.name}).`));
+    const banner = el("p", { class: "pinned", "data-pinned": "true" }, `Pinned: ${pinned.join(", ")}. The branch head ` +
+      `is not applied to these stacks until they are unpinned (reconciler unpin -e ${env.name}). `);
+    const unpin = el("button", { type: "button", "data-unpin": env.name }, "Unpin");
+    unpin.addEventListener("click", () => post("/api/unpin", { env: env.name }, `unpin of ${env.name}`));
+    banner.appendChild(unpin);
+    box.appendChild(banner);
   }
   const legend = el("div", { class: "legend" });
   Object.keys(COLORS).forEach(k => legend.appendChild(el("span", { class: `badge state-${k}` }, k)));
@@ -205,15 +209,20 @@ async function loadHistory(envName) {
 }
 
 async function rollback(envName, stack, to) {
-  const what = `${stack} in ${envName}` + (to ? ` to ${to.slice(0, 10)}` : " to its last healthy commit");
-  const token = window.prompt(`API token to roll back ${what}:`);
+  const what = `rollback of ${stack} in ${envName}` + (to ? ` to ${to.slice(0, 10)}` : " to its last healthy commit");
+  await post("/api/rollback", { env: envName, stack, to }, what);
+}
+
+// POST an action (rollback, unpin) with the API token, asked for each time (never stored).
+async function post(path, body, what) {
+  const token = window.prompt(`API token for the ${what}:`);
   const out = document.getElementById("action-result");
-  if (!token) { out.textContent = "rollback cancelled"; return; }
-  const response = await fetch("/api/rollback", { method: "POST", body: JSON.stringify({ env: envName, stack, to }),
+  if (!token) { out.textContent = `${what} cancelled`; return; }
+  const response = await fetch(path, { method: "POST", body: JSON.stringify(body),
     headers: { "Content-Type": "application/json", ...authHeaders(token) } });
   const answer = await response.json().catch(() => ({}));
-  out.textContent = response.ok ? `rollback of ${what} queued as run ${answer.run_id}`
-    : `rollback refused (HTTP ${response.status}): ${typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail)}`;
+  out.textContent = response.ok ? `${what} queued as run ${answer.run_id}`
+    : `${what} refused (HTTP ${response.status}): ${typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail)}`;
   out.dataset.state = response.ok ? "queued" : "refused";
   refresh();
 }
