@@ -1,0 +1,116 @@
+"""The daemon killed in the middle of an automatic rollback: the pin was written before the rollback
+applied anything, so the next start finishes the rollback and nothing is left half-way."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes import client, watch
+
+from daemon_support import GitRepo, free_port, git
+from helpers import wait_for
+
+pytestmark = pytest.mark.cluster
+
+OBJECTS = 400
+
+
+def _write(repo: GitRepo, namespace: str, version: str, schedulable: bool) -> None:
+    """A Deployment and OBJECTS ConfigMaps, all carrying `version`; unschedulable, the Deployment never becomes available."""
+    pod: dict = {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+    if not schedulable:
+        pod["nodeSelector"] = {"faults.test/no-such-node": "true"}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace,
+                                                                              "labels": {"version": version}},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                           "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod}}}
+    configmaps = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i:03d}", "namespace": namespace},
+                   "data": {"version": version}} for i in range(OBJECTS)]
+    repo.write("stacks/app/kustomization.yaml", yaml.safe_dump({"resources": ["objects.yaml"]}))
+    repo.write("stacks/app/objects.yaml", yaml.safe_dump_all([deployment, *configmaps]))
+
+
+def _start(tmp_path: Path, env_file: Path, kubeconfig: Path, port: int, name: str) -> subprocess.Popen:
+    log = open(tmp_path / f"{name}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
+                             "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache"),
+                             "--kubeconfig", str(kubeconfig), "--no-kubernetes-events", "--log-format", "json"],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def _versions(core: client.CoreV1Api, namespace: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for cm in core.list_namespaced_config_map(namespace).items:
+        if cm.metadata.name.startswith("cm-"):
+            counts[cm.data["version"]] = counts.get(cm.data["version"], 0) + 1
+    return counts
+
+
+def _wait_for_rollback_under_way(core: client.CoreV1Api, namespace: str, count: int) -> None:
+    """Return once `count` ConfigMaps went from v2 back to v1: the rollback is applying."""
+    seen = 0
+    for event in watch.Watch().stream(core.list_namespaced_config_map, namespace, timeout_seconds=240):
+        obj = event["object"]
+        if event["type"] == "MODIFIED" and obj.metadata.name.startswith("cm-") and (obj.data or {}).get("version") == "v1":
+            seen += 1
+            if seen >= count:
+                return
+    pytest.fail(f"fewer than {count} ConfigMaps were rolled back in 240 s")
+
+
+def _pinned(port: int) -> dict | None:
+    try:
+        env = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=2).json()["envs"][0]
+    except (requests.RequestException, ValueError, KeyError, IndexError):
+        return None
+    run = env["last_run"]
+    return env if run and run["done"] and env["pins"] else None
+
+
+def test_a_daemon_killed_mid_rollback_finishes_it_on_the_next_start(
+        tmp_path: Path, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    core = client.CoreV1Api(api_client)
+    repo = GitRepo.create(tmp_path / "git")
+    _write(repo, namespace, "v1", schedulable=True)
+    good = repo.commit_and_push("v1")
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(yaml.safe_dump({
+        "name": namespace, "source": {"url": str(repo.bare), "branch": "main"},
+        "sync": {"interval": "1h", "healthTimeout": "3s", "autoRollback": True},
+        "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    sync = subprocess.run([sys.executable, "-m", "reconciler", "sync", "-e", str(env_file), "--cache-dir",
+                           str(tmp_path / "cache"), "--kubeconfig", str(kubeconfig)], capture_output=True, text=True)
+    assert sync.returncode == 1, sync.stdout + sync.stderr
+    _write(repo, namespace, "v2", schedulable=False)
+    bad = repo.commit_and_push("v2: never available")
+
+    port = free_port()
+    first = _start(tmp_path, env_file, kubeconfig, port, "first")
+    try:
+        _wait_for_rollback_under_way(core, namespace, 20)
+        first.send_signal(signal.SIGKILL)
+        first.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    halfway = _versions(core, namespace)
+    assert halfway.get("v1") and halfway.get("v2"), f"the kill must land in the middle of the rollback: {halfway}"
+
+    second = _start(tmp_path, env_file, kubeconfig, port, "second")
+    try:
+        status = wait_for(lambda: _pinned(port) and _versions(core, namespace) == {"v1": OBJECTS} and _pinned(port),
+                          timeout_s=240, what="the restarted daemon to finish the rollback")
+    finally:
+        second.terminate()
+        second.wait(60)
+    live = client.AppsV1Api(api_client).read_namespaced_deployment("web", namespace)
+    assert live.metadata.labels["version"] == "v1" and not live.spec.template.spec.node_selector
+    assert status["pins"]["stacks"]["app"]["revision"] == good
+    assert status["pins"]["stacks"]["app"]["failed_commit"] == bad
+    assert git(repo.work, "rev-parse", "HEAD") == bad  # Git still has the bad commit: only the cluster went back
