@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from reconciler import graph
 from reconciler.errors import ReconcilerError
+from reconciler.pipeline.diff import desired_hash
 from reconciler.pipeline.history import (RollbackError, in_history, last_healthy_commit, mark_rolled_back,
                                          was_rolled_back)
 from reconciler.pipeline.inventory import Inventory
@@ -22,7 +23,7 @@ from reconciler.pipeline.pins import Pin, Pins
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.source import resolve_remote
-from reconciler.results import Action, PassResult, Rollback, StackResult, StackState, utcnow
+from reconciler.results import PassResult, Rollback, StackState, utcnow
 
 if TYPE_CHECKING:
     from reconciler.pipeline.engine import Engine
@@ -62,14 +63,15 @@ def rollback_pins(engine: "Engine", inventory: Inventory, stack: str | None, to:
     return Pins(stacks={s: pin for s in stacks})
 
 
-def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResult) -> tuple[Pins, list[str]]:
+def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResult,
+                       rendered: RenderedEnv) -> tuple[Pins, list[str]]:
     """Pins for the stacks that failed their health gate in `result` at a new commit and were never
     rolled back from it; with the notices saying why a failing stack was not rolled back."""
     pins, notices = Pins(), []
     for stack in result.stacks:
         if stack.state is not StackState.FAILED or stack.healthy is not False or stack.stack in pins.stacks:
             continue
-        if not _git_changed(stack):
+        if not _git_changed(engine, rendered, inventory.record(stack.stack).objects, stack.stack):
             continue  # unhealthy without a Git change (a node lost, a drift corrected): no commit to blame
         history = inventory.record(stack.stack).history
         failing = history[0].get("commit") if history else None
@@ -86,10 +88,12 @@ def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResul
     return pins, notices
 
 
-def _git_changed(stack: StackResult) -> bool:
-    """The pass applied objects Git changed (not only drift it corrected) before the stack went unhealthy."""
-    applied = sum(1 for c in stack.changes if c.action in (Action.CREATE, Action.UPDATE))
-    return applied > stack.drifted
+def _git_changed(engine: "Engine", rendered: RenderedEnv, recorded: dict[str, str], stack: str) -> bool:
+    """Git wants something else than the stack's last successful pass applied. A failed pass keeps the
+    record's hashes, so this holds on the next pass too when a process died before the health gate
+    failed (the objects were applied, the failure never recorded)."""
+    return any(recorded.get(str(o.id)) != desired_hash(engine.owned(o).manifest, engine.hash_key)
+               for o in rendered.objects.get(stack, []))
 
 
 def refuse_blocked_rollback(rendered: RenderedEnv, rollback: Pins) -> None:
@@ -109,7 +113,7 @@ def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, res
     """`sync.autoRollback`: stacks that failed their health gate at a new commit go back to their last
     healthy commit (with their dependents) in this pass, and are pinned there. Their results in
     `result` become the rollback's; `result.rollbacks` names both commits."""
-    new, notices = auto_rollback_pins(engine, inventory, result)
+    new, notices = auto_rollback_pins(engine, inventory, result, head)
     result.notices.extend(notices)
     if not new:
         return

@@ -114,3 +114,50 @@ def test_a_daemon_killed_mid_rollback_finishes_it_on_the_next_start(
     assert status["pins"]["stacks"]["app"]["revision"] == good
     assert status["pins"]["stacks"]["app"]["failed_commit"] == bad
     assert git(repo.work, "rev-parse", "HEAD") == bad  # Git still has the bad commit: only the cluster went back
+
+
+def _wait_for_deployment_version(apps: client.AppsV1Api, namespace: str, version: str) -> None:
+    for event in watch.Watch().stream(apps.list_namespaced_deployment, namespace, timeout_seconds=120):
+        if (event["object"].metadata.labels or {}).get("version") == version:
+            return
+    pytest.fail(f"the Deployment never reached {version} in 120 s")
+
+
+def test_a_daemon_killed_before_the_health_gate_failed_rolls_back_on_the_next_start(
+        tmp_path: Path, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    repo = GitRepo.create(tmp_path / "git")
+    _write(repo, namespace, "v1", schedulable=True)
+    good = repo.commit_and_push("v1")
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(yaml.safe_dump({
+        "name": namespace, "source": {"url": str(repo.bare), "branch": "main"},
+        "sync": {"interval": "1h", "healthTimeout": "8s", "autoRollback": True},
+        "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    sync = subprocess.run([sys.executable, "-m", "reconciler", "sync", "-e", str(env_file), "--cache-dir",
+                           str(tmp_path / "cache"), "--kubeconfig", str(kubeconfig)], capture_output=True, text=True)
+    assert sync.returncode == 1, sync.stdout + sync.stderr
+    _write(repo, namespace, "v2", schedulable=False)
+    bad = repo.commit_and_push("v2: never available")
+
+    port = free_port()
+    first = _start(tmp_path, env_file, kubeconfig, port, "first")
+    try:
+        _wait_for_deployment_version(apps, namespace, "v2")  # applied; the 8 s health gate is still waiting
+        first.send_signal(signal.SIGKILL)
+        first.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert _versions(core, namespace).get("v2"), "the kill must come after the bad commit was applied"
+
+    second = _start(tmp_path, env_file, kubeconfig, port, "second")
+    try:
+        status = wait_for(lambda: _pinned(port) and _versions(core, namespace) == {"v1": OBJECTS} and _pinned(port),
+                          timeout_s=240, what="the restarted daemon to roll the bad commit back")
+    finally:
+        second.terminate()
+        second.wait(60)
+    assert apps.read_namespaced_deployment("web", namespace).metadata.labels["version"] == "v1"
+    assert status["pins"]["stacks"]["app"]["revision"] == good
+    assert status["pins"]["stacks"]["app"]["failed_commit"] == bad
