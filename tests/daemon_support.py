@@ -11,6 +11,7 @@ import contextlib
 import json
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +36,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_daemon(tmp_path: Path, env_file: Path, kubeconfig: Path, port: int, name: str) -> subprocess.Popen:
+    """`reconciler run` as its own process on 127.0.0.1:`port` (log in tmp_path/<name>.log), as a user starts it."""
+    log = open(tmp_path / f"{name}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
+                             "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache"),
+                             "--kubeconfig", str(kubeconfig), "--no-kubernetes-events", "--log-format", "json"],
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 def git(cwd: Path, *args: str) -> str:

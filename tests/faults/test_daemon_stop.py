@@ -4,8 +4,6 @@ start converges to Git and nothing applied before the stop is lost or re-created
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import requests
 import yaml
 from kubernetes import client, watch
 
-from daemon_support import GitRepo, free_port, write_env
+from daemon_support import GitRepo, free_port, start_daemon, write_env
 from helpers import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -30,14 +28,6 @@ def big_env(tmp_path: Path, namespace: str) -> Path:
           "data": {"v": str(i)}} for i in range(OBJECTS)]))
     repo.commit_and_push("a thousand objects")
     return write_env(tmp_path / "env.yaml", repo, [("app", [])])
-
-
-def _start(tmp_path: Path, env_file: Path, kubeconfig: Path, port: int, name: str) -> subprocess.Popen:
-    log = open(tmp_path / f"{name}.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
-                             "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache"),
-                             "--kubeconfig", str(kubeconfig), "--no-kubernetes-events", "--log-format", "json"],
-                            stdout=log, stderr=subprocess.STDOUT)
 
 
 def _uids(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
@@ -71,7 +61,7 @@ def test_a_daemon_stopped_mid_apply_converges_on_the_next_start_and_loses_nothin
         stop: signal.Signals) -> None:
     core = client.CoreV1Api(api_client)
     port = free_port()
-    first = _start(tmp_path, big_env, kubeconfig, port, "first")
+    first = start_daemon(tmp_path, big_env, kubeconfig, port, "first")
     try:
         _wait_for_creations(core, namespace, 50)
         first.send_signal(stop)
@@ -84,7 +74,7 @@ def test_a_daemon_stopped_mid_apply_converges_on_the_next_start_and_loses_nothin
     if stop == signal.SIGTERM:
         assert code == 0  # stopped between objects, cleanly
 
-    second = _start(tmp_path, big_env, kubeconfig, port, "second")
+    second = start_daemon(tmp_path, big_env, kubeconfig, port, "second")
     try:
         wait_for(lambda: _converged(port) and len(_uids(core, namespace)) == OBJECTS, timeout_s=180,
                  what="the restarted daemon to converge")
