@@ -108,6 +108,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return _pass_exit_code(result)
 
 
+def set_writer(engine, action: str, wait: bool) -> None:
+    """Name this command in the environment's writer lease (a second writer is told who holds it), and
+    queue behind another writer when `wait`, else exit 2 naming it."""
+    from reconciler.pipeline.engine import WriterOptions
+
+    stderr = Console(stderr=True)
+    engine.writer = WriterOptions(
+        name=f"reconciler {action} by {os.environ.get('USER') or 'unknown user'}", wait_s=None if wait else 0.0,
+        on_wait=lambda holder: stderr.print(f"waiting for {holder} to finish syncing {engine.env.name}", highlight=False))
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     if args.remote:
         from reconciler.cli.remote import remote_sync
@@ -115,14 +126,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return remote_sync(args)
     from reconciler.cli.output import print_pass
 
-    from reconciler.pipeline.engine import WriterOptions
-
     engine = engine_for(args, environment_of(args))
-    stderr = Console(stderr=True)
-    engine.writer = WriterOptions(
-        name=f"reconciler sync by {os.environ.get('USER') or 'unknown user'}", wait_s=None if args.wait else 0.0,
-        on_wait=lambda holder: stderr.print(f"waiting for {holder} to finish syncing {engine.env.name}", highlight=False))
-    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(stderr))
+    set_writer(engine, "sync", wait=args.wait)
+    result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(Console(stderr=True)))
     _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
     return _pass_exit_code(result)
 
@@ -138,7 +144,6 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.cli.output import print_status
 
-    history = getattr(args, "history", False)
     _emit(engine_for(args, environment_of(args)).status(), args.output,
-          lambda console, status: print_status(console, status, history=history))
+          lambda console, status: print_status(console, status, history=args.history))
     return 0

@@ -105,6 +105,8 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
         _common(p)
         _output(p)
         p.set_defaults(handler=handler)
+    sub.choices["status"].add_argument("--history", action="store_true",
+                                       help="also list each stack's last commits (result, health)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,6 @@ from rich.console import Console
 
 
 def add_rollback_commands(sub: argparse._SubParsersAction, common, output) -> None:
-    from reconciler.cli.commands import cmd_status
-
     p = sub.add_parser("rollback", help="apply a stack's last healthy commit (and its dependents') and pin it there")
     common(p)
     p.add_argument("--stack", help="the stack to roll back (default: every stack of the environment)")
@@ -33,29 +31,15 @@ def add_rollback_commands(sub: argparse._SubParsersAction, common, output) -> No
     p.add_argument("--stack", help="only this stack (default: every pinned stack)")
     p.set_defaults(handler=cmd_unpin)
 
-    p = sub.choices["status"]
-    p.add_argument("--history", action="store_true", help="also list each stack's last commits (result, health)")
-    p.set_defaults(handler=cmd_status)
-
-
-def _writer(args: argparse.Namespace, engine, action: str) -> None:
-    from reconciler.pipeline.engine import WriterOptions
-
-    stderr = Console(stderr=True)
-    engine.writer = WriterOptions(
-        name=f"reconciler {action} by {os.environ.get('USER') or 'unknown user'}",
-        wait_s=None if getattr(args, "wait", True) else 0.0,
-        on_wait=lambda holder: stderr.print(f"waiting for {holder} to finish with {engine.env.name}", highlight=False))
-
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from reconciler.cli.commands import _emit, _progress, engine_for, environment_of
+    from reconciler.cli.commands import _emit, _progress, engine_for, environment_of, set_writer
     from reconciler.cli.output import print_pass
     from reconciler.errors import ReconcilerError
     from reconciler.pipeline.rollback_ops import rollback
 
     engine = engine_for(args, environment_of(args))
-    _writer(args, engine, "rollback")
+    set_writer(engine, "rollback", wait=args.wait)
     by = os.environ.get("USER") or "cli"
     result = rollback(engine, args.stack, args.to, not args.no_dependents, by, _progress(Console(stderr=True)))
     if result.error and not result.stacks:
@@ -65,11 +49,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:
-    from reconciler.cli.commands import engine_for, environment_of
+    from reconciler.cli.commands import engine_for, environment_of, set_writer
     from reconciler.pipeline.rollback_ops import unpin
 
     engine = engine_for(args, environment_of(args))
-    _writer(args, engine, "unpin")
+    set_writer(engine, "unpin", wait=True)
     lifted = unpin(engine, args.stack)
     if lifted:
         print(f"unpinned {', '.join(lifted)} in {engine.env.name}: the next pass applies "

@@ -32,10 +32,13 @@ def settle_pins(env: EnvironmentConfig, stored: Pins, head: CommitInfo, request:
         pins = Pins()
     if request:
         pins = Pins(head=head.sha, stacks={**pins.stacks, **request.stacks})
-    for revision, stacks in pins.revisions().items():
-        notices.append(f"pinned: {', '.join(stacks)} at {revision[:10]} (branch head {head.short} not applied to "
-                       f"them until `reconciler unpin -e {env.name}`)")
-    return pins, notices
+    return pins, notices + pin_notices(env, pins, head)
+
+
+def pin_notices(env: EnvironmentConfig, pins: Pins, head: CommitInfo) -> list[str]:
+    """One line per pinned revision: which stacks hold it while the branch head is not applied to them."""
+    return [f"pinned: {', '.join(stacks)} at {revision[:10]} (branch head {head.short} not applied to them until "
+            f"`reconciler unpin -e {env.name}`)" for revision, stacks in pins.revisions().items()]
 
 
 def pin_render(engine: "Engine", head: RenderedEnv, pins: Pins) -> RenderedEnv:

@@ -41,8 +41,7 @@ class Pins:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({"head": self.head, "stacks": {s: asdict(p) for s, p in self.stacks.items()}},
-                          sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"head": self.head, "stacks": {s: asdict(p) for s, p in sorted(self.stacks.items())}}

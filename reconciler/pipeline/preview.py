@@ -9,9 +9,8 @@ dependents wait for them. Renders of unchanged stacks come from the render cache
 an environment costs about the stacks the revision changed.
 
 With a cluster (`--cluster`), the prune list comes from the inventory (what the environment owns
-now, not what the base commit rendered) and every object of a re-applied stack is dry-run against
-live state: fields that differ from live although the revision does not change them are drift that
-the merge's sync overwrites.
+now, not what the base commit rendered) and every stack is dry-run against live state (see
+preview_live.py).
 """
 
 from __future__ import annotations
@@ -21,21 +20,19 @@ from typing import TYPE_CHECKING
 
 import git
 
+from reconciler import graph
 from reconciler.config import EnvironmentConfig, load_environment, repository_root
 from reconciler.errors import ReconcilerError
-from reconciler.objects import K8sObject, ObjectId
+from reconciler.objects import K8sObject
 from reconciler.pipeline.diff import manifest_changes
 from reconciler.pipeline.progress import emitter
-from reconciler.pipeline.prune import PRUNE_ANNOTATION
+from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, PRUNE_ANNOTATION
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
 from reconciler.pipeline.source import resolve_remote
 from reconciler.results import Action, CommitInfo, EnvPreview, ObjectChange, StackPreview
 
 if TYPE_CHECKING:
     from reconciler.pipeline.engine import Engine
-
-_LEFT_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
-
 
 def preview(engine: "Engine", revision: str, base: str | None = None, cluster: bool = False) -> EnvPreview:
     """The environment at `revision` compared with `base` (default: where `revision` branched from the
@@ -51,7 +48,7 @@ def preview(engine: "Engine", revision: str, base: str | None = None, cluster: b
     if cluster:
         from reconciler.pipeline.preview_live import against_cluster
 
-        against_cluster(engine, new_env, new, old, result)
+        against_cluster(engine, new_env, new, result)
     return result
 
 
@@ -100,11 +97,11 @@ def compare(base_env: EnvironmentConfig | None, old: RenderedEnv | None, new_env
     old_objects = {o.id: (stack, o) for stack, objs in (old.objects if old else {}).items() for o in objs}
     new_owner = new.owners()
     old_stacks = [s.name for s in base_env.stacks] if base_env is not None else []
-    names = [s.name for s in new_env.stacks] + [s for s in old_stacks if s not in {x.name for x in new_env.stacks}]
+    new_stacks = [s.name for s in new_env.stacks]
     previews = []
-    for name in names:
+    for name in new_stacks + [s for s in old_stacks if s not in new_stacks]:
         preview = StackPreview(stack=name, status="unchanged")
-        declared = any(s.name == name for s in new_env.stacks)
+        declared = name in new_stacks
         if not declared:
             preview.status = "removed stack"
         elif name not in old_stacks:
@@ -143,7 +140,7 @@ def _gone(preview: StackPreview, obj: K8sObject, env: EnvironmentConfig, declare
     annotations = (obj.manifest.get("metadata") or {}).get("annotations") or {}
     if not env.sync.prune:
         preview.kept.append(f"{obj.id} (sync.prune is off)")
-    elif obj.id.kind in _LEFT_WITHOUT_OPT_IN and (not declared or stack is None or not stack.prune_namespaces):
+    elif obj.id.kind in NEVER_PRUNED_WITHOUT_OPT_IN and (not declared or stack is None or not stack.prune_namespaces):
         preview.kept.append(f"{obj.id} ({obj.id.kind}s are pruned only with pruneNamespaces on a declared stack)")
     elif annotations.get(PRUNE_ANNOTATION) == "disabled":
         preview.kept.append(f"{obj.id} (annotated {PRUNE_ANNOTATION}: disabled)")
@@ -170,13 +167,8 @@ def _policy_delta(previews: list[StackPreview], old: RenderedEnv | None, new: Re
 
 def _blast_radius(previews: list[StackPreview], env: EnvironmentConfig) -> None:
     """Each stack's re-applied dependencies (direct or not): a sync of the merge waits for them first."""
-    from reconciler import graph
-
     reapplied = {p.stack for p in previews if p.reapplied}
     for preview in previews:
         if any(s.name == preview.stack for s in env.stacks):
             preview.waits_on = sorted(s for s in reapplied if preview.stack in graph.dependents(env.dependencies, s))
 
-
-def pruned_ids(result: EnvPreview) -> list[ObjectId]:
-    return [c.id for s in result.stacks for c in s.pruned]

@@ -16,18 +16,17 @@ from reconciler.config import EnvironmentConfig
 from reconciler.objects import sort_for_apply
 from reconciler.pipeline.ownership import prune_candidates
 from reconciler.pipeline.plan import plan_stack
+from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, EnvPreview, FieldChange, StackPreview
 
 if TYPE_CHECKING:
     from reconciler.pipeline.engine import Engine
 
-_LEFT_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
 _SHOWN = 60
 
 
-def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, old: RenderedEnv | None,
-                    result: EnvPreview) -> None:
+def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, result: EnvPreview) -> None:
     inventory = engine.load_inventory(create=False)
     owners = new.owners()
     by_stack = {p.stack: p for p in result.stacks}
@@ -39,7 +38,7 @@ def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, 
             result.stacks.append(preview)
         candidates = prune_candidates(inventory.record(stack).objects, owners)
         config = declared.get(stack)
-        preview.pruned = [c for c in candidates if c.id.kind not in _LEFT_WITHOUT_OPT_IN
+        preview.pruned = [c for c in candidates if c.id.kind not in NEVER_PRUNED_WITHOUT_OPT_IN
                           or (config is not None and config.prune_namespaces)] if env.sync.prune else []
         preview.kept = [f"{c.id} (left in place by the prune rules)" for c in candidates
                         if c not in preview.pruned]

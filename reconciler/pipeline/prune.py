@@ -11,7 +11,8 @@ from reconciler.kube.cluster import Cluster
 from reconciler.objects import ObjectId, apply_rank
 from reconciler.pipeline.ownership import OWNER_LABEL
 
-_NEVER_PRUNED_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
+NEVER_PRUNED_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
+"""Kinds prune leaves unless the stack sets `pruneNamespaces` (a preview names them as kept)."""
 PRUNE_ANNOTATION = "reconciler.healthflow.io/prune"
 """`disabled` on an object keeps it in the cluster when Git drops it."""
 
@@ -22,7 +23,7 @@ def prune_objects(cluster: Cluster, ids: list[ObjectId], selector: str, *,
     owner = selector.split("=", 1)[1]
     deleted, skipped = 0, []
     for oid in sorted(ids, key=lambda i: (apply_rank(i.kind), i), reverse=True):
-        if oid.kind in _NEVER_PRUNED_WITHOUT_OPT_IN and not allow_namespaces:
+        if oid.kind in NEVER_PRUNED_WITHOUT_OPT_IN and not allow_namespaces:
             skipped.append(f"{oid} (set pruneNamespaces: true on the stack to prune {oid.kind}s)")
             continue
         api_version = preferred_version(cluster, oid)

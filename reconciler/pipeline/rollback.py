@@ -18,7 +18,7 @@ from reconciler.pipeline.history import (RollbackError, in_history, last_healthy
                                          was_rolled_back)
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.passrun import PassRun
-from reconciler.pipeline.pinning import pin_render, settle_pins
+from reconciler.pipeline.pinning import pin_notices, pin_render
 from reconciler.pipeline.pins import Pin, Pins
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.rendered import RenderedEnv
@@ -43,7 +43,7 @@ def rollback_pins(engine: "Engine", inventory: Inventory, stack: str | None, to:
                   by: str) -> Pins:
     """The pins a rollback of `stack` (all stacks if None) sets. RollbackError when there is no target."""
     stacks = rollback_stacks(engine, stack, dependents)
-    histories = {s: inventory.record(s).history for s in stacks if inventory.record(s).history}
+    histories = {s: history for s in stacks if (history := inventory.record(s).history)}
     anchor = stack or next((s for wave in graph.waves(engine.env.dependencies) for s in wave if s in histories), None)
     if anchor is None or anchor not in histories:
         raise RollbackError(f"stack {anchor or stacks[0]!r} of {engine.env.name!r} has no history yet: nothing to "
@@ -71,9 +71,10 @@ def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResul
     for stack in result.stacks:
         if stack.state is not StackState.FAILED or stack.healthy is not False or stack.stack in pins.stacks:
             continue
-        if not _git_changed(engine, rendered, inventory.record(stack.stack).objects, stack.stack):
+        record = inventory.record(stack.stack)
+        if not _git_changed(engine, rendered, record.objects, stack.stack):
             continue  # unhealthy without a Git change (a node lost, a drift corrected): no commit to blame
-        history = inventory.record(stack.stack).history
+        history = record.history
         failing = history[0].get("commit") if history else None
         if failing is None or was_rolled_back(history, failing) or history[0].get("pinned"):
             continue
@@ -125,7 +126,8 @@ def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, res
     except ReconcilerError as exc:
         result.notices.append(f"autoRollback not done: {exc}")
         return
-    for failing, (target, stacks) in _by_failed_commit(new).items():
+    by_failed_commit = _by_failed_commit(new)
+    for failing, (target, stacks) in by_failed_commit.items():
         for name in stacks:
             record = inventory.record(name)
             record.history = mark_rolled_back(record.history, failing, target)
@@ -137,9 +139,9 @@ def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, res
     replaced = {s.stack: s for s in again.stacks}
     result.stacks = [replaced.get(s.stack, s) for s in result.stacks]
     result.pins = merged.to_dict()["stacks"]
-    result.notices = [n for n in result.notices if not n.startswith("pinned: ")] + settle_pins(
-        engine.env, merged, head.commit, None)[1]
-    for failing, (target, stacks) in _by_failed_commit(new).items():
+    stale = set(pin_notices(engine.env, pins, head.commit))
+    result.notices = [n for n in result.notices if n not in stale] + pin_notices(engine.env, merged, head.commit)
+    for failing, (target, stacks) in by_failed_commit.items():
         ok = all(replaced[s].state.value in ("applied", "unchanged") for s in stacks if s in replaced)
         result.rollbacks.append(Rollback(stacks=sorted(stacks), to_commit=target, from_commit=failing,
                                          automatic=True, ok=ok))

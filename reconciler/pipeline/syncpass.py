@@ -87,9 +87,10 @@ def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, le
     if lease is not None:
         lease.acquire(engine.writer.wait_s, engine.writer.on_wait, should_stop)
     inventory = engine.load_inventory(create=not result.dry_run)
-    if inventory.pins().to_json() != stored.to_json():  # set or lifted by another process (or a first pass)
+    current = inventory.pins()
+    if current.to_json() != stored.to_json():  # set or lifted by another process (or a first pass)
         result.notices.clear()
-        pins, rendered = _pinned(engine, head, inventory.pins(), rollback, result)
+        pins, rendered = _pinned(engine, head, current, rollback, result)
     if not result.dry_run:
         inventory.save_pins(pins)
         engine.known_pins = pins
