@@ -1,7 +1,6 @@
 """Evaluation: modes decide what blocks, `off` rules do not run, and the report is ordered and timed."""
 
 import dataclasses
-import time
 
 import pytest
 
@@ -64,10 +63,12 @@ def test_violations_are_immutable(tmp_path):
         violation.mode = "warn"  # type: ignore[misc]
 
 
-def test_duration_measures_the_evaluation(tmp_path):
+def test_duration_is_the_clock_read_before_and_after_the_evaluation(tmp_path):
     policy_set = policies(tmp_path, "min-replicas", "resources", "probes", "image-tag")
-    objects = [deployment(f"svc-{i}", replicas=1) for i in range(200)]
-    started = time.perf_counter()
-    report = run(objects, policy_set, today=TODAY)
-    elapsed = time.perf_counter() - started
-    assert 0 < report.duration_s <= elapsed
+    stacks = {"application": [obj(deployment(f"svc-{i}", replicas=1), "application") for i in range(200)]}
+    readings = iter([100.0, 100.25])  # a third reading would raise StopIteration
+
+    report = evaluate(stacks, policy_set, TODAY, clock=lambda: next(readings))
+
+    assert report.duration_s == 0.25
+    assert report.violations, "the rules ran between the two readings"
