@@ -1,26 +1,25 @@
 """kustomize build of one stack, through the CLI (no shell), with a timeout and a render cache.
 
-The cache key is what kustomize reads, not just the stack's folder: the Git object ids of the
-stack path and of every local directory or file its kustomizations reference (resources, bases,
-components, patches, generators), followed transitively. An overlay whose base changed is
-re-rendered; a stack nobody touched is not. Kustomizations with remote resources are not cached.
+The cache key is what kustomize reads (`render_inputs`: the Git ids of every folder and file the
+stack's kustomizations reach, followed transitively) and which kustomize reads it. An overlay whose
+base changed is re-rendered; a stack nobody touched is not; a stack whose inputs cannot all be
+named (remote bases, inline generators) is rendered every time.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable
 
+from reconciler.errors import RenderError
+from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 
-from reconciler.errors import ConfigError, RenderError
-from reconciler.yamlfile import load_yaml_file
-
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 RENDER_TIMEOUT_S = 120.0
 
 
@@ -50,80 +49,6 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
     return result.stdout
 
 
-def _kustomization(directory: Path) -> dict | None:
-    for name in KUSTOMIZATION_FILES:
-        path = directory / name
-        if path.is_file():
-            try:
-                data = load_yaml_file(path)
-            except ConfigError as exc:
-                raise RenderError(exc.message, fix=exc.fix) from exc
-            return data if isinstance(data, dict) else {}
-    return None
-
-
-def _referenced_paths(kustomization: dict) -> list[str]:
-    """Every local path a kustomization names (remote URLs included: the caller checks them)."""
-    found: list[str] = []
-    for key in ("resources", "bases", "components", "crds", "patchesStrategicMerge", "transformers",
-                "generators", "validators", "configurations"):
-        found += [p for p in kustomization.get(key) or [] if isinstance(p, str)]
-    for key in ("patches", "patchesJson6902", "replacements"):
-        found += [p["path"] for p in kustomization.get(key) or [] if isinstance(p, dict) and p.get("path")]
-    for key in ("configMapGenerator", "secretGenerator"):
-        for generator in kustomization.get(key) or []:
-            for entry in (generator.get("files") or []) + (generator.get("envs") or []) + [generator.get("env")]:
-                if isinstance(entry, str):
-                    found.append(entry.split("=", 1)[-1])
-    openapi = kustomization.get("openapi") or {}
-    if isinstance(openapi, dict) and openapi.get("path"):
-        found.append(openapi["path"])
-    return found
-
-
-def _is_remote(reference: str) -> bool:
-    return "://" in reference or reference.startswith(("github.com/", "git@", "gitlab.com/", "bitbucket.org/"))
-
-
-def input_paths(tree_root: Path, stack_path: str) -> list[str] | None:
-    """Repository-relative paths kustomize reads for `stack_path`, or None when a remote resource
-    makes the render uncacheable."""
-    seen: set[str] = set()
-    pending = [PurePosixPath(stack_path)]
-    while pending:
-        current = pending.pop()
-        key = str(current)
-        if key in seen:
-            continue
-        seen.add(key)
-        directory = tree_root / current
-        if not directory.is_dir():
-            continue
-        kustomization = _kustomization(directory) or {}
-        for reference in _referenced_paths(kustomization):
-            if _is_remote(reference):
-                return None
-            target = PurePosixPath(_normalise(current / reference))
-            if not _inside(str(current), str(target)):
-                pending.append(target)
-    return sorted(seen)
-
-
-def _normalise(path: PurePosixPath) -> str:
-    parts: list[str] = []
-    for part in path.parts:
-        if part == "..":
-            if parts:
-                parts.pop()
-        elif part != ".":
-            parts.append(part)
-    return "/".join(parts)
-
-
-def _inside(parent: str, child: str) -> bool:
-    return child == parent or child.startswith(parent.rstrip("/") + "/")
-
-
 @dataclass
 class RenderCache:
     """Rendered YAML on disk, keyed by the hash of the Git ids of every input path; and, in memory,
@@ -147,8 +72,21 @@ class RenderCache:
             partial.unlink(missing_ok=True)
 
 
+@functools.lru_cache(maxsize=1)
+def _kustomize_identity() -> str:
+    """Which kustomize renders (its path, size and modification time): a new binary is a new key."""
+    command = kustomize_command()
+    binary = Path(shutil.which(command[0]) or command[0])
+    try:
+        stat = binary.stat()
+        return f"{' '.join(command)} {binary} {stat.st_size} {stat.st_mtime_ns}"
+    except OSError:
+        return " ".join(command)
+
+
 def cache_key(paths: list[str], object_id: Callable[[str], str | None]) -> str | None:
-    digest = hashlib.sha256(b"render-v1\n")
+    """The hash of every input's Git id, or None when one of them has no id (it is not in Git)."""
+    digest = hashlib.sha256(f"render-v2\n{_kustomize_identity()}\n".encode())
     for path in paths:
         oid = object_id(path)
         if oid is None:
@@ -184,7 +122,7 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
     """The cache key of the stack's inputs, and its cached render if there is one. In-process and quick
     (Git ids from the object database), so callers do this one stack at a time and build misses in parallel."""
     directory = tree_root / stack_path
-    if _kustomization(directory) is None:
+    if kustomization_of(directory) is None:
         raise RenderError(f"stack {stack!r}: no kustomization.yaml in {stack_path!r} at this commit",
                           fix="create the overlay or correct the stack's path in the environment file")
     if cache is None or object_id is None:

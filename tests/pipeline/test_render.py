@@ -102,3 +102,37 @@ def test_a_missing_branch_is_a_source_error(repo: PushRepo, tmp_path: Path) -> N
 
 def test_credentials_are_removed_from_urls_in_messages() -> None:
     assert redact_url("https://bot:s3cret@git.example.test/platform.git") == "https://git.example.test/platform.git"
+
+
+def test_a_base_reached_from_a_sub_folder_of_the_stack_is_an_input(repo: PushRepo) -> None:
+    repo.write("apps/web/kustomization.yaml", kustomization(resources=["site"]))
+    repo.write("apps/web/site/kustomization.yaml", kustomization(resources=["../../../base/app"]))
+
+    assert input_paths(repo.work_path, "apps/web") == ["apps/web", "base/app"]
+
+
+def test_a_stack_with_a_remote_base_is_not_cached(repo: PushRepo) -> None:
+    repo.write("apps/web/kustomization.yaml", kustomization(resources=["https://example.test/base?ref=v1"]))
+
+    assert input_paths(repo.work_path, "apps/web") is None
+
+
+def test_a_stack_with_an_inline_generator_configuration_is_not_cached(repo: PushRepo) -> None:
+    inline = "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: x\n"
+    repo.write("apps/web/kustomization.yaml", kustomization(generators=[inline]))
+
+    assert input_paths(repo.work_path, "apps/web") is None
+
+
+def test_a_symbolic_link_to_a_folder_outside_the_repository_is_not_cached(repo: PushRepo, tmp_path: Path) -> None:
+    repo.write("apps/web/kustomization.yaml", kustomization(resources=["outside"]))
+    (repo.work_path / "apps/web/outside").symlink_to(tmp_path)
+
+    assert input_paths(repo.work_path, "apps/web") is None
+
+
+def test_a_symbolic_link_inside_the_repository_keys_its_target(repo: PushRepo) -> None:
+    repo.write("apps/web/kustomization.yaml", kustomization(resources=["linked"]))
+    (repo.work_path / "apps/web/linked").symlink_to("../../base/app")
+
+    assert input_paths(repo.work_path, "apps/web") == ["apps/web", "base/app"]
