@@ -47,6 +47,8 @@ class SourceConfig(_Strict):
     url: str = Field("", description="Git URL or local path; empty = the repository holding this file")
     branch: str = "main"
     path: str = Field("", description="subdirectory of the repository that stack paths are relative to")
+    environment: str | None = Field(None, description="the environment file in the source repository whose stacks, "
+                                                      "sync and policy settings each pass follows at its commit")
     verify: VerifyConfig | None = Field(None, description="refuse a head commit not signed by a trusted key")
     timeout_s: float = Field(120.0, alias="timeout", description="a clone, fetch or ls-remote that takes longer fails")
 
@@ -54,6 +56,13 @@ class SourceConfig(_Strict):
     @classmethod
     def _timeout(cls, value: object) -> float:
         return parse_duration(value)
+
+    @field_validator("path", "environment")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        if value and (PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
+            raise ValueError(f"{value!r} leads outside the repository; use a path inside it, without '..'")
+        return value
 
 
 class ClusterConfig(_Strict):
@@ -72,6 +81,8 @@ class SyncConfig(_Strict):
                                     description="a kustomize build taking longer fails its stack (a hung remote base)")
     service_account: str | None = Field(None, alias="serviceAccountName",
                                         description="default `<namespace>/<name>` every stack is applied as")
+    default_namespace: str | None = Field(None, alias="defaultNamespace",
+                                          description="namespace of namespaced objects that name none (every stack)")
     auto_rollback: bool = Field(False, alias="autoRollback",
                                 description="a stack failing its health gate after a Git change goes back to its "
                                             "last healthy commit (with its dependents) and is pinned there")
@@ -108,6 +119,8 @@ class StackConfig(_Strict):
     allow_adoption: bool = Field(False, alias="allowAdoption")
     service_account: str | None = Field(None, alias="serviceAccountName",
                                         description="`<namespace>/<name>` the stack is applied as (impersonated)")
+    default_namespace: str | None = Field(None, alias="defaultNamespace",
+                                          description="namespace of the stack's namespaced objects that name none")
 
     @field_validator("service_account")
     @classmethod
@@ -137,7 +150,7 @@ class EnvironmentConfig(_Strict):
     sync: SyncConfig = SyncConfig()
     policy: PolicyConfig = PolicyConfig()
     rollback: RollbackConfig = RollbackConfig()
-    stacks: list[StackConfig]
+    stacks: list[StackConfig] = Field(default_factory=list)
     file: str = Field("", exclude=True, description="where this environment was loaded from")
 
     def stack(self, name: str) -> StackConfig:
@@ -155,6 +168,10 @@ class EnvironmentConfig(_Strict):
         """The user a stack's requests impersonate: `system:serviceaccount:<ns>:<name>`, or None (the daemon's own)."""
         account = stack.service_account or self.sync.service_account
         return "system:serviceaccount:" + account.replace("/", ":") if account else None
+
+    def default_namespace(self, stack: StackConfig) -> str | None:
+        """Where a namespaced object that names no namespace goes (Flux's targetNamespace, for those only)."""
+        return stack.default_namespace or self.sync.default_namespace
 
     def health_timeout(self, stack: StackConfig) -> float:
         return stack.health_timeout_s if stack.health_timeout_s is not None else self.sync.health_timeout_s
@@ -227,6 +244,10 @@ def load_environment(path: Path, *, check_overlays: bool = True) -> EnvironmentC
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with name, source, stacks", fix="see environments/dev.yaml")
     raw.setdefault("name", path.stem)
+    following = (raw.get("source") or {}).get("environment") if isinstance(raw.get("source"), dict) else None
+    if "stacks" not in raw and not following:
+        raise ConfigError(f"{path}: field stacks: Field required",
+                          fix="add the stacks, or follow an environment file in Git with source.environment")
     try:
         env = EnvironmentConfig.model_validate({**raw, "file": str(path)})
     except ValidationError as exc:

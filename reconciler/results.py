@@ -76,6 +76,7 @@ class StackResult:
     drifted: int = 0  # objects that differ from live although Git did not change them since the last apply
     healthy: bool | None = None
     duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # said once in the reason: objects whose kind is gone
 
     @property
     def changed(self) -> list[ObjectChange]:
@@ -107,6 +108,7 @@ class PassResult:
     pins: dict[str, dict] = field(default_factory=dict)  # stack -> its pin (revision, by, at, reason) this pass held
     notices: list[str] = field(default_factory=list)  # pins set, lifted or dropped: things a person should know
     rollbacks: list[Rollback] = field(default_factory=list)
+    env_file: str = ""  # the environment file in force: `environments/prod.yaml@1a2b3c4` when it follows Git
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,7 @@ class EnvStatus:
     env: str
     stacks: list[StackStatus]
     pinned_head: str | None = None  # the branch head when the newest pin was set
+    env_file: str = ""  # the environment file in force (path@commit when it follows Git)
 
 
 def to_jsonable(value: Any) -> Any:

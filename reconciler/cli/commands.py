@@ -75,12 +75,22 @@ def _pass_exit_code(result) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    envs = load_environments(args.environments)
-    for env in envs:
-        from reconciler.graph import waves
+    """Every environment file, and the file each follows in Git: in the checkout when the source is this
+    repository, else at the branch head (fetched), with every path it names checked to stay inside."""
+    from reconciler.config import repository_root
+    from reconciler.graph import waves
+    from reconciler.pipeline.envfile import check_paths_inside, followed_path
 
+    for local in load_environments(args.environments):
+        env, where = local, local.file
+        if local.source.url and followed_path(local):
+            engine = engine_for(args, local)
+            engine.follow_head()
+            env, where = engine.env, f"{local.file} (follows {engine.env.file}, the head of {local.source.branch})"
+        elif not local.source.url:
+            check_paths_inside(local, repository_root(Path(local.file)), local.file)
         order = " | ".join(", ".join(w) for w in waves(env.dependencies))
-        print(f"{env.file}: ok ({len(env.stacks)} stacks; waves: {order})")
+        print(f"{where}: ok ({len(env.stacks)} stacks; waves: {order})")
     return 0
 
 
@@ -92,7 +102,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     engine = engine_for(args, environment_of(args))
     rendered = engine.render_worktree(Path.cwd()) if args.worktree else engine.render(revision=args.revision)
     docs = []  # one multi-document stream: a stack's last object never merges into the next stack's first
-    for stack in [args.stack] if args.stack else [s.name for s in engine.env.stacks]:
+    for stack in [args.stack] if args.stack else [s.name for s in rendered.env.stacks]:
         if stack in rendered.errors:
             raise ReconcilerError(rendered.errors[stack])
         docs += [mask_manifest(o.manifest) for o in rendered.objects.get(stack, [])]
@@ -144,6 +154,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.cli.output import print_status
 
-    _emit(engine_for(args, environment_of(args)).status(), args.output,
+    engine = engine_for(args, environment_of(args))
+    try:
+        engine.follow_head()
+    except ReconcilerError as exc:  # Git unreachable: the status is still what the cluster recorded
+        Console(stderr=True).print(f"warning: {exc}; showing the stacks of {engine.env.file}", highlight=False)
+    _emit(engine.status(), args.output,
           lambda console, status: print_status(console, status, history=args.history))
     return 0

@@ -33,6 +33,8 @@ def print_pass(console: Console, result: PassResult, verbose: bool = False) -> N
     commit = f"{result.commit.short} {result.commit.message!r} by {result.commit.author}" if result.commit else "-"
     title = "plan" if result.dry_run else "sync"
     console.print(f"[bold]{title}[/bold] env [bold]{result.env}[/bold] at {commit}  (run {result.run_id})")
+    if result.env_file:
+        console.print(f"environment file: {result.env_file}", highlight=False)
     if result.error:
         console.print(f"[red]error:[/red] {result.error}")
         return
@@ -111,6 +113,8 @@ def print_status(console: Console, status: EnvStatus, history: bool = False) -> 
                       str(stack.violations), f"{stack.last_run:%Y-%m-%d %H:%M:%S}" if stack.last_run else "-",
                       pinned, stack.reason)
     console.print(table)
+    if status.env_file:
+        console.print(f"environment file: {status.env_file}", highlight=False)
     if any(s.pinned for s in status.stacks):
         console.print(f"[yellow]pinned:[/yellow] the branch head (was {(status.pinned_head or '-')[:10]} when pinned) "
                       f"is not applied to pinned stacks until `reconciler unpin -e {status.env}`", highlight=False)

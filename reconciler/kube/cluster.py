@@ -140,9 +140,15 @@ class Cluster:
                               fix="install the CRD that defines it (in an earlier stack), or fix apiVersion/kind")
         return known[kind]
 
-    def preferred_version(self, group: str) -> str:
-        """`group/version` the server prefers for a group (for objects known only by group and kind)."""
-        listing = self._call("GET", f"/apis/{group}", verb="discovery")
+    def preferred_version(self, group: str) -> str | None:
+        """`group/version` the server prefers for a group (for objects known only by group and kind), or
+        None when the server does not serve the group at all (its CRD is gone)."""
+        try:
+            listing = self._call("GET", f"/apis/{group}", verb="discovery")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
         return str((listing.get("preferredVersion") or {}).get("groupVersion") or f"{group}/v1")
 
     def discovery_document(self, path: str) -> dict:
@@ -227,6 +233,11 @@ class Cluster:
         resource = self.resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest.get("metadata") or {}
         return self._call("PUT", resource.path(meta.get("namespace"), meta["name"]), body=manifest)
+
+    def json_patch(self, api_version: str, kind: str, namespace: str, name: str, operations: list[dict]) -> dict:
+        resource = self.resource(api_version, kind)
+        return self._call("PATCH", resource.path(namespace, name), body=operations,
+                          content_type="application/json-patch+json")
 
     def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict) -> dict:
         resource = self.resource(api_version, kind)

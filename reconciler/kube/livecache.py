@@ -204,6 +204,17 @@ class LiveCache:
                 self.watches[key] = KindWatch(self, key, (views or {}).get(key))
                 self.watches[key].start()
 
+    def select(self, values: set[str]) -> None:
+        """Select objects of these owner label values from now on (stacks added or removed in Git): the
+        watches restart with the new selector on the next `ensure`."""
+        with self._lock:
+            if frozenset(values) == self.values:
+                return
+            self.values = frozenset(values)
+            self.selector = f"{self.label} in ({','.join(sorted(values))})"
+            for key in sorted(self.watches):
+                self.watches.pop(key).stop()
+
     def wait_synced(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         return all(w.synced.wait(max(0.0, deadline - time.monotonic())) for w in list(self.watches.values()))

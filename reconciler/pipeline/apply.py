@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Callable
 
-from reconciler.kube.cluster import ApiError, Cluster, UnknownKind
+from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
+from reconciler.kube.takeover import takeover_patch
 from reconciler.objects import K8sObject, apply_rank
 from reconciler.pipeline.plan import PlannedObject
 from reconciler.results import Action
@@ -125,12 +126,24 @@ def _apply_one(cluster: Cluster, entry: PlannedObject, recreate: bool, force: bo
         if entry.immutable and recreate:
             _recreate(cluster, entry.obj)
         else:
+            if entry.takeover:
+                _take_over_client_side_fields(cluster, entry.obj)
             cluster.apply(entry.obj.manifest, force=force)
         return ""
     except ApiError as exc:
         if exc.status == 409:
             return f"{entry.obj.id}: conflict with another field manager: {'; '.join(exc.causes) or exc.message}"
         return f"{entry.obj.id}: {exc.message}"
+
+
+def _take_over_client_side_fields(cluster: Cluster, obj: K8sObject) -> None:
+    """Move what client-side `kubectl apply` owns into our field manager (kube.takeover), read fresh: the
+    patch is guarded by the resourceVersion, and a writer in between makes it fail, never overwrite."""
+    oid = obj.id
+    live = cluster.get(obj.api_version, oid.kind, oid.namespace, oid.name)
+    patch = takeover_patch(live, FIELD_MANAGER) if live is not None else None
+    if patch is not None:
+        cluster.json_patch(obj.api_version, oid.kind, oid.namespace, oid.name, patch)
 
 
 def _recreate(cluster: Cluster, obj: K8sObject) -> None:

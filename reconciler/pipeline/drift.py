@@ -15,7 +15,7 @@ from reconciler.pipeline.inventory import StackRecord, now_iso
 from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.plan import PlannedObject, plan_stack
-from reconciler.pipeline.prune import preferred_version
+from reconciler.pipeline.prune import live_object
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def detect_drift(engine: "Engine") -> DriftReport:
     """The drift report of the engine's environment; remembers when each drifted object was first seen."""
     inventory = engine.load_inventory(create=False)
-    head = engine.source.fetch()
+    head = engine.follow_head()
     report = DriftReport(env=engine.env.name, commit=head.sha)
     first_seen = inventory.drift_first_seen()
     seen_now: dict[str, str] = {}
@@ -36,7 +36,7 @@ def detect_drift(engine: "Engine") -> DriftReport:
         if record.commit is None:
             continue
         if record.commit not in renders:
-            renders[record.commit] = engine.render(_commit_or_head(engine, record.commit, head))
+            renders[record.commit] = engine.render(_commit_or_head(engine, record.commit, head), discover=True)
         objects = [engine.owned(o) for o in renders[record.commit].objects.get(stack.name, [])]
         for item in _stack_drift(engine, stack.name, objects, record):
             key = str(item.id)
@@ -69,7 +69,7 @@ def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record:
     cluster = engine.cluster_for(stack)
     for extra in sorted(set(record.objects) - wanted):
         oid = ObjectId.parse(extra)
-        live = cluster.get(preferred_version(cluster, oid), oid.kind, oid.namespace, oid.name)
+        live = live_object(cluster, oid)
         labels = ((live or {}).get("metadata") or {}).get("labels") or {}
         if labels.get(OWNER_LABEL) == owner_label_value(engine.env.name, stack):
             items.append(DriftItem(stack, oid, DriftKind.UNMANAGED))

@@ -18,11 +18,12 @@ import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
 from reconciler.errors import CacheError
-from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster, UnknownKind, impersonating, new_api_client
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache, WatchKey
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
+from reconciler.pipeline.envfile import environment_at
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
 from reconciler.pipeline.pins import Pins
@@ -53,6 +54,7 @@ class Engine:
 
     def __init__(self, env: EnvironmentConfig, cache_dir: Path, kubeconfig: Path | None = None,
                  context: str | None = None, api_client=None, writer: WriterOptions | None = None) -> None:
+        self.local_env = env  # as given: where the source is, the cluster; `env` is the file in force (envfile)
         self.env = env
         self.writer = writer or WriterOptions()
         self.cache_dir = Path(cache_dir)
@@ -91,9 +93,13 @@ class Engine:
     # --- render and policy (no cluster) --------------------------------------------------------
 
     def render(self, commit: CommitInfo | None = None, progress: Progress | None = None,
-               run_id: str = "", revision: str | None = None) -> RenderedEnv:
-        """Fetch (unless given a commit), export that commit's tree, render every stack, evaluate policy."""
+               run_id: str = "", revision: str | None = None, discover: bool = False) -> RenderedEnv:
+        """Fetch (unless given a commit), export that commit's tree, render every stack of the environment
+        file in force at it, evaluate policy. Rendering the branch head makes its environment file the
+        engine's (`env`): what status, drift and the live cache work from until the next pass. `discover`:
+        the scope of kinds neither built in nor defined by a rendered CRD comes from API discovery."""
         emit = emitter(progress, run_id, self.env.name)
+        head = commit is None and revision is None
         if commit is None:
             emit(None, None, "fetch", f"fetching {self.env.source.branch}")
             commit = self.source.fetch()
@@ -102,26 +108,46 @@ class Engine:
             elif self.env.source.verify is not None:
                 keys = keys_folder(self.env.source.verify.keys, self.env.file, lambda: self.cluster, self.cache_dir)
                 verify_commit(self.source.mirror_dir, commit.sha, keys, commit.author)
+        tree = self.export(commit)
+        env = environment_at(self.local_env, tree, commit)
+        if head:
+            self.env = env
+        return render_environment(env, commit, tree, emit, self.render_cache,
+                                  lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
+                                  self.discovered_scope if discover else None)
+
+    def discovered_scope(self, api_version: str, kind: str) -> bool | None:
+        """Whether the API serves `kind` namespaced (None: not served), from cached discovery."""
         try:
-            tree = self.source.export(commit.sha)
+            return self.cluster.resource(api_version, kind).namespaced
+        except UnknownKind:
+            return None
+
+    def export(self, commit: CommitInfo) -> Path:
+        try:
+            return self.source.export(commit.sha)
         except OSError as exc:
             raise CacheError(f"cannot write the tree of {commit.short} under {self.cache_dir}: {exc.strerror}",
                              fix="free space on the disk holding the cache folder (--cache-dir), or move it") from exc
-        return render_environment(self.env, commit, tree, emit, self.render_cache,
-                                  lambda p, sha=commit.sha: self.source.tree_hash(sha, p))
+
+    def follow_head(self) -> CommitInfo:
+        """Fetch the branch head and make its environment file the one in force (status, drift, validate)."""
+        commit = self.source.fetch()
+        self.env = environment_at(self.local_env, self.export(commit), commit)
+        return commit
 
     def rendered_at(self, sha: str) -> RenderedEnv:
         """The environment rendered at a commit a stack applied, kept in memory for the next event."""
         if sha not in self._renders:
             if len(self._renders) >= 4:
                 self._renders.pop(next(iter(self._renders)))
-            self._renders[sha] = self.render(self.source.resolve(sha))
+            self._renders[sha] = self.render(self.source.resolve(sha), discover=True)
         return self._renders[sha]
 
     def render_worktree(self, directory: Path) -> RenderedEnv:
         """Render files as they are on disk (uncommitted changes included): `policy check --worktree`."""
         commit = CommitInfo(sha="worktree", author="", message=str(directory), committed_at=utcnow())
-        return render_environment(self.env, commit, directory, emitter(None, "", self.env.name), None, None)
+        return render_environment(environment_at(self.local_env, directory, commit), commit, directory, emitter(None, "", self.env.name), None, None)
 
     # --- the pass -----------------------------------------------------------------------------
 
@@ -157,10 +183,13 @@ class Engine:
     def enable_live_cache(self) -> LiveCache:
         """Watch what this environment manages; plan, health and drift then read the cache."""
         if self.live is None:
-            owners = {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
-            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER)
+            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, self.live_owners(), FIELD_MANAGER)
             self.cluster.cache = self.live
         return self.live
+
+    def live_owners(self) -> set[str]:
+        """The owner label values the live cache selects: one per stack of the environment file in force."""
+        return {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
 
     def watch_views(self, rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
         """What the live cache watches, each as the account of a stack writing that kind there (so may list it)."""

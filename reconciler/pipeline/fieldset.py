@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.kube.takeover import merge_fields
+
 MISSING = object()
 """A lookup found nothing at the path."""
 
@@ -36,16 +38,8 @@ def owned_fields(live: dict, manager: str) -> dict:
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") != manager or entry.get("operation") != "Apply" or entry.get("subresource"):
             continue
-        _merge(merged, entry.get("fieldsV1") or {})
+        merge_fields(merged, entry.get("fieldsV1") or {})
     return merged
-
-
-def _merge(into: dict, other: dict) -> None:
-    for key, value in other.items():
-        if isinstance(value, dict):
-            _merge(into.setdefault(key, {}), value)
-        else:
-            into[key] = value
 
 
 def removed_paths(fields: dict, desired: dict) -> list[OwnedPath]:

@@ -22,7 +22,7 @@ from reconciler.pipeline.inventory import Inventory, StackRecord
 from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.progress import Emit
-from reconciler.pipeline.prune import prune_objects
+from reconciler.pipeline.prune import prune_objects, without_unserved
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
@@ -109,6 +109,10 @@ class PassRun:
                 if entry.drift:
                     entry.action = Action.UNCHANGED  # detect-only: reported as drift, neither planned nor reverted
         prunes = prune_candidates(record.objects, self.owners) if self.env.sync.prune and not self.rendered.errors else []
+        prunes, gone = without_unserved(self.engine.cluster_for(stack.name), prunes) if prunes else ([], "")
+        if gone:
+            self.emit(stack.name, result.wave, "prune", gone)
+            result.notes.append(gone)
         result.changes = [p.change() for p in planned] + prunes
         if self.dry_run:
             self._conclude_plan(result, planned)
@@ -125,8 +129,8 @@ class PassRun:
             result.state = StackState.FAILED
             result.reason = "; ".join(f"{p.where}: {p.error}" for p in errors[:3])
         else:
-            result.state = StackState.PLANNED if result.changed else StackState.UNCHANGED
-            result.reason = self._drift_note(result)
+            result.state = StackState.PLANNED if result.changed or result.notes else StackState.UNCHANGED
+            result.reason = "; ".join(part for part in (self._drift_note(result), *result.notes) if part)
 
     def _unhealthy_dependencies(self, stack: StackConfig) -> list[tuple[str, str]]:
         """A single-stack sync runs only on top of dependencies that were applied and are healthy now."""
@@ -170,8 +174,8 @@ class PassRun:
                                        allow_namespaces=stack.prune_namespaces)
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])
-        result.state = StackState.APPLIED if outcome.applied or prunes else StackState.UNCHANGED
-        result.reason = "; ".join(part for part in (result.reason, self._drift_note(result)) if part)
+        result.state = StackState.APPLIED if outcome.applied or prunes or result.notes else StackState.UNCHANGED
+        result.reason = "; ".join(part for part in (result.reason, self._drift_note(result), *result.notes) if part)
 
     def _drift_note(self, result: StackResult) -> str:
         if result.drifted and not self.env.sync.correct_drift:

@@ -46,7 +46,7 @@ def pin_render(engine: "Engine", head: RenderedEnv, pins: Pins) -> RenderedEnv:
     if not pins:
         return head
     mixed = RenderedEnv(commit=head.commit, tree=head.tree, objects=dict(head.objects), errors=dict(head.errors),
-                        digests=dict(head.digests))
+                        digests=dict(head.digests), env=head.env)
     for revision, stacks in pins.revisions().items():
         at = engine.rendered_at(revision)
         for stack in stacks:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
+from reconciler.kube.takeover import client_side_fields
 from reconciler.pipeline.diff import compare, desired_hash, mask_secret_changes, project, secret_view
 from reconciler.pipeline.ownership import Ownership, foreign_owner
 from reconciler.pipeline.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
@@ -51,6 +52,8 @@ class PlannedObject:
     immutable: bool = False
     reapply: bool = False  # Git changed it but live already matches: applied (to own exactly Git's fields), not reported
     removed: list[OwnedPath] = field(default_factory=list)  # fields we own that Git no longer sets
+    taken_over: list[OwnedPath] = field(default_factory=list)  # fields client-side kubectl apply set that Git does not
+    takeover: bool = False  # client-side `kubectl apply` owns fields: taken over before our apply (kube.takeover)
 
     def change(self) -> ObjectChange:
         return ObjectChange(id=self.obj.id, action=self.action, fields=self.fields, source_file=self.obj.source_file)
@@ -125,19 +128,25 @@ def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force:
     shape = secret_view(planned.obj.manifest) if planned.obj.kind == "Secret" else planned.obj.manifest
     projected = project(shape, result)
     projected.update({k: planned.obj.manifest[k] for k in ("apiVersion", "kind") if k in planned.obj.manifest})
-    confirmed = _field_changes(planned.obj.manifest, projected, live, planned.removed, result)
+    confirmed = _field_changes(planned.obj.manifest, projected, live, planned.removed, result, planned.taken_over)
     planned.fields = confirmed
     if not confirmed:
         planned.action = Action.UNCHANGED
 
 
 def _field_changes(manifest: dict, desired: dict, live: dict, removed: list[OwnedPath],
-                   after: dict | None) -> list[FieldChange]:
+                   after: dict | None, taken_over: list[OwnedPath] = ()) -> list[FieldChange]:
     """Fields `desired` sets whose live value differs, then owned fields Git dropped that the apply
-    changes (`after`: the dry-run result, None before it), each path once."""
+    changes (`after`: the dry-run result, None before it), then fields client-side kubectl apply set
+    that Git does not (a dry run cannot show their removal: the takeover happens at apply), each path once."""
     changes = compare(desired, live)
     seen = {change.path for change in changes}
-    return changes + [c for c in _removals(manifest, removed, live, after) if c.path not in seen]
+    extra = _removals(manifest, removed, live, after) + _removals(manifest, list(taken_over), live, None)
+    for change in extra:
+        if change.path not in seen:
+            seen.add(change.path)
+            changes.append(change)
+    return changes
 
 
 def _removals(manifest: dict, removed: list[OwnedPath], live: dict, after: dict | None) -> list[FieldChange]:
@@ -177,10 +186,14 @@ def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, own
             f"owned by environment {foreign!r}; not taken over (fix: render it in one environment only, or set "
             f"allowAdoption: true on stack {owner.stack!r} to take it over)"))
     removed = removed_paths(owned_fields(current, FIELD_MANAGER), _desired_view(obj.manifest))
-    fields = _field_changes(obj.manifest, obj.manifest, current, removed, None)
-    entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields, removed=removed)
-    entry.reapply = not fields and previous_hash is not None and \
-        previous_hash != desired_hash(obj.manifest, owner.hash_key)
+    client_side = client_side_fields(current)
+    ours = {r.path for r in removed}
+    taken = [p for p in removed_paths(client_side, _desired_view(obj.manifest)) if p.path not in ours]
+    fields = _field_changes(obj.manifest, obj.manifest, current, removed, None, taken)
+    entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields, removed=removed,
+                          taken_over=taken, takeover=bool(client_side))
+    entry.reapply = not fields and (entry.takeover or previous_hash is not None and
+                                    previous_hash != desired_hash(obj.manifest, owner.hash_key))
     return entry
 
 

@@ -16,7 +16,7 @@ from reconciler.config import EnvironmentConfig
 from reconciler.objects import sort_for_apply
 from reconciler.pipeline.ownership import prune_candidates
 from reconciler.pipeline.plan import plan_stack
-from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN
+from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, without_unserved
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, EnvPreview, FieldChange, StackPreview
 
@@ -37,11 +37,15 @@ def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, 
             preview = by_stack[stack] = StackPreview(stack=stack, status="removed stack")
             result.stacks.append(preview)
         candidates = prune_candidates(inventory.record(stack).objects, owners)
+        served, _ = without_unserved(engine.cluster, candidates) if candidates else ([], "")
+        gone_ids = [c for c in candidates if c not in served]
+        candidates = served
         config = declared.get(stack)
         preview.pruned = [c for c in candidates if c.id.kind not in NEVER_PRUNED_WITHOUT_OPT_IN
                           or (config is not None and config.prune_namespaces)] if env.sync.prune else []
         preview.kept = [f"{c.id} (left in place by the prune rules)" for c in candidates
-                        if c not in preview.pruned]
+                        if c not in preview.pruned] + [f"{c.id} (already deleted: its kind is no longer served)"
+                                                       for c in gone_ids]
         if preview.pruned and preview.status == "unchanged":
             preview.status = "changed"
     for stack in engine.env.stacks:

@@ -7,8 +7,9 @@ in reverse apply order. Namespaces and CRDs need the stack's `pruneNamespaces`; 
 
 from __future__ import annotations
 
-from reconciler.kube.cluster import Cluster
+from reconciler.kube.cluster import Cluster, UnknownKind
 from reconciler.objects import ObjectId, apply_rank
+from reconciler.results import ObjectChange
 from reconciler.pipeline.ownership import OWNER_LABEL
 
 NEVER_PRUNED_WITHOUT_OPT_IN = {"Namespace", "CustomResourceDefinition"}
@@ -27,7 +28,7 @@ def prune_objects(cluster: Cluster, ids: list[ObjectId], selector: str, *,
             skipped.append(f"{oid} (set pruneNamespaces: true on the stack to prune {oid.kind}s)")
             continue
         api_version = preferred_version(cluster, oid)
-        live = cluster.get(api_version, oid.kind, oid.namespace, oid.name)
+        live = live_object(cluster, oid, api_version)
         if live is None:
             continue
         labels = (live.get("metadata") or {}).get("labels") or {}
@@ -49,8 +50,49 @@ _PREFERRED = {"": "v1", "apps": "apps/v1", "batch": "batch/v1", "networking.k8s.
               "scheduling.k8s.io": "scheduling.k8s.io/v1", "discovery.k8s.io": "discovery.k8s.io/v1"}
 
 
-def preferred_version(cluster: Cluster, oid: ObjectId) -> str:
-    """The inventory stores group/kind, not the version; use the group's preferred version."""
+def preferred_version(cluster: Cluster, oid: ObjectId) -> str | None:
+    """The inventory stores group/kind, not the version; use the group's preferred version (None: the
+    group is not served)."""
     if oid.group in _PREFERRED:
         return _PREFERRED[oid.group]
     return cluster.preferred_version(oid.group)
+
+
+def live_object(cluster: Cluster, oid: ObjectId, api_version: str | None = None) -> dict | None:
+    """The live object known by group and kind, or None when it does not exist, including when the API
+    no longer serves its kind (an object whose kind is gone is gone)."""
+    api_version = api_version or preferred_version(cluster, oid)
+    if api_version is None:
+        return None
+    try:
+        return cluster.get(api_version, oid.kind, oid.namespace, oid.name)
+    except UnknownKind:
+        return None
+
+
+def kind_served(cluster: Cluster, oid: ObjectId) -> bool:
+    api_version = preferred_version(cluster, oid)
+    if api_version is None:
+        return False
+    try:
+        cluster.resource(api_version, oid.kind)
+        return True
+    except UnknownKind:
+        return False
+
+
+def without_unserved(cluster: Cluster, prunes: list[ObjectChange]) -> tuple[list[ObjectChange], str]:
+    """Prune candidates whose kind the API still serves, and one line about the others (already deleted:
+    their CRD is gone), empty when there are none. Discovery is asked once per group and kind."""
+    served: dict[tuple[str, str], bool] = {}
+    kept, gone = [], []
+    for change in prunes:
+        key = (change.id.group, change.id.kind)
+        if key not in served:
+            served[key] = kind_served(cluster, change.id)
+        (kept if served[key] else gone).append(change)
+    if not gone:
+        return kept, ""
+    kinds = ", ".join(sorted({f"{c.id.kind}" + (f".{c.id.group}" if c.id.group else "") for c in gone}))
+    return kept, (f"{len(gone)} object(s) treated as already deleted: the API no longer serves {kinds}; "
+                  "dropped from the inventory")

@@ -19,6 +19,7 @@ from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.objects import K8sObject, ObjectId, parse_objects
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.render import RenderCache, Rendered, build_stack, cached_render
+from reconciler.pipeline.scope import Scope, scope_lookup, scoped_objects
 from reconciler.results import CommitInfo
 
 
@@ -33,6 +34,7 @@ class RenderedEnv:
     policy_report: object | None = None
     digests: dict[str, str] = field(default_factory=dict)  # stack -> digest of its rendered text
     pinned: dict[str, CommitInfo] = field(default_factory=dict)  # stack -> the pinned commit it renders instead
+    env: EnvironmentConfig | None = None  # the environment file in force at this commit
 
     def commit_of(self, stack: str) -> CommitInfo:
         """The commit a stack's objects come from: its pin, else the pass's commit."""
@@ -60,10 +62,11 @@ RENDER_PARALLEL = 4
 
 
 def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
-                       cache: RenderCache | None, object_id: Callable[[str], str | None] | None) -> RenderedEnv:
+                       cache: RenderCache | None, object_id: Callable[[str], str | None] | None,
+                       discovered: Scope | None = None) -> RenderedEnv:
     """Render every stack of `env` from `tree` (the commit's files), then evaluate policy. Cache lookups go
     one stack at a time (they read the Git object database); the kustomize builds of misses in parallel."""
-    rendered = RenderedEnv(commit=commit, tree=tree)
+    rendered = RenderedEnv(commit=commit, tree=tree, env=env)
     root = env.source.path.strip("/")
     paths = {stack.name: f"{root}/{stack.path}" if root else stack.path for stack in env.stacks}
     outputs: dict[str, Rendered] = {}
@@ -96,9 +99,27 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
     for stack in env.stacks:
         if stack.name in outputs:
             _keep(rendered, cache, stack.name, paths[stack.name], outputs[stack.name].text)
+    _scope(env, rendered, discovered)
     emit(None, None, "policy", "evaluating policy")
     rendered.policy_report = evaluate_policy(env, rendered)
     return rendered
+
+
+def _scope(env: EnvironmentConfig, rendered: RenderedEnv, discovered: Scope | None) -> None:
+    """Identities as the API sees them (pipeline.scope); a namespaced object without a namespace is its
+    stack's render error. A default namespace is part of the stack's digest: changing it is a change."""
+    namespaced = scope_lookup([o for objects in rendered.objects.values() for o in objects], discovered)
+    for stack in list(rendered.objects):
+        try:
+            rendered.objects[stack] = scoped_objects(env, stack, rendered.objects[stack], namespaced)
+        except ReconcilerError as exc:
+            rendered.errors[stack] = str(exc)
+            rendered.objects.pop(stack)
+            rendered.digests.pop(stack, None)
+            continue
+        default = env.default_namespace(env.stack(stack))
+        if default and stack in rendered.digests:
+            rendered.digests[stack] = hashlib.sha256(f"{rendered.digests[stack]}\n{default}".encode()).hexdigest()
 
 
 def _keep(rendered: RenderedEnv, cache: RenderCache | None, stack: str, path: str, text: str) -> None:

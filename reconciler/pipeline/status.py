@@ -25,4 +25,4 @@ def stack_statuses(engine: "Engine") -> EnvStatus:
         stacks.append(StackStatus(stack.name, record.commit, record.state, record.reason, record.healthy,
                                   record.drift_count, record.violations, last, history=record.history,
                                   pinned=to_jsonable(pin) if pin else None))
-    return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None)
+    return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None, env_file=engine.env.file)

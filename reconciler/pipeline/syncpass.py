@@ -36,14 +36,14 @@ log = structlog.get_logger("reconciler.pipeline.engine")
 def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress | None, run_id: str | None,
              should_stop: Callable[[], bool], rollback: Pins | None = None) -> PassResult:
     """One pass. `rollback`: pins to set first; the pass then covers only those stacks (a rollback)."""
-    env = engine.env
     run_id = run_id or uuid.uuid4().hex[:12]
-    result = PassResult(env=env.name, run_id=run_id, commit=None, dry_run=dry_run)
-    selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
-    emit = emitter(progress, run_id, env.name)
+    result = PassResult(env=engine.env.name, run_id=run_id, commit=None, dry_run=dry_run)
+    emit = emitter(progress, run_id, engine.env.name)
     lease = None if dry_run else engine.writer_lease()
     try:
         head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
+        env = engine.env  # the environment file in force at the head this pass applies
+        selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
     except ReconcilerError as exc:
         if lease is not None:
             lease.release()
@@ -63,6 +63,7 @@ def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progr
         if lease is not None:
             lease.release()
     if engine.live is not None and not dry_run:
+        engine.live.select(engine.live_owners())
         engine.live.ensure(*engine.watch_views(rendered))
     result.api_requests = engine.cluster.request_counts()
     result.finished_at = utcnow()
@@ -79,8 +80,8 @@ def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, le
     """Render the head, then with pins (`pins.json`, and a rollback's) the pinned stacks at their commits;
     take the writer lease, read the inventory (rebuilding lost records), store changed pins. Raises
     ReconcilerError. Returns the head's render, the render this pass applies, the inventory and the pins."""
-    head = engine.render(progress=progress, run_id=result.run_id)
-    result.commit = head.commit
+    head = engine.render(progress=progress, run_id=result.run_id, discover=True)
+    result.commit, result.env_file = head.commit, engine.env.file
     stored = engine.known_pins  # as the last pass left them: no request; checked below under the lease
     pins, rendered = _pinned(engine, head, stored, rollback, result)
     engine.cluster.reset_counts()

@@ -49,6 +49,7 @@ class Scenario:
         self.sync_options: dict[str, object] = {"interval": "1h", "healthTimeout": "60s"}
         self.source_options: dict[str, object] = {}
         self.env_extra: dict[str, object] = {}  # other top-level sections of the environment file (rollback, ...)
+        self.env_in_git = False  # True: stacks and settings live in Git (environments/<name>.yaml), followed
 
     # --- the repository ----------------------------------------------------------------------
 
@@ -60,11 +61,22 @@ class Scenario:
         self.write_env()
 
     def write_env(self, **sync: object) -> None:
+        """The environment file: all of it beside the repository, or (`env_in_git`) the stacks and settings
+        in Git at `environments/<name>.yaml` (committed with the next commit) and only the source here."""
         self.sync_options.update(sync)
         self.env_file.parent.mkdir(parents=True, exist_ok=True)
-        self.env_file.write_text(yaml.safe_dump({
-            "name": self.name, "source": {"url": self.repo.url, "branch": "main", **self.source_options},
-            "sync": self.sync_options, **self.env_extra, "stacks": list(self.stacks.values())}, sort_keys=False))
+        source = {"url": self.repo.url, "branch": "main", **self.source_options}
+        settings = {"sync": self.sync_options, **self.env_extra, "stacks": list(self.stacks.values())}
+        if self.env_in_git:
+            self.repo.write(self.git_env_path, {"name": self.name, **settings})
+            source["environment"] = self.git_env_path
+            self.env_file.write_text(yaml.safe_dump({"name": self.name, "source": source}, sort_keys=False))
+        else:
+            self.env_file.write_text(yaml.safe_dump({"name": self.name, "source": source, **settings}, sort_keys=False))
+
+    @property
+    def git_env_path(self) -> str:
+        return f"environments/{self.name}.yaml"
 
     def commit(self, message: str = "change") -> str:
         return self.repo.commit(message)
@@ -73,8 +85,15 @@ class Scenario:
 
     def run(self, command: str, *args: str) -> CliRun:
         """`reconciler <command> -e <env> ...` in this process, as a user types it."""
-        argv = [*command.split(), "-e", str(self.env_file), "--cache-dir", str(self.cache_dir),
-                "--kubeconfig", str(self.kubeconfig), *args]
+        return self._invoke([*command.split(), "-e", str(self.env_file), "--cache-dir", str(self.cache_dir),
+                             "--kubeconfig", str(self.kubeconfig), *args])
+
+    def run_validate(self) -> CliRun:
+        """`reconciler validate` of the folder holding this scenario's environment file."""
+        return self._invoke(["validate", "--environments", str(self.env_file.parent), "--cache-dir",
+                             str(self.cache_dir), "--kubeconfig", str(self.kubeconfig)])
+
+    def _invoke(self, argv: list[str]) -> CliRun:
         out, err = io.StringIO(), io.StringIO()
         columns = os.environ.get("COLUMNS")
         os.environ["COLUMNS"] = "1000"  # one line per message, as a wide terminal shows it
