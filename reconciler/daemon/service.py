@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator
 
 from reconciler.daemon.actions import run_action
 from reconciler.daemon.alerts import AlertRouter, EnvState
@@ -41,18 +42,37 @@ __all__ = ["Daemon", "DaemonSettings", "Engine", "EngineFactory", "EnvState", "R
            "default_engine_factory", "default_identity", "summarize_pass"]
 
 
+class EnvironmentsInForce(Mapping):
+    """Name -> the environment in force: what its engine's last pass read from Git (stacks added or
+    removed by a push), else the file the daemon was started with."""
+
+    def __init__(self, local: dict[str, Any], engines: dict[str, Any]) -> None:
+        self._local, self._engines = local, engines
+
+    def __getitem__(self, name: str) -> Any:
+        engine = self._engines.get(name)
+        return getattr(engine, "env", None) or self._local[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._local)
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+
 class Daemon:
     """Wires workers, timing, leadership, alerts and status around injected engines."""
 
     def __init__(self, envs: list[Any], engine_factory: EngineFactory, *, settings: DaemonSettings | None = None,
                  metrics: Metrics | None = None, notifier: Notifier | None = None) -> None:
-        self.envs = {env.name: env for env in envs}
+        self.local_envs = {env.name: env for env in envs}
+        self.engines: dict[str, Engine] = {}
+        self.envs = EnvironmentsInForce(self.local_envs, self.engines)
         self.settings = settings or DaemonSettings()
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier([], self.metrics)
         self.alerts = AlertRouter(self.notifier, self.metrics)
         self._engine_factory = engine_factory
-        self.engines: dict[str, Engine] = {}
         self.runbook = RunBook(self.settings.history)
         self.states = {name: EnvState() for name in self.envs}
         self.workers = {name: EnvWorker(name, self._execute, self.runbook, self.metrics) for name in self.envs}
@@ -71,7 +91,7 @@ class Daemon:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        for name, env in self.envs.items():
+        for name, env in self.local_envs.items():
             self.engines[name] = self._engine_factory(env)
         for worker in self.workers.values():
             worker.start()
@@ -190,7 +210,7 @@ class Daemon:
         """(env, repository URL, branch) for webhook matching."""
         from reconciler.config import source_url
 
-        return [(name, source_url(env), env.source.branch) for name, env in self.envs.items()]
+        return [(name, source_url(env), env.source.branch) for name, env in self.local_envs.items()]
 
 
 def _progress(run: Run) -> Callable[[Any], None]:

@@ -35,6 +35,7 @@ def env_status(daemon: "Daemon", name: str) -> dict[str, Any]:
     return {
         "name": name,
         "source": {"url": redact_text(str(env.source.url)), "branch": env.source.branch, "path": env.source.path},
+        "env_file": env.file,
         "interval_s": env.sync.interval_s,
         "leader": daemon.may_apply(name) if daemon.settings.lease is not None else None,
         "running": worker.current.to_dict(detail=False) if worker.current else None,

@@ -106,7 +106,7 @@ class Engine:
             if revision:
                 commit = self.source.resolve(revision)
             elif self.env.source.verify is not None:
-                keys = keys_folder(self.env.source.verify.keys, self.env.file, lambda: self.cluster, self.cache_dir)
+                keys = keys_folder(self.env.source.verify.keys, self.local_env.file, lambda: self.cluster, self.cache_dir)
                 verify_commit(self.source.mirror_dir, commit.sha, keys, commit.author)
         tree = self.export(commit)
         env = environment_at(self.local_env, tree, commit)

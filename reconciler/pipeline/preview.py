@@ -15,16 +15,16 @@ preview_live.py).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import git
 
 from reconciler import graph
-from reconciler.config import EnvironmentConfig, load_environment, repository_root
+from reconciler.config import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.objects import K8sObject
 from reconciler.pipeline.diff import manifest_changes
+from reconciler.pipeline.envfile import environment_at, followed_path
 from reconciler.pipeline.progress import emitter
 from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, PRUNE_ANNOTATION
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
@@ -68,21 +68,19 @@ def default_base(engine: "Engine", new: CommitInfo) -> CommitInfo:
 
 
 def env_at(engine: "Engine", commit: CommitInfo, required: bool) -> EnvironmentConfig | None:
-    """The environment file as `commit` has it, when the file lives in the source repository; else the
-    file given (a repository of manifests only). None when the commit has no such file (a new environment)."""
-    env = engine.env
-    if env.source.url:
-        return env
-    file = Path(env.file).resolve()
-    relative = file.relative_to(repository_root(file))
-    at = engine.source.export(commit.sha) / relative
-    if not at.is_file():
+    """The environment in force at `commit` (pipeline.envfile), as every pass reads it; the file given
+    for a repository of manifests only. None when the commit has no such file (a new environment)."""
+    local = engine.local_env
+    relative = followed_path(local)
+    if relative is None:
+        return local
+    tree = engine.source.export(commit.sha)
+    if not (tree / relative).is_file():
         if required:
             raise ReconcilerError(f"{relative} does not exist at {commit.short}: the revision removes environment "
-                                  f"{env.name!r}", fix="preview an environment the revision keeps")
+                                  f"{local.name!r}", fix="preview an environment the revision keeps")
         return None
-    loaded = load_environment(at, check_overlays=False)
-    return loaded.model_copy(update={"file": f"{relative}@{commit.short}"})
+    return environment_at(local, tree, commit)
 
 
 def render_at(engine: "Engine", env: EnvironmentConfig, commit: CommitInfo) -> RenderedEnv:

@@ -191,7 +191,13 @@ class GitSource:
             repo.archive(buffer, treeish=sha, format="tar")
             buffer.seek(0)
             with tarfile.open(fileobj=buffer) as archive:
-                archive.extractall(partial, filter="data")
+                try:
+                    archive.extractall(partial, filter="data")
+                except tarfile.FilterError as exc:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise SourceError(f"commit {sha[:10]}: {exc.tarinfo.name!r} is a symbolic link that leads outside "
+                                      "the repository; nothing of this commit is rendered",
+                                      fix="make the link relative and inside the repository, or copy the files") from exc
             (partial / ".complete").touch()
             shutil.rmtree(target, ignore_errors=True)
             partial.rename(target)

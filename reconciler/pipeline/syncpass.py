@@ -48,7 +48,7 @@ def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progr
         if lease is not None:
             lease.release()
         result.error, result.finished_at = str(exc), utcnow()
-        log.error("pass failed before any stack", env=env.name, run_id=run_id, error=result.error)
+        log.error("pass failed before any stack", env=engine.env.name, run_id=run_id, error=result.error)
         return result
     stop = (lambda: should_stop() or lease.lost()) if lease else should_stop
     try:

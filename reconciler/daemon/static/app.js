@@ -107,7 +107,7 @@ function envSection(env) {
   const last = env.last_run;
   const lastRun = el("span", {}, last ? `${last.state} ` : "–");
   if (last) lastRun.appendChild(timeEl(last.finished_at));
-  [["branch", env.source.branch], ["commit", last && last.commit ? last.commit.slice(0, 10) : "–"],
+  [["branch", env.source.branch], ["environment file", env.env_file || "–"], ["commit", last && last.commit ? last.commit.slice(0, 10) : "–"],
    ["last run", lastRun], ["next run", timeEl(env.next_run)],
    ["drift", env.drift_count === null ? "not checked" : String(env.drift_count)],
    ["leader", env.leader === null ? "n/a" : String(env.leader)],
