@@ -38,6 +38,15 @@ class PassTiming:
                 poll, IntervalTrigger(seconds=interval, jitter=self.settings.jitter_for(interval)),
                 args=[name], id=f"poll-{name}", coalesce=True, max_instances=1, misfire_grace_time=None)
 
+    def follow_interval(self, env: str, interval_s: float) -> None:
+        """A pass read another `sync.interval` from the environment file in Git: polls follow it from now."""
+        job = self.scheduler.get_job(f"poll-{env}") if self.settings.poll and self.scheduler.running else None
+        trigger = getattr(job, "trigger", None)
+        if job is None or getattr(trigger, "interval", None) is None or trigger.interval.total_seconds() == interval_s:
+            return
+        log.info("poll interval follows the environment file", env=env, interval_s=interval_s)
+        job.reschedule(IntervalTrigger(seconds=interval_s, jitter=self.settings.jitter_for(interval_s)))
+
     def backing_off(self, env: str) -> bool:
         return time.time() < self.states[env].not_before
 
