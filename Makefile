@@ -36,13 +36,19 @@ tools:
 		{ echo "installing kustomize $(KUSTOMIZE_VERSION) into $(TOOLS)"; \
 		  GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION); }
 
-# Chromium for the status-page screenshot test, gpg and ssh-keygen for signed commits (Debian packages;
+# Chromium for the status-page screenshot test, gpg and ssh-keygen for signed commits, faketime for the
+# clock-skew lease tests (Debian packages;
 # skipped quietly where apt is absent).
 system-deps:
 	@command -v gpg >/dev/null && command -v ssh-keygen >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 		command -v apt-get >/dev/null && $$SUDO apt-get install -y -qq gnupg openssh-client >/dev/null \
 		  || echo "warning: could not install gnupg/openssh-client; signed-commit tests will fail"; }
+	@command -v faketime >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+		command -v apt-get >/dev/null && { $$SUDO apt-get install -y -qq faketime >/dev/null 2>&1 || \
+		  { $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq faketime >/dev/null; }; } \
+		  || echo "warning: could not install faketime; the clock-skew lease tests will fail"; }
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 		command -v apt-get >/dev/null && $$SUDO apt-get install -y -qq chromium >/dev/null \

@@ -74,6 +74,7 @@ class Setup:
             "name": f"bench-live-{'fix' if correct_drift else 'detect'}",
             "source": {"url": str(root / "remote.git"), "branch": "main"},
             "sync": {"interval": "1h", "correctDrift": correct_drift, "healthTimeout": "60s"},
+            "policy": {"mode": "off"},
             "stacks": [{"name": "app", "path": "app"}] + [{"name": f"fill{i}", "path": f"fill{i}"}
                                                           for i in range(1, stacks)]}))
 
@@ -202,7 +203,7 @@ def bench_dependents(root: Path, kubeconfig: Path, rounds: int) -> list[float]:
     commit(0)
     (root / "deps.yaml").write_text(yaml.safe_dump({
         "name": "bench-deps", "source": {"url": work.working_tree_dir, "branch": "main"},
-        "sync": {"interval": "1h", "healthTimeout": "120s"},
+        "sync": {"interval": "1h", "healthTimeout": "120s"}, "policy": {"mode": "off"},
         "stacks": [{"name": "db", "path": "db"}, {"name": "app", "path": "app", "dependsOn": ["db"]}]}))
     env = load_environment(root / "deps.yaml")
     engine = default_engine_factory(root / "cache-deps", kubeconfig)(env)

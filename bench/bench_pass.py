@@ -91,6 +91,7 @@ def synthetic_repo(root: Path, objects: int, stacks: int = 5) -> Path:
     repo.git.add(A=True)
     repo.index.commit("synthetic")
     env = {"name": "bench", "source": {"url": str(root / "repo")}, "sync": {"healthTimeout": "5m"},
+           "policy": {"mode": "off"},
            "stacks": [{"name": f"s{i}", "path": f"stacks/s{i}", **({"dependsOn": [f"s{i - 1}"]} if i else {})}
                       for i in range(stacks)]}
     path = root / "bench.yaml"

@@ -51,7 +51,7 @@ def environments(root: Path, count: int) -> Path:
     for index in range(count):
         name = f"rep{index:02}"
         (envs / f"{name}.yaml").write_text(yaml.safe_dump({
-            "name": name, "source": {"url": str(root / "repo")}, "sync": {"interval": "1h"},
+            "name": name, "source": {"url": str(root / "repo")}, "sync": {"interval": "1h"}, "policy": {"mode": "off"},
             "stacks": [{"name": "app", "path": name}]}))
     return envs
 

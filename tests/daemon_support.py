@@ -102,8 +102,8 @@ def write_env(path: Path, repo: GitRepo, stacks: list[tuple[str, list[str]]], *,
                  "healthTimeout": "60s"},
         "stacks": [{"name": s, "path": f"stacks/{s}", **({"dependsOn": deps} if deps else {})} for s, deps in stacks],
     }
-    if policy_mode:
-        env["policy"] = {"mode": policy_mode}
+    if policy_mode or not (repo.work / "policies").is_dir():
+        env["policy"] = {"mode": policy_mode or "off"}  # a repository without policies runs with policy off
     path.write_text(yaml.safe_dump(env, sort_keys=False))
     return path
 

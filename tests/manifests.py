@@ -58,6 +58,7 @@ def make_env(tmp_path: Path, repo: PushRepo, name: str, stacks: list[dict], **sy
         "name": name,
         "source": {"url": repo.url, "branch": "main"},
         "sync": {"interval": "5s", "healthTimeout": "60s", **sync},
+        **({} if (repo.work_path / "policies").is_dir() else {"policy": {"mode": "off"}}),
         "stacks": stacks,
     }))
     return path

@@ -19,7 +19,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
     report = rendered.policy_report
     if report is None:
-        raise ConfigError(f"no policies directory {engine.env.policy.directory!r} at {rendered.commit.sha[:10]}",
+        raise ConfigError(f"no policies directory {rendered.env.policy.directory!r} at {rendered.commit.sha[:10]}",
                           fix="add policies/ or set policy.directory in the environment file")
     writer = {"table": formats.to_table, "json": formats.to_json, "sarif": formats.to_sarif,
               "junit": formats.to_junit}[args.output]

@@ -14,14 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
-from reconciler.kube.cluster import Cluster, ensure_namespace
-from reconciler.kube.lease import micro_time
+from reconciler.errors import ClusterError
+from reconciler.kube.cluster import Cluster
+from reconciler.kube.lease import LEASE_API, Lease, LeaseObserver
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.leader")
@@ -43,154 +40,65 @@ class LeaseSettings:
             raise ValueError("need 0 < retry period < renew deadline < lease duration")
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class LeaseElector:
-    """Acquires and renews one Lease. `try_acquire_or_renew` is one round; `is_leader` is local and cheap."""
+    """One environment's (or presence) Lease as this replica, on kube.lease's single implementation of
+    client-go's rules. `try_acquire_or_renew` is one round; `is_leader` is local and cheap."""
 
     def __init__(self, api_client: Any, lease_name: str, identity: str, settings: LeaseSettings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._api = client.CoordinationV1Api(api_client)
+                 clock: Callable[[], float] = time.monotonic, observer: LeaseObserver | None = None) -> None:
+        self.lease = Lease(Cluster(api_client), settings.namespace, lease_name, identity,
+                           duration_s=settings.lease_duration_s, renew_deadline_s=settings.renew_deadline_s,
+                           observer=observer or LeaseObserver(clock))
         self.lease_name = lease_name
         self.identity = identity
         self.settings = settings
-        self._clock = clock
-        self._valid_until = 0.0
-        self._lock = threading.Lock()
         self.sync_requests: list[str] = []
 
     def is_leader(self) -> bool:
-        with self._lock:
-            return self._clock() < self._valid_until
+        return self.lease.is_held()
 
     def try_acquire_or_renew(self) -> bool:
-        """One election round. Returns whether this replica leads afterwards; never raises on API errors."""
-        started = self._clock()
+        """One election round. Returns whether this replica leads afterwards; never raises on API errors
+        (an unreachable API server leaves the validity it had: it ends at the renew deadline)."""
+        was_leader = self.is_leader()
         try:
-            acquired = self._round()
-        except ApiException as exc:
-            if exc.status != 409:  # 409: someone else wrote first; we simply did not win this round
-                log.warning("lease round failed", lease=self.lease_name, status=exc.status, reason=exc.reason)
-            acquired = False
-        except Exception as exc:  # API server unreachable: keep whatever validity we still have
+            holder = self.lease.try_acquire_or_renew()
+        except ClusterError as exc:
             log.warning("lease round failed", lease=self.lease_name, error=str(exc))
             return self.is_leader()
-        with self._lock:
-            if acquired:
-                self._valid_until = started + self.settings.renew_deadline_s
-            else:
-                self._valid_until = 0.0
-        return acquired
+        if not holder:
+            self._collect_sync_request()
+            if not was_leader:
+                log.info("lease acquired", lease=self.lease_name)
+        return not holder
 
-    def _round(self) -> bool:
-        try:
-            return self._round_once()
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            return self._round_once()  # the lease changed under us (e.g. a sync request): read it again
-
-    def _round_once(self) -> bool:
-        ns, name = self.settings.namespace, self.lease_name
-        try:
-            lease = self._api.read_namespaced_lease(name, ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            self._create_lease()
-            return True
-        spec = lease.spec
-        holder = spec.holder_identity or ""
-        if holder == self.identity:
-            self._collect_sync_request(lease)
-            self._api.replace_namespaced_lease(name, ns, self._body(lease, spec.lease_transitions or 0, acquire=False,
-                                                                     acquired_at=spec.acquire_time))
-            return True
-        if holder and not self.expired(spec):
-            return False
-        self._api.replace_namespaced_lease(name, ns, self._body(lease, (spec.lease_transitions or 0) + 1, acquire=True))
-        log.info("lease acquired", lease=name, previous_holder=holder or None)
-        return True
-
-    def _create_lease(self) -> None:
-        """First round on a fresh cluster: the lease namespace may not exist yet, and only a leader would
-        ever create it (through a pass), so the election creates it."""
-        body = self._body(None, transitions=0, acquire=True)
-        try:
-            self._api.create_namespaced_lease(self.settings.namespace, body)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            ensure_namespace(Cluster(self._api.api_client), self.settings.namespace)
-            self._api.create_namespaced_lease(self.settings.namespace, body)
-            log.info("lease namespace created", namespace=self.settings.namespace)
-
-    def _collect_sync_request(self, lease: Any) -> None:
-        annotations = lease.metadata.annotations or {}
+    def _collect_sync_request(self) -> None:
+        """A sync request annotated on the lease before this renewal (the renewal's write clears it)."""
+        annotations = ((self.lease.previous or {}).get("metadata") or {}).get("annotations") or {}
         if SYNC_REQUEST_ANNOTATION in annotations:
-            self.sync_requests.append(annotations[SYNC_REQUEST_ANNOTATION])  # the renewal below clears it
+            self.sync_requests.append(annotations[SYNC_REQUEST_ANNOTATION])
 
     def request_sync(self, payload: str) -> bool:
         """Ask the current holder to run a pass (a trigger that reached a replica that does not lead)."""
         patch = {"metadata": {"annotations": {SYNC_REQUEST_ANNOTATION: payload}}}
         try:
-            self._api.patch_namespaced_lease(self.lease_name, self.settings.namespace, patch)
+            self.lease.cluster.merge_patch(LEASE_API, "Lease", self.settings.namespace, self.lease_name, patch)
             return True
-        except ApiException as exc:
-            log.warning("forwarding sync request failed", lease=self.lease_name, status=exc.status)
+        except ClusterError as exc:
+            log.warning("forwarding sync request failed", lease=self.lease_name, error=str(exc))
             return False
-
-    @staticmethod
-    def expired(spec: Any) -> bool:
-        """Whether a Lease's holder stopped renewing more than its duration ago (anyone may take it)."""
-        renewed = spec.renew_time or spec.acquire_time
-        if renewed is None:
-            return True
-        if renewed.tzinfo is None:
-            renewed = renewed.replace(tzinfo=timezone.utc)
-        return (_now() - renewed).total_seconds() > float(spec.lease_duration_seconds or 0)
-
-    def _body(self, lease: Any, transitions: int, *, acquire: bool, acquired_at: datetime | None = None) -> dict:
-        now = _now()
-        metadata: dict[str, Any] = {"name": self.lease_name, "namespace": self.settings.namespace,
-                                    "labels": {"app.kubernetes.io/managed-by": "healthflow-reconciler"}}
-        if lease is not None:
-            metadata["resourceVersion"] = lease.metadata.resource_version  # optimistic concurrency
-        return {
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, int(round(self.settings.lease_duration_s))),
-                "acquireTime": micro_time(now if acquire or acquired_at is None else acquired_at),
-                "renewTime": micro_time(now),
-                "leaseTransitions": transitions,
-            },
-        }
 
     def release(self) -> None:
         """Give the lease up at once (graceful shutdown), so another replica need not wait for it to expire."""
-        with self._lock:
-            self._valid_until = 0.0
-        try:
-            lease = self._api.read_namespaced_lease(self.lease_name, self.settings.namespace)
-            if (lease.spec.holder_identity or "") != self.identity:
-                return
-            body = self._body(lease, lease.spec.lease_transitions or 0, acquire=False,
-                              acquired_at=lease.spec.acquire_time)
-            body["spec"]["holderIdentity"] = ""
-            body["spec"]["leaseDurationSeconds"] = 1
-            self._api.replace_namespaced_lease(self.lease_name, self.settings.namespace, body)
-            log.info("lease released", lease=self.lease_name)
-        except Exception as exc:  # best effort: the lease expires anyway
-            log.warning("lease release failed", lease=self.lease_name, error=str(exc))
+        self.lease.release()
+        log.info("lease released", lease=self.lease_name)
 
     def holder(self) -> str:
         try:
-            return self._api.read_namespaced_lease(self.lease_name, self.settings.namespace).spec.holder_identity or ""
-        except ApiException:
+            live = self.lease.cluster.get(LEASE_API, "Lease", self.settings.namespace, self.lease_name) or {}
+        except ClusterError:
             return ""
+        return (live.get("spec") or {}).get("holderIdentity") or ""
 
 
 class ElectionLoop:

@@ -13,10 +13,10 @@ import math
 import re
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
 from reconciler.daemon.leader import LeaseElector, LeaseSettings
+from reconciler.errors import ClusterError
+from reconciler.kube.cluster import Cluster
+from reconciler.kube.lease import LEASE_API, LeaseObserver
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.members")
@@ -29,7 +29,8 @@ def member_lease_name(prefix: str, identity: str) -> str:
 
 class Membership:
     def __init__(self, api_client: Any, identity: str, settings: LeaseSettings) -> None:
-        self._api = client.CoordinationV1Api(api_client)
+        self._cluster = Cluster(api_client)
+        self._observer = LeaseObserver()  # other replicas' presence judged on our clock, as every lease
         self._settings = settings
         self._prefix = f"{settings.name_prefix}member-"
         self.presence = LeaseElector(api_client, member_lease_name(settings.name_prefix, identity), identity, settings)
@@ -42,15 +43,13 @@ class Membership:
     def alive(self) -> int:
         """Replicas whose presence Lease is held and not expired (this one counts itself regardless)."""
         try:
-            leases = self._api.list_namespaced_lease(self._settings.namespace).items
-        except ApiException as exc:
-            log.warning("counting replicas failed", status=exc.status)
+            leases = self._cluster.list(LEASE_API, "Lease", self._settings.namespace)
+        except ClusterError as exc:
+            log.warning("counting replicas failed", error=str(exc))
             return 1
-        others = {lease.spec.holder_identity for lease in leases
-                  if lease.metadata.name.startswith(self._prefix) and lease.spec.holder_identity
-                  and lease.spec.holder_identity != self.presence.identity
-                  and not LeaseElector.expired(lease.spec)}
-        return 1 + len(others)
+        others = {self._observer.held_by(lease, self.presence.identity) for lease in leases
+                  if lease["metadata"]["name"].startswith(self._prefix)}
+        return 1 + len(others - {""})
 
     def release(self) -> None:
         self.presence.release()

@@ -140,17 +140,6 @@ class Cluster:
                               fix="install the CRD that defines it (in an earlier stack), or fix apiVersion/kind")
         return known[kind]
 
-    def preferred_version(self, group: str) -> str | None:
-        """`group/version` the server prefers for a group (for objects known only by group and kind), or
-        None when the server does not serve the group at all (its CRD is gone)."""
-        try:
-            listing = self._call("GET", f"/apis/{group}", verb="discovery")
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str((listing.get("preferredVersion") or {}).get("groupVersion") or f"{group}/v1")
-
     def discovery_document(self, path: str) -> dict:
         """A discovery document as the server gives it (`/apis`, `/apis/<group>/<version>`)."""
         return self._call("GET", path, verb="discovery")

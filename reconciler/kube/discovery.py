@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.errors import ClusterError
 from reconciler.kube.cluster import ApiError, Cluster
 from reconciler.objects import ObjectId, group_of
 
@@ -21,6 +22,18 @@ class Labelled:
     labels: dict[str, str]
 
 
+def preferred_version(cluster: Cluster, group: str) -> str | None:
+    """`group/version` the server prefers for a group (for objects known only by group and kind), or
+    None when the server does not serve the group at all (its CRD is gone)."""
+    try:
+        listing = cluster.discovery_document(f"/apis/{group}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return str((listing.get("preferredVersion") or {}).get("groupVersion") or f"{group}/v1")
+
+
 def listable_kinds(cluster: Cluster) -> list[tuple[str, str, bool]]:
     """(apiVersion, kind, namespaced) of every listable resource, at each group's preferred version."""
     versions = ["v1"]
@@ -31,8 +44,13 @@ def listable_kinds(cluster: Cluster) -> list[tuple[str, str, bool]]:
         path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         try:
             resources = cluster.discovery_document(path).get("resources") or []
-        except ApiError:
-            continue  # an aggregated API that is down: nothing of ours can be there that we could list
+        except ApiError as exc:
+            if exc.status == 404:
+                continue  # removed between the two reads: nothing is left of it
+            raise ClusterError(f"cannot rebuild the inventory: discovery of {api_version} failed ({exc.message})",
+                               fix=f"bring the API of {api_version} back (an aggregated API that is down?), or delete "
+                                   "its APIService if it is gone for good; objects of a kind never listed are never "
+                                   "pruned") from exc
         kinds += [(api_version, r["kind"], bool(r.get("namespaced"))) for r in resources
                   if "/" not in r["name"] and "list" in (r.get("verbs") or [])
                   and (api_version, r["kind"]) not in _NOT_SCANNED]
@@ -59,12 +77,21 @@ def _labelled_items(cluster: Cluster, api_version: str, kind: str, namespaced: b
     try:
         return [cluster.list_with_version(api_version, kind, None, selector)[0]]
     except ApiError as exc:
-        if exc.status != 403 or not namespaced:
-            return []  # forbidden or gone: this kind cannot hold anything this account could prune either
+        if exc.status == 404 or exc.status == 403 and not namespaced:
+            return []  # gone, or forbidden: this kind cannot hold anything this account could prune either
+        if exc.status != 403:
+            raise _unlisted(api_version, kind, exc) from exc
     pages = []
     for namespace in sorted(namespaces):
         try:
             pages.append(cluster.list_with_version(api_version, kind, namespace, selector)[0])
-        except ApiError:
-            continue
+        except ApiError as exc:
+            if exc.status not in (403, 404):
+                raise _unlisted(api_version, kind, exc) from exc
     return pages
+
+
+def _unlisted(api_version: str, kind: str, exc: ApiError) -> ClusterError:
+    """A kind that cannot be listed is not 'nothing there': a rebuild that went on would never prune it."""
+    return ClusterError(f"cannot rebuild the inventory: listing {kind} ({api_version}) failed: {exc.message}",
+                        fix="retry when the API server answers; nothing was pruned or applied")

@@ -1,11 +1,20 @@
-"""A `coordination.k8s.io/v1` Lease held while one writer works on an environment.
+"""Leases (`coordination.k8s.io/v1`): one implementation of client-go's leader-election rules, used by
+an environment's writer lease (a pass, a `sync`, a live correction) and by the daemon's leader
+election and membership alike.
 
-Why: a `reconciler sync` from a laptop, a daemon's pass, and a second daemon without leader
-election could otherwise apply and prune different commits against each other. Every writer takes
-the environment's writer lease before its first write and gives it up after its last; a second
-writer waits, or fails naming the holder. The holder renews every third of the lease duration, so
-a writer that was killed frees the environment within one duration; a writer that could not renew
-in time (frozen, cut off) learns it lost the lease and stops between two objects.
+The rules, as client-go's `leaderelection` has them:
+
+- **Expiry is judged on the observer's own monotonic clock.** Another holder's lease is expired only
+  when its record (holder, renew and acquire times, duration, transitions) has not changed for the
+  lease's duration since this observer *saw it change*. Nobody's wall clock is compared with
+  anybody's: a replica whose clock runs a minute fast cannot steal a lease that is being renewed.
+  The price: a lease abandoned by a killed holder is taken over one duration after a new observer
+  first sees it (a released lease, holder empty, is free at once).
+- **A holder is valid only until the renew deadline after its last successful renewal began**, and
+  the deadline is shorter than the duration: a renewal that blocks (a frozen API server, a cut
+  network) stops the holder's writes before anyone else's observation can expire, whatever the
+  blocked call does later.
+- Every write carries the resourceVersion it read: two writers never both win a round.
 """
 
 from __future__ import annotations
@@ -26,133 +35,115 @@ def micro_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _record_key(lease: dict) -> tuple:
+    """What a renewal changes (not the resourceVersion: a sync-request annotation is not a renewal)."""
+    spec = lease.get("spec") or {}
+    return (spec.get("holderIdentity") or "", spec.get("leaseDurationSeconds"), spec.get("acquireTime"),
+            spec.get("renewTime"), spec.get("leaseTransitions"))
 
 
-def seconds_since_renewal(spec: dict, now: datetime | None = None) -> float | None:
-    """How long ago the holder last renewed (None: never)."""
-    renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
-    if renewed is None:
-        return None
-    return ((now or datetime.now(timezone.utc)) - renewed).total_seconds()
+class LeaseObserver:
+    """When this process saw each lease's record change, on its monotonic clock (client-go's observedTime)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._seen: dict[str, tuple[tuple, float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, lease: dict) -> float:
+        """Record `lease` as read now; seconds since its record last changed, as far as we have seen."""
+        name = f"{(lease.get('metadata') or {}).get('namespace')}/{(lease.get('metadata') or {}).get('name')}"
+        key, now = _record_key(lease), self.clock()
+        with self._lock:
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != key:
+                self._seen[name] = seen = (key, now)
+        return now - seen[1]
+
+    def held_by(self, lease: dict, identity: str) -> str:
+        """The holder of a live lease that is someone else's and not expired for us ('' when free or ours)."""
+        holder = _record_key(lease)[0]
+        unchanged_for = self.observe(lease)
+        if not holder or holder == identity:
+            return ""
+        duration = float((lease.get("spec") or {}).get("leaseDurationSeconds") or 0)
+        return holder if unchanged_for < duration else ""
 
 
-class LeaseHeld(ClusterError):
-    """Another writer holds the environment's writer lease."""
+class Lease:
+    """One Lease object, as one identity: rounds of acquire-or-renew, validity, release."""
 
-    def __init__(self, where: str, holder: str, renewed_ago: float | None) -> None:
-        ago = f", renewed {renewed_ago:.0f}s ago" if renewed_ago is not None else ""
-        super().__init__(f"another writer is syncing this environment: lease {where} is held by {holder}{ago}",
-                         fix="wait for it to finish and try again, or pass --wait to queue behind it")
-        self.holder = holder
-
-
-class WriterLease:
-    """Acquire with `acquire()`, give up with `release()`; `lost()` turns true if renewal failed."""
-
-    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, duration_s: float = 15.0) -> None:
-        self.cluster, self.namespace, self.name = cluster, namespace, name
-        self.identity = identity
+    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, *, duration_s: float = 15.0,
+                 renew_deadline_s: float | None = None, observer: LeaseObserver | None = None) -> None:
+        self.cluster, self.namespace, self.name, self.identity = cluster, namespace, name, identity
         self.duration_s = duration_s
-        self._lost = threading.Event()
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
-        self._held: dict | None = None  # the lease as we last wrote it: release needs no read
+        self.renew_deadline_s = renew_deadline_s if renew_deadline_s is not None else duration_s * 2 / 3
+        self.observer = observer or LeaseObserver()
+        self.record: dict | None = None  # the lease as last read or written
+        self.previous: dict | None = None  # as the last round read it, before writing (its annotations)
+        self._valid_until = 0.0
+        self._lock = threading.Lock()
 
     @property
     def where(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def acquire(self, wait_s: float | None = 0.0, on_wait: Callable[[str], None] | None = None,
-                should_stop: Callable[[], bool] = lambda: False, poll_s: float = 1.0) -> None:
-        """Take the lease; wait up to `wait_s` seconds (None: as long as it takes) while another writer holds it."""
-        deadline = None if wait_s is None else time.monotonic() + wait_s
-        told = False
-        while True:
-            held = self._try_take()
-            if held is None:
-                break
-            if should_stop() or (deadline is not None and time.monotonic() >= deadline):
-                raise held
-            if on_wait is not None and not told:
-                on_wait(held.holder)
-                told = True
-            time.sleep(poll_s)
-        self._stop, self._lost = threading.Event(), threading.Event()
-        self._renewer = threading.Thread(target=self._renew_loop, name=f"lease-{self.name}", daemon=True)
-        self._renewer.start()
+    def is_held(self) -> bool:
+        with self._lock:
+            return self.observer.clock() < self._valid_until
 
-    def lost(self) -> bool:
-        return self._lost.is_set()
+    def try_acquire_or_renew(self) -> str:
+        """One round. '' when this identity holds the lease afterwards; else the live holder's identity.
+        ApiError other than a lost race, and ClusterError (unreachable), propagate."""
+        started = self.observer.clock()
+        live = self.previous = self._read()
+        if live is None:
+            ensure_namespace(self.cluster, self.namespace)
+            return self._won(started, lambda: self.cluster.create(self._body(None, self.identity, self.duration_s)))
+        holder = self.observer.held_by(live, self.identity)
+        if holder:
+            self._set_valid(0.0)
+            return holder
+        return self._won(started, lambda: self.cluster.replace(self._body(live, self.identity, self.duration_s)))
+
+    def try_take_back(self) -> bool:
+        """After our own release: one write, without a read, wins unless someone wrote the lease since."""
+        if self.record is None or _record_key(self.record)[0]:
+            return False
+        started = self.observer.clock()
+        return not self._won(started, lambda: self.cluster.replace(self._body(self.record, self.identity,
+                                                                               self.duration_s)))
+
+    def _won(self, started: float, write: Callable[[], dict]) -> str:
+        try:
+            self.record = write()
+        except ApiError as exc:
+            if exc.status != 409:  # 409: another writer wrote between our read and write
+                raise
+            self._set_valid(0.0)
+            live = self._read() or {}
+            return _record_key(live)[0] or "another writer"
+        self.observer.observe(self.record)
+        self._set_valid(started + self.renew_deadline_s)
+        return ""
 
     def release(self) -> None:
-        """Give the lease up now, so the next writer need not wait for it to expire; best effort."""
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(5)
-        if self._held is None or self.lost():
-            self._held = None
+        """Give the lease up (holder empty, duration 1 s), so the next holder need not wait; best effort."""
+        self._set_valid(0.0)
+        if self.record is None or _record_key(self.record)[0] != self.identity:
             return
         try:
-            self._write(self._held, holder="", duration_s=1)  # a 409: someone took it meanwhile, nothing to give up
+            self.record = self.cluster.replace(self._body(self.record, "", 1))
         except ClusterError:
-            self._held = None  # it expires by itself within one duration
+            pass  # someone took it meanwhile (409), or it is unreachable: it expires by itself
 
-    def _try_take(self) -> LeaseHeld | None:
-        """None when we hold the lease now; the LeaseHeld to raise when another live writer does."""
-        if self._held is not None:  # we gave it up last: taking it back is one write, unless someone wrote since
-            try:
-                self._write(self._held, holder=self.identity, duration_s=self.duration_s)
-                return None
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                self._held = None
-        live = self._read()
-        try:
-            if live is None:
-                ensure_namespace(self.cluster, self.namespace)
-                self._held = self.cluster.create(self._body(None, self.identity, self.duration_s))
-                return None
-            spec = live.get("spec") or {}
-            holder = spec.get("holderIdentity") or ""
-            ago = seconds_since_renewal(spec)
-            if holder and holder != self.identity and ago is not None and ago <= float(spec.get("leaseDurationSeconds") or 0):
-                return LeaseHeld(self.where, holder, ago)
-            self._write(live, holder=self.identity, duration_s=self.duration_s)
-            return None
-        except ApiError as exc:
-            if exc.status == 409:  # another writer took it between our read and write
-                return self._try_take_after_race()
-            raise
-
-    def _try_take_after_race(self) -> LeaseHeld:
-        spec = (self._read() or {}).get("spec") or {}
-        return LeaseHeld(self.where, spec.get("holderIdentity") or "another writer", seconds_since_renewal(spec))
-
-    def _renew_loop(self) -> None:
-        last_renewal = time.monotonic()
-        while not self._stop.wait(self.duration_s / 3):
-            try:
-                self._write(self._held or {}, holder=self.identity, duration_s=self.duration_s)
-                last_renewal = time.monotonic()
-            except ApiError as exc:
-                if exc.status == 409:  # someone else wrote the lease: it expired while we could not renew
-                    self._lost.set()
-                    return
-            except ClusterError:
-                if time.monotonic() - last_renewal > self.duration_s * 2 / 3:
-                    self._lost.set()  # another writer may take it over soon: stop before it can
-                    return
+    def _set_valid(self, until: float) -> None:
+        with self._lock:
+            self._valid_until = until
 
     def _read(self) -> dict | None:
-        return self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
-
-    def _write(self, live: dict, holder: str, duration_s: float) -> None:
-        self._held = self.cluster.replace(self._body(live, holder, duration_s))
+        self.record = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name) or None
+        return self.record
 
     def _body(self, live: dict | None, holder: str, duration_s: float) -> dict[str, Any]:
         now = micro_time(datetime.now(timezone.utc))
@@ -167,3 +158,87 @@ class WriterLease:
                          "acquireTime": now if taken or not spec.get("acquireTime") else spec["acquireTime"],
                          "renewTime": now,
                          "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (1 if taken and live else 0)}}
+
+
+def renewed_ago(lease: dict | None) -> float | None:
+    """Seconds since the record's renewTime by this machine's wall clock: for messages, and as a hint that a
+    holder may be gone (never to decide that it is: a skewed clock would)."""
+    spec = (lease or {}).get("spec") or {}
+    text = spec.get("renewTime") or spec.get("acquireTime")
+    if not text:
+        return None
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(text.replace("Z", "+00:00"))).total_seconds()
+
+
+class LeaseHeld(ClusterError):
+    """Another writer holds the environment's writer lease."""
+
+    def __init__(self, where: str, holder: str, renewed_s_ago: float | None) -> None:
+        ago = f", renewed {max(0.0, renewed_s_ago):.0f}s ago" if renewed_s_ago is not None else ""
+        super().__init__(f"another writer is syncing this environment: lease {where} is held by {holder}{ago}",
+                         fix="wait for it to finish and try again, or pass --wait to queue behind it")
+        self.holder = holder
+
+
+class WriterLease:
+    """An environment's writer lease: `acquire()` before the first write, `release()` after the last;
+    `lost()` turns true once the holder can no longer be sure it holds it (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, duration_s: float = 15.0,
+                 observer: LeaseObserver | None = None) -> None:
+        self.lease = Lease(cluster, namespace, name, identity, duration_s=duration_s, observer=observer)
+        self.identity, self.duration_s = identity, duration_s
+        self._stop = threading.Event()
+        self._stop.set()
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def where(self) -> str:
+        return self.lease.where
+
+    def acquire(self, wait_s: float | None = 0.0, on_wait: Callable[[str], None] | None = None,
+                should_stop: Callable[[], bool] = lambda: False, poll_s: float = 1.0) -> None:
+        """Take the lease; wait up to `wait_s` seconds (None: as long as it takes) while another writer holds
+        it. A holder that stopped renewing (its record unchanged while we watch) is waited out for one
+        lease duration whatever `wait_s` says: that is how long its lease lasts."""
+        start = time.monotonic()
+        deadline = None if wait_s is None else start + wait_s
+        told = False
+        while not self.lease.try_take_back():
+            holder = self.lease.try_acquire_or_renew()
+            if not holder:
+                break
+            ago = renewed_ago(self.lease.record)
+            limit = deadline
+            if limit is not None and ago is not None and ago > self.duration_s:  # looks abandoned: wait it out
+                limit = max(limit, start + self.duration_s + 2 * poll_s)
+            if should_stop() or (limit is not None and time.monotonic() >= limit):
+                raise LeaseHeld(self.where, holder, ago)
+            if on_wait is not None and not told:
+                on_wait(holder)
+                told = True
+            threading.Event().wait(poll_s)  # not time.sleep: libfaketime fails it under a skewed wall clock
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_loop, name=f"lease-{self.lease.name}", daemon=True)
+        self._renewer.start()
+
+    def lost(self) -> bool:
+        return not self._stop.is_set() and not self.lease.is_held()
+
+    def release(self) -> None:
+        """Give the lease up now; once per acquire (a second call writes nothing)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(5)
+        if self.lease.is_held():
+            self.lease.release()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.duration_s / 3):
+            try:
+                if self.lease.try_acquire_or_renew():
+                    return  # someone else holds it: lost() is true from now on
+            except ClusterError:
+                continue  # lost() turns true by itself at the renew deadline

@@ -15,6 +15,7 @@ from reconciler.pipeline.inventory import StackRecord, now_iso
 from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.plan import PlannedObject, plan_stack
+from reconciler.kube.lease import LeaseHeld
 from reconciler.pipeline.prune import live_object
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
@@ -86,8 +87,8 @@ def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[Drif
     if stack is None:
         return None, [], None
     record = inventory.record(stack)
-    if record.commit is None:
-        return stack, [], None
+    if record.commit is None or record.state == "failed":
+        return stack, [], None  # a failed commit is partly live: the next pass, not a correction, settles it
     rendered = engine.rendered_at(record.commit)
     objects = [engine.owned(o) for o in rendered.objects.get(stack, []) if o.id == oid]
     if not objects:
@@ -101,11 +102,29 @@ def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[Drif
 
 
 def correct_object(engine: "Engine", oid: ObjectId) -> str:
-    """Restore one drifted object to what its stack last applied (one apply, taking ownership of the
-    fields another manager changed). '' when corrected or nothing to do, else why not."""
-    stack, items, entry = object_drift(engine, oid)
-    if stack is None or entry is None or not items:
-        return ""
-    outcome = apply_planned(engine.cluster_for(stack), [entry], recreate_immutable=False, take_ownership=True,
-                            should_stop=lambda: False)
-    return outcome.error
+    """Restore one drifted object to the commit its stack last applied successfully (one apply, taking
+    ownership of the fields another manager changed), as a writer like any other: under the engine's
+    write lock and the environment's writer lease, judged again once both are held. '' when corrected
+    or nothing to do; `SKIPPED` while another writer works (its pass ends with a drift check); else why not."""
+    if not engine.write_lock.acquire(blocking=False):
+        return SKIPPED
+    try:
+        lease = engine.writer_lease()
+        try:
+            lease.acquire(wait_s=0.0)
+        except LeaseHeld:
+            return SKIPPED
+        try:
+            stack, items, entry = object_drift(engine, oid)
+            if stack is None or entry is None or not items:
+                return ""
+            outcome = apply_planned(engine.cluster_for(stack), [entry], recreate_immutable=False, take_ownership=True,
+                                    should_stop=lease.lost)
+            return outcome.error
+        finally:
+            lease.release()
+    finally:
+        engine.write_lock.release()
+
+
+SKIPPED = "skipped: another writer holds the environment"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,10 +18,9 @@ from typing import Callable
 import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
-from reconciler.errors import CacheError
-from reconciler.kube.cluster import FIELD_MANAGER, Cluster, UnknownKind, impersonating, new_api_client
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
 from reconciler.kube.lease import WriterLease
-from reconciler.kube.livecache import LiveCache, WatchKey
+from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
 from reconciler.pipeline.envfile import environment_at
@@ -32,6 +32,7 @@ from reconciler.pipeline.syncpass import run_pass
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
+from reconciler.pipeline.scope import discovered_scope
 from reconciler.pipeline.signatures import keys_folder, verify_commit
 from reconciler.pipeline.source import GitSource
 from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, utcnow
@@ -66,10 +67,12 @@ class Engine:
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
         self._renders: dict[str, RenderedEnv] = {}  # by commit: what drift on events compares with
+        self._renders_lock = threading.Lock()
         self._writer_lease: WriterLease | None = None
         self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
         self.settled: dict[str, tuple[str | None, int]] = {}  # stack -> (render digest, live changes) at its last clean pass
         self.known_pins = Pins()  # the pins the last pass found (pins change only under the writer lease)
+        self.write_lock = threading.Lock()  # one writer in this process: a pass, or a live correction
 
     @property
     def cluster(self) -> Cluster:
@@ -108,46 +111,37 @@ class Engine:
             elif self.env.source.verify is not None:
                 keys = keys_folder(self.env.source.verify.keys, self.local_env.file, lambda: self.cluster, self.cache_dir)
                 verify_commit(self.source.mirror_dir, commit.sha, keys, commit.author)
-        tree = self.export(commit)
+        tree = self.source.export(commit.sha)
         env = environment_at(self.local_env, tree, commit)
         if head:
             self.env = env
         return render_environment(env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
-                                  self.discovered_scope if discover else None)
-
-    def discovered_scope(self, api_version: str, kind: str) -> bool | None:
-        """Whether the API serves `kind` namespaced (None: not served), from cached discovery."""
-        try:
-            return self.cluster.resource(api_version, kind).namespaced
-        except UnknownKind:
-            return None
-
-    def export(self, commit: CommitInfo) -> Path:
-        try:
-            return self.source.export(commit.sha)
-        except OSError as exc:
-            raise CacheError(f"cannot write the tree of {commit.short} under {self.cache_dir}: {exc.strerror}",
-                             fix="free space on the disk holding the cache folder (--cache-dir), or move it") from exc
+                                  discovered_scope(self.cluster) if discover else None)
 
     def follow_head(self) -> CommitInfo:
         """Fetch the branch head and make its environment file the one in force (status, drift, validate)."""
         commit = self.source.fetch()
-        self.env = environment_at(self.local_env, self.export(commit), commit)
+        self.env = environment_at(self.local_env, self.source.export(commit.sha), commit)
         return commit
 
     def rendered_at(self, sha: str) -> RenderedEnv:
-        """The environment rendered at a commit a stack applied, kept in memory for the next event."""
-        if sha not in self._renders:
+        """The environment rendered at a commit a stack applied, kept in memory for the next event (the
+        pass and the live-drift thread both ask: the cache is locked, a render is never shared half-made)."""
+        with self._renders_lock:
+            if sha in self._renders:
+                return self._renders[sha]
+        rendered = self.render(self.source.resolve(sha), discover=True)
+        with self._renders_lock:
             if len(self._renders) >= 4:
                 self._renders.pop(next(iter(self._renders)))
-            self._renders[sha] = self.render(self.source.resolve(sha), discover=True)
-        return self._renders[sha]
+            return self._renders.setdefault(sha, rendered)
 
     def render_worktree(self, directory: Path) -> RenderedEnv:
         """Render files as they are on disk (uncommitted changes included): `policy check --worktree`."""
         commit = CommitInfo(sha="worktree", author="", message=str(directory), committed_at=utcnow())
-        return render_environment(environment_at(self.local_env, directory, commit), commit, directory, emitter(None, "", self.env.name), None, None)
+        env = environment_at(self.local_env, directory, commit)
+        return render_environment(env, commit, directory, emitter(None, "", env.name), None, None)
 
     # --- the pass -----------------------------------------------------------------------------
 
@@ -190,15 +184,6 @@ class Engine:
     def live_owners(self) -> set[str]:
         """The owner label values the live cache selects: one per stack of the environment file in force."""
         return {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
-
-    def watch_views(self, rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
-        """What the live cache watches, each as the account of a stack writing that kind there (so may list it)."""
-        views: dict[WatchKey, Cluster] = {}
-        for stack, objects in rendered.objects.items():
-            view = self.cluster_for(stack)  # one view per stack, not one per object
-            for obj in objects:
-                views.setdefault(WatchKey(obj.api_version, obj.kind, obj.id.namespace), view)
-        return set(views), views
 
     def load_inventory(self, create: bool) -> Inventory:
         """The environment's inventory, read now, and the key its hashes are made with (read once per engine)."""

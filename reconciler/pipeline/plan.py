@@ -227,8 +227,15 @@ def plan_stack(
         list(pool.map(lambda suspect: _confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects))
     for entry in planned:
         if entry.action is Action.UPDATE:
-            entry.drift = previous_hashes.get(str(entry.obj.id)) == desired_hash(entry.obj.manifest, owner.hash_key)
+            entry.drift = is_drift(previous_hashes.get(str(entry.obj.id)), entry.obj, owner.hash_key)
     return planned
+
+
+def is_drift(recorded: str | None, obj: K8sObject, hash_key: bytes) -> bool:
+    """A live difference is drift when Git did not change the object since its last apply: its recorded
+    hash is the desired one, or unknown ('' after an inventory rebuild): unknown is never taken for a Git
+    change, so detect-only mode never reverts what it cannot tell apart from drift."""
+    return recorded == "" or recorded == desired_hash(obj.manifest, hash_key)
 
 
 def _unlabelled_by_name(cluster: Cluster, missing: list[K8sObject]) -> dict[ObjectId, dict]:

@@ -8,6 +8,7 @@ in reverse apply order. Namespaces and CRDs need the stack's `pruneNamespaces`; 
 from __future__ import annotations
 
 from reconciler.kube.cluster import Cluster, UnknownKind
+from reconciler.kube.discovery import preferred_version as group_preferred_version
 from reconciler.objects import ObjectId, apply_rank
 from reconciler.results import ObjectChange
 from reconciler.pipeline.ownership import OWNER_LABEL
@@ -55,7 +56,7 @@ def preferred_version(cluster: Cluster, oid: ObjectId) -> str | None:
     group is not served)."""
     if oid.group in _PREFERRED:
         return _PREFERRED[oid.group]
-    return cluster.preferred_version(oid.group)
+    return group_preferred_version(cluster, oid.group)
 
 
 def live_object(cluster: Cluster, oid: ObjectId, api_version: str | None = None) -> dict | None:

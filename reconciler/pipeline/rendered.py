@@ -144,12 +144,26 @@ def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest:
     return objects
 
 
+def policy_folder(env: EnvironmentConfig) -> str:
+    root = env.source.path.strip("/")
+    return f"{root}/{env.policy.directory}" if root else env.policy.directory
+
+
+def check_policy_folder(env: EnvironmentConfig, rendered: RenderedEnv) -> None:
+    """A commit without the policy folder is an error, unless the environment turns policy off: deleting
+    `policies/` must never turn enforcement off for the very commit that deletes it."""
+    if env.policy.mode != "off" and rendered.policy_report is None:
+        raise ConfigError(f"{env.file}: policy folder {policy_folder(env)!r} does not exist at {rendered.commit.short}",
+                          fix="restore the folder in Git, or set `policy.mode: off` in the environment file to run "
+                              "without policy")
+
+
 def evaluate_policy(env: EnvironmentConfig, rendered: RenderedEnv):
-    """The policy report of the whole environment, or None when the commit has no policies folder."""
+    """The policy report of the whole environment, or None when the commit has no policies folder (or
+    policy is off: nothing is evaluated)."""
     from reconciler.policy import evaluate, load_policies
 
-    root = env.source.path.strip("/")
-    directory = rendered.tree / root / env.policy.directory if root else rendered.tree / env.policy.directory
+    directory = rendered.tree / policy_folder(env)
     if not directory.is_dir():
         return None
     policies = load_policies(directory, env.name, mode_override=env.policy.mode)

@@ -17,6 +17,7 @@ from typing import Callable
 
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import ManifestError
+from reconciler.kube.cluster import Cluster, UnknownKind
 from reconciler.objects import CLUSTER_SCOPED_KINDS, K8sObject, group_of
 
 Scope = Callable[[str, str], "bool | None"]
@@ -29,6 +30,16 @@ _BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "networking.k8s
 _MORE_CLUSTER_SCOPED = {"Node", "CSIDriver", "CSINode", "VolumeAttachment", "RuntimeClass", "CertificateSigningRequest",
                         "FlowSchema", "PriorityLevelConfiguration", "ValidatingAdmissionPolicy",
                         "ValidatingAdmissionPolicyBinding", "ComponentStatus"}
+
+
+def discovered_scope(cluster: Cluster) -> Scope:
+    """Whether the API serves a kind namespaced (None: not served), from the cluster's cached discovery."""
+    def namespaced(api_version: str, kind: str) -> bool | None:
+        try:
+            return cluster.resource(api_version, kind).namespaced
+        except UnknownKind:
+            return None
+    return namespaced
 
 
 def builtin_scope(api_version: str, kind: str) -> bool | None:

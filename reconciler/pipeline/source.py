@@ -178,7 +178,15 @@ class GitSource:
         return self._cached_tree[1]
 
     def export(self, sha: str) -> Path:
-        """The full tree of `sha` as files on disk (kustomize overlays reach into ../../base)."""
+        """The full tree of `sha` as files on disk (kustomize overlays reach into ../../base); CacheError
+        when the cache folder cannot be written."""
+        try:
+            return self._export(sha)
+        except OSError as exc:
+            raise CacheError(f"cannot write the tree of {sha[:10]} under {self.trees_dir}: {exc.strerror}",
+                             fix="free space on the disk holding the cache folder (--cache-dir), or move it") from exc
+
+    def _export(self, sha: str) -> Path:
         target = self.trees_dir / sha
         with _locked(self.trees_dir):
             if (target / ".complete").exists():

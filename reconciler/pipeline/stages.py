@@ -90,8 +90,8 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
             record.applied_at = now
     elif result.state is StackState.FAILED:
         record.healthy = result.healthy
-        for obj in rendered.objects.get(stack, []):  # some may be applied: never lose ownership
-            record.objects.setdefault(str(obj.id), "")
+        for obj in rendered.objects.get(stack, []):  # some may be applied: never lose ownership; the hash is
+            record.objects.setdefault(str(obj.id), desired_hash(obj.manifest, hash_key))  # what was sent
     record.history = add_entry(record.history, rendered.commit_of(stack), result, env.rollback.history,
                                pinned=stack in rendered.pinned)
     if dict(record.__dict__, last_run=None) == before:

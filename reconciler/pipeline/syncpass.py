@@ -11,19 +11,22 @@ PassResult, never exceptions out of here.
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Callable
 
 import structlog
 
 from reconciler.errors import ReconcilerError
+from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import WriterLease
+from reconciler.kube.livecache import WatchKey
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, emitter
 from reconciler.pipeline.pinning import pin_render, settle_pins
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.removed import prune_removed_stacks
-from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.pipeline.rendered import RenderedEnv, check_policy_folder
 from reconciler.pipeline.rollback import auto_rollback, refuse_blocked_rollback
 from reconciler.results import PassResult, Rollback, utcnow
 
@@ -35,36 +38,45 @@ log = structlog.get_logger("reconciler.pipeline.engine")
 
 def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress | None, run_id: str | None,
              should_stop: Callable[[], bool], rollback: Pins | None = None) -> PassResult:
-    """One pass. `rollback`: pins to set first; the pass then covers only those stacks (a rollback)."""
+    """One pass. `rollback`: pins to set first; the pass then covers only those stacks (a rollback).
+    A real pass holds the engine's write lock (live corrections wait) and gives the writer lease back on
+    every way out, an unexpected exception included."""
     run_id = run_id or uuid.uuid4().hex[:12]
     result = PassResult(env=engine.env.name, run_id=run_id, commit=None, dry_run=dry_run)
-    emit = emitter(progress, run_id, engine.env.name)
     lease = None if dry_run else engine.writer_lease()
+    with nullcontext() if dry_run else engine.write_lock:
+        try:
+            return _run(engine, stack, dry_run, progress, result, should_stop, rollback, lease)
+        finally:
+            if lease is not None:
+                lease.release()
+
+
+def _run(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress | None, result: PassResult,
+         should_stop: Callable[[], bool], rollback: Pins | None, lease: WriterLease | None) -> PassResult:
+    run_id = result.run_id
+    emit = emitter(progress, run_id, engine.env.name)
     try:
         head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
         env = engine.env  # the environment file in force at the head this pass applies
         selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
     except ReconcilerError as exc:
-        if lease is not None:
-            lease.release()
         result.error, result.finished_at = str(exc), utcnow()
         log.error("pass failed before any stack", env=engine.env.name, run_id=run_id, error=result.error)
         return result
     stop = (lambda: should_stop() or lease.lost()) if lease else should_stop
-    try:
-        PassRun(engine, rendered, inventory, result, selected, dry_run, emit, stop).execute()
-        if rollback:
-            result.rollbacks.append(_rollback_record(rollback, result))
-        elif not dry_run and env.sync.auto_rollback and not stop():
-            auto_rollback(engine, head, inventory, result, pins, emit, stop)
-        if stack is None and rollback is None and not should_stop():
-            prune_removed_stacks(engine, rendered, inventory, result)
-    finally:
-        if lease is not None:
-            lease.release()
+    PassRun(engine, rendered, inventory, result, selected, dry_run, emit, stop).execute()
+    if rollback:
+        result.rollbacks.append(_rollback_record(rollback, result))
+    elif not dry_run and env.sync.auto_rollback and not stop():
+        auto_rollback(engine, head, inventory, result, pins, emit, stop)
+    if stack is None and rollback is None and not should_stop():
+        prune_removed_stacks(engine, rendered, inventory, result)
+    if lease is not None:
+        lease.release()  # before the watches are set up: the next writer need not wait for them
     if engine.live is not None and not dry_run:
         engine.live.select(engine.live_owners())
-        engine.live.ensure(*engine.watch_views(rendered))
+        engine.live.ensure(*watch_views(engine, rendered))
     result.api_requests = engine.cluster.request_counts()
     result.finished_at = utcnow()
     log.info("pass finished", env=env.name, run_id=run_id, commit=rendered.commit.short, ok=result.ok,
@@ -72,6 +84,16 @@ def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progr
              pins=result.pins or None)
     emit(None, None, "done", "pass finished")
     return result
+
+
+def watch_views(engine: "Engine", rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
+    """What the live cache watches, each as the account of a stack writing that kind there (so may list it)."""
+    views: dict[WatchKey, Cluster] = {}
+    for stack, objects in rendered.objects.items():
+        view = engine.cluster_for(stack)  # one view per stack, not one per object
+        for obj in objects:
+            views.setdefault(WatchKey(obj.api_version, obj.kind, obj.id.namespace), view)
+    return set(views), views
 
 
 def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, lease: WriterLease | None,
@@ -82,6 +104,7 @@ def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, le
     ReconcilerError. Returns the head's render, the render this pass applies, the inventory and the pins."""
     head = engine.render(progress=progress, run_id=result.run_id, discover=True)
     result.commit, result.env_file = head.commit, engine.env.file
+    check_policy_folder(engine.env, head)
     stored = engine.known_pins  # as the last pass left them: no request; checked below under the lease
     pins, rendered = _pinned(engine, head, stored, rollback, result)
     engine.cluster.reset_counts()

@@ -66,7 +66,8 @@ class Scenario:
         self.sync_options.update(sync)
         self.env_file.parent.mkdir(parents=True, exist_ok=True)
         source = {"url": self.repo.url, "branch": "main", **self.source_options}
-        settings = {"sync": self.sync_options, **self.env_extra, "stacks": list(self.stacks.values())}
+        policy = {} if (self.repo.work_path / "policies").is_dir() else {"policy": {"mode": "off"}}
+        settings = {"sync": self.sync_options, **policy, **self.env_extra, "stacks": list(self.stacks.values())}
         if self.env_in_git:
             self.repo.write(self.git_env_path, {"name": self.name, **settings})
             source["environment"] = self.git_env_path

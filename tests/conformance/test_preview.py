@@ -94,6 +94,7 @@ def test_a_preview_with_a_new_enforced_violation_exits_2_and_masks_secret_values
     ns = scenario.namespace
     _two_stacks(scenario)
     write_policies_enforcing_only_min_replicas(scenario.repo, 1)
+    scenario.write_env()  # the repository has policies now: the environment no longer turns them off
     scenario.commit("policy")
     _branch(scenario, "secret")
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns},

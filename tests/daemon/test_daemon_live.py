@@ -14,7 +14,7 @@ from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.livedrift import FLAP_LIMIT
 from reconciler.daemon.service import default_engine_factory
-from daemon_support import GitRepo, running_daemon, write_env
+from daemon_support import GitRepo, configmap_stack, running_daemon, write_env
 
 pytestmark = pytest.mark.cluster
 
@@ -93,3 +93,47 @@ def test_an_object_another_writer_keeps_changing_is_reported_as_flapping_instead
                  what="the flapping alert")
         assert _value(api_client, namespace) == "fight-last"
         assert _drifted(d, env)[0]["fields"][0]["live"] == "fight-last"
+
+
+NEVER_AVAILABLE = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: never}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: never}}
+  template:
+    metadata: {labels: {app: never}}
+    spec:
+      nodeSelector: {healthflow.io/no-such-node: "true"}
+      containers: [{name: main, image: registry.k8s.io/pause:3.10}]
+"""
+
+
+def test_a_failed_commit_is_never_half_reverted_by_a_live_correction(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    env_file = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h", correct_drift=True)
+    env_file.write_text(env_file.read_text().replace("healthTimeout: 60s", "healthTimeout: 3s"))
+    env = load_environment(env_file)
+    with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig)) as d:
+        _settle(d, env)
+        configmap_stack(repo, "app", namespace, {"value": "v2"}, extra=NEVER_AVAILABLE)
+        repo.commit_and_push("B: v2 and a Deployment that never becomes available")
+        run = d.daemon.trigger(env.name, "manual")
+        wait_for(lambda: run.state.done, timeout_s=120, what="the pass of commit B")
+        assert run.state.value == "failed" and _value(api_client, namespace) == "v2"
+        checked = _live_checks(d, env)
+
+        client.CoreV1Api(api_client).patch_namespaced_config_map(
+            "app-settings", namespace, {"metadata": {"labels": {"team": "payments"}}}, field_manager="someone")
+
+        wait_for(lambda: _live_checks(d, env) > checked, timeout_s=30, what="the live drift check of the label event")
+        assert _value(api_client, namespace) == "v2"  # commit B's value stays: nobody asked for commit A's
+
+
+def _live_checks(d: Any, env: Any) -> float:
+    """How many watch events the live drift checker has judged for `env` (its latency histogram's count)."""
+    for metric in d.daemon.metrics.drift_latency.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and env.name in sample.labels.values():
+                return sample.value
+    return 0.0

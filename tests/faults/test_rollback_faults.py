@@ -66,7 +66,7 @@ def _synced_then_bad(tmp_path: Path, namespace: str, kubeconfig: Path,
     env_file = tmp_path / "env.yaml"
     env_file.write_text(yaml.safe_dump({
         "name": namespace, "source": {"url": str(repo.bare), "branch": "main"},
-        "sync": {"interval": "1h", "healthTimeout": health_timeout, "autoRollback": True},
+        "sync": {"interval": "1h", "healthTimeout": health_timeout, "autoRollback": True}, "policy": {"mode": "off"},
         "stacks": [{"name": "app", "path": "stacks/app"}]}))
     sync = subprocess.run([sys.executable, "-m", "reconciler", "sync", "-e", str(env_file), "--cache-dir",
                            str(tmp_path / "cache"), "--kubeconfig", str(kubeconfig)], capture_output=True, text=True)

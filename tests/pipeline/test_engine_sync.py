@@ -438,3 +438,21 @@ def test_a_field_owned_by_another_manager_is_a_reported_conflict_when_correction
     assert "some-operator" in stack.reason and "correctDrift" in stack.reason
     assert any("some-operator" in c for c in stack.conflicts)
     assert read_configmap(api_client, namespace, "shared") == {"owner": "operator"}
+
+
+def test_an_unexpected_exception_in_a_pass_gives_the_writer_lease_back(
+        repo, engine_for, tmp_path, namespace, api_client, monkeypatch):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("add settings")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+
+    def broken(self, scopes) -> None:
+        raise RuntimeError("a bug in a stage")
+
+    monkeypatch.setattr("reconciler.pipeline.inventory.Inventory.recover", broken)  # runs under the lease
+    with pytest.raises(RuntimeError, match="a bug in a stage"):
+        engine.sync()
+
+    lease = client.CoordinationV1Api(api_client).read_namespaced_lease(f"writer-{namespace}", "healthflow-system")
+    assert lease.spec.holder_identity == ""
+    assert not engine.writer_lease().lost()
