@@ -63,3 +63,11 @@ def test_the_layer_check_sees_an_upward_import() -> None:
     assert layer_of("reconciler.daemon.service") == "daemon"
     assert layer_of("reconciler.results") == "shared"
     assert LAYERS.index(layer_of("reconciler.cli.output")) > LAYERS.index(layer_of("reconciler.pipeline.engine"))
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "pipeline").glob("*.py")), ids=lambda p: p.name)
+def test_no_stage_of_the_pipeline_imports_the_engine_that_wires_it(path: Path) -> None:
+    """The engine imports the stages; the stages type against pipeline.context.EngineView, never the engine."""
+    if path.name == "engine.py":
+        return
+    assert "reconciler.pipeline.engine" not in [name for _, name in reconciler_imports(path)], path.name

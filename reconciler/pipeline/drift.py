@@ -7,7 +7,6 @@ labelled ours that Git no longer has. A newer commit not yet applied is pending 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from reconciler.errors import ReconcilerError
 from reconciler.objects import K8sObject, ObjectId
@@ -19,12 +18,11 @@ from reconciler.kube.lease import LeaseHeld
 from reconciler.pipeline.prune import live_object
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
-
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
+from reconciler.pipeline.context import EngineView
 
 
-def detect_drift(engine: "Engine") -> DriftReport:
+
+def detect_drift(engine: EngineView) -> DriftReport:
     """The drift report of the engine's environment; remembers when each drifted object was first seen."""
     inventory = engine.load_inventory(create=False)
     head = engine.follow_head()
@@ -48,14 +46,14 @@ def detect_drift(engine: "Engine") -> DriftReport:
     return report
 
 
-def _commit_or_head(engine: "Engine", sha: str, head: CommitInfo) -> CommitInfo:
+def _commit_or_head(engine: EngineView, sha: str, head: CommitInfo) -> CommitInfo:
     try:
         return engine.source.resolve(sha)
     except ReconcilerError:
         return head  # the applied commit is gone from the remote (force-push): compare with head
 
 
-def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:
+def _stack_drift(engine: EngineView, stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:
     items = []
     planned = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack), record.objects, force=False,
                          owner=engine.ownership(stack))
@@ -77,7 +75,7 @@ def _stack_drift(engine: "Engine", stack: str, objects: list[K8sObject], record:
     return items
 
 
-def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[DriftItem], PlannedObject | None]:
+def object_drift(engine: EngineView, oid: ObjectId) -> tuple[str | None, list[DriftItem], PlannedObject | None]:
     """Drift of one managed object against what its stack last applied: (stack, items, the planned entry).
 
     What the daemon runs on a watch event: one inventory GET, the render of the recorded commit (kept in
@@ -101,7 +99,7 @@ def object_drift(engine: "Engine", oid: ObjectId) -> tuple[str | None, list[Drif
     return stack, [DriftItem(stack, oid, kind, entry.fields)], entry
 
 
-def correct_object(engine: "Engine", oid: ObjectId) -> str:
+def correct_object(engine: EngineView, oid: ObjectId) -> str:
     """Restore one drifted object to the commit its stack last applied successfully (one apply, taking
     ownership of the fields another manager changed), as a writer like any other: under the engine's
     write lock and the environment's writer lease, judged again once both are held. '' when corrected

@@ -11,22 +11,21 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import structlog
 
 from reconciler.config import EnvironmentConfig, source_url
-from reconciler.kube.cluster import FIELD_MANAGER, Cluster, impersonating, new_api_client
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
+from reconciler.pipeline.context import PassContext, PassMemory, RenderMemo, WriterOptions
 from reconciler.pipeline.envfile import environment_at
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
-from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.status import stack_statuses
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
@@ -42,21 +41,13 @@ log = structlog.get_logger("reconciler.pipeline.engine")
 __all__ = ["Engine", "ProgressEvent", "RenderedEnv", "WriterOptions"]
 
 
-@dataclass(frozen=True)
-class WriterOptions:
-    """Who writes (named in the lease, so a second writer is told), and how long it queues behind another."""
-    name: str = "reconciler"
-    wait_s: float | None = 0.0  # None: wait as long as it takes
-    on_wait: Callable[[str], None] | None = None  # told the holder's identity once, when waiting starts
-
-
 class Engine:
     """Reconciles one environment. Thread-safe for one pass at a time (the daemon single-flights)."""
 
     def __init__(self, env: EnvironmentConfig, cache_dir: Path, kubeconfig: Path | None = None,
                  context: str | None = None, api_client=None, writer: WriterOptions | None = None) -> None:
         self.local_env = env  # as given: where the source is, the cluster; `env` is the file in force (envfile)
-        self.env = env
+        self.memory = PassMemory(env)
         self.writer = writer or WriterOptions()
         self.cache_dir = Path(cache_dir)
         self.source = GitSource(source_url(env), env.source.branch, self.cache_dir, env.source.timeout_s)
@@ -66,12 +57,9 @@ class Engine:
         self._api_client = api_client
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
-        self._renders: dict[str, RenderedEnv] = {}  # by commit: what drift on events compares with
-        self._renders_lock = threading.Lock()
+        self._renders = RenderMemo()  # by commit: what drift on events compares with
         self._writer_lease: WriterLease | None = None
         self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
-        self.settled: dict[str, tuple[str | None, int]] = {}  # stack -> (render digest, live changes) at its last clean pass
-        self.known_pins = Pins()  # the pins the last pass found (pins change only under the writer lease)
         self.write_lock = threading.Lock()  # one writer in this process: a pass, or a live correction
 
     @property
@@ -81,10 +69,6 @@ class Engine:
                 self._api_client = new_api_client(self._kubeconfig, self._context, self.env.cluster.in_cluster)
             self._cluster = Cluster(self._api_client)
         return self._cluster
-
-    def cluster_for(self, stack: str) -> Cluster:
-        """The API server as the stack's service account (`serviceAccountName`), or as the daemon itself."""
-        return impersonating(self.cluster, self.env.service_account_user(self.env.stack(stack)))
 
     @property
     def api_client(self):
@@ -114,7 +98,7 @@ class Engine:
         tree = self.source.export(commit.sha)
         env = environment_at(self.local_env, tree, commit)
         if head:
-            self.env = env
+            self.remember(env=env)
         return render_environment(env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
                                   discovered_scope(self.cluster) if discover else None)
@@ -122,20 +106,13 @@ class Engine:
     def follow_head(self) -> CommitInfo:
         """Fetch the branch head and make its environment file the one in force (status, drift, validate)."""
         commit = self.source.fetch()
-        self.env = environment_at(self.local_env, self.source.export(commit.sha), commit)
+        self.remember(env=environment_at(self.local_env, self.source.export(commit.sha), commit))
         return commit
 
     def rendered_at(self, sha: str) -> RenderedEnv:
         """The environment rendered at a commit a stack applied, kept in memory for the next event (the
         pass and the live-drift thread both ask: the cache is locked, a render is never shared half-made)."""
-        with self._renders_lock:
-            if sha in self._renders:
-                return self._renders[sha]
-        rendered = self.render(self.source.resolve(sha), discover=True)
-        with self._renders_lock:
-            if len(self._renders) >= 4:
-                self._renders.pop(next(iter(self._renders)))
-            return self._renders.setdefault(sha, rendered)
+        return self._renders.get(sha, lambda: self.render(self.source.resolve(sha), discover=True))
 
     def render_worktree(self, directory: Path) -> RenderedEnv:
         """Render files as they are on disk (uncommitted changes included): `policy check --worktree`."""
@@ -144,6 +121,19 @@ class Engine:
         return render_environment(env, commit, directory, emitter(None, "", env.name), None, None)
 
     # --- the pass -----------------------------------------------------------------------------
+
+    @property
+    def env(self) -> EnvironmentConfig:
+        """The environment file in force: the one the last head render read (pipeline.envfile)."""
+        return self.memory.env
+
+    def context(self, env: EnvironmentConfig) -> PassContext:
+        """What a pass applying `env` works with (pipeline.context): a snapshot, never the engine itself."""
+        return PassContext(env, self.cluster, self.hash_key, self.live, self.memory.settled())
+
+    def remember(self, **learned) -> None:
+        """What a pass learned (env, settled, pins): taken in one place, under one lock (PassMemory)."""
+        self.memory.remember(**learned)
 
     def plan(self, stack: str | None = None, progress: Progress | None = None, run_id: str | None = None) -> PassResult:
         return self.sync(stack=stack, dry_run=True, progress=progress, run_id=run_id)
@@ -177,13 +167,10 @@ class Engine:
     def enable_live_cache(self) -> LiveCache:
         """Watch what this environment manages; plan, health and drift then read the cache."""
         if self.live is None:
-            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, self.live_owners(), FIELD_MANAGER)
+            owners = {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
+            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER)
             self.cluster.cache = self.live
         return self.live
-
-    def live_owners(self) -> set[str]:
-        """The owner label values the live cache selects: one per stack of the environment file in force."""
-        return {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
 
     def load_inventory(self, create: bool) -> Inventory:
         """The environment's inventory, read now, and the key its hashes are made with (read once per engine)."""
@@ -195,10 +182,13 @@ class Engine:
     def status(self) -> EnvStatus:
         return stack_statuses(self)
 
-    # --- ownership of this environment's objects ------------------------------------------------
+    # --- ownership of this environment's objects (outside a pass: the environment in force now) ----
+
+    def cluster_for(self, stack: str) -> Cluster:
+        return PassContext(self.env, self.cluster).cluster_for(stack)
 
     def ownership(self, stack: str) -> ownership.Ownership:
-        return ownership.Ownership(self.env.name, stack, self.env.stack(stack).allow_adoption, self.hash_key)
+        return PassContext(self.env, self.cluster, self.hash_key).ownership(stack)
 
     def selector(self, stack: str) -> str:
         return ownership.selector(self.env.name, stack)

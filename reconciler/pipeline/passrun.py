@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import structlog
 
@@ -18,6 +18,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.kube.health import unready, wait_healthy
 from reconciler.objects import K8sObject, sort_for_apply
 from reconciler.pipeline.apply import apply_planned
+from reconciler.pipeline.context import PassContext, Settled
 from reconciler.pipeline.inventory import Inventory, StackRecord
 from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, plan_stack
@@ -27,22 +28,21 @@ from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
 
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
-
 log = structlog.get_logger("reconciler.pipeline")
 
 
 class PassRun:
-    """The state of one pass while it walks the waves."""
+    """The state of one pass while it walks the waves: its context in, its results (and the stacks it
+    found settled) out; the stack threads of a wave write only to this pass's own state."""
 
-    def __init__(self, engine: "Engine", rendered: RenderedEnv, inventory: Inventory, result: PassResult,
+    def __init__(self, ctx: PassContext, rendered: RenderedEnv, inventory: Inventory, result: PassResult,
                  selected: set[str], dry_run: bool, emit: Emit, should_stop: Callable[[], bool]):
-        self.engine, self.env = engine, engine.env
+        self.ctx, self.env = ctx, ctx.env
+        self.settled: dict[str, Settled] = {}  # stacks found settled by this pass, for the Engine to remember
         self.rendered, self.inventory, self.result = rendered, inventory, result
         self.selected, self.dry_run, self.emit, self.should_stop = selected, dry_run, emit, should_stop
         self.failed: set[str] = set()
-        self.deps = engine.env.dependencies
+        self.deps = ctx.env.dependencies
         self.owners = rendered.owners()
         self._applying: dict[str, list[K8sObject]] = {}  # stack -> its objects as applied (owned), once computed
         report = rendered.policy_report
@@ -77,7 +77,7 @@ class PassRun:
         if not self.dry_run:
             try:
                 record_stack(self.inventory, self.env, self.rendered, name, result, self._applying.get(name, []),
-                             self.owners, self.engine.hash_key)
+                             self.owners, self.ctx.hash_key)
             except ReconcilerError as exc:
                 result.reason = (result.reason + "; " if result.reason else "") + f"state not saved: {exc}"
         self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")
@@ -89,27 +89,27 @@ class PassRun:
                     policy_blocked=stack.name in self.policy_blocked, dry_run=self.dry_run,
                     unhealthy=lambda: self._unhealthy_dependencies(stack) if single else []):
             return
-        objects = sort_for_apply(self.engine.owned(o) for o in self.rendered.objects.get(stack.name, []))
+        objects = sort_for_apply(self.ctx.owned(o) for o in self.rendered.objects.get(stack.name, []))
         self._applying[stack.name] = objects
         record = self.inventory.record(stack.name)
         if refuse_empty_render(stack, objects, record, result):
             return
-        if not self.dry_run and settled(self.engine.live, self.engine.settled.get(stack.name), objects, record,
+        if not self.dry_run and settled(self.ctx.live, self.ctx.settled.get(stack.name), objects, record,
                                         self.rendered.digests.get(stack.name), owner_label_value(self.env.name, stack.name)):
             result.state, result.healthy = StackState.UNCHANGED, record.healthy
             return
         owner = owner_label_value(self.env.name, stack.name)
-        seen = self.engine.live.changes(owner) if self.engine.live else None
+        seen = self.ctx.live.changes(owner) if self.ctx.live else None
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
-        planned = plan_stack(self.engine.cluster_for(stack.name), objects, self.engine.selector(stack.name), record.objects,
-                             force=self.env.sync.correct_drift, owner=self.engine.ownership(stack.name))
+        planned = plan_stack(self.ctx.cluster_for(stack.name), objects, self.ctx.selector(stack.name), record.objects,
+                             force=self.env.sync.correct_drift, owner=self.ctx.ownership(stack.name))
         result.drifted = sum(1 for p in planned if p.drift)
         if not self.env.sync.correct_drift:
             for entry in planned:
                 if entry.drift:
                     entry.action = Action.UNCHANGED  # detect-only: reported as drift, neither planned nor reverted
         prunes = prune_candidates(record.objects, self.owners) if self.env.sync.prune and not self.rendered.errors else []
-        prunes, gone = without_unserved(self.engine.cluster_for(stack.name), prunes) if prunes else ([], "")
+        prunes, gone = without_unserved(self.ctx.cluster_for(stack.name), prunes) if prunes else ([], "")
         if gone:
             self.emit(stack.name, result.wave, "prune", gone)
             result.notes.append(gone)
@@ -120,7 +120,7 @@ class PassRun:
         self._apply(stack, result, planned, objects, prunes, record)
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
         if seen is not None and clean and not result.conflicts:
-            self.engine.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
+            self.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]
@@ -140,15 +140,15 @@ class PassRun:
             if record.state not in ("applied", "unchanged") or record.commit is None:
                 problems.append((name, f"last result {record.state or 'never synced'}"))
                 continue
-            not_ready = unready(self.engine.cluster_for(name), [self.engine.owned(o) for o in self.rendered.objects.get(name, [])],
-                                self.engine.selector(name))
+            not_ready = unready(self.ctx.cluster_for(name), [self.ctx.owned(o) for o in self.rendered.objects.get(name, [])],
+                                self.ctx.selector(name))
             if not_ready:
                 problems.append((name, not_ready[0]))
         return problems
 
     def _apply(self, stack: StackConfig, result: StackResult, planned: list[PlannedObject],
                objects: list[K8sObject], prunes, record: StackRecord) -> None:
-        cluster = self.engine.cluster_for(stack.name)
+        cluster = self.ctx.cluster_for(stack.name)
         outcome = apply_planned(cluster, planned, recreate_immutable=stack.recreate_on_immutable,
                                 take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
                                 on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
@@ -159,7 +159,7 @@ class PassRun:
         if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
             self.emit(stack.name, result.wave, "health", "waiting for health")
             healthy, why = wait_healthy(cluster, objects, self.env.health_timeout(stack), self.should_stop,
-                                        selector=self.engine.selector(stack.name))
+                                        selector=self.ctx.selector(stack.name))
             result.healthy = healthy
             if not healthy:
                 result.state, result.reason = StackState.FAILED, why
@@ -170,7 +170,7 @@ class PassRun:
             result.reason = f"prune postponed until every stack renders (failed: {', '.join(sorted(self.rendered.errors))})"
         if prunes:
             self.emit(stack.name, result.wave, "prune", f"pruning {len(prunes)} objects")
-            _, skipped = prune_objects(cluster, [c.id for c in prunes], self.engine.selector(stack.name),
+            _, skipped = prune_objects(cluster, [c.id for c in prunes], self.ctx.selector(stack.name),
                                        allow_namespaces=stack.prune_namespaces)
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])

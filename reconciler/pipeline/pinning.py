@@ -7,15 +7,12 @@ that mix with the head's policies: a rollback target that fails today's rules is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from reconciler.config import EnvironmentConfig
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.rendered import RenderedEnv, evaluate_policy
 from reconciler.results import CommitInfo
-
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
 
 
 def settle_pins(env: EnvironmentConfig, stored: Pins, head: CommitInfo, request: Pins | None) -> tuple[Pins, list[str]]:
@@ -41,20 +38,21 @@ def pin_notices(env: EnvironmentConfig, pins: Pins, head: CommitInfo) -> list[st
             f"`reconciler unpin -e {env.name}`)" for revision, stacks in pins.revisions().items()]
 
 
-def pin_render(engine: "Engine", head: RenderedEnv, pins: Pins) -> RenderedEnv:
+def pin_render(env: EnvironmentConfig, head: RenderedEnv, pins: Pins,
+               rendered_at: Callable[[str], RenderedEnv]) -> RenderedEnv:
     """`head` with every pinned stack's objects, digest and render error taken from its pinned commit."""
     if not pins:
         return head
     mixed = RenderedEnv(commit=head.commit, tree=head.tree, objects=dict(head.objects), errors=dict(head.errors),
                         digests=dict(head.digests), env=head.env)
     for revision, stacks in pins.revisions().items():
-        at = engine.rendered_at(revision)
+        at = rendered_at(revision)
         for stack in stacks:
             mixed.pinned[stack] = at.commit
             _take(mixed.objects, at.objects, stack)
             _take(mixed.errors, at.errors, stack)
             _take(mixed.digests, at.digests, stack)
-    mixed.policy_report = evaluate_policy(engine.env, mixed)
+    mixed.policy_report = evaluate_policy(env, mixed)
     return mixed
 
 

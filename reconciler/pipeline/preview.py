@@ -15,7 +15,6 @@ preview_live.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import git
 
@@ -30,11 +29,10 @@ from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, PRUNE_ANNOTAT
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
 from reconciler.pipeline.source import resolve_remote
 from reconciler.results import Action, CommitInfo, EnvPreview, ObjectChange, StackPreview
+from reconciler.pipeline.context import EngineView
 
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
 
-def preview(engine: "Engine", revision: str, base: str | None = None, cluster: bool = False) -> EnvPreview:
+def preview(engine: EngineView, revision: str, base: str | None = None, cluster: bool = False) -> EnvPreview:
     """The environment at `revision` compared with `base` (default: where `revision` branched from the
     environment's branch). ReconcilerError for an unknown revision or an environment file missing at it."""
     new_commit = resolve_remote(engine.source, revision)
@@ -52,7 +50,7 @@ def preview(engine: "Engine", revision: str, base: str | None = None, cluster: b
     return result
 
 
-def default_base(engine: "Engine", new: CommitInfo) -> CommitInfo:
+def default_base(engine: EngineView, new: CommitInfo) -> CommitInfo:
     """Where `new` branched from the environment's branch (`<branch>`, else `origin/<branch>`)."""
     branch = engine.env.source.branch
     for name in (branch, f"origin/{branch}"):
@@ -67,7 +65,7 @@ def default_base(engine: "Engine", new: CommitInfo) -> CommitInfo:
                           fix="give --base REV (the commit the pull request would merge into)")
 
 
-def env_at(engine: "Engine", commit: CommitInfo, required: bool) -> EnvironmentConfig | None:
+def env_at(engine: EngineView, commit: CommitInfo, required: bool) -> EnvironmentConfig | None:
     """The environment in force at `commit` (pipeline.envfile), as every pass reads it; the file given
     for a repository of manifests only. None when the commit has no such file (a new environment)."""
     local = engine.local_env
@@ -83,7 +81,7 @@ def env_at(engine: "Engine", commit: CommitInfo, required: bool) -> EnvironmentC
     return environment_at(local, tree, commit)
 
 
-def render_at(engine: "Engine", env: EnvironmentConfig, commit: CommitInfo) -> RenderedEnv:
+def render_at(engine: EngineView, env: EnvironmentConfig, commit: CommitInfo) -> RenderedEnv:
     tree = engine.source.export(commit.sha)
     return render_environment(env, commit, tree, emitter(None, "", env.name), engine.render_cache,
                               lambda path, sha=commit.sha: engine.source.tree_hash(sha, path))

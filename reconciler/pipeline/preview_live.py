@@ -10,7 +10,6 @@ an error of the preview.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from reconciler.config import EnvironmentConfig
 from reconciler.objects import sort_for_apply
@@ -19,14 +18,13 @@ from reconciler.pipeline.plan import plan_stack
 from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, without_unserved
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, EnvPreview, FieldChange, StackPreview
+from reconciler.pipeline.context import EngineView
 
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
 
 _SHOWN = 60
 
 
-def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, result: EnvPreview) -> None:
+def against_cluster(engine: EngineView, env: EnvironmentConfig, new: RenderedEnv, result: EnvPreview) -> None:
     inventory = engine.load_inventory(create=False)
     owners = new.owners()
     by_stack = {p.stack: p for p in result.stacks}
@@ -54,7 +52,7 @@ def against_cluster(engine: "Engine", env: EnvironmentConfig, new: RenderedEnv, 
             _dry_run(engine, stack.name, new, inventory.record(stack.name).objects, preview)
 
 
-def _dry_run(engine: "Engine", stack: str, new: RenderedEnv, recorded: dict[str, str], preview: StackPreview) -> None:
+def _dry_run(engine: EngineView, stack: str, new: RenderedEnv, recorded: dict[str, str], preview: StackPreview) -> None:
     objects = sort_for_apply(engine.owned(o) for o in new.objects[stack])
     planned = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack), recorded, force=False,
                          owner=engine.ownership(stack))

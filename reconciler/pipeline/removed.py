@@ -11,42 +11,38 @@ lists the same deletions. Requests are made as the environment's default service
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from reconciler.config import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.kube.cluster import impersonating
+from reconciler.pipeline.context import PassContext
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.ownership import prune_candidates, selector
 from reconciler.pipeline.prune import prune_objects
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import PassResult, StackResult, StackState
 
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
-
-
-def removed_stacks(engine: "Engine", inventory: Inventory) -> list[str]:
-    declared = {s.name for s in engine.env.stacks}
+def removed_stacks(env: EnvironmentConfig, inventory: Inventory) -> list[str]:
+    declared = {s.name for s in env.stacks}
     return [s for s in inventory.recorded_stacks() if s not in declared]
 
 
-def prune_removed_stacks(engine: "Engine", rendered: RenderedEnv, inventory: Inventory, result: PassResult) -> None:
+def prune_removed_stacks(ctx: PassContext, rendered: RenderedEnv, inventory: Inventory, result: PassResult) -> None:
     """After a full pass: plan (dry run) or carry out the removal of every stack no longer declared."""
-    if not engine.env.sync.prune or rendered.errors:
+    if not ctx.env.sync.prune or rendered.errors:
         return
     if not result.dry_run and not all(s.state in (StackState.APPLIED, StackState.UNCHANGED) for s in result.stacks):
         return  # only on top of a pass that succeeded everywhere
     owners = rendered.owners()
-    default_account = engine.env.sync.service_account
-    cluster = impersonating(engine.cluster, "system:serviceaccount:" + default_account.replace("/", ":")
+    default_account = ctx.env.sync.service_account
+    cluster = impersonating(ctx.cluster, "system:serviceaccount:" + default_account.replace("/", ":")
                             if default_account else None)
-    for stack in removed_stacks(engine, inventory):
+    for stack in removed_stacks(ctx.env, inventory):
         changes = prune_candidates(inventory.record(stack).objects, owners)
         outcome = StackResult(stack=stack, state=StackState.PLANNED if result.dry_run else StackState.APPLIED,
                               wave=-1, changes=changes, reason="removed from the environment")
         if not result.dry_run:
             try:
-                deleted, skipped = prune_objects(cluster, [c.id for c in changes], selector(engine.env.name, stack),
+                deleted, skipped = prune_objects(cluster, [c.id for c in changes], selector(ctx.env.name, stack),
                                                  allow_namespaces=False)
                 inventory.drop_record(stack)
                 outcome.reason += f": {deleted} object(s) pruned" + ("; left: " + "; ".join(skipped[:3]) if skipped else "")

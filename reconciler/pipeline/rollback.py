@@ -9,7 +9,7 @@ change, once per failing commit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from reconciler import graph
 from reconciler.errors import ReconcilerError
@@ -17,6 +17,7 @@ from reconciler.pipeline.diff import desired_hash
 from reconciler.pipeline.history import (RollbackError, in_history, last_healthy_commit, mark_rolled_back,
                                          was_rolled_back)
 from reconciler.pipeline.inventory import Inventory
+from reconciler.pipeline.context import EngineView, PassContext
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.pinning import pin_notices, pin_render
 from reconciler.pipeline.pins import Pin, Pins
@@ -25,13 +26,11 @@ from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.source import resolve_remote
 from reconciler.results import PassResult, Rollback, StackState, utcnow
 
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
 
 AUTO = "autoRollback"
 
 
-def rollback_stacks(engine: "Engine", stack: str | None, dependents: bool) -> list[str]:
+def rollback_stacks(engine: EngineView, stack: str | None, dependents: bool) -> list[str]:
     """The stack and (by default) every stack that depends on it; without a stack, all of them."""
     if stack is None:
         return [s.name for s in engine.env.stacks]
@@ -39,7 +38,7 @@ def rollback_stacks(engine: "Engine", stack: str | None, dependents: bool) -> li
     return [stack] + (sorted(graph.dependents(engine.env.dependencies, stack)) if dependents else [])
 
 
-def rollback_pins(engine: "Engine", inventory: Inventory, stack: str | None, to: str | None, dependents: bool,
+def rollback_pins(engine: EngineView, inventory: Inventory, stack: str | None, to: str | None, dependents: bool,
                   by: str) -> Pins:
     """The pins a rollback of `stack` (all stacks if None) sets. RollbackError when there is no target."""
     stacks = rollback_stacks(engine, stack, dependents)
@@ -63,7 +62,7 @@ def rollback_pins(engine: "Engine", inventory: Inventory, stack: str | None, to:
     return Pins(stacks={s: pin for s in stacks})
 
 
-def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResult,
+def auto_rollback_pins(engine: EngineView, inventory: Inventory, result: PassResult,
                        rendered: RenderedEnv) -> tuple[Pins, list[str]]:
     """Pins for the stacks that failed their health gate in `result` at a new commit and were never
     rolled back from it; with the notices saying why a failing stack was not rolled back."""
@@ -89,7 +88,7 @@ def auto_rollback_pins(engine: "Engine", inventory: Inventory, result: PassResul
     return pins, notices
 
 
-def _git_changed(engine: "Engine", rendered: RenderedEnv, recorded: dict[str, str], stack: str) -> bool:
+def _git_changed(engine: EngineView, rendered: RenderedEnv, recorded: dict[str, str], stack: str) -> bool:
     """Git wants something else than the stack's last successful pass applied. A failed pass keeps the
     record's hashes, so this holds on the next pass too when a process died before the health gate
     failed (the objects were applied, the failure never recorded)."""
@@ -109,8 +108,8 @@ def refuse_blocked_rollback(rendered: RenderedEnv, rollback: Pins) -> None:
             fix="roll back to another commit with --to, or fix forward in Git")
 
 
-def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, result: PassResult, pins: Pins,
-                  emit: Emit, should_stop: Callable[[], bool]) -> None:
+def auto_rollback(engine: EngineView, ctx: PassContext, head: RenderedEnv, inventory: Inventory, result: PassResult,
+                  pins: Pins, emit: Emit, should_stop: Callable[[], bool]) -> None:
     """`sync.autoRollback`: stacks that failed their health gate at a new commit go back to their last
     healthy commit (with their dependents) in this pass, and are pinned there. Their results in
     `result` become the rollback's; `result.rollbacks` names both commits."""
@@ -119,10 +118,10 @@ def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, res
     if not new:
         return
     merged = Pins(head=head.commit.sha, stacks={**pins.stacks, **new.stacks})
-    rendered = pin_render(engine, head, merged)
+    rendered = pin_render(ctx.env, head, merged, engine.rendered_at)
     try:
         refuse_blocked_rollback(rendered, new)
-        rendered.check_unique(engine.env.file)
+        rendered.check_unique(ctx.env.file)
     except ReconcilerError as exc:
         result.notices.append(f"autoRollback not done: {exc}")
         return
@@ -133,14 +132,16 @@ def auto_rollback(engine: "Engine", head: RenderedEnv, inventory: Inventory, res
             record.history = mark_rolled_back(record.history, failing, target)
             inventory.save_record(name, record)
     inventory.save_pins(merged)
-    engine.known_pins = merged
+    engine.remember(pins=merged)
     again = PassResult(env=result.env, run_id=result.run_id, commit=head.commit, dry_run=False)
-    PassRun(engine, rendered, inventory, again, set(new.stacks), False, emit, should_stop).execute()
+    walk = PassRun(ctx, rendered, inventory, again, set(new.stacks), False, emit, should_stop)
+    walk.execute()
+    engine.remember(settled=walk.settled)
     replaced = {s.stack: s for s in again.stacks}
     result.stacks = [replaced.get(s.stack, s) for s in result.stacks]
     result.pins = merged.to_dict()["stacks"]
-    stale = set(pin_notices(engine.env, pins, head.commit))
-    result.notices = [n for n in result.notices if n not in stale] + pin_notices(engine.env, merged, head.commit)
+    stale = set(pin_notices(ctx.env, pins, head.commit))
+    result.notices = [n for n in result.notices if n not in stale] + pin_notices(ctx.env, merged, head.commit)
     for failing, (target, stacks) in by_failed_commit.items():
         ok = all(replaced[s].state.value in ("applied", "unchanged") for s in stacks if s in replaced)
         result.rollbacks.append(Rollback(stacks=sorted(stacks), to_commit=target, from_commit=failing,

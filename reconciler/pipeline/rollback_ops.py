@@ -7,7 +7,7 @@ lease, so no pass reads the pins while they change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from reconciler.pipeline.history import RollbackError
 from reconciler.pipeline.inventory import Inventory
@@ -15,12 +15,11 @@ from reconciler.pipeline.progress import Progress
 from reconciler.pipeline.rollback import rollback_pins
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.results import PassResult
-
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
+from reconciler.pipeline.context import EngineView
 
 
-def rollback(engine: "Engine", stack: str | None = None, to: str | None = None, dependents: bool = True,
+
+def rollback(engine: EngineView, stack: str | None = None, to: str | None = None, dependents: bool = True,
              by: str = "cli", progress: Progress | None = None, run_id: str | None = None,
              should_stop: Callable[[], bool] | None = None) -> PassResult:
     """Take `stack` (and its dependents; every stack if None) back to its last healthy commit, or `to`,
@@ -32,7 +31,7 @@ def rollback(engine: "Engine", stack: str | None = None, to: str | None = None, 
     return run_pass(engine, None, False, progress, run_id, should_stop or (lambda: False), rollback=pins)
 
 
-def unpin(engine: "Engine", stack: str | None = None) -> list[str]:
+def unpin(engine: EngineView, stack: str | None = None) -> list[str]:
     """Lift the pins (of one stack, or all), under the writer lease so no pass is between reading and
     writing them; the next pass applies the branch head. Returns the stacks unpinned."""
     lease = engine.writer_lease()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from reconciler.pipeline.inventory import Inventory
 from reconciler.results import EnvStatus, StackStatus, to_jsonable
-
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
+from reconciler.pipeline.context import EngineView
 
 
-def stack_statuses(engine: "Engine") -> EnvStatus:
+
+def stack_statuses(engine: EngineView) -> EnvStatus:
     """Per stack: last commit, result, health, drift, pin and history, read from the inventory now."""
     inventory = Inventory(engine.cluster, engine.env.name)
     inventory.load(create=False)

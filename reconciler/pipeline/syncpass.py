@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import structlog
 
@@ -20,7 +20,9 @@ from reconciler.errors import ReconcilerError
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import WatchKey
+from reconciler.pipeline.context import EngineView, PassContext
 from reconciler.pipeline.inventory import Inventory
+from reconciler.pipeline.ownership import owner_label_value
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.progress import Progress, emitter
 from reconciler.pipeline.pinning import pin_render, settle_pins
@@ -30,13 +32,11 @@ from reconciler.pipeline.rendered import RenderedEnv, check_policy_folder
 from reconciler.pipeline.rollback import auto_rollback, refuse_blocked_rollback
 from reconciler.results import PassResult, Rollback, utcnow
 
-if TYPE_CHECKING:
-    from reconciler.pipeline.engine import Engine
 
 log = structlog.get_logger("reconciler.pipeline.engine")
 
 
-def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress | None, run_id: str | None,
+def run_pass(engine: EngineView, stack: str | None, dry_run: bool, progress: Progress | None, run_id: str | None,
              should_stop: Callable[[], bool], rollback: Pins | None = None) -> PassResult:
     """One pass. `rollback`: pins to set first; the pass then covers only those stacks (a rollback).
     A real pass holds the engine's write lock (live corrections wait) and gives the writer lease back on
@@ -52,31 +52,33 @@ def run_pass(engine: "Engine", stack: str | None, dry_run: bool, progress: Progr
                 lease.release()
 
 
-def _run(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress | None, result: PassResult,
+def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progress | None, result: PassResult,
          should_stop: Callable[[], bool], rollback: Pins | None, lease: WriterLease | None) -> PassResult:
     run_id = result.run_id
     emit = emitter(progress, run_id, engine.env.name)
     try:
-        head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
-        env = engine.env  # the environment file in force at the head this pass applies
+        ctx, head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
+        env = ctx.env  # the environment file in force at the head this pass applies
         selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
     except ReconcilerError as exc:
         result.error, result.finished_at = str(exc), utcnow()
         log.error("pass failed before any stack", env=engine.env.name, run_id=run_id, error=result.error)
         return result
     stop = (lambda: should_stop() or lease.lost()) if lease else should_stop
-    PassRun(engine, rendered, inventory, result, selected, dry_run, emit, stop).execute()
+    walk = PassRun(ctx, rendered, inventory, result, selected, dry_run, emit, stop)
+    walk.execute()
+    engine.remember(settled=walk.settled)
     if rollback:
         result.rollbacks.append(_rollback_record(rollback, result))
     elif not dry_run and env.sync.auto_rollback and not stop():
-        auto_rollback(engine, head, inventory, result, pins, emit, stop)
+        auto_rollback(engine, ctx, head, inventory, result, pins, emit, stop)
     if stack is None and rollback is None and not should_stop():
-        prune_removed_stacks(engine, rendered, inventory, result)
+        prune_removed_stacks(ctx, rendered, inventory, result)
     if lease is not None:
         lease.release()  # before the watches are set up: the next writer need not wait for them
     if engine.live is not None and not dry_run:
-        engine.live.select(engine.live_owners())
-        engine.live.ensure(*watch_views(engine, rendered))
+        engine.live.select({owner_label_value(env.name, s.name) for s in env.stacks})
+        engine.live.ensure(*watch_views(ctx, rendered))
     result.api_requests = engine.cluster.request_counts()
     result.finished_at = utcnow()
     log.info("pass finished", env=env.name, run_id=run_id, commit=rendered.commit.short, ok=result.ok,
@@ -86,26 +88,28 @@ def _run(engine: "Engine", stack: str | None, dry_run: bool, progress: Progress 
     return result
 
 
-def watch_views(engine: "Engine", rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
+def watch_views(ctx: PassContext, rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:
     """What the live cache watches, each as the account of a stack writing that kind there (so may list it)."""
     views: dict[WatchKey, Cluster] = {}
     for stack, objects in rendered.objects.items():
-        view = engine.cluster_for(stack)  # one view per stack, not one per object
+        view = ctx.cluster_for(stack)  # one view per stack, not one per object
         for obj in objects:
             views.setdefault(WatchKey(obj.api_version, obj.kind, obj.id.namespace), view)
     return set(views), views
 
 
-def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, lease: WriterLease | None,
+def _prepare(engine: EngineView, result: PassResult, progress: Progress | None, lease: WriterLease | None,
              should_stop: Callable[[], bool], rollback: Pins | None
-             ) -> tuple[RenderedEnv, RenderedEnv, Inventory, Pins]:
+             ) -> tuple[PassContext, RenderedEnv, RenderedEnv, Inventory, Pins]:
     """Render the head, then with pins (`pins.json`, and a rollback's) the pinned stacks at their commits;
     take the writer lease, read the inventory (rebuilding lost records), store changed pins. Raises
-    ReconcilerError. Returns the head's render, the render this pass applies, the inventory and the pins."""
+    ReconcilerError. Returns the pass's context, the head's render, the render this pass applies, the
+    inventory and the pins."""
     head = engine.render(progress=progress, run_id=result.run_id, discover=True)
-    result.commit, result.env_file = head.commit, engine.env.file
-    check_policy_folder(engine.env, head)
-    stored = engine.known_pins  # as the last pass left them: no request; checked below under the lease
+    env = head.env
+    result.commit, result.env_file = head.commit, env.file
+    check_policy_folder(env, head)
+    stored = engine.memory.known_pins  # as the last pass left them: no request; checked below under the lease
     pins, rendered = _pinned(engine, head, stored, rollback, result)
     engine.cluster.reset_counts()
     if lease is not None:
@@ -117,23 +121,24 @@ def _prepare(engine: "Engine", result: PassResult, progress: Progress | None, le
         pins, rendered = _pinned(engine, head, current, rollback, result)
     if not result.dry_run:
         inventory.save_pins(pins)
-        engine.known_pins = pins
+        engine.remember(pins=pins)
     result.pins = pins.to_dict()["stacks"]
-    scopes = {s.name: (engine.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
-                                                    if o.id.namespace}) for s in engine.env.stacks}
+    ctx = engine.context(env)
+    scopes = {s.name: (ctx.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
+                                                 if o.id.namespace}) for s in env.stacks}
     if inventory.recover(scopes):
-        log.warning("inventory rebuilt from owner labels", env=engine.env.name, objects=inventory.recovered)
-    return head, rendered, inventory, pins
+        log.warning("inventory rebuilt from owner labels", env=env.name, objects=inventory.recovered)
+    return ctx, head, rendered, inventory, pins
 
 
-def _pinned(engine: "Engine", head: RenderedEnv, stored: Pins, rollback: Pins | None,
+def _pinned(engine: EngineView, head: RenderedEnv, stored: Pins, rollback: Pins | None,
             result: PassResult) -> tuple[Pins, RenderedEnv]:
-    pins, notices = settle_pins(engine.env, stored, head.commit, rollback)
+    pins, notices = settle_pins(head.env, stored, head.commit, rollback)
     result.notices.extend(notices)
-    rendered = pin_render(engine, head, pins)
+    rendered = pin_render(head.env, head, pins, engine.rendered_at)
     if rollback:
         refuse_blocked_rollback(rendered, rollback)
-    rendered.check_unique(engine.env.file)
+    rendered.check_unique(head.env.file)
     return pins, rendered
 
 

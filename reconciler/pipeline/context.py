@@ -1,0 +1,148 @@
+"""What one pass works with, handed down the pipeline instead of read from (and written to) the Engine.
+
+The Engine lives long and is shared by threads (the daemon's worker, the live-drift thread, HTTP
+handlers), and a pass runs the stacks of a wave on threads of its own. So a pass is given a
+PassContext, made once its environment file is known: the environment in force at its head, the
+API server, the inventory's hash key, the live cache, and a snapshot of what earlier passes left
+(which stacks were settled). Nothing in it changes while the pass runs. What the pass learns for
+the next one (stacks found settled, pins, the environment in force) goes back to the Engine in one
+place, `Engine.remember`, under a lock, when the pass has it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol
+
+from reconciler.config import EnvironmentConfig
+from reconciler.kube.cluster import Cluster, impersonating
+from reconciler.kube.lease import WriterLease
+from reconciler.kube.livecache import LiveCache
+from reconciler.objects import K8sObject
+from reconciler.pipeline import ownership
+from reconciler.pipeline.inventory import Inventory
+from reconciler.pipeline.pins import Pins
+from reconciler.pipeline.progress import Progress
+from reconciler.pipeline.render import RenderCache
+from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.pipeline.source import GitSource
+from reconciler.results import CommitInfo
+
+Settled = tuple[str | None, int]
+"""(render digest, live changes seen) of a stack at its last clean pass: unchanged since means no plan."""
+
+
+@dataclass(frozen=True)
+class PassContext:
+    env: EnvironmentConfig
+    cluster: Cluster
+    hash_key: bytes = b""
+    live: LiveCache | None = None
+    settled: Mapping[str, Settled] = field(default_factory=dict)
+
+    def cluster_for(self, stack: str) -> Cluster:
+        """The API server as the stack's service account (`serviceAccountName`), or as the daemon itself."""
+        return impersonating(self.cluster, self.env.service_account_user(self.env.stack(stack)))
+
+    def ownership(self, stack: str) -> ownership.Ownership:
+        return ownership.Ownership(self.env.name, stack, self.env.stack(stack).allow_adoption, self.hash_key)
+
+    def selector(self, stack: str) -> str:
+        return ownership.selector(self.env.name, stack)
+
+    def owned(self, obj: K8sObject) -> K8sObject:
+        return ownership.owned(self.env.name, obj)
+
+
+class PassMemory:
+    """What passes leave for the next one, for status and for live drift: the environment in force, the
+    stacks found settled, the pins. One lock; written only through `remember`."""
+
+    def __init__(self, env: EnvironmentConfig) -> None:
+        self._lock = threading.Lock()
+        self.env = env
+        self.known_pins = Pins()
+        self._settled: dict[str, Settled] = {}
+
+    def settled(self) -> dict[str, Settled]:
+        with self._lock:
+            return dict(self._settled)
+
+    def remember(self, *, env: EnvironmentConfig | None = None, settled: dict[str, Settled] | None = None,
+                 pins: Pins | None = None) -> None:
+        with self._lock:
+            self.env = env or self.env
+            self._settled.update(settled or {})
+            self.known_pins = pins if pins is not None else self.known_pins
+
+
+class RenderMemo:
+    """The last few commits' renders, shared by the pass (pins) and the live-drift thread (the commit a
+    stack applied): locked, and a render is only ever stored whole."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._lock = threading.Lock()
+        self._size = size
+        self._renders: dict[str, RenderedEnv] = {}
+
+    def get(self, sha: str, render: Callable[[], RenderedEnv]) -> RenderedEnv:
+        with self._lock:
+            if sha in self._renders:
+                return self._renders[sha]
+        rendered = render()
+        with self._lock:
+            if len(self._renders) >= self._size:
+                self._renders.pop(next(iter(self._renders)))
+            return self._renders.setdefault(sha, rendered)
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """Who writes (named in the lease, so a second writer is told), and how long it queues behind another."""
+    name: str = "reconciler"
+    wait_s: float | None = 0.0  # None: wait as long as it takes
+    on_wait: Callable[[str], None] | None = None  # told the holder's identity once, when waiting starts
+
+
+class EngineView(Protocol):
+    """What the stage modules (syncpass, drift, status, rollback, preview) ask of the Engine that calls
+    them. `pipeline.engine.Engine` is the one implementation; typing against this instead of importing
+    it keeps the dependency one way: the engine wires the stages, no stage imports the engine."""
+
+    env: EnvironmentConfig
+    local_env: EnvironmentConfig
+    source: GitSource
+    render_cache: RenderCache
+    live: LiveCache | None
+    hash_key: bytes
+    memory: PassMemory
+    writer: WriterOptions
+    write_lock: threading.Lock
+
+    @property
+    def cluster(self) -> Cluster: ...
+
+    def render(self, commit: CommitInfo | None = None, progress: Progress | None = None, run_id: str = "",
+               revision: str | None = None, discover: bool = False) -> RenderedEnv: ...
+
+    def rendered_at(self, sha: str) -> RenderedEnv: ...
+
+    def follow_head(self) -> CommitInfo: ...
+
+    def load_inventory(self, create: bool) -> Inventory: ...
+
+    def writer_lease(self) -> WriterLease: ...
+
+    def context(self, env: EnvironmentConfig) -> PassContext: ...
+
+    def remember(self, *, env: EnvironmentConfig | None = None, settled: dict[str, Settled] | None = None,
+                 pins: Pins | None = None) -> None: ...
+
+    def cluster_for(self, stack: str) -> Cluster: ...
+
+    def ownership(self, stack: str) -> ownership.Ownership: ...
+
+    def selector(self, stack: str) -> str: ...
+
+    def owned(self, obj: K8sObject) -> K8sObject: ...
