@@ -158,6 +158,7 @@ class StackStatus:
     last_run: datetime | None
     history: list[dict[str, Any]] = field(default_factory=list)  # newest first: commit, result, health, when
     pinned: dict[str, Any] | None = None  # the pin holding this stack at an earlier commit, if any
+    failed_commit: str | None = None  # the commit its last pass failed at, partly live beside `commit`
 
 
 @dataclass

@@ -108,7 +108,8 @@ def print_status(console: Console, status: EnvStatus, history: bool = False) -> 
         table.add_column(column)
     for stack in status.stacks:
         pinned = f"at {stack.pinned['revision'][:10]} by {stack.pinned['by']}" if stack.pinned else "-"
-        table.add_row(stack.stack, (stack.commit or "-")[:10], stack.state or "never run",
+        commit = (stack.commit or "-")[:10] + (f" (failed at {stack.failed_commit[:10]})" if stack.failed_commit else "")
+        table.add_row(stack.stack, commit, stack.state or "never run",
                       {True: "yes", False: "no", None: "-"}[stack.healthy], str(stack.drift_count),
                       str(stack.violations), f"{stack.last_run:%Y-%m-%d %H:%M:%S}" if stack.last_run else "-",
                       pinned, stack.reason)

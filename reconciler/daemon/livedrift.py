@@ -22,6 +22,7 @@ from reconciler.daemon.notify import Alert, AlertKind
 from reconciler.daemon.worker import EnvWorker
 from reconciler.logs import get_logger, redact_text
 from reconciler.objects import ObjectId, group_of
+from reconciler.pipeline.drift import SKIPPED
 from reconciler.results import DriftItem, DriftReport, utcnow
 
 log = get_logger("reconciler.daemon.livedrift")
@@ -29,6 +30,7 @@ log = get_logger("reconciler.daemon.livedrift")
 FLAP_LIMIT = 3
 FLAP_WINDOW_S = 60.0
 DEBOUNCE_S = 0.05
+RETRY_SKIPPED_S = 5.0  # a correction skipped while another writer holds the environment is judged again then
 
 
 class LiveDrift:
@@ -110,9 +112,21 @@ class LiveDrift:
             return
         recent.append(now)
         error = self.engines[env].correct_object(oid)
+        if error == SKIPPED:  # another writer (a `reconciler sync`) holds the environment: look again later
+            recent.pop()
+            self.metrics.live_corrections.labels(env, "skipped").inc()
+            timer = threading.Timer(RETRY_SKIPPED_S, self._recheck, args=(env, oid))
+            timer.daemon = True
+            timer.start()
+            return
         self.metrics.live_corrections.labels(env, "failed" if error else "corrected").inc()
         if error:
             log.warning("live correction failed", env=env, object=str(oid), error=redact_text(error))
+
+    def _recheck(self, env: str, oid: ObjectId) -> None:
+        with self._cond:
+            self._pending.setdefault((env, oid), time.time())
+            self._cond.notify_all()
 
 
 def _merged(env: str, previous: DriftReport | None, oid: ObjectId, items: list[DriftItem]) -> DriftReport:

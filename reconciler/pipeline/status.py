@@ -20,7 +20,9 @@ def stack_statuses(engine: EngineView) -> EnvStatus:
         record = inventory.record(stack.name)
         last = datetime.fromisoformat(record.last_run) if record.last_run else None
         pin = pins.stacks.get(stack.name)
+        newest = record.history[0].get("commit") if record.history else None
+        failed = newest if record.state == "failed" and newest != record.commit else None
         stacks.append(StackStatus(stack.name, record.commit, record.state, record.reason, record.healthy,
                                   record.drift_count, record.violations, last, history=record.history,
-                                  pinned=to_jsonable(pin) if pin else None))
+                                  pinned=to_jsonable(pin) if pin else None, failed_commit=failed))
     return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None, env_file=engine.env.file)

@@ -117,7 +117,7 @@ def test_a_failed_commit_is_never_half_reverted_by_a_live_correction(
     with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig)) as d:
         _settle(d, env)
         configmap_stack(repo, "app", namespace, {"value": "v2"}, extra=NEVER_AVAILABLE)
-        repo.commit_and_push("B: v2 and a Deployment that never becomes available")
+        bad = repo.commit_and_push("B: v2 and a Deployment that never becomes available")
         run = d.daemon.trigger(env.name, "manual")
         wait_for(lambda: run.state.done, timeout_s=120, what="the pass of commit B")
         assert run.state.value == "failed" and _value(api_client, namespace) == "v2"
@@ -128,6 +128,8 @@ def test_a_failed_commit_is_never_half_reverted_by_a_live_correction(
 
         wait_for(lambda: _live_checks(d, env) > checked, timeout_s=30, what="the live drift check of the label event")
         assert _value(api_client, namespace) == "v2"  # commit B's value stays: nobody asked for commit A's
+        [stack] = d.daemon.engines[env.name].status().stacks
+        assert (stack.state, stack.failed_commit) == ("failed", bad)  # status names the failed commit as live too
 
 
 def _live_checks(d: Any, env: Any) -> float:
