@@ -8,6 +8,7 @@ temporary folder and stopped at the end.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -81,3 +82,14 @@ def platform_cleanup(api_client: client.ApiClient) -> Iterator[PlatformCleanup]:
 def repo(tmp_path: Path) -> PushRepo:
     """A bare Git remote in a temp folder and a clone that commits and pushes to it."""
     return PushRepo(tmp_path / "git")
+
+
+@pytest.fixture()
+def processes() -> Iterator[list[subprocess.Popen]]:
+    """Processes a test starts (daemon replicas); any still running afterwards is killed."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

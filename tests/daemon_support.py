@@ -92,6 +92,14 @@ def configmap_stack(repo: GitRepo, stack: str, namespace: str, data: dict[str, s
         repo.write(f"stacks/{stack}/extra.yaml", extra)
 
 
+def watched_repo(tmp_path: Path, namespace: str) -> GitRepo:
+    """A watched repository with one stack: ConfigMap `app-settings` (value=v1) in the test's namespace."""
+    repo = GitRepo.create(tmp_path / "git")
+    configmap_stack(repo, "app", namespace, {"value": "v1"})
+    repo.commit_and_push("v1")
+    return repo
+
+
 def write_env(path: Path, repo: GitRepo, stacks: list[tuple[str, list[str]]], *, interval: str = "1h",
               correct_drift: bool = True, name: str | None = None, policy_mode: str | None = None) -> Path:
     """An environments YAML watching `repo`; the name is unique so parallel runs never share state."""

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import requests
@@ -376,16 +376,6 @@ def _status(port: int) -> dict[str, Any] | None:
 def _leads(port: int) -> bool:
     status = _status(port)
     return bool(status and status["envs"][0]["leader"])
-
-
-@pytest.fixture()
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 def test_of_two_daemon_processes_only_the_lease_holder_applies_and_the_other_takes_over_when_it_dies(

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from kubernetes import client, config
 
-from daemon_support import GitRepo, configmap_stack, free_port, write_env
+from daemon_support import GitRepo, free_port, watched_repo, write_env
 from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.kube.cluster import Cluster
@@ -31,21 +30,7 @@ FAST_ENV = {**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 @pytest.fixture()
 def repo(tmp_path: Path, namespace: str) -> GitRepo:
-    """A watched repository with one stack: ConfigMap `app-settings` (value=v1) in the test's namespace."""
-    repo = GitRepo.create(tmp_path / "git")
-    configmap_stack(repo, "app", namespace, {"value": "v1"})
-    repo.commit_and_push("v1")
-    return repo
-
-
-@pytest.fixture()
-def processes() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+    return watched_repo(tmp_path, namespace)
 
 
 def _replica(tmp_path: Path, name: str, env_file: Path, kubeconfig: Path, namespace: str,
