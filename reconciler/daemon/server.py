@@ -8,6 +8,7 @@ and never run a pass themselves.
 from __future__ import annotations
 
 import hmac
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 from reconciler import __version__
 from reconciler.daemon.service import Daemon
 from reconciler.daemon.status import env_history
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logs import get_logger
 from reconciler.daemon.metrics import CONTENT_TYPE
 from reconciler.daemon.webhooks import (
@@ -288,11 +289,14 @@ class ServerThread:
     """uvicorn in a background thread: the main thread keeps signal handling (see reconciler.cli.run)."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.host, self.requested_port = host, port
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
                                                      access_log=False, lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 
     def start(self, timeout_s: float = 10.0) -> None:
+        """Listen, or raise ConfigError naming the address (a port in use is one line, not a traceback)."""
+        self._check_address()
         self._thread.start()
         waited = threading.Event()
         for _ in range(int(timeout_s / 0.05)):
@@ -301,6 +305,17 @@ class ServerThread:
             waited.wait(0.05)
         if not self._server.started:
             raise RuntimeError("HTTP server did not start (address in use?)")
+
+    def _check_address(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                probe.bind((self.host, self.requested_port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}",
+                              fix="stop the process using that port, or pass --listen with a free address "
+                                  "(RECONCILER_LISTEN)") from exc
 
     @property
     def port(self) -> int:

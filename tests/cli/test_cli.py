@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,21 @@ def test_an_invalid_environment_is_one_line_and_exit_code_2(tmp_path: Path) -> N
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "bad.yaml" in result.stderr and "cycle" in result.stderr and "fix:" in result.stderr
+
+
+def test_run_on_a_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = reconciler("run", "--env", "dev", "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path),
+                            "--kubeconfig", str(tmp_path / "none"))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use (fix: stop "
+                                     "the process using that port, or pass --listen with a free address "
+                                     "(RECONCILER_LISTEN))")
 
 
 def test_policy_check_of_prod_passes_and_prints_its_time() -> None:
