@@ -8,6 +8,7 @@ temporary folder and stopped at the end.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -86,10 +87,16 @@ def repo(tmp_path: Path) -> PushRepo:
 
 @pytest.fixture()
 def processes() -> Iterator[list[subprocess.Popen]]:
-    """Processes a test starts (daemon replicas); any still running afterwards is killed."""
+    """Processes a test starts (daemon replicas); any still running afterwards is killed, with its whole
+    process group when it leads one (`faketime` forks the program it runs: killing faketime alone would
+    leave that running)."""
     started: list[subprocess.Popen] = []
     yield started
     for process in started:
         if process.poll() is None:
-            process.kill()
+            try:
+                leads_group = os.getpgid(process.pid) == process.pid
+            except ProcessLookupError:
+                continue
+            os.killpg(process.pid, signal.SIGKILL) if leads_group else process.kill()
             process.wait(10)

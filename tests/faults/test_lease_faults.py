@@ -42,7 +42,7 @@ def _replica(tmp_path: Path, name: str, env_file: Path, kubeconfig: Path, namesp
                "--lease-namespace", namespace, "--lease-duration", "4s", "--renew-deadline", "3s",
                "--retry-period", "0.5s", "--no-kubernetes-events", "--log-format", "json"]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                            env={**FAST_ENV, "RECONCILER_API_TOKEN": "t"})
+                            env={**FAST_ENV, "RECONCILER_API_TOKEN": "t"}, start_new_session=True)
 
 
 class LeaseWatch:
