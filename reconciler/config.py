@@ -23,6 +23,12 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+def leaves_repository(path: str) -> bool:
+    """An absolute path, or one with `..`: written to reach outside the repository it names a place in."""
+    pure = PurePosixPath(path)
+    return pure.is_absolute() or ".." in pure.parts
+
+
 def parse_duration(value: object) -> float:
     """`90`, `90s`, `5m`, `1h`, `250ms` -> seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -60,7 +66,7 @@ class SourceConfig(_Strict):
     @field_validator("path", "environment")
     @classmethod
     def _inside(cls, value: str | None) -> str | None:
-        if value and (PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
+        if value and leaves_repository(value):
             raise ValueError(f"{value!r} leads outside the repository; use a path inside it, without '..'")
         return value
 
@@ -218,8 +224,7 @@ def _check_stack_paths(file: Path, env: EnvironmentConfig, repo_root: Path | Non
         raise ConfigError(f"{file}: stack {sorted(duplicates)[0]!r} is declared twice", fix="give each stack a unique name")
     for index, stack in enumerate(env.stacks):
         where = f"{file}: stacks[{index}] ({stack.name}).path"
-        pure = PurePosixPath(stack.path)
-        if pure.is_absolute() or ".." in pure.parts or not stack.path.strip():
+        if leaves_repository(stack.path) or not stack.path.strip():
             raise ConfigError(f"{where}: {stack.path!r} is outside the repository",
                               fix="use a path relative to the repository root, without '..'")
         if repo_root is not None:

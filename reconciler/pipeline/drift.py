@@ -10,16 +10,15 @@ from datetime import datetime
 
 from reconciler.errors import ReconcilerError
 from reconciler.objects import K8sObject, ObjectId
+from reconciler.kube.lease import LeaseHeld
+from reconciler.pipeline.apply import apply_planned
+from reconciler.pipeline.context import EngineView
 from reconciler.pipeline.inventory import StackRecord, now_iso
 from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
-from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.plan import PlannedObject, plan_stack
-from reconciler.kube.lease import LeaseHeld
 from reconciler.pipeline.prune import live_object
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
-from reconciler.pipeline.context import EngineView
-
 
 
 def detect_drift(engine: EngineView) -> DriftReport:

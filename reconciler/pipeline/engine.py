@@ -167,7 +167,7 @@ class Engine:
     def enable_live_cache(self) -> LiveCache:
         """Watch what this environment manages; plan, health and drift then read the cache."""
         if self.live is None:
-            owners = {ownership.owner_label_value(self.env.name, s.name) for s in self.env.stacks}
+            owners = ownership.owner_label_values(self.env.name, (s.name for s in self.env.stacks))
             self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER)
             self.cluster.cache = self.live
         return self.live

@@ -14,9 +14,9 @@ Every path the file in force names must stay inside the repository tree, symboli
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from reconciler.config import EnvironmentConfig, load_environment, repository_root
+from reconciler.config import EnvironmentConfig, leaves_repository, load_environment, repository_root
 from reconciler.errors import ConfigError
 from reconciler.results import CommitInfo
 
@@ -80,11 +80,9 @@ def check_paths_inside(env: EnvironmentConfig, tree: Path, where: str) -> None:
 
 def inside(tree: Path, relative: str, where: str, field: str) -> None:
     """`relative` (a path in the repository) leads to a place inside `tree`, or ConfigError."""
-    pure = PurePosixPath(relative)
-    resolved = (tree / relative).resolve()
     try:
-        outside = pure.is_absolute() or ".." in pure.parts
-        resolved.relative_to(tree.resolve())
+        outside = leaves_repository(relative)
+        (tree / relative).resolve().relative_to(tree.resolve())
     except ValueError:
         outside = True
     if outside:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, ObjectChange
@@ -24,6 +24,11 @@ MANAGED_BY = "healthflow-reconciler"
 def owner_label_value(env: str, stack: str) -> str:
     """Label values cannot hold '/', so `<env>.<stack>`; the annotation keeps `<env>/<stack>`."""
     return f"{env}.{stack}"
+
+
+def owner_label_values(env: str, stacks: Iterable[str]) -> set[str]:
+    """The owner label values of an environment's stacks: what its live cache selects."""
+    return {owner_label_value(env, stack) for stack in stacks}
 
 
 def selector(env: str, stack: str) -> str:

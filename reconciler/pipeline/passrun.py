@@ -23,7 +23,7 @@ from reconciler.pipeline.inventory import Inventory, StackRecord
 from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.progress import Emit
-from reconciler.pipeline.prune import prune_objects, without_unserved
+from reconciler.pipeline.prune import gone_note, prune_objects, without_unserved
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
@@ -109,10 +109,10 @@ class PassRun:
                 if entry.drift:
                     entry.action = Action.UNCHANGED  # detect-only: reported as drift, neither planned nor reverted
         prunes = prune_candidates(record.objects, self.owners) if self.env.sync.prune and not self.rendered.errors else []
-        prunes, gone = without_unserved(self.ctx.cluster_for(stack.name), prunes) if prunes else ([], "")
-        if gone:
-            self.emit(stack.name, result.wave, "prune", gone)
-            result.notes.append(gone)
+        prunes, unserved = without_unserved(self.ctx.cluster_for(stack.name), prunes) if prunes else ([], [])
+        if unserved:
+            result.notes.append(gone_note(unserved))
+            self.emit(stack.name, result.wave, "prune", result.notes[-1])
         result.changes = [p.change() for p in planned] + prunes
         if self.dry_run:
             self._conclude_plan(result, planned)

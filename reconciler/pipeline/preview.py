@@ -15,13 +15,13 @@ preview_live.py).
 
 from __future__ import annotations
 
-
 import git
 
 from reconciler import graph
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import ReconcilerError
 from reconciler.objects import K8sObject
+from reconciler.pipeline.context import EngineView
 from reconciler.pipeline.diff import manifest_changes
 from reconciler.pipeline.envfile import environment_at, followed_path
 from reconciler.pipeline.progress import emitter
@@ -29,7 +29,6 @@ from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, PRUNE_ANNOTAT
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
 from reconciler.pipeline.source import resolve_remote
 from reconciler.results import Action, CommitInfo, EnvPreview, ObjectChange, StackPreview
-from reconciler.pipeline.context import EngineView
 
 
 def preview(engine: EngineView, revision: str, base: str | None = None, cluster: bool = False) -> EnvPreview:

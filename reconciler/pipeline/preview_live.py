@@ -10,15 +10,14 @@ an error of the preview.
 
 from __future__ import annotations
 
-
 from reconciler.config import EnvironmentConfig
 from reconciler.objects import sort_for_apply
+from reconciler.pipeline.context import EngineView
 from reconciler.pipeline.ownership import prune_candidates
 from reconciler.pipeline.plan import plan_stack
 from reconciler.pipeline.prune import NEVER_PRUNED_WITHOUT_OPT_IN, without_unserved
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import Action, EnvPreview, FieldChange, StackPreview
-from reconciler.pipeline.context import EngineView
 
 
 _SHOWN = 60
@@ -35,15 +34,13 @@ def against_cluster(engine: EngineView, env: EnvironmentConfig, new: RenderedEnv
             preview = by_stack[stack] = StackPreview(stack=stack, status="removed stack")
             result.stacks.append(preview)
         candidates = prune_candidates(inventory.record(stack).objects, owners)
-        served, _ = without_unserved(engine.cluster, candidates) if candidates else ([], "")
-        gone_ids = [c for c in candidates if c not in served]
-        candidates = served
+        candidates, gone = without_unserved(engine.cluster, candidates) if candidates else ([], [])
         config = declared.get(stack)
         preview.pruned = [c for c in candidates if c.id.kind not in NEVER_PRUNED_WITHOUT_OPT_IN
                           or (config is not None and config.prune_namespaces)] if env.sync.prune else []
         preview.kept = [f"{c.id} (left in place by the prune rules)" for c in candidates
                         if c not in preview.pruned] + [f"{c.id} (already deleted: its kind is no longer served)"
-                                                       for c in gone_ids]
+                                                       for c in gone]
         if preview.pruned and preview.status == "unchanged":
             preview.status = "changed"
     for stack in engine.env.stacks:

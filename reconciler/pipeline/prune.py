@@ -82,9 +82,9 @@ def kind_served(cluster: Cluster, oid: ObjectId) -> bool:
         return False
 
 
-def without_unserved(cluster: Cluster, prunes: list[ObjectChange]) -> tuple[list[ObjectChange], str]:
-    """Prune candidates whose kind the API still serves, and one line about the others (already deleted:
-    their CRD is gone), empty when there are none. Discovery is asked once per group and kind."""
+def without_unserved(cluster: Cluster, prunes: list[ObjectChange]) -> tuple[list[ObjectChange], list[ObjectChange]]:
+    """(prune candidates whose kind the API still serves, the others: already deleted, their CRD is gone).
+    Discovery is asked once per group and kind."""
     served: dict[tuple[str, str], bool] = {}
     kept, gone = [], []
     for change in prunes:
@@ -92,8 +92,13 @@ def without_unserved(cluster: Cluster, prunes: list[ObjectChange]) -> tuple[list
         if key not in served:
             served[key] = kind_served(cluster, change.id)
         (kept if served[key] else gone).append(change)
+    return kept, gone
+
+
+def gone_note(gone: list[ObjectChange]) -> str:
+    """The one line a stack's result says about candidates whose kind is no longer served ('' for none)."""
     if not gone:
-        return kept, ""
+        return ""
     kinds = ", ".join(sorted({f"{c.id.kind}" + (f".{c.id.group}" if c.id.group else "") for c in gone}))
-    return kept, (f"{len(gone)} object(s) treated as already deleted: the API no longer serves {kinds}; "
-                  "dropped from the inventory")
+    return (f"{len(gone)} object(s) treated as already deleted: the API no longer serves {kinds}; "
+            "dropped from the inventory")

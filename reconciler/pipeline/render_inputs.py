@@ -67,7 +67,7 @@ def _covered(path: str, keyed: set[str]) -> bool:
 
 
 class _InputWalk:
-    """A breadth-first walk over the kustomizations reachable from one stack."""
+    """A walk over the kustomizations reachable from one stack (each folder visited once)."""
 
     def __init__(self, tree_root: Path) -> None:
         self.root = tree_root.resolve()
@@ -157,11 +157,11 @@ def references(kustomization: dict) -> list[str]:
 
 def _helm_paths(kustomization: dict) -> list[str]:
     """The chart home (where vendored charts live) and every values file of `helmCharts`."""
-    charts = kustomization.get("helmCharts") or []
-    if not charts and not kustomization.get("helmChartInflationGenerator"):
-        return []
     if kustomization.get("helmChartInflationGenerator"):
         raise Uncacheable("helmChartInflationGenerator")
+    charts = kustomization.get("helmCharts") or []
+    if not charts:
+        return []
     globals_ = kustomization.get("helmGlobals") or {}
     found = [globals_.get("chartHome") or "charts"]
     if globals_.get("configHome"):

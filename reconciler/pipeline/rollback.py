@@ -13,11 +13,11 @@ from typing import Callable
 
 from reconciler import graph
 from reconciler.errors import ReconcilerError
+from reconciler.pipeline.context import EngineView, PassContext
 from reconciler.pipeline.diff import desired_hash
 from reconciler.pipeline.history import (RollbackError, in_history, last_healthy_commit, mark_rolled_back,
                                          was_rolled_back)
 from reconciler.pipeline.inventory import Inventory
-from reconciler.pipeline.context import EngineView, PassContext
 from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.pinning import pin_notices, pin_render
 from reconciler.pipeline.pins import Pin, Pins

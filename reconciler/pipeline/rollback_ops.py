@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from reconciler.pipeline.context import EngineView
 from reconciler.pipeline.history import RollbackError
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.progress import Progress
 from reconciler.pipeline.rollback import rollback_pins
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.results import PassResult
-from reconciler.pipeline.context import EngineView
-
 
 
 def rollback(engine: EngineView, stack: str | None = None, to: str | None = None, dependents: bool = True,

@@ -60,13 +60,17 @@ def crd_scopes(objects: list[K8sObject]) -> dict[tuple[str, str], bool]:
 
 
 def scope_lookup(objects: list[K8sObject], discovered: Scope | None) -> Scope:
+    """The scope of each kind, decided once per apiVersion and kind (a render asks for every object)."""
     crds = crd_scopes(objects)
+    decided: dict[tuple[str, str], bool | None] = {}
 
     def namespaced(api_version: str, kind: str) -> bool | None:
-        known = crds.get((group_of(api_version), kind))
-        if known is None and discovered is not None:
-            known = discovered(api_version, kind)
-        return builtin_scope(api_version, kind) if known is None else known
+        if (api_version, kind) not in decided:
+            known = crds.get((group_of(api_version), kind))
+            if known is None and discovered is not None:
+                known = discovered(api_version, kind)
+            decided[(api_version, kind)] = builtin_scope(api_version, kind) if known is None else known
+        return decided[(api_version, kind)]
     return namespaced
 
 

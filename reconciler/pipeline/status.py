@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from reconciler.pipeline.context import EngineView
 from reconciler.pipeline.inventory import Inventory
 from reconciler.results import EnvStatus, StackStatus, to_jsonable
-from reconciler.pipeline.context import EngineView
-
 
 
 def stack_statuses(engine: EngineView) -> EnvStatus:

@@ -22,11 +22,11 @@ from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import WatchKey
 from reconciler.pipeline.context import EngineView, PassContext
 from reconciler.pipeline.inventory import Inventory
-from reconciler.pipeline.ownership import owner_label_value
+from reconciler.pipeline.ownership import owner_label_values
 from reconciler.pipeline.passrun import PassRun
-from reconciler.pipeline.progress import Progress, emitter
 from reconciler.pipeline.pinning import pin_render, settle_pins
 from reconciler.pipeline.pins import Pins
+from reconciler.pipeline.progress import Progress, emitter
 from reconciler.pipeline.removed import prune_removed_stacks
 from reconciler.pipeline.rendered import RenderedEnv, check_policy_folder
 from reconciler.pipeline.rollback import auto_rollback, refuse_blocked_rollback
@@ -77,7 +77,7 @@ def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progres
     if lease is not None:
         lease.release()  # before the watches are set up: the next writer need not wait for them
     if engine.live is not None and not dry_run:
-        engine.live.select({owner_label_value(env.name, s.name) for s in env.stacks})
+        engine.live.select(owner_label_values(env.name, (s.name for s in env.stacks)))
         engine.live.ensure(*watch_views(ctx, rendered))
     result.api_requests = engine.cluster.request_counts()
     result.finished_at = utcnow()
