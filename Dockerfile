@@ -2,15 +2,20 @@
 # Build: docker build -t healthflow-reconciler .
 
 # kustomize built from source through the Go module proxy (no prebuilt binary downloads).
-FROM golang:1.23-bookworm AS kustomize
+# helm (Helm charts through kustomize) and sops (encrypted Secrets) are built from the pinned wrapper
+# modules in devcluster/gotools, the same pins `make build` uses.
+FROM golang:1.26-bookworm AS kustomize
 ARG KUSTOMIZE_VERSION=v5.5.0
 RUN CGO_ENABLED=0 GOBIN=/out go install sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}
+COPY devcluster/gotools /gotools
+RUN cd /gotools/helm && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/helm helm.sh/helm/v3/cmd/helm \
+ && cd /gotools/sops && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/sops github.com/getsops/sops/v3/cmd/sops
 
 FROM python:3.12-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates gnupg \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=kustomize /out/kustomize /usr/local/bin/kustomize
+COPY --from=kustomize /out/kustomize /out/helm /out/sops /usr/local/bin/
 
 RUN groupadd --system --gid 10001 reconciler \
  && useradd --system --uid 10001 --gid reconciler --home-dir /home/reconciler --create-home reconciler \

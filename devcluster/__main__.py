@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from devcluster.build import BuildError, build
+from devcluster.build import BuildError, build, build_tools
 from devcluster.cluster import down, status, up
 from devcluster.processes import StartError
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             build()
+            build_tools()
         elif args.command == "up":
             up(args.state_dir, nodes=args.nodes)
         elif args.command == "down":

@@ -87,6 +87,9 @@ class SyncConfig(_Strict):
                                     description="a kustomize build taking longer fails its stack (a hung remote base)")
     service_account: str | None = Field(None, alias="serviceAccountName",
                                         description="default `<namespace>/<name>` every stack is applied as")
+    allow_remote_charts: bool = Field(False, alias="allowRemoteCharts",
+                                      description="a helmCharts entry whose chart is not vendored may be pulled "
+                                                  "from its repo at render time (uncached)")
     default_namespace: str | None = Field(None, alias="defaultNamespace",
                                           description="namespace of namespaced objects that name none (every stack)")
     auto_rollback: bool = Field(False, alias="autoRollback",
@@ -113,6 +116,36 @@ class RollbackConfig(_Strict):
 class PolicyConfig(_Strict):
     mode: Literal["enforce", "warn", "off"] | None = None
     directory: str = "policies"
+
+
+def compile_cel(text: str):
+    """The compiled CEL program of one expression; ValueError naming the syntax error when it does not compile."""
+    import cel  # the `common-expression-language` package: loaded only where health rules are used
+
+    try:
+        return cel.compile(text)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(" ".join(str(exc).split())) from None
+
+
+class HealthCheckExpr(_Strict):
+    """Health of one custom kind as CEL expressions over the live object (Flux's `healthCheckExprs`)."""
+
+    api_version: str = Field(..., alias="apiVersion", description="the kind's group and version; any version of the group matches")
+    kind: str
+    current: str = Field(..., description="holds when the object is ready")
+    in_progress: str | None = Field(None, alias="inProgress", description="holds while it is still progressing")
+    failed: str | None = Field(None, description="holds when it has failed")
+
+    @field_validator("current", "in_progress", "failed")
+    @classmethod
+    def _compiles(cls, text: str | None) -> str | None:
+        if text is not None:
+            try:
+                compile_cel(text)
+            except ValueError as exc:
+                raise ValueError(f"CEL expression does not compile: {exc}") from None
+        return text
 
 
 class StackConfig(_Strict):
@@ -157,6 +190,8 @@ class EnvironmentConfig(_Strict):
     policy: PolicyConfig = PolicyConfig()
     rollback: RollbackConfig = RollbackConfig()
     stacks: list[StackConfig] = Field(default_factory=list)
+    health_check_exprs: list[HealthCheckExpr] = Field(default_factory=list, alias="healthCheckExprs",
+                                                     description="health rules per group/kind as CEL expressions")
     file: str = Field("", exclude=True, description="where this environment was loaded from")
 
     def stack(self, name: str) -> StackConfig:

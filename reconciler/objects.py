@@ -185,9 +185,18 @@ def parse_objects(text: str, *, stack: str, base_dir: str = "") -> list[K8sObjec
         manifest = validate_manifest(document, where)
         origin = _origin_path(manifest)
         _strip_origin(manifest)
-        source = _join_repo_path(base_dir, origin) if origin else None
+        source = _join_repo_path(base_dir, origin) if origin else _chart_of(manifest, base_dir)
         objects.append(K8sObject(manifest=manifest, stack=stack, source_file=source))
     return objects
+
+
+def _chart_of(manifest: dict[str, Any], base_dir: str) -> str | None:
+    """Where a Helm chart's object comes from, by the `helm.sh/chart` label charts conventionally set:
+    a violation or a plan line then names the chart and its version rather than no file at all."""
+    chart = ((manifest.get("metadata") or {}).get("labels") or {}).get("helm.sh/chart")
+    if not chart:
+        return None
+    return f"{base_dir} (Helm chart {chart})" if base_dir else f"Helm chart {chart}"
 
 
 def _join_repo_path(base_dir: str, relative: str) -> str:

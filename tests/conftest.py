@@ -24,6 +24,11 @@ from platform_support import PlatformCleanup
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# helm, sops and age as `make build` installs them (pinned, cached outside the clone), ahead of any other.
+from devcluster.versions import tools_path_dir  # noqa: E402
+
+os.environ["PATH"] = f"{tools_path_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
+
 
 @pytest.fixture(scope="session")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -4,7 +4,8 @@ A stack's dependents start only when every object it owns is ready. Built-in wor
 own rules: Deployments available and fully rolled out, StatefulSets ready on the current revision,
 DaemonSets scheduled and ready everywhere, Jobs complete, PVCs bound, Services with selectors backed
 by a ready endpoint, CRDs Established, Namespaces not terminating. Every other kind, custom
-resources included, follows the generic rules of Kubernetes' kstatus: the controller has observed
+resources included, follows the environment's health rule for its kind when it has one
+(`health_rules`: CEL expressions), else the generic rules of Kubernetes' kstatus: the controller has observed
 the latest generation (`status.observedGeneration`), and no condition says `Stalled=True`,
 `Reconciling=True` or `Ready=False/Unknown`. An object without a status is ready. Kinds that never
 carry a status (ConfigMaps, RBAC, NetworkPolicies, ...) are not read at all.
@@ -17,6 +18,7 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from reconciler.kube.cluster import Cluster
+from reconciler.kube.health_rules import HealthRules
 from reconciler.objects import K8sObject, group_of
 
 _NO_HEALTH = {
@@ -156,22 +158,26 @@ def _services_with_endpoints(cluster: Cluster, namespace: str) -> set[str]:
     return ready
 
 
-def unready(cluster: Cluster, objects: Iterable[K8sObject], selector: str = "") -> list[str]:
+def unready(cluster: Cluster, objects: Iterable[K8sObject], selector: str = "",
+            rules: HealthRules | None = None) -> list[str]:
     """`kind/namespace/name: why` for every object that is not ready yet. With the `selector` of the
-    stack's owner label the reads are those a live cache serves (EndpointSlices are always listed)."""
+    stack's owner label the reads are those a live cache serves (EndpointSlices are always listed).
+    A kind with a health rule is judged by it, even one whose readiness is otherwise its existence."""
+    rules = rules or HealthRules()
     by_type: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for obj in objects:
-        if (obj.id.group, obj.kind) not in _NO_HEALTH:
+        if (obj.id.group, obj.kind) not in _NO_HEALTH or rules.get(obj.id.group, obj.kind):
             by_type[(obj.api_version, obj.kind, obj.id.namespace)].add(obj.id.name)
     problems: list[str] = []
     for (api_version, kind, namespace), names in sorted(by_type.items()):
         live = {o["metadata"]["name"]: o for o in cluster.list(api_version, kind, namespace or None, selector)}
-        if kind == "Service":
+        rule = rules.get(group_of(api_version), kind)
+        if kind == "Service" and rule is None:
             wanted = {n for n in names if n in live and _needs_endpoints(live[n])}
             with_endpoints = _services_with_endpoints(cluster, namespace) if wanted else set()
             problems += [f"Service/{namespace}/{n}: no ready endpoints" for n in sorted(wanted - with_endpoints)]
             continue
-        check = CHECKS.get((group_of(api_version), kind), generic_ready)
+        check = rule.reason if rule else CHECKS.get((group_of(api_version), kind), generic_ready)
         for name in sorted(names):
             reason = "not found" if name not in live else check(live[name])
             if reason:
@@ -186,13 +192,14 @@ def wait_healthy(
     should_stop: Callable[[], bool] = lambda: False,
     poll_s: float = 1.0,
     selector: str = "",
+    rules: HealthRules | None = None,
 ) -> tuple[bool, str]:
     """Look again until every object is ready, after each watch event when a live cache is attached
     (else with a growing poll delay); (False, what is still unready) on timeout or stop."""
     deadline = time.monotonic() + timeout_s
     delay = 0.2
     while True:
-        problems = unready(cluster, objects, selector)
+        problems = unready(cluster, objects, selector, rules)
         if not problems:
             return True, ""
         if should_stop():

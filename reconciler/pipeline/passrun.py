@@ -16,6 +16,7 @@ from reconciler import graph
 from reconciler.config import StackConfig
 from reconciler.errors import ReconcilerError
 from reconciler.kube.health import unready, wait_healthy
+from reconciler.kube.health_rules import HealthRules
 from reconciler.objects import K8sObject, sort_for_apply
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.context import PassContext, Settled
@@ -43,6 +44,7 @@ class PassRun:
         self.selected, self.dry_run, self.emit, self.should_stop = selected, dry_run, emit, should_stop
         self.failed: set[str] = set()
         self.deps = ctx.env.dependencies
+        self.health_rules = HealthRules.from_config(ctx.env.health_check_exprs)
         self.owners = rendered.owners()
         self._applying: dict[str, list[K8sObject]] = {}  # stack -> its objects as applied (owned), once computed
         report = rendered.policy_report
@@ -141,7 +143,7 @@ class PassRun:
                 problems.append((name, f"last result {record.state or 'never synced'}"))
                 continue
             not_ready = unready(self.ctx.cluster_for(name), [self.ctx.owned(o) for o in self.rendered.objects.get(name, [])],
-                                self.ctx.selector(name))
+                                self.ctx.selector(name), self.health_rules)
             if not_ready:
                 problems.append((name, not_ready[0]))
         return problems
@@ -159,7 +161,7 @@ class PassRun:
         if self.env.sync.wait_for_health and (outcome.applied or record.healthy is not True):
             self.emit(stack.name, result.wave, "health", "waiting for health")
             healthy, why = wait_healthy(cluster, objects, self.env.health_timeout(stack), self.should_stop,
-                                        selector=self.ctx.selector(stack.name))
+                                        selector=self.ctx.selector(stack.name), rules=self.health_rules)
             result.healthy = healthy
             if not healthy:
                 result.state, result.reason = StackState.FAILED, why

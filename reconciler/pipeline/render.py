@@ -4,12 +4,16 @@ The cache key is what kustomize reads (`render_inputs`: the Git ids of every fol
 stack's kustomizations reach, followed transitively) and which kustomize reads it. An overlay whose
 base changed is re-rendered; a stack nobody touched is not; a stack whose inputs cannot all be
 named (remote bases, inline generators) is rendered every time.
+
+Helm charts render through kustomize's `helmCharts` (`--enable-helm`) with the `helm` on PATH (the
+project installs a pinned one); which helm renders is part of the cache key, as kustomize is.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -24,12 +28,21 @@ RENDER_TIMEOUT_S = 120.0
 
 
 def kustomize_command() -> list[str]:
-    """`kustomize build`, or `kubectl kustomize` when only kubectl is installed."""
+    """`kustomize build`, or `kubectl kustomize` when only kubectl is installed; with Helm charts
+    enabled when a `helm` is installed (a stack without `helmCharts` never calls it)."""
     if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    raise RenderError("neither kustomize nor kubectl is on PATH", fix="install kustomize (or kubectl >= 1.14)")
+        command = ["kustomize", "build"]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize"]
+    else:
+        raise RenderError("neither kustomize nor kubectl is on PATH", fix="install kustomize (or kubectl >= 1.14)")
+    helm = helm_binary()
+    return [*command, "--enable-helm", f"--helm-command={helm}"] if helm else command
+
+
+def helm_binary() -> str | None:
+    """The `helm` kustomize runs for `helmCharts`: $RECONCILER_HELM, else the one on PATH."""
+    return os.environ.get("RECONCILER_HELM") or shutil.which("helm")
 
 
 _KLOG_PREFIX = re.compile(r'^[EWI]\d{4} [\d:.]+\s+\d+ \S+\] ("command failed" err=)?')
@@ -44,6 +57,9 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
                           fix="look for remote resources or very large generators") from exc
     if result.returncode != 0:
         message = _KLOG_PREFIX.sub("", " ".join(result.stderr.strip().split()))[:800]
+        if "must specify --enable-helm" in message:
+            raise RenderError(f"stack {stack!r}: {where or directory} uses helmCharts but no `helm` is installed",
+                              fix="run `make build` (installs the pinned helm) or put helm v3 on PATH")
         raise RenderError(f"stack {stack!r}: kustomize build of {where or directory} failed: {message}",
                           fix="run `kubectl kustomize` on the stack path and fix the reported file")
     return result.stdout
@@ -74,14 +90,18 @@ class RenderCache:
 
 @functools.lru_cache(maxsize=1)
 def _kustomize_identity() -> str:
-    """Which kustomize renders (its path, size and modification time): a new binary is a new key."""
+    """Which kustomize and helm render (path, size and modification time): a new binary is a new key."""
     command = kustomize_command()
-    binary = Path(shutil.which(command[0]) or command[0])
-    try:
-        stat = binary.stat()
-        return f"{' '.join(command)} {binary} {stat.st_size} {stat.st_mtime_ns}"
-    except OSError:
-        return " ".join(command)
+    parts = [" ".join(command)]
+    for name in (command[0], helm_binary()):
+        binary = Path(shutil.which(name) or name) if name else None
+        try:
+            stat = binary.stat() if binary else None
+        except OSError:
+            stat = None
+        if stat:
+            parts.append(f"{binary.resolve()} {stat.st_size} {stat.st_mtime_ns}")
+    return " ".join(parts)
 
 
 def cache_key(paths: list[str], object_id: Callable[[str], str | None]) -> str | None:

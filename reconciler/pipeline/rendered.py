@@ -17,6 +17,7 @@ from typing import Callable
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.objects import K8sObject, ObjectId, parse_objects
+from reconciler.pipeline.helm_charts import check_vendored
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.render import RenderCache, Rendered, build_stack, cached_render
 from reconciler.pipeline.scope import Scope, scope_lookup, scoped_objects
@@ -74,6 +75,7 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
     for stack in env.stacks:
         emit(stack.name, None, "render", f"rendering {stack.path}")
         try:
+            check_vendored(tree, stack.name, paths[stack.name], env.sync.allow_remote_charts)
             key, found = cached_render(tree, stack.name, paths[stack.name], cache if object_id else None, object_id)
         except ReconcilerError as exc:
             rendered.errors[stack.name] = str(exc)

@@ -38,7 +38,7 @@ def gate(stack: StackConfig, result: StackResult, *, deps: dict[str, list[str]],
         enforced = [v for v in result.violations if v.mode == "enforce" and not v.excepted_by]
         result.state, result.blocked_by = StackState.BLOCKED, ["policy"]
         result.reason = f"{len(enforced)} enforced policy violation(s): " + "; ".join(
-            f"{v.rule} on {v.object}" for v in enforced[:3])
+            f"{v.rule} on {v.object}{f' ({v.file})' if v.file else ''}: {v.message}" for v in enforced[:3])
         return False
     return True
 
