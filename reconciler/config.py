@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reconciler.errors import ConfigError
 from reconciler.yamlfile import load_yaml_file
@@ -137,15 +137,16 @@ class HealthCheckExpr(_Strict):
     in_progress: str | None = Field(None, alias="inProgress", description="holds while it is still progressing")
     failed: str | None = Field(None, description="holds when it has failed")
 
-    @field_validator("current", "in_progress", "failed")
-    @classmethod
-    def _compiles(cls, text: str | None) -> str | None:
-        if text is not None:
-            try:
-                compile_cel(text)
-            except ValueError as exc:
-                raise ValueError(f"CEL expression does not compile: {exc}") from None
-        return text
+    @model_validator(mode="after")
+    def _compiles(self) -> "HealthCheckExpr":
+        for name, text in (("current", self.current), ("inProgress", self.in_progress), ("failed", self.failed)):
+            if text is not None:
+                try:
+                    compile_cel(text)
+                except ValueError as exc:
+                    raise ValueError(f"the {name} expression for {self.kind} ({self.api_version}) does not "
+                                     f"compile: {exc}") from None
+        return self
 
 
 class StackConfig(_Strict):

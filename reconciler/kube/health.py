@@ -82,6 +82,10 @@ def daemonset_ready(obj: dict) -> str | None:
     return _first_short(status, ("numberReady", "updatedNumberScheduled", "numberAvailable"), want)
 
 
+FAILED = ": failed: "
+"""How a problem says its object has failed for good (a reason that starts with `failed: `)."""
+
+
 def job_ready(obj: dict) -> str | None:
     for condition in (obj.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Complete" and condition.get("status") == "True":
@@ -202,6 +206,9 @@ def wait_healthy(
         problems = unready(cluster, objects, selector, rules)
         if not problems:
             return True, ""
+        failed = [p for p in problems if FAILED in p]
+        if failed:  # a failed Job or a failed health rule will not get better by waiting
+            return False, "; ".join(failed[:3])
         if should_stop():
             return False, "stopped while waiting for health: " + "; ".join(problems[:3])
         if time.monotonic() >= deadline:

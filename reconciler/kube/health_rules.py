@@ -4,7 +4,8 @@ An operator that reports readiness in a field of its own (`status.phase: Running
 `status.ready: true`) instead of standard conditions is read through three expressions per
 group/kind: `inProgress`, `failed` and `current`, evaluated in that order against the live object's
 top-level fields (`metadata`, `spec`, `status`, ...); the first that holds decides, and when none
-does the object is still in progress. An expression that reads a field the object does not have yet
+does the object is still in progress. A `failed` that holds ends the wait at once (the stack fails
+without waiting out its health timeout), as kstatus' Failed does in Flux. An expression that reads a field the object does not have yet
 counts as in progress (the operator has not written it), never as an exception. A generation the
 controller has not observed yet is in progress before any expression is asked, as in kstatus.
 
@@ -49,7 +50,9 @@ class HealthRule:
             except Exception as exc:  # noqa: BLE001 - a missing field or a type error: not ready yet
                 return f"health rule {name} not decidable yet ({type(exc).__name__}: {exc})"
             if held is True:
-                return None if name == "current" else f"health rule {name} holds: {text}"
+                if name == "current":
+                    return None
+                return f"failed: health rule holds: {text}" if name == "failed" else f"in progress: {text}"
         return "no health rule holds yet (in progress)"
 
 
