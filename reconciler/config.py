@@ -118,6 +118,28 @@ class PolicyConfig(_Strict):
     directory: str = "policies"
 
 
+class SecretRefConfig(_Strict):
+    name: str
+    namespace: str = Field("healthflow-system", description="where the Secret lives (the daemon's namespace)")
+
+
+class DecryptionConfig(_Strict):
+    """Where the private keys for SOPS-encrypted Secrets are (Flux's `spec.decryption`); local only."""
+
+    provider: Literal["sops"] = "sops"
+    secret_ref: SecretRefConfig | None = Field(None, alias="secretRef",
+                                               description="a Secret whose `*.agekey` / `*.asc` entries are the keys")
+    key_file: str | None = Field(None, alias="keyFile",
+                                 description="a file of age identities and/or armored PGP secret keys (relative "
+                                             "to the environment file)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DecryptionConfig":
+        if (self.secret_ref is None) == (self.key_file is None):
+            raise ValueError("give exactly one of secretRef and keyFile")
+        return self
+
+
 def compile_cel(text: str):
     """The compiled CEL program of one expression; ValueError naming the syntax error when it does not compile."""
     import cel  # the `common-expression-language` package: loaded only where health rules are used
@@ -191,6 +213,7 @@ class EnvironmentConfig(_Strict):
     policy: PolicyConfig = PolicyConfig()
     rollback: RollbackConfig = RollbackConfig()
     stacks: list[StackConfig] = Field(default_factory=list)
+    decryption: DecryptionConfig | None = Field(None, description="keys for SOPS-encrypted Secrets (local only)")
     health_check_exprs: list[HealthCheckExpr] = Field(default_factory=list, alias="healthCheckExprs",
                                                      description="health rules per group/kind as CEL expressions")
     file: str = Field("", exclude=True, description="where this environment was loaded from")

@@ -6,8 +6,8 @@ the file's own path when it lives in the source repository) and what must stay o
 cluster, credentials, trusted keys. Everything else (stacks, dependsOn, sync, policy, rollback) is
 read from the followed file at the commit, so adding, removing or reordering stacks is a `git push`,
 as preview already shows it. The name, source (except `source.path`, a layout of the repository) and
-cluster always come from the local file: a commit cannot point the reconciler at another cluster,
-another repository, or its own signing keys.
+cluster, and the decryption keys, always come from the local file: a commit cannot point the
+reconciler at another cluster, another repository, its own signing keys or a key file of its choosing.
 
 Every path the file in force names must stay inside the repository tree, symbolic links included.
 """
@@ -58,7 +58,7 @@ def environment_at(local: EnvironmentConfig, tree: Path, commit: CommitInfo) -> 
                           fix="follow the file of this environment (source.environment) or correct `name:` in Git")
     source = local.source.model_copy(update={"path": followed.source.path or local.source.path})
     env = followed.model_copy(update={"name": local.name, "source": source, "cluster": local.cluster,
-                                      "file": where})
+                                      "decryption": local.decryption, "file": where})
     check_paths_inside(env, tree, where)
     return env
 

@@ -17,6 +17,7 @@ from typing import Callable
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.objects import K8sObject, ObjectId, parse_objects
+from reconciler.pipeline.decrypt import Decryptor
 from reconciler.pipeline.helm_charts import check_vendored
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.render import RenderCache, Rendered, build_stack, cached_render
@@ -64,9 +65,10 @@ RENDER_PARALLEL = 4
 
 def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
                        cache: RenderCache | None, object_id: Callable[[str], str | None] | None,
-                       discovered: Scope | None = None) -> RenderedEnv:
+                       discovered: Scope | None = None, decryptor: Decryptor | None = None) -> RenderedEnv:
     """Render every stack of `env` from `tree` (the commit's files), then evaluate policy. Cache lookups go
-    one stack at a time (they read the Git object database); the kustomize builds of misses in parallel."""
+    one stack at a time (they read the Git object database); the kustomize builds of misses in parallel.
+    Encrypted Secrets are decrypted after the cache, in memory (`decryptor`; left encrypted without one)."""
     rendered = RenderedEnv(commit=commit, tree=tree, env=env)
     root = env.source.path.strip("/")
     paths = {stack.name: f"{root}/{stack.path}" if root else stack.path for stack in env.stacks}
@@ -98,9 +100,10 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
                 rendered.errors[name] = str(output)
             else:
                 outputs[name] = output
+    decrypt = (lambda name, objects: decryptor.objects(tree, name, objects)) if decryptor else None
     for stack in env.stacks:
         if stack.name in outputs:
-            _keep(rendered, cache, stack.name, paths[stack.name], outputs[stack.name].text)
+            _keep(rendered, cache, stack.name, paths[stack.name], outputs[stack.name].text, decrypt)
     _scope(env, rendered, discovered)
     emit(None, None, "policy", "evaluating policy")
     rendered.policy_report = evaluate_policy(env, rendered)
@@ -124,25 +127,34 @@ def _scope(env: EnvironmentConfig, rendered: RenderedEnv, discovered: Scope | No
             rendered.digests[stack] = hashlib.sha256(f"{rendered.digests[stack]}\n{default}".encode()).hexdigest()
 
 
-def _keep(rendered: RenderedEnv, cache: RenderCache | None, stack: str, path: str, text: str) -> None:
-    """Parse a stack's render into the result (a parse error is that stack's error)."""
+Decrypt = Callable[[str, list[K8sObject]], list[K8sObject]]
+
+
+def _keep(rendered: RenderedEnv, cache: RenderCache | None, stack: str, path: str, text: str,
+          decrypt: Decrypt | None) -> None:
+    """Parse (and decrypt) a stack's render into the result (a parse or decryption error is that stack's error)."""
     try:
         digest = hashlib.sha256(f"{path}\n{text}".encode()).hexdigest()
         rendered.digests[stack] = digest
-        rendered.objects[stack] = _parsed(cache, stack, path, text, digest)
+        rendered.objects[stack] = _parsed(cache, stack, path, text, digest, decrypt)
     except ReconcilerError as exc:
         rendered.digests.pop(stack, None)
         rendered.errors[stack] = str(exc)
 
 
-def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest: str) -> list[K8sObject]:
-    """The stack's objects, parsed again only when its rendered text changed."""
+def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest: str,
+            decrypt: Decrypt | None) -> list[K8sObject]:
+    """The stack's objects, parsed (and decrypted) again only when its rendered text changed. Decrypted
+    objects are kept in memory only (`RenderCache.parsed`), never written."""
+    memo = f"{digest}:{'decrypted' if decrypt else 'as rendered'}"
     known = cache.parsed.get(stack) if cache is not None else None
-    if known is not None and known[0] == digest:
+    if known is not None and known[0] == memo:
         return list(known[1])
     objects = parse_objects(text, stack=stack, base_dir=path)
+    if decrypt is not None:
+        objects = decrypt(stack, objects)
     if cache is not None:
-        cache.parsed[stack] = (digest, tuple(objects))
+        cache.parsed[stack] = (memo, tuple(objects))
     return objects
 
 
