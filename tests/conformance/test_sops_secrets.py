@@ -11,7 +11,7 @@ import yaml
 
 from manifests import configmap
 from scenario import Scenario
-from sops_support import AgeKey, age_key, encrypt_file, pgp_key, secret
+from sops_support import AgeKey, age_key, encrypt_file, pgp_key, secret, stop_agent
 
 pytestmark = pytest.mark.cluster
 
@@ -59,8 +59,10 @@ def test_an_age_encrypted_secret_is_applied_decrypted_with_a_key_from_a_kubernet
     assert scenario.run("plan").code == 0
 
 
-def test_a_pgp_encrypted_secret_is_applied_with_a_key_from_a_key_file(scenario: Scenario, tmp_path: Path) -> None:
+def test_a_pgp_encrypted_secret_is_applied_with_a_key_from_a_key_file(scenario: Scenario, tmp_path: Path,
+                                                                      request: pytest.FixtureRequest) -> None:
     pgp = pgp_key(tmp_path / "gnupg")
+    request.addfinalizer(lambda: stop_agent(pgp.home))
     _encrypted_stack(scenario, pgp=pgp)
     key_file = tmp_path / "deploy.asc"
     key_file.write_text(pgp.armored_secret)
