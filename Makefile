@@ -71,6 +71,12 @@ test: build system-deps
 
 demo: build
 	@if [ -z "$$KUBECONFIG" ]; then $(PY) -m devcluster up; fi
+	@# staging's Secrets are SOPS-encrypted in Git; its key (a DEMO key, deploy/demo-sops-age.agekey) goes in the cluster
+	@if [ "$(ENV)" = staging ]; then \
+		kubectl --kubeconfig $(DEMO_KUBECONFIG) create namespace healthflow-system --dry-run=client -o yaml | kubectl --kubeconfig $(DEMO_KUBECONFIG) apply -f - >/dev/null; \
+		kubectl --kubeconfig $(DEMO_KUBECONFIG) -n healthflow-system create secret generic sops-age \
+		  --from-file=identity.agekey=deploy/demo-sops-age.agekey --dry-run=client -o yaml | kubectl --kubeconfig $(DEMO_KUBECONFIG) apply -f - >/dev/null; \
+	fi
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler policy check --env $(ENV)
 	@# exit code 1 means "changes were applied" (2 would be an error)
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler sync --env $(ENV) || [ $$? -eq 1 ]

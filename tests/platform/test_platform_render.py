@@ -29,8 +29,8 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 ORIGIN = "config.kubernetes.io/origin"
 CONTRACT_POD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "healthflow.io/stack")
 
-# Secrets that staging and prod expect to exist (written from Vault, see docs/platform.md);
-# only dev generates its own, with placeholder values.
+# Secrets that prod expects to exist (written from Vault, see docs/platform.md); staging keeps the same
+# Secrets in Git, SOPS-encrypted; only dev generates its own, with placeholder values.
 EXTERNAL_SECRETS: dict[str, frozenset[str]] = {
     "monitoring": frozenset({"grafana-admin"}),
     "data": frozenset({"postgres-credentials", "mysql-credentials", "redis-credentials"}),
@@ -287,11 +287,17 @@ def test_bases_hold_no_secret_values() -> None:
     assert not leaks
 
 
-def test_only_dev_generates_secrets_and_only_with_placeholder_values() -> None:
+def test_only_dev_generates_secrets_staging_encrypts_them_and_prod_commits_none() -> None:
     for env in ENVS:
         secrets = [o for _, o in render_env(env) if o["kind"] == "Secret"]
-        if env != "dev":
+        if env == "prod":
             assert not secrets, f"{env} must not commit Secrets: {[ident(s) for s in secrets]}"
+            continue
+        if env == "staging":
+            assert {s["metadata"]["name"] for s in secrets} == set().union(*EXTERNAL_SECRETS.values())
+            for secret in secrets:
+                assert "sops" in secret, f"{ident(secret)} is not SOPS-encrypted"
+                assert all(v.startswith("ENC[AES256_GCM,") for v in secret["stringData"].values()), ident(secret)
             continue
         assert secrets
         for secret in secrets:
@@ -307,7 +313,7 @@ def test_every_configmap_and_secret_reference_resolves(env: str) -> None:
     for stack in STACKS:
         objs = render(env, stack)
         present = {(o["kind"], o["metadata"]["name"]) for o in objs}
-        external = EXTERNAL_SECRETS.get(stack, frozenset()) if env != "dev" else frozenset()
+        external = EXTERNAL_SECRETS.get(stack, frozenset()) if env == "prod" else frozenset()
         for w in workloads(objs):
             for kind, name in _references(w):
                 if (kind, name) not in present and not (kind == "Secret" and name in external):
@@ -372,3 +378,36 @@ def test_dev_fits_comfortably_on_the_three_devcluster_nodes() -> None:
     assert cpu <= DEVCLUSTER_NODES * NODE_CPU / 4, f"dev requests {cpu} CPU"
     assert mem <= DEVCLUSTER_NODES * NODE_MEMORY / 4, f"dev requests {mem / 2**30:.2f}Gi"
     assert pods <= DEVCLUSTER_NODES * NODE_PODS / 4
+
+
+# The documented keys of each staging Secret (docs/platform.md, "Secrets").
+STAGING_SECRET_KEYS: dict[str, set[str]] = {
+    "grafana-admin": {"password"},
+    "postgres-credentials": {"postgres-password", "replication-password", "ndp-password", "exporter-password"},
+    "mysql-credentials": {"root-password", "inventory-password", "replication-password", "exporter-password"},
+    "redis-credentials": {"password"},
+    "ndp-datastores": {"postgres-password", "mysql-password", "redis-password"},
+}
+
+
+def test_stagings_encrypted_secrets_decrypt_with_the_demo_key_to_the_documented_keys() -> None:
+    from reconciler.config import DecryptionConfig
+    from reconciler.objects import parse_objects
+    from reconciler.pipeline.decrypt import Decryptor, SopsKeys
+
+    key = (REPO_ROOT / "deploy" / "demo-sops-age.agekey").read_text()
+    decryptor = Decryptor(DecryptionConfig(keyFile="demo-sops-age.agekey"),
+                          lambda: SopsKeys.from_entries({"identity.agekey": key}), "environments/staging.yaml")
+    decrypted: dict[str, dict] = {}
+    for stack in ("monitoring", "data", "application"):
+        objects = parse_objects(yaml.safe_dump_all(render("staging", stack)), stack=stack)
+        for obj in decryptor.objects(REPO_ROOT, stack, objects):
+            if obj.kind == "Secret":
+                decrypted[obj.id.name] = obj.manifest["stringData"]
+
+    assert {name: set(data) for name, data in decrypted.items()} == STAGING_SECRET_KEYS
+    assert not any(value.startswith("ENC[") for data in decrypted.values() for value in data.values())
+    datastores, postgres = decrypted["ndp-datastores"], decrypted["postgres-credentials"]
+    assert datastores["postgres-password"] == postgres["ndp-password"]
+    assert datastores["mysql-password"] == decrypted["mysql-credentials"]["inventory-password"]
+    assert datastores["redis-password"] == decrypted["redis-credentials"]["password"]
