@@ -163,6 +163,11 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
     for key in ("apiVersion", "kind"):
         if not manifest.get(key):
             raise ManifestError(f"{where}: an object has no {key}", fix=f"add `{key}` to the object")
+        if not isinstance(manifest[key], str):
+            raise ManifestError(f"{where}: an object's {key} is not a string", fix=f"write `{key}` as a string")
+    if not isinstance(manifest.get("metadata") or {}, dict):
+        raise ManifestError(f"{where}: {manifest['kind']}'s metadata is not a mapping",
+                            fix="write metadata as a mapping with a name")
     if not (manifest.get("metadata") or {}).get("name"):
         raise ManifestError(
             f"{where}: {manifest.get('kind')} has no metadata.name", fix="give the object a metadata.name"
@@ -193,8 +198,9 @@ def parse_objects(text: str, *, stack: str, base_dir: str = "") -> list[K8sObjec
 def _chart_of(manifest: dict[str, Any], base_dir: str) -> str | None:
     """Where a Helm chart's object comes from, by the `helm.sh/chart` label charts conventionally set:
     a violation or a plan line then names the chart and its version rather than no file at all."""
-    chart = ((manifest.get("metadata") or {}).get("labels") or {}).get("helm.sh/chart")
-    if not chart:
+    labels = (manifest.get("metadata") or {}).get("labels")
+    chart = labels.get("helm.sh/chart") if isinstance(labels, dict) else None
+    if not chart or not isinstance(chart, str):
         return None
     return f"{base_dir} (Helm chart {chart})" if base_dir else f"Helm chart {chart}"
 

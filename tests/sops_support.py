@@ -63,7 +63,8 @@ def encrypt_file(path: Path, age: AgeKey | None = None, pgp: PgpKey | None = Non
     if pgp:
         command += ["--pgp", pgp.fingerprint]
         env["GNUPGHOME"] = str(pgp.home)
-    subprocess.run([*command, str(path)], check=True, capture_output=True, env=env, timeout=60)
+    # from the file's folder: sops looks for a .sops.yaml upwards from where it runs (not this repository's)
+    subprocess.run([*command, str(path)], check=True, capture_output=True, env=env, timeout=60, cwd=path.parent)
     if pgp:
         stop_agent(pgp.home)
 

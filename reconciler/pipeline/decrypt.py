@@ -37,13 +37,14 @@ from reconciler.kube.cluster import Cluster
 from reconciler.objects import K8sObject
 
 SOPS_TIMEOUT_S = 60.0
-_CIPHER = "ENC[AES256_GCM,"
+_SOPS_AES = "ENC[AES256_GCM,"
+_CIPHER = "ENC["  # every sops ciphertext starts so; a damaged one must never be applied as a value
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def is_encrypted(manifest: dict) -> bool:
-    sops = manifest.get("sops")
-    return isinstance(sops, dict) and "mac" in sops
+    """A `sops` block, even a damaged one: such an object is decrypted or its stack fails."""
+    return "sops" in manifest
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Decryptor:
     def objects(self, tree_root: Path, stack: str, objects: list[K8sObject]) -> list[K8sObject]:
         """The stack's objects with every encrypted Secret decrypted; RenderError naming the file otherwise."""
         encrypted = [o for o in objects if is_encrypted(o.manifest)]
+        self._refuse_stray_ciphertexts(stack, [o for o in objects if not is_encrypted(o.manifest)])
         if not encrypted:
             return objects
         self._refuse_other_kinds(stack, encrypted)
@@ -90,6 +92,14 @@ class Decryptor:
         plaintexts = self._plaintexts(tree_root, stack, wanted)
         return [K8sObject(_replaced(o.manifest, plaintexts, stack, o), o.stack, o.source_file)
                 if is_encrypted(o.manifest) else o for o in objects]
+
+    def _refuse_stray_ciphertexts(self, stack: str, plain: list[K8sObject]) -> None:
+        """A sops ciphertext in an object without its `sops` block (lost in an edit or a merge) would be
+        applied as the value itself."""
+        for obj in plain:
+            if obj.kind == "Secret" and any(v.startswith(_SOPS_AES) for v in _ciphertexts(obj.manifest)):
+                raise RenderError(f"stack {stack!r}: {obj.id} ({obj.source_file or '?'}) holds SOPS-encrypted values "
+                                  "but no `sops` block", fix="restore the file as sops wrote it (sops encrypt)")
 
     def _refuse_other_kinds(self, stack: str, encrypted: list[K8sObject]) -> None:
         others = [o for o in encrypted if o.kind != "Secret"]
@@ -190,7 +200,7 @@ def sops_environment(keys: SopsKeys) -> Iterator[dict[str, str]]:
 
 def _encrypted_files(tree_root: Path, wanted: set[str]) -> Iterator[Path]:
     """Repository files that hold one of the wanted ciphertexts (a prefix is enough to find them)."""
-    prefixes = {value[:64] for value in wanted}
+    prefixes = {value[:64] for value in wanted if len(value) > len(_CIPHER)}
     for folder, dirs, files in os.walk(tree_root):
         dirs[:] = [d for d in dirs if d != ".git"]
         for name in files:

@@ -222,3 +222,76 @@ def test_any_revision_to_preview_resolves_or_fails_with_one_line_and_never_runs_
     if code == 2:
         assert err.startswith("error: ") and err.strip().count("\n") == 0, err
     assert "Traceback" not in err
+
+
+# ---- Helm chart values and SOPS-encrypted files ---------------------------------------------------
+
+@FUZZ
+@given(values=st.dictionaries(st.sampled_from(["replicaCount", "greeting", "extraSetting", "image", "x"]), yaml_values,
+                              max_size=4))
+def test_any_chart_values_render_and_are_checked_by_policy_or_fail_with_one_line(values: dict[str, Any]) -> None:
+    from charts import chart_stack
+    from gitrepo import PushRepo
+
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder)
+        repo = PushRepo(tree / "git")
+        chart_stack(repo, "app", "app", values)
+        work = repo.work_path
+        shutil.copytree(REPO_ROOT / "policies", work / "policies")
+        (work / "env.yaml").write_text(yaml.safe_dump({"name": "fuzz", "source": {"url": "https://example.invalid/r.git"},
+                                                       "stacks": [{"name": "app", "path": "stacks/app"}]}))
+        before = os.getcwd()
+        os.chdir(work)
+        try:
+            code, err = _cli("policy", "check", "--worktree", "-e", str(work / "env.yaml"),
+                             "--cache-dir", str(tree / "cache"))
+        finally:
+            os.chdir(before)
+        assert code in (0, 1, 2), (code, err)
+        assert "Traceback" not in err and "internal error" not in err, err
+
+
+@pytest.fixture(scope="module")
+def encrypted_secret(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(an age identity, a Secret manifest encrypted for it by the real sops)."""
+    from sops_support import age_key, encrypt_file, secret
+
+    root = tmp_path_factory.mktemp("sops")
+    key = age_key(root / "keys")
+    path = root / "secret.yaml"
+    path.write_text(yaml.safe_dump(secret("db", "app", password="fuzzed-secret", user="app")))
+    encrypt_file(path, age=key)
+    return key.identity, path.read_text()
+
+
+@FUZZ
+@given(position=st.integers(0, 10**6), replacement=st.text(max_size=12), cut=st.booleans())
+def test_any_corrupted_encrypted_file_decrypts_or_fails_its_stack_with_one_line(
+        encrypted_secret: tuple[str, str], position: int, replacement: str, cut: bool) -> None:
+    from reconciler.config import DecryptionConfig
+    from reconciler.errors import RenderError
+    from reconciler.objects import parse_objects
+    from reconciler.pipeline.decrypt import Decryptor, SopsKeys
+
+    identity, text = encrypted_secret
+    at = position % len(text)
+    corrupted = text[:at] + replacement + ("" if cut else text[at + len(replacement):])
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder)
+        (tree / "secret.yaml").write_text(corrupted)
+        decryptor = Decryptor(DecryptionConfig(keyFile="k"), lambda: SopsKeys(age=(identity,)), "env.yaml")
+        try:
+            objects = parse_objects(corrupted, stack="app")
+        except ReconcilerError:
+            return  # not a manifest any more: kustomize refuses it before decryption is asked
+        try:
+            decrypted = decryptor.objects(tree, "app", objects)
+        except RenderError as exc:
+            assert "\n" not in exc.message.strip(), exc.message
+            if "cannot decrypt" in exc.message:
+                assert "secret.yaml" in exc.message
+            return
+        for obj in decrypted:
+            assert "sops" not in obj.manifest
+            assert "ENC[AES256_GCM," not in json.dumps(obj.manifest)

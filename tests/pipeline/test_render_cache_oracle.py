@@ -3,7 +3,8 @@ fresh `kustomize build` of the same tree.
 
 Hypothesis draws a repository of nested kustomizations (a stack whose sub-folder reaches a base
 outside the stack, components, generators reading files, patches from files, a symbolic link to a
-base) and a run of edits, committed one after another. Any cache change that lets kustomize read
+base, a vendored Helm chart outside the stack with a values file inside it) and a run of edits,
+committed one after another. Any cache change that lets kustomize read
 something its key does not see fails here with the smallest edit sequence that shows it.
 """
 
@@ -28,10 +29,13 @@ STACK = "apps/web"
 VALUE_FILES = [f"base/b{i}/{name}" for i in range(BASES) for name in ("cm.yaml", "data.txt", "patch.yaml")] + [
     f"components/c{j}/patch.yaml" for j in range(COMPONENTS)] + [
     "apps/web/site/site.txt", "apps/web/site/local.yaml", "apps/web/site/patch.yaml", "docs/notes.txt"]
+CHART_FILES = ["charts/webapp/values.yaml", "charts/webapp/templates/settings.yaml", "charts/webapp/Chart.yaml",
+               "apps/web/site/chart-values.yaml"]
 
 values = st.text(alphabet="abcxyz019", min_size=1, max_size=4)
 edits = st.one_of(
     st.tuples(st.just("value"), st.sampled_from(VALUE_FILES), values),
+    st.tuples(st.just("value"), st.sampled_from(CHART_FILES), values),
     st.tuples(st.just("base"), st.integers(0, BASES - 1)),
     st.tuples(st.just("component"), st.integers(0, COMPONENTS - 1)),
     st.tuples(st.just("link"), st.integers(0, BASES - 1)),
@@ -60,7 +64,7 @@ class OracleRepo:
         self.components: set[int] = set()
         self.link_target = 0
         self.use_link = False
-        self.values: dict[str, str] = {path: "0" for path in VALUE_FILES}
+        self.values: dict[str, str] = {path: "0" for path in VALUE_FILES + CHART_FILES}
         for i in range(BASES):
             self.git.write(f"base/b{i}/kustomization.yaml", kustomization(
                 resources=["cm.yaml"], patches=[{"path": "patch.yaml", "target": {"kind": "ConfigMap"}}],
@@ -92,12 +96,16 @@ class OracleRepo:
                 self.git.write(path, configmap("local", value))
             elif name == "patch.yaml":
                 self.git.write(path, label_patch(Path(path).parent.name, value))
+            elif path.startswith("charts/") or name == "chart-values.yaml":
+                self.git.write(path, chart_file(name, value))
             else:
                 self.git.write(path, value + "\n")
         resources = [f"../../../base/b{self.base}", "local.yaml"] + (["../linked"] if self.use_link else [])
         self.git.write("apps/web/site/kustomization.yaml", kustomization(
             resources=resources, patches=[{"path": "patch.yaml", "target": {"name": "local"}}],
-            configMapGenerator=[{"name": "gen-site", "files": ["site.txt"]}], nameSuffix="-site"))
+            configMapGenerator=[{"name": "gen-site", "files": ["site.txt"]}], nameSuffix="-site",
+            helmGlobals={"chartHome": "../../../charts"},
+            helmCharts=[{"name": "webapp", "releaseName": "web", "valuesFile": "chart-values.yaml"}]))
         self.git.write("apps/web/kustomization.yaml", kustomization(
             resources=["site"], components=[f"../../components/c{j}" for j in sorted(self.components)]))
         link = self.git.work_path / "apps/web/linked"
@@ -105,6 +113,19 @@ class OracleRepo:
             link.unlink()
         os.symlink(f"../../base/b{self.link_target}", link)
         self.git.commit(message)
+
+
+def chart_file(name: str, value: str) -> str:
+    """The chart's files and the stack's values file, each carrying the edited value somewhere it renders."""
+    if name == "Chart.yaml":
+        return f"apiVersion: v2\nname: webapp\nversion: 0.1.{sum(map(ord, value)) % 50}\n"
+    if name == "values.yaml":
+        return f"greeting: g{value}\nextra: none\n"
+    if name == "chart-values.yaml":
+        return f"extra: e{value}\n"
+    return ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: chart-{{ .Release.Name }}\n"
+            f"  labels: {{version: \"{{{{ .Chart.Version }}}}\", template: t{value}}}\n"
+            "data:\n  greeting: {{ .Values.greeting | quote }}\n  extra: {{ .Values.extra | quote }}\n")
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
