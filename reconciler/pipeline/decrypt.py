@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -37,6 +38,8 @@ from reconciler.kube.cluster import Cluster
 from reconciler.objects import K8sObject
 
 SOPS_TIMEOUT_S = 60.0
+SOPS_PARALLEL = 4
+"""Encrypted files decrypted at once (each is a sops process, mostly waiting on its own start-up)."""
 _SOPS_AES = "ENC[AES256_GCM,"
 _CIPHER = "ENC["  # every sops ciphertext starts so; a damaged one must never be applied as a value
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -109,20 +112,21 @@ class Decryptor:
                               fix="keep sensitive values in Secrets (masked everywhere) and encrypt only those")
 
     def _plaintexts(self, tree_root: Path, stack: str, wanted: set[str]) -> dict[str, Any]:
-        """ENC string -> plaintext, from every encrypted repository file holding one of `wanted`."""
+        """ENC string -> plaintext, from every encrypted repository file holding one of `wanted` (the
+        files decrypted at once: each is a sops process)."""
+        files = list(_encrypted_files(tree_root, wanted))
+        if self._keys is None and files:
+            self._keys = self._read_keys()
         found: dict[str, Any] = {}
-        for path in _encrypted_files(tree_root, wanted):
-            found.update(self._decrypt_file(tree_root, stack, path))
-            if wanted <= found.keys():
-                break
+        with ThreadPoolExecutor(max_workers=SOPS_PARALLEL, thread_name_prefix="sops") as pool:
+            for pairs in pool.map(lambda path: self._decrypt_file(tree_root, stack, path), files):
+                found.update(pairs)
         return found
 
     def _decrypt_file(self, tree_root: Path, stack: str, path: Path) -> dict[str, Any]:
         relative = path.relative_to(tree_root).as_posix()
         kind = "json" if path.suffix == ".json" else "yaml"
-        if self._keys is None:
-            self._keys = self._read_keys()
-        with sops_environment(self._keys) as env:
+        with sops_environment(self._keys or SopsKeys()) as env:
             try:
                 done = subprocess.run([sops_binary(), "decrypt", "--input-type", kind, "--output-type", kind,
                                        str(path)], capture_output=True, text=True, timeout=SOPS_TIMEOUT_S, env=env)
