@@ -36,6 +36,7 @@ from reconciler.config import DecryptionConfig
 from reconciler.errors import RenderError
 from reconciler.kube.cluster import Cluster
 from reconciler.objects import K8sObject
+from reconciler.pipeline.render_inputs import input_paths
 
 SOPS_TIMEOUT_S = 60.0
 SOPS_PARALLEL = 4
@@ -79,8 +80,9 @@ class Decryptor:
         self._keys: SopsKeys | None = None
         self.where = where  # the environment file, for errors
 
-    def objects(self, tree_root: Path, stack: str, objects: list[K8sObject]) -> list[K8sObject]:
-        """The stack's objects with every encrypted Secret decrypted; RenderError naming the file otherwise."""
+    def objects(self, tree_root: Path, stack: str, objects: list[K8sObject], stack_path: str = "") -> list[K8sObject]:
+        """The stack's objects with every encrypted Secret decrypted; RenderError naming the file otherwise.
+        The encrypted files are looked for where kustomize read the stack (`render_inputs`), else everywhere."""
         encrypted = [o for o in objects if is_encrypted(o.manifest)]
         self._refuse_stray_ciphertexts(stack, [o for o in objects if not is_encrypted(o.manifest)])
         if not encrypted:
@@ -92,7 +94,8 @@ class Decryptor:
                               fix="add `decryption: {provider: sops, secretRef: {name: ..., namespace: ...}}` "
                                   "(or `keyFile:`) to the environment file")
         wanted = {value for obj in encrypted for value in _ciphertexts(obj.manifest)}
-        plaintexts = self._plaintexts(tree_root, stack, wanted)
+        plaintexts = self._plaintexts(tree_root, stack, wanted, (input_paths(tree_root, stack_path) if stack_path
+                                                                   else None) or [""])
         return [K8sObject(_replaced(o.manifest, plaintexts, stack, o), o.stack, o.source_file)
                 if is_encrypted(o.manifest) else o for o in objects]
 
@@ -111,10 +114,10 @@ class Decryptor:
                               "but is not a Secret",
                               fix="keep sensitive values in Secrets (masked everywhere) and encrypt only those")
 
-    def _plaintexts(self, tree_root: Path, stack: str, wanted: set[str]) -> dict[str, Any]:
-        """ENC string -> plaintext, from every encrypted repository file holding one of `wanted` (the
-        files decrypted at once: each is a sops process)."""
-        files = list(_encrypted_files(tree_root, wanted))
+    def _plaintexts(self, tree_root: Path, stack: str, wanted: set[str], roots: list[str]) -> dict[str, Any]:
+        """ENC string -> plaintext, from every encrypted repository file below `roots` holding one of
+        `wanted` (the files decrypted at once: each is a sops process)."""
+        files = sorted({path for root in roots for path in _encrypted_files(tree_root / root, wanted)})
         if self._keys is None and files:
             self._keys = self._read_keys()
         found: dict[str, Any] = {}
@@ -202,20 +205,26 @@ def sops_environment(keys: SopsKeys) -> Iterator[dict[str, str]]:
                                check=False)
 
 
-def _encrypted_files(tree_root: Path, wanted: set[str]) -> Iterator[Path]:
-    """Repository files that hold one of the wanted ciphertexts (a prefix is enough to find them)."""
+def _encrypted_files(root: Path, wanted: set[str]) -> Iterator[Path]:
+    """Files at or below `root` that hold one of the wanted ciphertexts (a prefix is enough to find them)."""
     prefixes = {value[:64] for value in wanted if len(value) > len(_CIPHER)}
-    for folder, dirs, files in os.walk(tree_root):
+    for path in _files_below(root):
+        if path.name.endswith(_SUFFIXES):
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if "sops" in text and any(prefix in text for prefix in prefixes):
+                yield path
+
+
+def _files_below(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != ".git"]
-        for name in files:
-            if name.endswith(_SUFFIXES):
-                path = Path(folder) / name
-                try:
-                    text = path.read_text()
-                except (OSError, UnicodeDecodeError):
-                    continue
-                if "sops" in text and any(prefix in text for prefix in prefixes):
-                    yield path
+        yield from (Path(folder) / name for name in files)
 
 
 def _documents(text: str, kind: str) -> list[Any]:

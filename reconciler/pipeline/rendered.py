@@ -100,7 +100,7 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
                 rendered.errors[name] = str(output)
             else:
                 outputs[name] = output
-    decrypt = (lambda name, objects: decryptor.objects(tree, name, objects)) if decryptor else None
+    decrypt = (lambda name, objects: decryptor.objects(tree, name, objects, paths[name])) if decryptor else None
     for stack in env.stacks:
         if stack.name in outputs:
             _keep(rendered, cache, stack.name, paths[stack.name], outputs[stack.name].text, decrypt)

@@ -401,7 +401,7 @@ def test_stagings_encrypted_secrets_decrypt_with_the_demo_key_to_the_documented_
     decrypted: dict[str, dict] = {}
     for stack in ("monitoring", "data", "application"):
         objects = parse_objects(yaml.safe_dump_all(render("staging", stack)), stack=stack)
-        for obj in decryptor.objects(REPO_ROOT, stack, objects):
+        for obj in decryptor.objects(REPO_ROOT, stack, objects, f"overlays/staging/{stack}"):
             if obj.kind == "Secret":
                 decrypted[obj.id.name] = obj.manifest["stringData"]
 
