@@ -55,6 +55,10 @@ spec:
     metadata:
       labels: {app.kubernetes.io/instance: {{ .Release.Name }}}
     spec:
+      {{- with .Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       containers:
         - name: web
           image: registry.example/web:1.0

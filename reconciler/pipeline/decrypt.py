@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from reconciler.config import DecryptionConfig
+from reconciler.config import DecryptionConfig, EnvironmentConfig
 from reconciler.errors import RenderError
 from reconciler.kube.cluster import Cluster
 from reconciler.objects import K8sObject
@@ -157,6 +157,11 @@ def _reason(stderr: str) -> str:
     if "Failed to get the data key" in text or "no master key was able to decrypt" in text:
         return "none of the environment's keys can decrypt it (encrypted for another key)"
     return text[:300] or "sops failed"
+
+
+def decryptor_for(env: EnvironmentConfig, env_file: str, cluster: Callable[[], Cluster]) -> Decryptor:
+    """The decryptor of an environment in force (its `decryption` is always the local file's)."""
+    return Decryptor(env.decryption, key_reader(env.decryption, env_file, cluster), env_file)
 
 
 def key_reader(config: DecryptionConfig | None, env_file: str, cluster: Callable[[], Cluster]) -> Callable[[], SopsKeys]:

@@ -22,7 +22,7 @@ from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
-from reconciler.pipeline.decrypt import Decryptor, key_reader
+from reconciler.pipeline.decrypt import decryptor_for
 from reconciler.pipeline.context import PassContext, PassMemory, RenderMemo, WriterOptions
 from reconciler.pipeline.envfile import environment_at
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
@@ -100,11 +100,10 @@ class Engine:
         env = environment_at(self.local_env, tree, commit)
         if head:
             self.remember(env=env)
-        decryptor = Decryptor(env.decryption, key_reader(env.decryption, self.local_env.file, lambda: self.cluster),
-                              self.local_env.file)
         return render_environment(env, commit, tree, emit, self.render_cache,
                                   lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
-                                  discovered_scope(self.cluster) if discover else None, decryptor)
+                                  discovered_scope(self.cluster) if discover else None,
+                                  decryptor_for(env, self.local_env.file, lambda: self.cluster))
 
     def follow_head(self) -> CommitInfo:
         """Fetch the branch head and make its environment file the one in force (status, drift, validate)."""

@@ -12,8 +12,9 @@ from scenario import Scenario
 pytestmark = pytest.mark.cluster
 
 
-def _chart_env(scenario: Scenario, values: dict | None = None, chart: dict | None = None) -> None:
-    scenario.stacks["web"] = {"name": "web", "path": chart_stack(scenario.repo, "web", scenario.namespace, values, chart)}
+def _chart_env(scenario: Scenario, values: dict | None = None, chart: dict | None = None, **stack: object) -> None:
+    path = chart_stack(scenario.repo, "web", scenario.namespace, values, chart)
+    scenario.stacks["web"] = {"name": "web", "path": path, **stack}
     scenario.write_env()
 
 
@@ -115,3 +116,19 @@ def test_a_preview_of_a_branch_that_bumps_a_chart_value_shows_the_field_change(s
     [stack] = data["stacks"]
     fields = {(f["path"], f["live"], f["desired"]) for change in stack["changed"] for f in change["fields"]}
     assert ("data.greeting", "hi", "hola") in fields and ("spec.replicas", 1, 3) in fields
+
+
+def test_a_chart_value_that_never_becomes_healthy_is_rolled_back_to_the_last_healthy_values(scenario: Scenario) -> None:
+    _chart_env(scenario, {"greeting": "hi"}, healthTimeout="4s")
+    scenario.commit("healthy values")
+    assert scenario.run("sync").code == 1
+    _chart_env(scenario, {"greeting": "bye", "nodeSelector": {"conformance.test/no-such-node": "true"}},
+               healthTimeout="4s")
+    scenario.commit("values whose pods cannot be scheduled")
+    assert scenario.run("sync").code == 2
+
+    rollback = scenario.run("rollback", "--stack", "web")
+
+    assert rollback.code == 0, rollback.out + rollback.err
+    assert scenario.live("configmap", "web-settings")["data"] == {"greeting": "hi"}
+    assert "nodeSelector" not in scenario.live("deployment", "web")["spec"]["template"]["spec"]

@@ -174,21 +174,26 @@ manifests = st.fixed_dictionaries({
 def test_any_manifest_is_rendered_and_checked_by_policy_or_fails_with_one_line(objects: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         tree = Path(folder)
-        shutil.copytree(REPO_ROOT / "policies", tree / "policies")
         (tree / "stacks" / "app").mkdir(parents=True)
         (tree / "stacks" / "app" / "objects.yaml").write_text(yaml.safe_dump_all(objects))
         (tree / "stacks" / "app" / "kustomization.yaml").write_text("resources: [objects.yaml]\n")
-        (tree / "env.yaml").write_text(yaml.safe_dump({"name": "fuzz", "source": {"url": "https://example.invalid/r.git"},
-                                                       "stacks": [{"name": "app", "path": "stacks/app"}]}))
-        before = os.getcwd()
-        os.chdir(tree)
-        try:
-            code, err = _cli("policy", "check", "--worktree", "-e", str(tree / "env.yaml"),
-                             "--cache-dir", str(tree / "cache"))
-        finally:
-            os.chdir(before)
-        assert code in (0, 1, 2), (code, err)
-        assert "Traceback" not in err and "internal error" not in err, err
+        _assert_policy_check_answers(tree, tree / "cache")
+
+
+def _assert_policy_check_answers(tree: Path, cache: Path) -> None:
+    """`policy check --worktree` of stack `stacks/app` in `tree` under the repository's policies: exit 0, 1
+    or 2, never a traceback."""
+    shutil.copytree(REPO_ROOT / "policies", tree / "policies")
+    (tree / "env.yaml").write_text(yaml.safe_dump({"name": "fuzz", "source": {"url": "https://example.invalid/r.git"},
+                                                   "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    before = os.getcwd()
+    os.chdir(tree)
+    try:
+        code, err = _cli("policy", "check", "--worktree", "-e", str(tree / "env.yaml"), "--cache-dir", str(cache))
+    finally:
+        os.chdir(before)
+    assert code in (0, 1, 2), (code, err)
+    assert "Traceback" not in err and "internal error" not in err, err
 
 
 # ---- revisions, as `preview --revision` and `rollback --to` (and POST /api/rollback) take them ----------
@@ -237,19 +242,7 @@ def test_any_chart_values_render_and_are_checked_by_policy_or_fail_with_one_line
         tree = Path(folder)
         repo = PushRepo(tree / "git")
         chart_stack(repo, "app", "app", values)
-        work = repo.work_path
-        shutil.copytree(REPO_ROOT / "policies", work / "policies")
-        (work / "env.yaml").write_text(yaml.safe_dump({"name": "fuzz", "source": {"url": "https://example.invalid/r.git"},
-                                                       "stacks": [{"name": "app", "path": "stacks/app"}]}))
-        before = os.getcwd()
-        os.chdir(work)
-        try:
-            code, err = _cli("policy", "check", "--worktree", "-e", str(work / "env.yaml"),
-                             "--cache-dir", str(tree / "cache"))
-        finally:
-            os.chdir(before)
-        assert code in (0, 1, 2), (code, err)
-        assert "Traceback" not in err and "internal error" not in err, err
+        _assert_policy_check_answers(repo.work_path, tree / "cache")
 
 
 @pytest.fixture(scope="module")
