@@ -77,6 +77,14 @@ class ClusterConfig(_Strict):
     in_cluster: bool = Field(False, alias="inCluster")
 
 
+class MassPruneConfig(_Strict):
+    """When a pass refuses to prune: more than `maxPercent` of a stack's objects, and at least `minObjects`."""
+
+    max_percent: float = Field(50.0, alias="maxPercent", ge=0, le=100,
+                               description="a pass pruning more than this share of a stack's objects stops (100: off)")
+    min_objects: int = Field(5, alias="minObjects", ge=1, description="fewer prunes than this are never refused")
+
+
 class SyncConfig(_Strict):
     interval_s: float = Field(60.0, alias="interval")
     prune: bool = True
@@ -87,6 +95,8 @@ class SyncConfig(_Strict):
                                     description="a kustomize build taking longer fails its stack (a hung remote base)")
     service_account: str | None = Field(None, alias="serviceAccountName",
                                         description="default `<namespace>/<name>` every stack is applied as")
+    mass_prune: MassPruneConfig = Field(MassPruneConfig(), alias="massPrune",
+                                        description="the mass-prune guard: refuse a pass that would delete most of a stack")
     allow_remote_charts: bool = Field(False, alias="allowRemoteCharts",
                                       description="a helmCharts entry whose chart is not vendored may be pulled "
                                                   "from its repo at render time (uncached)")

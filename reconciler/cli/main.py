@@ -94,6 +94,8 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="plan only")
     p.add_argument("--wait", action="store_true",
                    help="queue behind another writer of the environment (default: exit 2 naming it)")
+    p.add_argument("--allow-mass-prune", action="store_true",
+                   help="let this pass prune more than sync.massPrune allows (the guard stops it otherwise)")
     add_remote_sync_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     _output(p)

@@ -35,7 +35,8 @@ def remote_sync(args: argparse.Namespace, out: Any = None) -> int:
     if not token:
         raise RemoteError("no API token for --remote", fix="set RECONCILER_API_TOKEN or pass --token")
     env = _env_name(getattr(args, "env", None))
-    accepted = _request("POST", f"{base}/api/sync", token, {"env": env, "stack": getattr(args, "stack", None)})
+    accepted = _request("POST", f"{base}/api/sync", token, {"env": env, "stack": getattr(args, "stack", None),
+                                                            "allowMassPrune": bool(getattr(args, "allow_mass_prune", False))})
     print(f"run {accepted['run_id']} accepted for env {accepted['env']} ({accepted['state']})", file=out, flush=True)
     return _follow(base, token, accepted["run_id"], float(getattr(args, "remote_timeout", 1800.0) or 1800.0), out)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from reconciler.daemon.runs import Run
+from reconciler.pipeline.context import PassOptions
 from reconciler.results import PassResult, utcnow
 
 
@@ -22,4 +23,5 @@ def run_action(engine: Any, run: Run, progress: Callable[[Any], None], should_st
         result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False, finished_at=utcnow())
         result.notices.append(f"unpinned: {', '.join(lifted)}" if lifted else "nothing was pinned")
         return result
-    return engine.sync(stack=run.stack, progress=progress, run_id=run.id, should_stop=should_stop)
+    options = PassOptions(allow_mass_prune=bool(run.options.get("allow_mass_prune")))
+    return engine.sync(stack=run.stack, progress=progress, run_id=run.id, should_stop=should_stop, options=options)

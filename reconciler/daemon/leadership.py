@@ -17,7 +17,7 @@ from reconciler.daemon.runs import Run, RunBook, RunState
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.results import utcnow
 
-Request = Callable[[str, str, "str | None"], Any]  # (env, source, stack) -> queue a pass on this replica
+Request = Callable[[str, str, "str | None", dict], Any]  # (env, source, stack, options) -> queue a pass here
 
 
 class Leadership:
@@ -62,11 +62,13 @@ class Leadership:
         elector = self.electors.get(env)
         return elector is not None and elector.is_leader()
 
-    def forward(self, env: str, source: str, stack: str | None) -> Run:
-        """Pass a request to the leader of `env`; the returned run says whether that worked."""
-        run = Run(env=env, stack=stack, sources=[source], state=RunState.FORWARDED)
+    def forward(self, env: str, source: str, stack: str | None, options: dict | None = None) -> Run:
+        """Pass a request (and its options: allowMassPrune) to the leader of `env`; the returned run says
+        whether that worked."""
+        run = Run(env=env, stack=stack, sources=[source], state=RunState.FORWARDED, options=dict(options or {}))
         elector = self.electors.get(env)
-        payload = json.dumps({"source": source, "stack": stack, "by": self.settings.identity, "run": run.id})
+        payload = json.dumps({"source": source, "stack": stack, "by": self.settings.identity, "run": run.id,
+                              "options": options or {}})
         if elector is not None and elector.request_sync(payload):
             run.message = "this replica does not hold the lease; the request was passed to the leader"
         else:
@@ -80,9 +82,10 @@ class Leadership:
             data = json.loads(payload)
         except ValueError:
             data = {}
-        self._request(env, f"forwarded:{data.get('source', 'unknown')}", data.get("stack"))
+        options = data.get("options") if isinstance(data.get("options"), dict) else {}
+        self._request(env, f"forwarded:{data.get('source', 'unknown')}", data.get("stack"), options)
 
     def _on_change(self, env: str, leading: bool) -> None:
         self.metrics.observe_leadership(env, leading)
         if leading and not self._stopping():
-            self._request(env, "leader-elected", None)
+            self._request(env, "leader-elected", None, {})

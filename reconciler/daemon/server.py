@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
 from reconciler.daemon.service import Daemon
@@ -56,8 +56,12 @@ class ServerSecrets:
 
 
 class SyncRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     env: str = Field(description="environment to reconcile")
     stack: str | None = Field(None, description="only this stack (default: every stack of the env)")
+    allow_mass_prune: bool = Field(False, alias="allowMassPrune",
+                                   description="let this pass through the mass-prune guard (once)")
 
 
 class RollbackRequest(BaseModel):
@@ -157,7 +161,8 @@ def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets) -> Non
         env = _known_env(daemon, body.env)
         if body.stack is not None and body.stack not in {s.name for s in env.stacks}:
             raise HTTPException(404, f"environment {body.env!r} has no stack {body.stack!r}")
-        accepted = daemon.trigger(body.env, "manual", body.stack)
+        accepted = daemon.trigger(body.env, "manual", body.stack,
+                                  {"allow_mass_prune": True} if body.allow_mass_prune else None)
         log.info("manual sync requested", env=body.env, stack=body.stack, run_id=accepted.id)
         return RunAccepted(run_id=accepted.id, env=accepted.env, stack=accepted.stack, state=accepted.state.value,
                            url=f"/api/runs/{accepted.id}")

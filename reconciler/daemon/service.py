@@ -83,7 +83,8 @@ class Daemon:
                                     self.may_apply)
         self._stopping = threading.Event()
         self.leadership = Leadership(self.settings, self.metrics, self.runbook,
-                                     lambda env, source, stack: self.workers[env].request(source, stack),
+                                     lambda env, source, stack, options: self.workers[env].request(
+                                         source, stack, options=options),
                                      self._stopping.is_set)
         self._started = False
         self._reachability = Reachability()
@@ -131,13 +132,13 @@ class Daemon:
 
     # ---- triggers and leadership -------------------------------------------------------------
 
-    def trigger(self, env: str, source: str, stack: str | None = None) -> Run:
+    def trigger(self, env: str, source: str, stack: str | None = None, options: dict | None = None) -> Run:
         """Request a pass. On a replica that does not lead `env`, the request is forwarded to the leader."""
         if env not in self.envs:
             raise KeyError(env)
         if not self.may_apply(env):
-            return self.leadership.forward(env, source, stack)
-        return self.workers[env].request(source, stack)
+            return self.leadership.forward(env, source, stack, options)
+        return self.workers[env].request(source, stack, options=options)
 
     def _poll(self, env: str) -> None:
         if self._stopping.is_set() or self.timing.backing_off(env):

@@ -47,6 +47,7 @@ class EnvWorker:
                 return pending  # a sync asked for while a rollback waits: the rollback's follow-up covers it
             if pending is not None:
                 pending.sources.append(source)
+                pending.options.update(options or {})
                 if pending.stack != stack:
                     pending.stack = None
                 self._metrics.observe_trigger(self.env, source, coalesced=True)

@@ -34,12 +34,20 @@ Settled = tuple[str | None, int]
 
 
 @dataclass(frozen=True)
+class PassOptions:
+    """What one invocation allows beyond the environment's settings (a flag of `sync` or of the API)."""
+
+    allow_mass_prune: bool = False  # let this pass through the mass-prune guard (pipeline.prune_guard)
+
+
+@dataclass(frozen=True)
 class PassContext:
     env: EnvironmentConfig
     cluster: Cluster
     hash_key: bytes = b""
     live: LiveCache | None = None
     settled: Mapping[str, Settled] = field(default_factory=dict)
+    options: PassOptions = PassOptions()
 
     def cluster_for(self, stack: str) -> Cluster:
         """The API server as the stack's service account (`serviceAccountName`), or as the daemon itself."""

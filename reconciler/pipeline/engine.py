@@ -23,7 +23,7 @@ from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
 from reconciler.pipeline.decrypt import decryptor_for
-from reconciler.pipeline.context import PassContext, PassMemory, RenderMemo, WriterOptions
+from reconciler.pipeline.context import PassContext, PassMemory, PassOptions, RenderMemo, WriterOptions
 from reconciler.pipeline.envfile import environment_at
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
@@ -141,9 +141,10 @@ class Engine:
         return self.sync(stack=stack, dry_run=True, progress=progress, run_id=run_id)
 
     def sync(self, stack: str | None = None, dry_run: bool = False, progress: Progress | None = None,
-             run_id: str | None = None, should_stop: Callable[[], bool] | None = None) -> PassResult:
+             run_id: str | None = None, should_stop: Callable[[], bool] | None = None,
+             options: PassOptions | None = None) -> PassResult:
         """One pass (see `syncpass`): a real one holds the environment's writer lease while it writes."""
-        return run_pass(self, stack, dry_run, progress, run_id, should_stop or (lambda: False))
+        return run_pass(self, stack, dry_run, progress, run_id, should_stop or (lambda: False), options=options)
 
     def writer_lease(self) -> WriterLease:
         """The environment's writer lease (`healthflow-system/writer-<env>`), as this process; kept across

@@ -25,6 +25,7 @@ from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.prune import gone_note, prune_objects, without_unserved
+from reconciler.pipeline.prune_guard import mass_prune_refusal
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
@@ -116,8 +117,14 @@ class PassRun:
             result.notes.append(gone_note(unserved))
             self.emit(stack.name, result.wave, "prune", result.notes[-1])
         result.changes = [p.change() for p in planned] + prunes
+        refusal = None if self.ctx.options.allow_mass_prune else mass_prune_refusal(
+            stack.name, len(prunes), len(record.objects), self.env.sync.mass_prune)
         if self.dry_run:
+            result.notes += [refusal.replace("nothing was applied or pruned", "sync would refuse it")] if refusal else []
             self._conclude_plan(result, planned)
+            return
+        if refusal:
+            result.state, result.blocked_by, result.reason = StackState.BLOCKED, ["mass-prune guard"], refusal
             return
         self._apply(stack, result, planned, objects, prunes, record)
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes

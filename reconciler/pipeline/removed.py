@@ -18,6 +18,7 @@ from reconciler.pipeline.context import PassContext
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.ownership import prune_candidates, selector
 from reconciler.pipeline.prune import prune_objects
+from reconciler.pipeline.prune_guard import mass_prune_refusal
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.results import PassResult, StackResult, StackState
 
@@ -40,7 +41,13 @@ def prune_removed_stacks(ctx: PassContext, rendered: RenderedEnv, inventory: Inv
         changes = prune_candidates(inventory.record(stack).objects, owners)
         outcome = StackResult(stack=stack, state=StackState.PLANNED if result.dry_run else StackState.APPLIED,
                               wave=-1, changes=changes, reason="removed from the environment")
-        if not result.dry_run:
+        refusal = None if ctx.options.allow_mass_prune else mass_prune_refusal(
+            stack, len(changes), len(inventory.record(stack).objects), ctx.env.sync.mass_prune)
+        if refusal and not result.dry_run:
+            outcome.state, outcome.blocked_by, outcome.reason = StackState.BLOCKED, ["mass-prune guard"], refusal
+        elif refusal:
+            outcome.reason += "; " + refusal.replace("nothing was applied or pruned", "sync would refuse it")
+        elif not result.dry_run:
             try:
                 deleted, skipped = prune_objects(cluster, [c.id for c in changes], selector(ctx.env.name, stack),
                                                  allow_namespaces=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Callable
 
 import structlog
@@ -20,7 +21,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import WatchKey
-from reconciler.pipeline.context import EngineView, PassContext
+from reconciler.pipeline.context import EngineView, PassContext, PassOptions
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.ownership import owner_label_values
 from reconciler.pipeline.passrun import PassRun
@@ -37,7 +38,8 @@ log = structlog.get_logger("reconciler.pipeline.engine")
 
 
 def run_pass(engine: EngineView, stack: str | None, dry_run: bool, progress: Progress | None, run_id: str | None,
-             should_stop: Callable[[], bool], rollback: Pins | None = None) -> PassResult:
+             should_stop: Callable[[], bool], rollback: Pins | None = None,
+             options: PassOptions | None = None) -> PassResult:
     """One pass. `rollback`: pins to set first; the pass then covers only those stacks (a rollback).
     A real pass holds the engine's write lock (live corrections wait) and gives the writer lease back on
     every way out, an unexpected exception included."""
@@ -46,18 +48,21 @@ def run_pass(engine: EngineView, stack: str | None, dry_run: bool, progress: Pro
     lease = None if dry_run else engine.writer_lease()
     with nullcontext() if dry_run else engine.write_lock:
         try:
-            return _run(engine, stack, dry_run, progress, result, should_stop, rollback, lease)
+            return _run(engine, stack, dry_run, progress, result, should_stop, rollback, lease,
+                        options or PassOptions())
         finally:
             if lease is not None:
                 lease.release()
 
 
 def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progress | None, result: PassResult,
-         should_stop: Callable[[], bool], rollback: Pins | None, lease: WriterLease | None) -> PassResult:
+         should_stop: Callable[[], bool], rollback: Pins | None, lease: WriterLease | None,
+         options: PassOptions) -> PassResult:
     run_id = result.run_id
     emit = emitter(progress, run_id, engine.env.name)
     try:
         ctx, head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
+        ctx = replace(ctx, options=options)
         env = ctx.env  # the environment file in force at the head this pass applies
         selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
     except ReconcilerError as exc:

@@ -1,0 +1,25 @@
+"""The mass-prune guard: a pass that would delete most of a stack stops before deleting anything.
+
+A commit that empties an overlay but for one object, a base path typed wrong in a way that still
+renders, an environment file that drops a stack by mistake: each asks prune to delete nearly
+everything a stack owns. An empty render is already refused (`stages.refuse_empty_render`); this
+guard refuses the near-empty ones. Above `sync.massPrune.maxPercent` of the stack's objects (default
+more than half) and at least `minObjects` of them (default 5), the stack is blocked with nothing
+applied or pruned, its dependents wait, and the daemon alerts. `reconciler sync --allow-mass-prune`
+(or the API's `allowMassPrune`) lets one pass through. Argo CD users have asked for this refusal for
+years (argo-cd #3484); Flux has none.
+"""
+
+from __future__ import annotations
+
+from reconciler.config import MassPruneConfig
+
+FIX = "check the commit; if the deletion is intended, `reconciler sync --allow-mass-prune` lets it through once"
+
+
+def mass_prune_refusal(stack: str, pruning: int, owned: int, guard: MassPruneConfig) -> str | None:
+    """Why this prune is refused, or None when it is within the guard."""
+    if pruning < guard.min_objects or owned <= 0 or pruning * 100 <= guard.max_percent * owned:
+        return None
+    return (f"mass prune refused: stack {stack!r} would delete {pruning} of its {owned} objects "
+            f"(more than {guard.max_percent:g}%); nothing was applied or pruned (fix: {FIX})")

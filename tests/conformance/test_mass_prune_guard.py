@@ -1,0 +1,88 @@
+"""A pass that would delete most of a stack stops before deleting anything; `--allow-mass-prune` lets it through once."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenario import Scenario, configmap
+
+pytestmark = pytest.mark.cluster
+
+
+def _six(scenario: Scenario, keep: int, value: str = "1") -> None:
+    scenario.stack("app", [configmap(f"c{i}", scenario.namespace, {"v": value}) for i in range(keep)])
+
+
+def test_a_commit_that_would_prune_most_of_a_stack_is_refused_before_anything_changes(scenario: Scenario) -> None:
+    _six(scenario, 6)
+    scenario.commit("six settings")
+    assert scenario.run("sync").code == 1
+    _six(scenario, 1, value="2")
+    scenario.commit("an overlay emptied by mistake, and one value changed")
+
+    plan = scenario.run("plan")
+    sync = scenario.run("sync")
+
+    assert "mass prune refused" in plan.out and "sync would refuse it" in plan.out
+    assert sync.code == 2, sync.out + sync.err
+    assert "would delete 5 of its 6 objects (more than 50%)" in sync.out and "--allow-mass-prune" in sync.out
+    assert all(scenario.live("configmap", f"c{i}") is not None for i in range(6))
+    assert scenario.live("configmap", "c0")["data"] == {"v": "1"}  # nothing of the stack was applied either
+
+
+def test_sync_with_allow_mass_prune_lets_one_pass_through(scenario: Scenario) -> None:
+    _six(scenario, 6)
+    scenario.commit("six settings")
+    scenario.run("sync")
+    _six(scenario, 1)
+    scenario.commit("keep one")
+    assert scenario.run("sync").code == 2
+
+    allowed = scenario.run("sync", "--allow-mass-prune")
+
+    assert allowed.code == 1, allowed.out + allowed.err
+    assert [i for i in range(6) if scenario.live("configmap", f"c{i}") is not None] == [0]
+
+
+def test_a_prune_within_the_guard_goes_through(scenario: Scenario) -> None:
+    _six(scenario, 6)
+    scenario.commit("six settings")
+    scenario.run("sync")
+    _six(scenario, 3)
+    scenario.commit("half of them")
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 1, sync.out + sync.err
+    assert [i for i in range(6) if scenario.live("configmap", f"c{i}") is not None] == [0, 1, 2]
+
+
+def test_the_guard_counts_a_stack_removed_from_the_environment(scenario: Scenario) -> None:
+    _six(scenario, 6)
+    scenario.stack("other", [configmap("other", scenario.namespace, {"v": "1"})])
+    scenario.commit("two stacks")
+    scenario.run("sync")
+    del scenario.stacks["app"]
+    scenario.write_env()
+    scenario.commit("remove the app stack")
+
+    refused = scenario.run("sync")
+    allowed = scenario.run("sync", "--allow-mass-prune")
+
+    assert refused.code == 2 and "mass prune refused: stack 'app' would delete 6 of its 6 objects" in refused.out
+    assert allowed.code == 1, allowed.out + allowed.err
+    assert scenario.live("configmap", "c0") is None and scenario.live("configmap", "other") is not None
+
+
+def test_the_share_and_the_minimum_are_the_environments_to_set(scenario: Scenario) -> None:
+    scenario.write_env(massPrune={"maxPercent": 90, "minObjects": 2})
+    _six(scenario, 6)
+    scenario.commit("six settings")
+    scenario.run("sync")
+    _six(scenario, 1)
+    scenario.commit("keep one: 83% is within 90%")
+
+    sync = scenario.run("sync")
+
+    assert sync.code == 1, sync.out + sync.err
+    assert scenario.live("configmap", "c5") is None
