@@ -24,6 +24,7 @@ class StackState(str, Enum):
     PLANNED = "planned"  # plan / dry-run: changes found, nothing applied
     BLOCKED = "blocked"
     FAILED = "failed"
+    SUSPENDED = "suspended"  # `reconciler suspend`: neither applied, pruned nor corrected until resumed
     PENDING = "pending"  # not reached yet (progress only)
 
 
@@ -159,6 +160,7 @@ class StackStatus:
     history: list[dict[str, Any]] = field(default_factory=list)  # newest first: commit, result, health, when
     pinned: dict[str, Any] | None = None  # the pin holding this stack at an earlier commit, if any
     failed_commit: str | None = None  # the commit its last pass failed at, partly live beside `commit`
+    suspended: str = ""  # who suspended it (or its environment), when and why; "" when not suspended
 
 
 @dataclass
@@ -167,6 +169,7 @@ class EnvStatus:
     stacks: list[StackStatus]
     pinned_head: str | None = None  # the branch head when the newest pin was set
     env_file: str = ""  # the environment file in force (path@commit when it follows Git)
+    suspended: str = ""  # the environment's own suspension (who, when, why), if any
 
 
 def to_jsonable(value: Any) -> Any:

@@ -155,7 +155,7 @@ class CannedEngine:
         self.outcome = outcome
 
     def sync(self, stack: str | None = None, dry_run: bool = False, progress: Any = None, run_id: str | None = None,
-             should_stop: Any = None) -> PassResult:
+             should_stop: Any = None, options: Any = None) -> PassResult:
         commit = CommitInfo("0" * 40, "test", "canned", utcnow())
         stacks = [StackResult(s.name, self.outcome(), 0) for s in self.env.stacks if stack in (None, s.name)]
         return PassResult(self.env.name, run_id or "", commit, dry_run, stacks=stacks, finished_at=utcnow())

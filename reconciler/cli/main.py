@@ -44,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli.preview import add_preview_command
     from reconciler.cli.rollback import add_rollback_commands
     from reconciler.cli.run import add_daemon_commands
+    from reconciler.cli.suspend import add_suspend_commands
 
     add_preview_command(sub, _common)
     add_rollback_commands(sub, _common, _output)
+    add_suspend_commands(sub, _common)
     add_daemon_commands(sub)
     return parser
 

@@ -15,7 +15,7 @@ from reconciler.results import Action, DriftReport, EnvStatus, PassResult, Stack
 
 _STATE_STYLE = {
     StackState.APPLIED: "green", StackState.UNCHANGED: "dim", StackState.PLANNED: "yellow",
-    StackState.BLOCKED: "magenta", StackState.FAILED: "red", StackState.PENDING: "dim",
+    StackState.BLOCKED: "magenta", StackState.SUSPENDED: "yellow", StackState.FAILED: "red", StackState.PENDING: "dim",
 }
 _ACTION_MARK = {Action.CREATE: "+", Action.UPDATE: "~", Action.PRUNE: "-", Action.UNCHANGED: " "}
 
@@ -109,11 +109,15 @@ def print_status(console: Console, status: EnvStatus, history: bool = False) -> 
     for stack in status.stacks:
         pinned = f"at {stack.pinned['revision'][:10]} by {stack.pinned['by']}" if stack.pinned else "-"
         commit = (stack.commit or "-")[:10] + (f" (failed at {stack.failed_commit[:10]})" if stack.failed_commit else "")
-        table.add_row(stack.stack, commit, stack.state or "never run",
+        state = "suspended" if stack.suspended else stack.state or "never run"
+        table.add_row(stack.stack, commit, state,
                       {True: "yes", False: "no", None: "-"}[stack.healthy], str(stack.drift_count),
                       str(stack.violations), f"{stack.last_run:%Y-%m-%d %H:%M:%S}" if stack.last_run else "-",
-                      pinned, stack.reason)
+                      pinned, stack.suspended or stack.reason)
     console.print(table)
+    if status.suspended:
+        console.print(f"[yellow]{status.suspended}[/yellow]; `reconciler resume -e {status.env}` lifts it",
+                      highlight=False)
     if status.env_file:
         console.print(f"environment file: {status.env_file}", highlight=False)
     if any(s.pinned for s in status.stacks):

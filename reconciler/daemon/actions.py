@@ -16,6 +16,17 @@ def run_action(engine: Any, run: Run, progress: Callable[[Any], None], should_st
 
         return rollback(engine, run.stack, run.options.get("to"), run.options.get("dependents", True),
                         run.options.get("by", "api"), progress, run.id, should_stop)
+    if run.action in ("suspend", "resume"):
+        from reconciler.pipeline.suspend_ops import resume, suspend
+
+        if run.action == "suspend":
+            what = suspend(engine, run.stack, run.options.get("by", "api"), run.options.get("reason", "")).note(
+                run.stack or "")
+        else:
+            what = "resumed " + ", ".join(resume(engine, run.stack))
+        result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False, finished_at=utcnow())
+        result.notices.append(what)
+        return result
     if run.action == "unpin":
         from reconciler.pipeline.rollback_ops import unpin
 

@@ -22,7 +22,7 @@ from reconciler.daemon.notify import Alert, AlertKind
 from reconciler.daemon.worker import EnvWorker
 from reconciler.logs import get_logger, redact_text
 from reconciler.objects import ObjectId, group_of
-from reconciler.pipeline.drift import SKIPPED
+from reconciler.pipeline.drift import SKIPPED, SUSPENDED
 from reconciler.results import DriftItem, DriftReport, utcnow
 
 log = get_logger("reconciler.daemon.livedrift")
@@ -118,6 +118,10 @@ class LiveDrift:
             timer = threading.Timer(RETRY_SKIPPED_S, self._recheck, args=(env, oid))
             timer.daemon = True
             timer.start()
+            return
+        if error == SUSPENDED:
+            recent.pop()
+            self.metrics.live_corrections.labels(env, "suspended").inc()
             return
         self.metrics.live_corrections.labels(env, "failed" if error else "corrected").inc()
         if error:

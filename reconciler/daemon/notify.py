@@ -39,6 +39,7 @@ class AlertKind(str, Enum):
     RECOVERED = "recovered"
     ROLLED_BACK = "rolled_back"
     PINNED = "pinned"
+    SUSPENDED = "suspended"
 
 
 _EVENT_REASON = {
@@ -49,6 +50,7 @@ _EVENT_REASON = {
     AlertKind.RECOVERED: "Recovered",
     AlertKind.ROLLED_BACK: "RolledBack",
     AlertKind.PINNED: "Pinned",
+    AlertKind.SUSPENDED: "Suspended",
 }
 
 
@@ -149,6 +151,10 @@ def _stack_alerts(result: PassResult, stack: Any, commit: str | None) -> list[Al
         by = ", ".join(stack.blocked_by) or stack.reason
         alerts.append(Alert(AlertKind.SYNC_BLOCKED, result.env, stack.stack, "warning",
                             f"{result.env}/{stack.stack}: blocked", f"blocked by {by}", "", commit, result.run_id))
+    elif stack.state is StackState.SUSPENDED:
+        alerts.append(Alert(AlertKind.SUSPENDED, result.env, stack.stack, "info",
+                            f"{result.env}/{stack.stack}: suspended", stack.reason, _fingerprint([stack.reason]),
+                            commit, result.run_id))
     return alerts
 
 

@@ -76,6 +76,18 @@ class UnpinRequest(BaseModel):
     stack: str | None = Field(None, description="only this stack (default: every pinned stack)")
 
 
+class SuspendRequest(BaseModel):
+    env: str = Field(description="environment")
+    stack: str | None = Field(None, description="only this stack (default: the whole environment)")
+    reason: str = Field(min_length=1, description="why (shown wherever status is shown)")
+    by: str = Field(min_length=1, description="who")
+
+
+class ResumeRequest(BaseModel):
+    env: str = Field(description="environment")
+    stack: str | None = Field(None, description="the suspended stack (default: the environment's suspension)")
+
+
 class RunAccepted(BaseModel):
     run_id: str
     env: str
@@ -196,6 +208,21 @@ def _add_rollback_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, r
     def unpin(body: UnpinRequest, request: Request) -> RunAccepted:
         _require_bearer(request, secrets.api_token)
         run = _queue_action(daemon, body.env, body.stack, "unpin", {})
+        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+
+    @app.post("/api/suspend", status_code=202, tags=["runs"], response_model=RunAccepted,
+              summary="Suspend an environment or a stack: nothing applied, pruned or corrected until resumed (bearer token)")
+    def suspend(body: SuspendRequest, request: Request) -> RunAccepted:
+        _require_bearer(request, secrets.api_token)
+        run = _queue_action(daemon, body.env, body.stack, "suspend", {"by": body.by, "reason": body.reason})
+        log.info("suspend requested", env=body.env, stack=body.stack, by=body.by, run_id=run.id)
+        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+
+    @app.post("/api/resume", status_code=202, tags=["runs"], response_model=RunAccepted,
+              summary="Lift a suspension; the pass that follows reconciles again (bearer token)")
+    def resume(body: ResumeRequest, request: Request) -> RunAccepted:
+        _require_bearer(request, secrets.api_token)
+        run = _queue_action(daemon, body.env, body.stack, "resume", {})
         return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
 
 

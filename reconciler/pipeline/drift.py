@@ -115,6 +115,8 @@ def correct_object(engine: EngineView, oid: ObjectId) -> str:
             stack, items, entry = object_drift(engine, oid)
             if stack is None or entry is None or not items:
                 return ""
+            if engine.load_inventory(create=False).suspensions().of(stack):
+                return SUSPENDED  # reported as drift, never corrected until resumed
             outcome = apply_planned(engine.cluster_for(stack), [entry], recreate_immutable=False, take_ownership=True,
                                     should_stop=lease.lost)
             return outcome.error
@@ -125,3 +127,4 @@ def correct_object(engine: EngineView, oid: ObjectId) -> str:
 
 
 SKIPPED = "skipped: another writer holds the environment"
+SUSPENDED = "suspended: drift is reported, not corrected"

@@ -20,12 +20,14 @@ from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 from reconciler.kube.discovery import find_labelled, listable_kinds
 from reconciler.objects import ObjectId
 from reconciler.pipeline.pins import Pins, parse_pins
+from reconciler.pipeline.suspension import Suspensions, parse_suspensions
 from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL, OWNER_LABEL, owner_label_value
 from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
 _DRIFT_KEY = "drift.json"
 _PINS_KEY = "pins.json"
+_SUSPENDED_KEY = "suspended.json"
 _RECORD_PREFIX, _RECORD_SUFFIX = "stack.", ".json"
 
 
@@ -165,15 +167,26 @@ class Inventory:
 
     def save_pins(self, pins: Pins) -> None:
         """Write (or, with no pinned stack left, remove) the environment's pins."""
-        value = pins.to_json() if pins else None
+        self._save_entry(_PINS_KEY, pins.to_json() if pins else None)
+
+    def suspensions(self) -> Suspensions:
         with self._lock:
-            if self._data.get(_PINS_KEY) == value:
+            return parse_suspensions(self._data.get(_SUSPENDED_KEY))
+
+    def save_suspensions(self, suspensions: Suspensions) -> None:
+        """Write (or, with nothing suspended, remove) the environment's suspensions."""
+        self._save_entry(_SUSPENDED_KEY, suspensions.to_json() if suspensions else None)
+
+    def _save_entry(self, key: str, value: str | None) -> None:
+        """One key of the ConfigMap, written only when it changes (None removes it)."""
+        with self._lock:
+            if self._data.get(key) == value:
                 return
             if value is None:
-                self._data.pop(_PINS_KEY, None)
+                self._data.pop(key, None)
             else:
-                self._data[_PINS_KEY] = value
-        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {_PINS_KEY: value}})
+                self._data[key] = value
+        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: value}})
 
     def drift_first_seen(self) -> dict[str, str]:
         with self._lock:

@@ -50,6 +50,8 @@ class PassRun:
         self._applying: dict[str, list[K8sObject]] = {}  # stack -> its objects as applied (owned), once computed
         report = rendered.policy_report
         self.policy_blocked = set(report.blocking_stacks()) if report else set()
+        self.suspensions = inventory.suspensions()
+        self.suspended: set[str] = set()  # suspended, or waiting on a suspended dependency
 
     def execute(self) -> None:
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="stack") as pool:
@@ -59,6 +61,8 @@ class PassRun:
                     self.result.stacks.append(stack_result)
                     if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
                         self.failed.add(stack_result.stack)
+                    if stack_result.state is StackState.SUSPENDED:
+                        self.suspended.add(stack_result.stack)
 
     def _stack(self, name: str, wave: int) -> StackResult:
         started = time.monotonic()
@@ -77,7 +81,7 @@ class PassRun:
             note = f"inventory record rebuilt from {self.inventory.recovered[name]} labelled live object(s)"
             result.reason = f"{result.reason}; {note}" if result.reason else note
         result.duration_s = round(time.monotonic() - started, 3)
-        if not self.dry_run:
+        if not self.dry_run and result.state is not StackState.SUSPENDED:  # a suspended stack's record stays as it was
             try:
                 record_stack(self.inventory, self.env, self.rendered, name, result, self._applying.get(name, []),
                              self.owners, self.ctx.hash_key)
@@ -87,6 +91,13 @@ class PassRun:
         return result
 
     def _run_stack(self, stack: StackConfig, result: StackResult) -> None:
+        held = self.suspensions.note(stack.name) or ", ".join(
+            f"waits on suspended stack {d!r}" for d in stack.depends_on if d in self.suspended or self.suspensions.of(d))
+        if held and not self.dry_run:
+            result.state, result.reason = StackState.SUSPENDED, held
+            return
+        if held:
+            result.notes.append(f"{held} (a sync would not apply it)")
         single = len(self.selected) < len(self.deps)
         if not gate(stack, result, deps=self.deps, failed=self.failed, rendered=self.rendered,
                     policy_blocked=stack.name in self.policy_blocked, dry_run=self.dry_run,

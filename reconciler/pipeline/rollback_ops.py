@@ -14,6 +14,7 @@ from reconciler.pipeline.history import RollbackError
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.progress import Progress
 from reconciler.pipeline.rollback import rollback_pins
+from reconciler.pipeline.suspend_ops import writer_held
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.results import PassResult
 
@@ -33,9 +34,7 @@ def rollback(engine: EngineView, stack: str | None = None, to: str | None = None
 def unpin(engine: EngineView, stack: str | None = None) -> list[str]:
     """Lift the pins (of one stack, or all), under the writer lease so no pass is between reading and
     writing them; the next pass applies the branch head. Returns the stacks unpinned."""
-    lease = engine.writer_lease()
-    lease.acquire(engine.writer.wait_s, engine.writer.on_wait, lambda: False)
-    try:
+    with writer_held(engine):
         inventory = Inventory(engine.cluster, engine.env.name)
         inventory.load(create=False)
         pins = inventory.pins()
@@ -48,5 +47,3 @@ def unpin(engine: EngineView, stack: str | None = None) -> list[str]:
         if lifted:
             inventory.save_pins(pins)
         return sorted(lifted)
-    finally:
-        lease.release()

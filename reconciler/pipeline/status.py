@@ -14,6 +14,7 @@ def stack_statuses(engine: EngineView) -> EnvStatus:
     inventory = Inventory(engine.cluster, engine.env.name)
     inventory.load(create=False)
     pins = inventory.pins()
+    suspensions = inventory.suspensions()
     stacks = []
     for stack in engine.env.stacks:
         record = inventory.record(stack.name)
@@ -23,5 +24,7 @@ def stack_statuses(engine: EngineView) -> EnvStatus:
         failed = newest if record.state == "failed" and newest != record.commit else None
         stacks.append(StackStatus(stack.name, record.commit, record.state, record.reason, record.healthy,
                                   record.drift_count, record.violations, last, history=record.history,
-                                  pinned=to_jsonable(pin) if pin else None, failed_commit=failed))
-    return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None, env_file=engine.env.file)
+                                  pinned=to_jsonable(pin) if pin else None, failed_commit=failed,
+                                  suspended=suspensions.note(stack.name)))
+    return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None, env_file=engine.env.file,
+                     suspended=suspensions.note("") if suspensions.of("") else "")

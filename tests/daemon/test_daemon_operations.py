@@ -1,0 +1,81 @@
+"""Operating a running daemon: suspend and resume through the API (the suspension outlives the daemon),
+and a mass prune let through once by the API's allowMassPrune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from daemon_support import API_TOKEN, GitRepo, configmap_stack, running_daemon, write_env
+from helpers import wait_for
+from reconciler.config import load_environment
+from reconciler.daemon.service import DaemonSettings, default_engine_factory
+
+pytestmark = pytest.mark.cluster
+HEADERS = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture()
+def factory(tmp_path: Path, kubeconfig: Path) -> Callable[[Any], Any]:
+    return default_engine_factory(tmp_path / "cache", kubeconfig)
+
+
+def _value(api_client: client.ApiClient, namespace: str, name: str = "app-settings") -> str | None:
+    try:
+        return (client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace).data or {}).get("value")
+    except ApiException:
+        return None
+
+
+def _finished(base: str, run_id: str) -> dict | None:
+    run = requests.get(f"{base}/api/runs/{run_id}", headers=HEADERS, timeout=5).json()
+    return run if run.get("done") else None
+
+
+def _post(base: str, path: str, body: dict) -> dict:
+    response = requests.post(f"{base}{path}", json=body, headers=HEADERS, timeout=10)
+    assert response.status_code == 202, response.text
+    return wait_for(lambda: _finished(base, response.json()["run_id"]), timeout_s=120, what=f"{path} run")
+
+
+def test_a_suspension_through_the_api_holds_across_a_daemon_restart_until_resumed(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    settings = DaemonSettings(poll=False)
+    with running_daemon([env], factory, settings=settings) as d:
+        wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=120, what="v1 at startup")
+        _post(d.base, "/api/suspend", {"env": env.name, "reason": "incident 7", "by": "oncall"})
+    configmap_stack(repo, "app", namespace, {"value": "v2"})
+    repo.commit_and_push("v2 while suspended")
+    with running_daemon([env], factory, settings=settings) as d:
+        wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1) and d.daemon.states[env.name].last_result,
+                 timeout_s=120, what="the restarted daemon's first pass")
+        status = requests.get(f"{d.base}/api/status", headers=HEADERS, timeout=5).json()
+        [stack] = status["envs"][0]["stacks"]
+        assert stack["state"] == "suspended" and "oncall" in stack["reason"] and "incident 7" in stack["reason"]
+        assert _value(api_client, namespace) == "v1"
+        _post(d.base, "/api/resume", {"env": env.name})
+        wait_for(lambda: _value(api_client, namespace) == "v2", timeout_s=120, what="v2 applied after resume")
+
+
+def test_the_apis_allow_mass_prune_lets_one_pass_through(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
+    extra = yaml.safe_dump_all([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"extra-{i}"},
+                                 "data": {"value": "x"}} for i in range(6)])
+    configmap_stack(repo, "app", namespace, {"value": "v1"}, extra=extra)
+    repo.commit_and_push("seven objects")
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: _value(api_client, namespace, "extra-5") == "x", timeout_s=120, what="seven objects")
+        configmap_stack(repo, "app", namespace, {"value": "v1"})
+        repo.commit_and_push("six of them removed")
+        refused = _post(d.base, "/api/sync", {"env": env.name})
+        assert _value(api_client, namespace, "extra-5") == "x", refused
+        _post(d.base, "/api/sync", {"env": env.name, "allowMassPrune": True})
+        assert _value(api_client, namespace, "extra-5") is None and _value(api_client, namespace) == "v1"
