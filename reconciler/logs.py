@@ -3,7 +3,8 @@
 Why a module of its own: every thread of the daemon (scheduler, per-environment workers, HTTP
 server, alert delivery) must log the same way, with `env`, `stack`, `commit` and `run_id` bound,
 and no secret may ever reach a log line. Redaction is a processor, so it applies to every event,
-whoever wrote it.
+whoever wrote it, after the traceback of an exception has been turned into text (tracebacks are
+plain: no local variables, which could hold anything).
 """
 
 from __future__ import annotations
@@ -65,11 +66,12 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # the traceback becomes text here, before redaction reads it
         redact_processor,
     ]
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,

@@ -17,7 +17,8 @@ from typing import Any
 from reconciler.daemon.leader import LeaseSettings
 from reconciler.errors import ConfigError
 
-DEFAULT_LISTEN = "0.0.0.0:8080"
+DEFAULT_LISTEN = "127.0.0.1:8080"
+"""Loopback unless told otherwise: the API serves state (drift values, runs) to anyone who reaches it."""
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -98,6 +99,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("HTTP")
     g.add_argument("--listen", default=_env("LISTEN", DEFAULT_LISTEN), help="HOST:PORT (RECONCILER_LISTEN)")
+    g.add_argument("--insecure-read", action="store_true", default=_flag(_env("INSECURE_READ")),
+                   help="serve status, drift and runs off loopback without RECONCILER_READ_TOKEN "
+                        "(RECONCILER_INSECURE_READ; default: refuse to start)")
     g.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", 1024 * 1024)),
                    help="webhook bodies larger than this get 413")
 
@@ -136,10 +140,36 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def refuse_open_reads(host: str, listen: str, read_token: str | None, insecure: bool) -> None:
+    """Off loopback, the state the API serves (drift values, runs, history) needs a read token, unless the
+    operator says in so many words that anyone who can reach the port may read it."""
+    if read_token or insecure or _is_loopback(host):
+        return
+    raise ConfigError(f"--listen {listen} serves status, drift values and runs to anyone who can reach it, and "
+                      "RECONCILER_READ_TOKEN is not set",
+                      fix="set RECONCILER_READ_TOKEN (or RECONCILER_READ_TOKEN_FILE), listen on 127.0.0.1, or pass "
+                          "--insecure-read")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_envs(path: Path, only: list[str]) -> list[Any]:
     from reconciler.config import load_environment, load_environments
 
-    envs = load_environments(path) if path.is_dir() else [load_environment(path)]
+    try:
+        envs = load_environments(path) if path.is_dir() else [load_environment(path)]
+    except OSError as exc:  # a folder that cannot be listed or read
+        raise ConfigError(f"{path}: cannot read the environments: {exc.strerror or exc}",
+                          fix="check the path and its permissions (RECONCILER_ENVIRONMENTS)") from exc
     if only:
         unknown = sorted(set(only) - {e.name for e in envs})
         if unknown:
@@ -179,6 +209,7 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     secrets = ServerSecrets(read_secret("API_TOKEN"), read_secret("GITHUB_WEBHOOK_SECRET"),
                             read_secret("GITLAB_WEBHOOK_TOKEN"), read_secret("READ_TOKEN"))
     host, port = parse_listen(args.listen)
+    refuse_open_reads(host, args.listen, secrets.read_token, args.insecure_read)
     server = ServerThread(create_app(daemon, secrets, max_body_bytes=args.max_body_bytes), host, port)
     return daemon, server
 

@@ -34,6 +34,7 @@ from reconciler.daemon.webhooks import (
     matching_environments,
     parse_github,
     parse_gitlab,
+    replay_key,
     verify_github,
     verify_gitlab,
 )
@@ -299,7 +300,7 @@ async def _handle_hook(request: Request, provider: str, daemon: Daemon, secrets:
         log.warning("webhook refused", provider=provider, status=exc.status, reason=exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)
     delivery = request.headers.get("x-github-delivery" if provider == "github" else "x-gitlab-event-uuid")
-    if not deliveries.first_time(delivery):
+    if not deliveries.first_time(replay_key(provider, body, outcome.push)):
         daemon.metrics.webhooks.labels(provider, "duplicate").inc()
         log.warning("webhook replayed", provider=provider, delivery=delivery)
         return JSONResponse({"ignored": "duplicate", "delivery": delivery}, status_code=202)

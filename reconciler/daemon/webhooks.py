@@ -30,18 +30,17 @@ class WebhookError(Exception):
 
 
 class DeliveryLog:
-    """Delivery ids seen in the last hour (GitHub `X-GitHub-Delivery`, GitLab `X-Gitlab-Event-UUID`): a
-    signed request replayed by someone who captured it runs nothing. Bounded in time and size."""
+    """Webhooks seen in the last hour, keyed by what the signature covers (`replay_key`): a signed request
+    replayed by someone who captured it runs nothing, whatever delivery id header they put on it (the
+    header is not signed). Bounded in time and size."""
 
     def __init__(self, ttl_s: float = 3600.0, max_entries: int = 10000) -> None:
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def first_time(self, delivery: str | None) -> bool:
-        """True (and remembered) the first time a delivery id is seen; requests without one always pass."""
-        if not delivery:
-            return True
+    def first_time(self, delivery: str) -> bool:
+        """True (and remembered) the first time a key is seen."""
         now = time.monotonic()
         with self._lock:
             while self._seen and (len(self._seen) >= self.max_entries or now - next(iter(self._seen.values())) > self.ttl_s):
@@ -50,6 +49,14 @@ class DeliveryLog:
                 return False
             self._seen[delivery] = now
             return True
+
+
+def replay_key(provider: str, body: bytes, push: "PushEvent | None") -> str:
+    """What makes a delivery the same one again, from the signed body only: for a push its repository,
+    branch and `after` commit (a redelivery of the same push is the same request); else the body."""
+    if push is not None:
+        return f"{provider} push {'|'.join(push.repo_urls)} {push.branch} {push.after}"
+    return f"{provider} body {hashlib.sha256(body).hexdigest()}"
 
 
 @dataclass(frozen=True)

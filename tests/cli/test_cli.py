@@ -60,6 +60,24 @@ def test_run_on_a_port_in_use_is_one_line_and_exit_code_2(tmp_path: Path) -> Non
                                      "(RECONCILER_LISTEN))")
 
 
+def test_run_off_loopback_without_a_read_token_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = reconciler("run", "--env", "dev", "--listen", "0.0.0.0:0", "--cache-dir", str(tmp_path),
+                        "--kubeconfig", str(tmp_path / "none"))
+
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--listen 0.0.0.0:0 serves status, drift values and runs to anyone" in result.stderr
+    assert "--insecure-read" in result.stderr
+
+
+def test_run_with_an_unreadable_environments_folder_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    result = reconciler("run", "--environments", str(tmp_path / "missing"), "--cache-dir", str(tmp_path),
+                        "--kubeconfig", str(tmp_path / "none"))
+
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and str(tmp_path / "missing") in result.stderr
+
+
 def test_policy_check_of_prod_passes_and_prints_its_time() -> None:
     result = reconciler("policy", "check", "--env", "prod", "--worktree", "-o", "json")
 

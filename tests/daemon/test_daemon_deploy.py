@@ -45,4 +45,5 @@ def test_the_deployment_runs_two_non_root_replicas_with_probes_and_secrets_from_
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert env["RECONCILER_API_TOKEN_FILE"].startswith("/var/run/secrets/")
+    assert env["RECONCILER_READ_TOKEN_FILE"].startswith("/var/run/secrets/")  # it listens off loopback
     assert not any("TOKEN" in name and not name.endswith("_FILE") for name in env)

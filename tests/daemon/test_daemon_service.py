@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -174,13 +175,21 @@ def test_a_replayed_webhook_delivery_runs_nothing(env: Any, repo: GitRepo) -> No
         assert len(d.daemon.runbook.recent(50)) == runs
 
 
-def test_the_same_push_with_a_new_delivery_id_runs(env: Any, repo: GitRepo) -> None:
+def test_a_captured_push_replayed_with_a_new_delivery_id_runs_nothing(env: Any, repo: GitRepo) -> None:
+    """The delivery id header is not signed: replay protection keys on the signed body's ref and commit."""
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         body = github_push(repo, "abc")
         answers = [requests.post(f"{d.base}/hooks/github", data=body,
                                  headers={**_signed(body), "X-GitHub-Delivery": delivery}).json()
-                   for delivery in ("delivery-1", "delivery-2")]
-        assert [len(a["triggered"]) for a in answers] == [1, 1]
+                   for delivery in ("delivery-1", "forged-new-id")]
+        assert len(answers[0]["triggered"]) == 1 and answers[1]["ignored"] == "duplicate"
+
+
+def test_a_new_push_after_a_replayed_one_still_runs(env: Any, repo: GitRepo) -> None:
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        answers = [requests.post(f"{d.base}/hooks/github", data=body, headers=_signed(body)).json()
+                   for body in (github_push(repo, "abc"), github_push(repo, "abc"), github_push(repo, "def"))]
+        assert [a.get("ignored") or "ran" for a in answers] == ["ran", "duplicate", "ran"]
 
 
 def test_with_a_read_token_the_state_needs_it_and_the_probes_do_not(env: Any) -> None:
@@ -460,6 +469,21 @@ def test_log_lines_are_json_with_bound_context_and_no_secrets() -> None:
                           header="Bearer s3cr3t")
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert (line["env"], line["run_id"], line["commit"]) == ("dev", "r1", "abc")
+    assert "s3cr3t" not in stream.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_tracebacks_text_is_redacted_too(fmt: str) -> None:
+    from reconciler.logs import configure_logging, get_logger
+
+    stream = io.StringIO()
+    configure_logging("info", fmt, stream=stream)
+    try:
+        raise RuntimeError("fetch of https://bot:s3cr3t@git.example/o/r.git failed")
+    except RuntimeError:
+        get_logger().exception("pass crashed")
+        logging.getLogger("uvicorn.error").exception("while serving")
+    assert "RuntimeError: fetch of https://***@git.example/o/r.git failed" in stream.getvalue()
     assert "s3cr3t" not in stream.getvalue()
 
 
