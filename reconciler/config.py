@@ -85,6 +85,44 @@ class MassPruneConfig(_Strict):
     min_objects: int = Field(5, alias="minObjects", ge=1, description="fewer prunes than this are never refused")
 
 
+class SyncWindowConfig(_Strict):
+    """An allow or deny window (Argo CD's `syncWindows`): from each cron start, for `duration`, in `timeZone`."""
+
+    kind: Literal["allow", "deny"]
+    schedule: str = Field(..., description="cron expression (5 fields) of each window's start")
+    duration_s: float = Field(..., alias="duration", gt=0, description="how long each window lasts (1h, 30m)")
+    time_zone: str = Field("UTC", alias="timeZone", description="IANA time zone the schedule is read in")
+    manual_sync: bool = Field(False, alias="manualSync",
+                              description="a manual sync (CLI, API) may go through while this window holds passes")
+    stacks: list[str] = Field(default_factory=list, description="the stacks it covers (empty: every stack)")
+
+    @field_validator("duration_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _readable(self) -> "SyncWindowConfig":
+        cron_trigger(self.schedule, self.time_zone)
+        return self
+
+
+def cron_trigger(schedule: str, time_zone: str):
+    """APScheduler's cron trigger for a 5-field expression in a time zone; ValueError naming what is wrong."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {time_zone!r} (use an IANA name such as Europe/Berlin)") from None
+    try:
+        return CronTrigger.from_crontab(schedule, timezone=zone)
+    except ValueError as exc:
+        raise ValueError(f"schedule {schedule!r} is not a 5-field cron expression: {exc}") from None
+
+
 class SyncConfig(_Strict):
     interval_s: float = Field(60.0, alias="interval")
     prune: bool = True
@@ -224,6 +262,8 @@ class EnvironmentConfig(_Strict):
     rollback: RollbackConfig = RollbackConfig()
     stacks: list[StackConfig] = Field(default_factory=list)
     decryption: DecryptionConfig | None = Field(None, description="keys for SOPS-encrypted Secrets (local only)")
+    sync_windows: list[SyncWindowConfig] = Field(default_factory=list, alias="syncWindows",
+                                                 description="when automatic passes may apply (allow/deny windows)")
     health_check_exprs: list[HealthCheckExpr] = Field(default_factory=list, alias="healthCheckExprs",
                                                      description="health rules per group/kind as CEL expressions")
     file: str = Field("", exclude=True, description="where this environment was loaded from")

@@ -25,6 +25,7 @@ class StackState(str, Enum):
     BLOCKED = "blocked"
     FAILED = "failed"
     SUSPENDED = "suspended"  # `reconciler suspend`: neither applied, pruned nor corrected until resumed
+    HELD = "held"  # outside the environment's sync windows: nothing applied until a window opens
     PENDING = "pending"  # not reached yet (progress only)
 
 
@@ -110,6 +111,7 @@ class PassResult:
     notices: list[str] = field(default_factory=list)  # pins set, lifted or dropped: things a person should know
     rollbacks: list[Rollback] = field(default_factory=list)
     env_file: str = ""  # the environment file in force: `environments/prod.yaml@1a2b3c4` when it follows Git
+    held_until: datetime | None = None  # stacks held by a sync window: when the window lets them apply
 
     @property
     def ok(self) -> bool:
@@ -170,6 +172,7 @@ class EnvStatus:
     pinned_head: str | None = None  # the branch head when the newest pin was set
     env_file: str = ""  # the environment file in force (path@commit when it follows Git)
     suspended: str = ""  # the environment's own suspension (who, when, why), if any
+    windows: list[str] = field(default_factory=list)  # each sync window: active until when, or when it opens next
 
 
 def to_jsonable(value: Any) -> Any:

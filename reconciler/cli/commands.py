@@ -141,7 +141,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from reconciler.pipeline.context import PassOptions
 
     result = engine.sync(stack=args.stack, dry_run=args.dry_run, progress=_progress(Console(stderr=True)),
-                         options=PassOptions(allow_mass_prune=args.allow_mass_prune))
+                         options=PassOptions(allow_mass_prune=args.allow_mass_prune, manual=True))
     _emit(result, args.output, lambda console, r: print_pass(console, r, verbose=args.verbose))
     return _pass_exit_code(result)
 

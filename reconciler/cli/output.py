@@ -15,7 +15,7 @@ from reconciler.results import Action, DriftReport, EnvStatus, PassResult, Stack
 
 _STATE_STYLE = {
     StackState.APPLIED: "green", StackState.UNCHANGED: "dim", StackState.PLANNED: "yellow",
-    StackState.BLOCKED: "magenta", StackState.SUSPENDED: "yellow", StackState.FAILED: "red", StackState.PENDING: "dim",
+    StackState.BLOCKED: "magenta", StackState.SUSPENDED: "yellow", StackState.HELD: "yellow", StackState.FAILED: "red", StackState.PENDING: "dim",
 }
 _ACTION_MARK = {Action.CREATE: "+", Action.UPDATE: "~", Action.PRUNE: "-", Action.UNCHANGED: " "}
 
@@ -118,6 +118,8 @@ def print_status(console: Console, status: EnvStatus, history: bool = False) -> 
     if status.suspended:
         console.print(f"[yellow]{status.suspended}[/yellow]; `reconciler resume -e {status.env}` lifts it",
                       highlight=False)
+    for line in status.windows:
+        console.print(f"sync window {line}", highlight=False)
     if status.env_file:
         console.print(f"environment file: {status.env_file}", highlight=False)
     if any(s.pinned for s in status.stacks):

@@ -40,7 +40,8 @@ class AlertRouter:
 
     def on_pass(self, result: PassResult, state: EnvState, duration_s: float) -> None:
         self.metrics.observe_pass(result, duration_s)
-        kinds = (AlertKind.POLICY_VIOLATION, AlertKind.SYNC_FAILED, AlertKind.SYNC_BLOCKED, AlertKind.SUSPENDED)
+        kinds = (AlertKind.POLICY_VIOLATION, AlertKind.SYNC_FAILED, AlertKind.SYNC_BLOCKED, AlertKind.SUSPENDED,
+                 AlertKind.WINDOW_HELD)
         scopes = [(k.value, result.env, s.stack) for k in kinds for s in result.stacks]
         scopes += [(AlertKind.SYNC_FAILED.value, result.env, "")]
         if result.stacks and not result.dry_run:  # a pass that ran stacks knows the pins: unpinned clears the alert

@@ -40,6 +40,7 @@ class AlertKind(str, Enum):
     ROLLED_BACK = "rolled_back"
     PINNED = "pinned"
     SUSPENDED = "suspended"
+    WINDOW_HELD = "window_held"
 
 
 _EVENT_REASON = {
@@ -51,6 +52,7 @@ _EVENT_REASON = {
     AlertKind.ROLLED_BACK: "RolledBack",
     AlertKind.PINNED: "Pinned",
     AlertKind.SUSPENDED: "Suspended",
+    AlertKind.WINDOW_HELD: "HeldBySyncWindow",
 }
 
 
@@ -151,6 +153,11 @@ def _stack_alerts(result: PassResult, stack: Any, commit: str | None) -> list[Al
         by = ", ".join(stack.blocked_by) or stack.reason
         alerts.append(Alert(AlertKind.SYNC_BLOCKED, result.env, stack.stack, "warning",
                             f"{result.env}/{stack.stack}: blocked", f"blocked by {by}", "", commit, result.run_id))
+    elif stack.state is StackState.HELD:
+        until = f"; applies at {result.held_until.isoformat(timespec='minutes')}" if result.held_until else ""
+        alerts.append(Alert(AlertKind.WINDOW_HELD, result.env, stack.stack, "info",
+                            f"{result.env}/{stack.stack}: held by a sync window", stack.reason + until,
+                            _fingerprint([stack.reason]), commit, result.run_id))
     elif stack.state is StackState.SUSPENDED:
         alerts.append(Alert(AlertKind.SUSPENDED, result.env, stack.stack, "info",
                             f"{result.env}/{stack.stack}: suspended", stack.reason, _fingerprint([stack.reason]),

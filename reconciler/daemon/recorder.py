@@ -46,6 +46,8 @@ class PassRecorder:
             failed = bool(result.error) or any(s.state is StackState.FAILED for s in result.stacks)
             self.timing.after_pass(run.env, failed, stopped, retry)
             self.timing.follow_interval(run.env, float(self.envs[run.env].sync.interval_s))
+            if result.held_until is not None:  # what a sync window held back lands when it opens
+                self.timing.when_window_opens(run.env, result.held_until, retry)
             log.info("pass finished", result=run.state.value, duration_s=round(duration_s, 3),
                      stacks={s.stack: s.state.value for s in result.stacks}, api_requests=result.total_requests)
             if self.drift_check and not result.error and not stopped:

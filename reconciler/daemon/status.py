@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reconciler.logs import redact_text
+from reconciler.pipeline.windows import describe
 from reconciler.results import to_jsonable
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def env_status(daemon: "Daemon", name: str) -> dict[str, Any]:
         "pins": {"head": last.commit.sha if last.commit else None, "stacks": dict(last.pins)}
         if last is not None and last.pins else None,
         "notices": list(last.notices) if last is not None else [],
+        "windows": describe(getattr(daemon.engines.get(name), "env", env)),
+        "held_until": last.held_until.isoformat() if last is not None and last.held_until else None,
         "stacks": [stack_status(daemon, name, s, drift_by_stack) for s in env.stacks],
     }
 

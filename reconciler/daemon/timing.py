@@ -66,6 +66,13 @@ class PassTiming:
             self.scheduler.add_job(retry, DateTrigger(utcnow() + timedelta(seconds=delay)),
                                    args=["retry"], id=f"retry-{env}", replace_existing=True)
 
+    def when_window_opens(self, env: str, at: datetime, request: Callable[[str], Any]) -> None:
+        """One pass requested the moment a sync window lets held stacks apply (one such job per environment)."""
+        if self.scheduler.running:
+            log.info("pass held by a sync window", env=env, until=at.isoformat())
+            self.scheduler.add_job(request, DateTrigger(at + timedelta(seconds=1)), args=["window-opened"],
+                                   id=f"window-{env}", replace_existing=True, misfire_grace_time=None)
+
     def next_run(self, env: str) -> datetime | None:
         """The next poll, or while backing off after failures, the retry."""
         if not self.scheduler.running:

@@ -38,6 +38,7 @@ class PassOptions:
     """What one invocation allows beyond the environment's settings (a flag of `sync` or of the API)."""
 
     allow_mass_prune: bool = False  # let this pass through the mass-prune guard (pipeline.prune_guard)
+    manual: bool = False  # asked for by a person (CLI sync, the API): windows with manualSync let it through
 
 
 @dataclass(frozen=True)

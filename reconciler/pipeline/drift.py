@@ -18,6 +18,7 @@ from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.prune import live_object
 from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.pipeline.windows import hold
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
 
 
@@ -115,8 +116,8 @@ def correct_object(engine: EngineView, oid: ObjectId) -> str:
             stack, items, entry = object_drift(engine, oid)
             if stack is None or entry is None or not items:
                 return ""
-            if engine.load_inventory(create=False).suspensions().of(stack):
-                return SUSPENDED  # reported as drift, never corrected until resumed
+            if engine.load_inventory(create=False).suspensions().of(stack) or hold(engine.env, stack):
+                return SUSPENDED  # suspended or outside the sync windows: reported as drift, not corrected
             outcome = apply_planned(engine.cluster_for(stack), [entry], recreate_immutable=False, take_ownership=True,
                                     should_stop=lease.lost)
             return outcome.error
@@ -127,4 +128,4 @@ def correct_object(engine: EngineView, oid: ObjectId) -> str:
 
 
 SKIPPED = "skipped: another writer holds the environment"
-SUSPENDED = "suspended: drift is reported, not corrected"
+SUSPENDED = "suspended or held by a sync window: drift is reported, not corrected"

@@ -26,6 +26,7 @@ from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.prune import gone_note, prune_objects, without_unserved
 from reconciler.pipeline.prune_guard import mass_prune_refusal
+from reconciler.pipeline.windows import hold
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
@@ -51,7 +52,7 @@ class PassRun:
         report = rendered.policy_report
         self.policy_blocked = set(report.blocking_stacks()) if report else set()
         self.suspensions = inventory.suspensions()
-        self.suspended: set[str] = set()  # suspended, or waiting on a suspended dependency
+        self.held_back: dict[str, StackState] = {}  # suspended or held by a window (or waiting on such a stack)
 
     def execute(self) -> None:
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="stack") as pool:
@@ -61,8 +62,8 @@ class PassRun:
                     self.result.stacks.append(stack_result)
                     if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
                         self.failed.add(stack_result.stack)
-                    if stack_result.state is StackState.SUSPENDED:
-                        self.suspended.add(stack_result.stack)
+                    if stack_result.state in (StackState.SUSPENDED, StackState.HELD):
+                        self.held_back[stack_result.stack] = stack_result.state
 
     def _stack(self, name: str, wave: int) -> StackResult:
         started = time.monotonic()
@@ -81,7 +82,7 @@ class PassRun:
             note = f"inventory record rebuilt from {self.inventory.recovered[name]} labelled live object(s)"
             result.reason = f"{result.reason}; {note}" if result.reason else note
         result.duration_s = round(time.monotonic() - started, 3)
-        if not self.dry_run and result.state is not StackState.SUSPENDED:  # a suspended stack's record stays as it was
+        if not self.dry_run and result.state not in (StackState.SUSPENDED, StackState.HELD):  # its record stays
             try:
                 record_stack(self.inventory, self.env, self.rendered, name, result, self._applying.get(name, []),
                              self.owners, self.ctx.hash_key)
@@ -91,13 +92,12 @@ class PassRun:
         return result
 
     def _run_stack(self, stack: StackConfig, result: StackResult) -> None:
-        held = self.suspensions.note(stack.name) or ", ".join(
-            f"waits on suspended stack {d!r}" for d in stack.depends_on if d in self.suspended or self.suspensions.of(d))
-        if held and not self.dry_run:
-            result.state, result.reason = StackState.SUSPENDED, held
+        state, why = self._held_back(stack)
+        if why and not self.dry_run:
+            result.state, result.reason = state, why
             return
-        if held:
-            result.notes.append(f"{held} (a sync would not apply it)")
+        if why:
+            result.notes.append(f"{why} (a sync would not apply it)")
         single = len(self.selected) < len(self.deps)
         if not gate(stack, result, deps=self.deps, failed=self.failed, rendered=self.rendered,
                     policy_blocked=stack.name in self.policy_blocked, dry_run=self.dry_run,
@@ -141,6 +141,19 @@ class PassRun:
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
         if seen is not None and clean and not result.conflicts:
             self.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
+
+    def _held_back(self, stack: StackConfig) -> tuple[StackState, str]:
+        """Suspended (by a person), or held by the sync windows, or waiting on a stack that is: why, or ""."""
+        suspended = self.suspensions.note(stack.name)
+        if suspended:
+            return StackState.SUSPENDED, suspended
+        window = hold(self.env, stack.name)
+        if window and not (self.ctx.options.manual and window.manual_allowed):
+            return StackState.HELD, window.reason
+        waiting = {d: self.held_back.get(d, StackState.SUSPENDED) for d in stack.depends_on
+                   if d in self.held_back or self.suspensions.of(d)}
+        state = StackState.HELD if waiting and StackState.SUSPENDED not in waiting.values() else StackState.SUSPENDED
+        return state, ", ".join(f"waits on {s.value} stack {d!r}" for d, s in waiting.items())
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from reconciler.pipeline.context import EngineView
 from reconciler.pipeline.inventory import Inventory
+from reconciler.pipeline.windows import describe
 from reconciler.results import EnvStatus, StackStatus, to_jsonable
 
 
@@ -27,4 +28,4 @@ def stack_statuses(engine: EngineView) -> EnvStatus:
                                   pinned=to_jsonable(pin) if pin else None, failed_commit=failed,
                                   suspended=suspensions.note(stack.name)))
     return EnvStatus(engine.env.name, stacks, pinned_head=pins.head if pins else None, env_file=engine.env.file,
-                     suspended=suspensions.note("") if suspensions.of("") else "")
+                     suspended=suspensions.note("") if suspensions.of("") else "", windows=describe(engine.env))

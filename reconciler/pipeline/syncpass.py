@@ -31,7 +31,8 @@ from reconciler.pipeline.progress import Progress, emitter
 from reconciler.pipeline.removed import prune_removed_stacks
 from reconciler.pipeline.rendered import RenderedEnv, check_policy_folder
 from reconciler.pipeline.rollback import auto_rollback, refuse_blocked_rollback
-from reconciler.results import PassResult, Rollback, utcnow
+from reconciler.pipeline.windows import next_opening
+from reconciler.results import PassResult, Rollback, StackState, utcnow
 
 
 log = structlog.get_logger("reconciler.pipeline.engine")
@@ -72,6 +73,8 @@ def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progres
     stop = (lambda: should_stop() or lease.lost()) if lease else should_stop
     walk = PassRun(ctx, rendered, inventory, result, selected, dry_run, emit, stop)
     walk.execute()
+    held = [s.stack for s in result.stacks if s.state is StackState.HELD]
+    result.held_until = next_opening(env, held) if held and not dry_run else None
     engine.remember(settled=walk.settled)
     if rollback:
         result.rollbacks.append(_rollback_record(rollback, result))

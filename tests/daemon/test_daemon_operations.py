@@ -79,3 +79,28 @@ def test_the_apis_allow_mass_prune_lets_one_pass_through(
         assert _value(api_client, namespace, "extra-5") == "x", refused
         _post(d.base, "/api/sync", {"env": env.name, "allowMassPrune": True})
         assert _value(api_client, namespace, "extra-5") is None and _value(api_client, namespace) == "v1"
+
+
+def test_a_change_held_by_a_deny_window_lands_when_the_window_ends_not_an_interval_later(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
+    """argo-cd #21692: auto-sync did not fire when a deny window ended. Here the poll interval is an hour:
+    only the window's own opening can apply the held commit within the test's minute."""
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    start = now.replace(second=0, microsecond=0)
+    ends_in_s = 20
+    window = {"kind": "deny", "schedule": f"{start.minute} {start.hour} * * *",
+              "duration": f"{int((now - start).total_seconds()) + ends_in_s}s"}
+    path = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h")
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, "syncWindows": [window]}))
+    env = load_environment(path)
+    with running_daemon([env], factory, settings=DaemonSettings(jitter_s=0)) as d:
+        first = wait_for(lambda: d.daemon.states[env.name].last_result, timeout_s=60, what="the startup pass")
+        assert [s.state.value for s in first.stacks] == ["held"] and _value(api_client, namespace) is None
+        assert first.held_until is not None
+        wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=ends_in_s + 40,
+                 what="the held commit applied when the window ended")
+        landed = datetime.now(timezone.utc)
+    assert landed >= first.held_until

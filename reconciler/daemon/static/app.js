@@ -6,7 +6,7 @@ const histories = {};  // env -> the last /api/history answer
 const openHistory = new Set();  // envs whose history is open (kept across the 5 s redraws)
 
 const COLORS = { applied: "#2e7d32", unchanged: "#558b2f", drifted: "#ef6c00", blocked: "#6a1b9a",
-                 failed: "#c62828", pending: "#757575", planned: "#1565c0", suspended: "#795548" };
+                 failed: "#c62828", pending: "#757575", planned: "#1565c0", suspended: "#795548", held: "#795548" };
 const BOX_W = 170, BOX_H = 58, GAP_X = 50, GAP_Y = 18, PAD = 10;
 
 function el(tag, attrs = {}, text = "") {
@@ -131,8 +131,10 @@ function envSection(env) {
   env.stacks.forEach(s => {
     s.violations.forEach(v => problems.appendChild(el("li", {}, `⚠ ${s.name}: [${v.severity}] ${v.rule} ${v.object}: ${v.message}`)));
     if (s.reason && (s.state === "failed" || s.state === "blocked")) problems.appendChild(el("li", {}, `✖ ${s.name}: ${s.reason}`));
-    if (s.state === "suspended") problems.appendChild(el("li", {}, `⏸ ${s.name}: ${s.reason}`));
+    if (s.state === "suspended" || s.state === "held") problems.appendChild(el("li", {}, `⏸ ${s.name}: ${s.reason}`));
   });
+  (env.windows || []).forEach(w => problems.appendChild(el("li", {}, `🕒 sync window ${w}`)));
+  if (env.held_until) problems.appendChild(el("li", {}, `🕒 held back until ${env.held_until}`));
   box.appendChild(problems);
   box.appendChild(historySection(env.name));
   return box;
