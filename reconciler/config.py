@@ -188,6 +188,25 @@ class DecryptionConfig(_Strict):
         return self
 
 
+class CommitStatusConfig(_Strict):
+    """Where the daemon sets a status on each commit it applied (local only: the token goes there)."""
+
+    provider: Literal["github", "gitlab", "gitea"]
+    repository: str = Field(..., description="owner/name (GitLab: the project's path, group/project)")
+    api_url: str = Field("", alias="apiUrl", description="API base; default https://api.github.com or "
+                                                         "https://gitlab.com; required for Gitea")
+    context: str = Field("", description="the status's name; default healthflow/<env>@<cluster context>")
+
+    @model_validator(mode="after")
+    def _api(self) -> "CommitStatusConfig":
+        if not self.api_url:
+            default = {"github": "https://api.github.com", "gitlab": "https://gitlab.com"}.get(self.provider)
+            if default is None:
+                raise ValueError("apiUrl is required for gitea (e.g. https://gitea.example.com)")
+            object.__setattr__(self, "api_url", default)
+        return self
+
+
 def compile_cel(text: str):
     """The compiled CEL program of one expression; ValueError naming the syntax error when it does not compile."""
     import cel  # the `common-expression-language` package: loaded only where health rules are used
@@ -262,6 +281,8 @@ class EnvironmentConfig(_Strict):
     rollback: RollbackConfig = RollbackConfig()
     stacks: list[StackConfig] = Field(default_factory=list)
     decryption: DecryptionConfig | None = Field(None, description="keys for SOPS-encrypted Secrets (local only)")
+    commit_status: CommitStatusConfig | None = Field(None, alias="commitStatus",
+                                                     description="set a status on each applied commit (local only)")
     sync_windows: list[SyncWindowConfig] = Field(default_factory=list, alias="syncWindows",
                                                  description="when automatic passes may apply (allow/deny windows)")
     health_check_exprs: list[HealthCheckExpr] = Field(default_factory=list, alias="healthCheckExprs",

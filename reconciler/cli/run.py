@@ -197,7 +197,8 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     settings = DaemonSettings(jitter_s=args.jitter, backoff_base_s=args.backoff_base, backoff_max_s=args.backoff_max,
                               poll=not args.no_poll, drift_check=not args.no_drift_check, live=not args.no_watch,
                               identity=args.identity or default_identity(), lease=lease,
-                              stop_timeout_s=args.stop_timeout)
+                              stop_timeout_s=args.stop_timeout, commit_status_token=read_secret("COMMIT_STATUS_TOKEN"),
+                              status_url=args.status_url)
     metrics = Metrics()
     holder: list[Any] = []
     notifier = Notifier(_sinks(args, holder, settings.identity), metrics, dedup_window_s=args.alert_dedup_window,

@@ -22,8 +22,9 @@ class PassRecorder:
     """Records finished passes of every environment."""
 
     def __init__(self, envs: dict[str, Any], states: dict[str, EnvState], alerts: AlertRouter,
-                 timing: PassTiming, drift_check: bool) -> None:
+                 timing: PassTiming, drift_check: bool, commit_status: Any = None) -> None:
         self.envs = envs
+        self.commit_status = commit_status
         self.states = states
         self.alerts = alerts
         self.timing = timing
@@ -43,6 +44,8 @@ class PassRecorder:
                 state.stack_results[stack.stack] = stack
                 state.stack_runs[stack.stack] = run.finished_at
             self.alerts.on_pass(result, state, duration_s)
+            if self.commit_status is not None and run.action == "sync" and not stopped:
+                self.commit_status.publish(engine.env if hasattr(engine, "env") else self.envs[run.env], result)
             failed = bool(result.error) or any(s.state is StackState.FAILED for s in result.stacks)
             self.timing.after_pass(run.env, failed, stopped, retry)
             self.timing.follow_interval(run.env, float(self.envs[run.env].sync.interval_s))

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from reconciler.daemon.actions import run_action
 from reconciler.daemon.alerts import AlertRouter, EnvState
+from reconciler.daemon.commitstatus import CommitStatusPublisher
 from reconciler.daemon.leadership import Leadership
 from reconciler.daemon.livedrift import LiveDrift
 from reconciler.daemon.metrics import Metrics
@@ -78,7 +79,9 @@ class Daemon:
         self.workers = {name: EnvWorker(name, self._execute, self.runbook, self.metrics) for name in self.envs}
         self.timing = PassTiming(self.settings, self.metrics, self.states)
         self.scheduler = self.timing.scheduler
-        self.recorder = PassRecorder(self.envs, self.states, self.alerts, self.timing, self.settings.drift_check)
+        self.commit_status = CommitStatusPublisher(self.settings.commit_status_token, self.settings.status_url)
+        self.recorder = PassRecorder(self.envs, self.states, self.alerts, self.timing, self.settings.drift_check,
+                                     self.commit_status)
         self.live_drift = LiveDrift(self.envs, self.engines, self.states, self.workers, self.alerts, self.metrics,
                                     self.may_apply)
         self._stopping = threading.Event()

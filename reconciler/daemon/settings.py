@@ -67,6 +67,8 @@ class DaemonSettings:
     identity: str = field(default_factory=default_identity)
     lease: LeaseSettings | None = None  # None: no election, this replica applies everything
     stop_timeout_s: float = 30.0
+    commit_status_token: str | None = None  # RECONCILER_COMMIT_STATUS_TOKEN: for environments with commitStatus
+    status_url: str = ""  # the status page's address, linked from commit statuses and alerts
 
     def jitter_for(self, interval_s: float) -> float:
         return self.jitter_s if self.jitter_s is not None else min(interval_s * 0.1, 30.0)

@@ -7,7 +7,8 @@ cluster, credentials, trusted keys. Everything else (stacks, dependsOn, sync, po
 read from the followed file at the commit, so adding, removing or reordering stacks is a `git push`,
 as preview already shows it. The name, source (except `source.path`, a layout of the repository) and
 cluster, and the decryption keys, always come from the local file: a commit cannot point the
-reconciler at another cluster, another repository, its own signing keys or a key file of its choosing.
+reconciler at another cluster, another repository, its own signing keys, a key file of its choosing,
+or a commit-status API that would receive the token.
 
 Every path the file in force names must stay inside the repository tree, symbolic links included.
 """
@@ -58,7 +59,8 @@ def environment_at(local: EnvironmentConfig, tree: Path, commit: CommitInfo) -> 
                           fix="follow the file of this environment (source.environment) or correct `name:` in Git")
     source = local.source.model_copy(update={"path": followed.source.path or local.source.path})
     env = followed.model_copy(update={"name": local.name, "source": source, "cluster": local.cluster,
-                                      "decryption": local.decryption, "file": where})
+                                      "decryption": local.decryption, "commit_status": local.commit_status,
+                                      "file": where})
     check_paths_inside(env, tree, where)
     return env
 
