@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -176,6 +177,24 @@ class Receiver:
     url: str
     bodies: list[dict[str, Any]] = field(default_factory=list)
     fail: bool = False
+
+
+def received_alerts(receiver: Receiver) -> list[dict[str, Any]]:
+    """The alerts an Apprise JSON webhook (`json://`) delivered: its title, message and type, and the alert
+    kind and reminder flag read back from the text every Apprise service gets."""
+    alerts = []
+    for body in receiver.bodies:
+        kind = re.search(r"kind (\w+)", body.get("message", ""))
+        alerts.append({**body, "kind": kind.group(1) if kind else None,
+                       "reminder": body.get("title", "").startswith("Reminder: ")})
+    return alerts
+
+
+def alert_sink(receiver: Receiver, name: str = "") -> Any:
+    """An Apprise sink posting to the receiver as a JSON webhook."""
+    from reconciler.daemon.notify import AppriseSink, apprise_url
+
+    return AppriseSink(apprise_url(receiver.url), name=name)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The package's layers hold: a module imports only from its own layer or the layers below it.
 
-cli -> daemon -> pipeline -> policy -> kube -> shared (config, results, errors, logs, objects, graph).
+cli -> daemon -> pipeline -> policy -> kube -> shared (config, results, errors, logs, objects, graph, retrying).
 Read from the source with `ast`, so function-level (lazy) imports count too.
 """
 

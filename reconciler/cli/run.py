@@ -183,7 +183,8 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     """The daemon and its HTTP server from parsed arguments and secrets (no thread started yet)."""
     from reconciler.daemon.service import Daemon, DaemonSettings, default_engine_factory, default_identity
     from reconciler.daemon.metrics import Metrics
-    from reconciler.daemon.notify import AlertKind, Notifier, RetryPolicy
+    from reconciler.daemon.notify import AlertKind, Notifier
+    from reconciler.retrying import RetryPolicy
     from reconciler.daemon.server import ServerSecrets, ServerThread, create_app
 
     envs = load_envs(args.environments, args.only_envs)
@@ -215,16 +216,29 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     return daemon, server
 
 
+def alert_urls() -> list[str]:
+    """Apprise URLs from RECONCILER_ALERT_URLS (comma or whitespace separated; a secret: they hold tokens),
+    plus the older RECONCILER_ALERT_WEBHOOK_URL (a JSON webhook) and RECONCILER_SLACK_WEBHOOK_URL."""
+    import re
+
+    from reconciler.daemon.notify import apprise_url
+
+    urls = [u for u in re.split(r"[\s,]+", read_secret("ALERT_URLS") or "") if u]
+    urls += [apprise_url(u) for u in (read_secret("ALERT_WEBHOOK_URL"), read_secret("SLACK_WEBHOOK_URL")) if u]
+    return urls
+
+
 def _sinks(args: argparse.Namespace, holder: list[Any], identity: str) -> list[Any]:
-    from reconciler.daemon.notify import KubernetesEventSink, SlackSink, WebhookSink
+    from reconciler.daemon.notify import AppriseSink, KubernetesEventSink
+    from reconciler.logs import redact_text
 
     sinks: list[Any] = []
-    webhook = read_secret("ALERT_WEBHOOK_URL")
-    if webhook:
-        sinks.append(WebhookSink(webhook, status_url=args.status_url))
-    slack = read_secret("SLACK_WEBHOOK_URL")
-    if slack:
-        sinks.append(SlackSink(slack, status_url=args.status_url))
+    for number, url in enumerate(alert_urls(), start=1):
+        try:
+            sinks.append(AppriseSink(url, name=f"{url.split('://', 1)[0]}-{number}", status_url=args.status_url))
+        except ValueError as exc:
+            raise ConfigError(f"RECONCILER_ALERT_URLS: {exc}", fix="see https://github.com/caronc/apprise/wiki for "
+                              f"the URL of each service ({redact_text(url)[:60]})") from exc
     if not args.no_kubernetes_events:
         def target(env: str) -> tuple[Any, str, str] | None:
             engine = holder[0].engines.get(env) if holder else None

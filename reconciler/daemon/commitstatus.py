@@ -27,7 +27,7 @@ from urllib.parse import quote
 import requests
 
 from reconciler.config import CommitStatusConfig, EnvironmentConfig
-from reconciler.daemon.retrying import RetryPolicy, retry_call
+from reconciler.retrying import RetryPolicy, retry_call
 from reconciler.logs import get_logger, redact_text
 from reconciler.results import PassResult, StackState
 

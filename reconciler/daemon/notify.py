@@ -6,18 +6,17 @@ Design:
   after the window, while the condition persists, it is re-sent marked as a reminder. When a
   condition clears, its key is forgotten, so a recurrence alerts at once.
 - Each sink has its own delivery thread and queue: a sink that is down retries with exponential
-  backoff on its own thread and never blocks reconciling or the other sinks; failures are counted.
+  backoff (`retrying`, tenacity) on its own thread and never blocks reconciling or the other sinks;
+  failures are counted.
+- Sinks: the log (always), Kubernetes Events, and any Apprise URL (a hundred services, one URL each).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from reconciler.logs import get_logger, redact_text
 from reconciler.daemon.metrics import Metrics, label
+from reconciler.retrying import RetryPolicy, retry_call
 from reconciler.results import DriftReport, PassResult, StackState
 
 log = get_logger("reconciler.daemon.notify")
@@ -207,62 +207,46 @@ class LogSink:
                     commit=alert.commit, run_id=alert.run_id)
 
 
-def _post_json(url: str, payload: dict[str, Any], timeout_s: float, headers: dict[str, str] | None = None) -> None:
-    data = json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            if response.status >= 300:
-                raise DeliveryError(f"HTTP {response.status}")
-    except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(redact_text(str(getattr(exc, "reason", exc)))) from exc
+_APPRISE_TYPE = {"critical": "failure", "warning": "warning", "info": "info"}
 
 
-class WebhookSink:
-    """Generic JSON webhook: the alert as a JSON object (see docs/daemon.md for the fields)."""
+def apprise_message(alert: Alert, status_url: str = "") -> tuple[str, str, str]:
+    """(title, body, Apprise notify type) of an alert: every Apprise service gets the same text."""
+    title = ("Reminder: " if alert.reminder else "") + alert.title
+    lines = [f"• {line}" for line in (alert.details or [alert.message])[:10]]
+    where = [f"kind {alert.kind.value}", f"env {alert.env}"] + ([f"stack {alert.stack}"] if alert.stack else [])
+    where += ([f"commit {alert.commit[:10]}"] if alert.commit else []) + ([f"run {alert.run_id}"] if alert.run_id else [])
+    body = "\n".join(lines + [" · ".join(where)] + ([f"status page: {status_url}"] if status_url else []))
+    kind = "success" if alert.kind is AlertKind.RECOVERED else _APPRISE_TYPE.get(alert.severity, "info")
+    return title, body, kind
 
-    def __init__(self, url: str, *, name: str = "webhook", timeout_s: float = 5.0, status_url: str = "") -> None:
-        self.name = name
-        self._url = url
-        self._timeout_s = timeout_s
+
+class AppriseSink:
+    """Any of Apprise's services (Slack, Teams, Mattermost, PagerDuty, Opsgenie, email, ntfy, Discord,
+    Telegram, a JSON webhook as `json://` or `jsons://`, ...), one URL each: https://github.com/caronc/apprise."""
+
+    def __init__(self, url: str, *, name: str = "", status_url: str = "") -> None:
+        import apprise
+
+        self._apprise = apprise.Apprise()
+        if not self._apprise.add(url):
+            raise ValueError(f"not an Apprise URL: {redact_text(url)}")
+        self.name = name or url.split("://", 1)[0]
         self._status_url = status_url
 
     def send(self, alert: Alert) -> None:
-        _post_json(self._url, {**alert.to_dict(), "status_url": self._status_url or None}, self._timeout_s)
+        title, body, kind = apprise_message(alert, self._status_url)
+        if not self._apprise.notify(title=title, body=body, notify_type=kind):
+            raise DeliveryError(f"{self.name}: the service did not accept the notification")
 
 
-_SLACK_EMOJI = {"critical": ":red_circle:", "warning": ":warning:", "info": ":white_check_mark:"}
-
-
-def slack_payload(alert: Alert, status_url: str = "") -> dict[str, Any]:
-    """Slack-compatible: `text` for notifications plus Block Kit blocks with a link to the status page."""
-    prefix = "Reminder: " if alert.reminder else ""
-    headline = f"{_SLACK_EMOJI.get(alert.severity, '')} {prefix}{alert.title}".strip()
-    body = "\n".join(f"• {line}" for line in (alert.details or [alert.message])[:10])
-    context = [f"*env* {alert.env}"] + ([f"*stack* {alert.stack}"] if alert.stack else [])
-    context += [f"*commit* `{alert.commit[:10]}`"] if alert.commit else []
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{body}"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "  ".join(context)}]},
-    ]
-    if status_url:
-        blocks.append({"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": "Open status page"}, "url": status_url}]})
-    return {"text": headline, "blocks": blocks}
-
-
-class SlackSink:
-    def __init__(self, url: str, *, status_url: str = "", timeout_s: float = 5.0) -> None:
-        self.name = "slack"
-        self._url = url
-        self._status_url = status_url
-        self._timeout_s = timeout_s
-
-    def send(self, alert: Alert) -> None:
-        _post_json(self._url, slack_payload(alert, self._status_url), self._timeout_s)
+def apprise_url(url: str) -> str:
+    """A plain http(s) webhook URL (the former ALERT_WEBHOOK_URL) as Apprise's JSON webhook; others as given."""
+    if url.startswith("http://") and "hooks.slack.com" not in url:
+        return "json://" + url.removeprefix("http://")
+    if url.startswith("https://") and "hooks.slack.com" not in url:
+        return "jsons://" + url.removeprefix("https://")
+    return url
 
 
 EventTarget = Callable[[str], "tuple[Any, str, str] | None"]
@@ -321,16 +305,6 @@ class KubernetesEventSink:
 # Delivery and de-duplication
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay_s: float = 1.0
-    max_delay_s: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.base_delay_s * (2 ** (attempt - 1)), self.max_delay_s)
-
-
 class _SinkWorker:
     """One thread per sink: retries with backoff there, so a down sink holds up nothing else."""
 
@@ -365,17 +339,15 @@ class _SinkWorker:
                 self._idle.notify_all()
 
     def _deliver(self, alert: Alert) -> None:
-        for attempt in range(1, self._retry.attempts + 1):
-            try:
-                self.sink.send(alert)
-                self._metrics.alerts.labels(alert.kind.value, self.sink.name, "sent").inc()
-                return
-            except Exception as exc:  # a sink's failure is data: counted, logged, retried
-                self._metrics.alert_failures.labels(self.sink.name).inc()
-                log.warning("alert delivery failed", sink=self.sink.name, attempt=attempt, error=redact_text(str(exc)))
-                if attempt == self._retry.attempts or self._stop.wait(self._retry.delay(attempt)):
-                    break
-        self._metrics.alerts.labels(alert.kind.value, self.sink.name, "failed").inc()
+        failures = self._metrics.alert_failures.labels(self.sink.name)
+        try:
+            retry_call(lambda: self.sink.send(alert), self._retry, what=f"alert delivery to {self.sink.name}",
+                       stop=self._stop, on_failure=lambda _exc: failures.inc())
+            self._metrics.alerts.labels(alert.kind.value, self.sink.name, "sent").inc()
+        except Exception as exc:  # a sink's failure is data: counted, logged, retried, never raised
+            failures.inc()
+            log.warning("alert delivery failed", sink=self.sink.name, error=redact_text(str(exc)))
+            self._metrics.alerts.labels(alert.kind.value, self.sink.name, "failed").inc()
 
     def wait_idle(self, timeout_s: float) -> bool:
         with self._idle:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from reconciler.errors import ClusterError
-from reconciler.kube.retry import RetryPolicy
+from reconciler.kube.retry import API_RETRY, retry_after, retryable
+from reconciler.retrying import retry_call
 
 FIELD_MANAGER = "healthflow-reconciler"
 _TIMEOUT = (5, 60)
@@ -94,7 +94,7 @@ class Cluster:
         self._counts: Counter[str] = Counter()
         self.cache: Any = None  # a kube.livecache.LiveCache, attached by the daemon
         self.user: str | None = None  # impersonated (Impersonate-User) by every request of this view
-        self.retry = RetryPolicy()
+        self.retry = API_RETRY
         self.request_timeout: tuple[float, float] = _TIMEOUT  # (connect, read) seconds per request
 
     @property
@@ -115,19 +115,19 @@ class Cluster:
 
     def _call(self, method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
               content_type: str = "application/json", verb: str | None = None) -> dict:
-        """One API request; 429 and 5xx answers are asked again as `RetryPolicy` says (Retry-After honoured)."""
-        attempt = 0
-        while True:
+        """One API request; 429 and 5xx answers are asked again as `kube.retry` says (Retry-After honoured)."""
+
+        def once() -> dict:
             self.count(verb or _VERBS[method])
-            try:
-                return send(self, method, path, query, body, content_type)
-            except _Retryable as answer:
-                delay = self.retry.delay(answer.error.status, answer.headers, attempt)
-                if delay is None:
-                    raise answer.error from None
-                self.count("retry")
-                time.sleep(delay)
-                attempt += 1
+            return send(self, method, path, query, body, content_type)
+
+        try:
+            return retry_call(once, self.retry, what=f"{method} {path}", quiet=True,
+                              retryable=lambda e: isinstance(e, _Retryable) and retryable(e.error.status, e.headers),
+                              delay=lambda e: retry_after(e.headers) if isinstance(e, _Retryable) else None,
+                              on_failure=lambda _e: self.count("retry"))
+        except _Retryable as answer:
+            raise answer.error from None
 
     def resource(self, api_version: str, kind: str) -> Resource:
         """Map apiVersion/kind to its REST resource; discovery runs once per group-version."""

@@ -27,17 +27,20 @@ from reconciler.daemon.service import DaemonSettings, default_engine_factory
 from reconciler.daemon.members import Membership
 from reconciler.daemon.leader import ElectionLoop, LeaseElector, LeaseSettings
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier, RetryPolicy, WebhookSink
+from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier
+from reconciler.retrying import RetryPolicy
 from reconciler.daemon.webhooks import github_signature
 from daemon_support import (
     API_TOKEN,
     GITHUB_SECRET,
     GatedEngine,
     GitRepo,
+    alert_sink,
     configmap_stack,
     free_port,
     github_push,
     http_receiver,
+    received_alerts,
     running_daemon,
     write_env,
 )
@@ -210,7 +213,7 @@ def test_drift_gives_one_webhook_alert_a_reminder_after_the_interval_and_an_even
             return engines[-1]
 
         events = KubernetesEventSink(lambda name: (engines[0].api_client, *engines[0].state_ref()))
-        notifier = Notifier([WebhookSink(receiver.url), events], metrics, dedup_window_s=3600,
+        notifier = Notifier([alert_sink(receiver), events], metrics, dedup_window_s=3600,
                             windows={AlertKind.DRIFT_DETECTED: reminder_s}, retry=RetryPolicy(2, 0.1))
         with running_daemon([env], recording, settings=DaemonSettings(poll=False), notifier=notifier) as d:
             wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1) and d.daemon.states[env.name].last_run,
@@ -226,12 +229,13 @@ def test_drift_gives_one_webhook_alert_a_reminder_after_the_interval_and_an_even
 
             sync_now()
             sync_now()  # the same drift again, inside the window: no second alert
-            drift = [b for b in receiver.bodies if b["kind"] == "drift_detected"]
+            drift = [b for b in received_alerts(receiver) if b["kind"] == "drift_detected"]
             assert [b["reminder"] for b in drift] == [False]
-            wait_for(lambda: time.monotonic() - notifier._sent[drift[0]["key"]].last_at > reminder_s,
+            [key] = [a.key for a in notifier.history if a.kind is AlertKind.DRIFT_DETECTED]
+            wait_for(lambda: time.monotonic() - notifier._sent[key].last_at > reminder_s,
                      timeout_s=reminder_s + 5, what="the reminder interval to pass")
             sync_now()
-            drift = [b for b in receiver.bodies if b["kind"] == "drift_detected"]
+            drift = [b for b in received_alerts(receiver) if b["kind"] == "drift_detected"]
             assert [b["reminder"] for b in drift] == [False, True]
             ns, name = engines[0].state_ref()
             wait_for(lambda: _events(api_client, ns, name, "DriftDetected"), timeout_s=30, what="drift Event")
@@ -266,16 +270,16 @@ def test_a_policy_violation_gives_one_webhook_alert_and_an_event(tmp_path: Path,
             return engines[-1]
 
         events = KubernetesEventSink(lambda name: (engines[0].api_client, *engines[0].state_ref()))
-        notifier = Notifier([WebhookSink(receiver.url), events], Metrics(), retry=RetryPolicy(2, 0.1))
+        notifier = Notifier([alert_sink(receiver), events], Metrics(), retry=RetryPolicy(2, 0.1))
         with running_daemon([env], recording, settings=DaemonSettings(poll=False, initial_pass=False),
                             notifier=notifier) as d:
             for _ in range(2):
                 run = d.daemon.trigger(env.name, "manual")
                 wait_for(lambda: run.state.done, timeout_s=180, what="pass")
             assert notifier.flush(30)
-            violations = [b for b in receiver.bodies if b["kind"] == "policy_violation"]
+            violations = [b for b in received_alerts(receiver) if b["kind"] == "policy_violation"]
             assert len(violations) == 1, receiver.bodies
-            assert "min-replicas" in " ".join(violations[0]["details"])
+            assert "min-replicas" in violations[0]["message"]
             ns, name = engines[0].state_ref()
             wait_for(lambda: _events(api_client, ns, name, "PolicyViolation"), timeout_s=30, what="violation Event")
 

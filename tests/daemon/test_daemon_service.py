@@ -24,16 +24,8 @@ from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.notify import (
-    Alert,
-    AlertKind,
-    Notifier,
-    RetryPolicy,
-    SlackSink,
-    WebhookSink,
-    alerts_for_pass,
-    slack_payload,
-)
+from reconciler.daemon.notify import Alert, AlertKind, AppriseSink, Notifier, alerts_for_pass, apprise_url
+from reconciler.retrying import RetryPolicy
 from reconciler.results import PassResult, StackResult, StackState
 from reconciler.daemon.webhooks import (
     PushEvent,
@@ -53,8 +45,10 @@ from daemon_support import (
     CannedEngine,
     GatedEngine,
     GitRepo,
+    alert_sink,
     github_push,
     http_receiver,
+    received_alerts,
     running_daemon,
     write_env,
 )
@@ -381,7 +375,7 @@ class Clock:
 def test_the_same_alert_is_sent_once_within_its_window_then_again_as_a_reminder() -> None:
     clock = Clock()
     with http_receiver() as receiver:
-        notifier = Notifier([WebhookSink(receiver.url)], Metrics(), dedup_window_s=60, clock=clock)
+        notifier = Notifier([alert_sink(receiver)], Metrics(), dedup_window_s=60, clock=clock)
         scope = [_alert().scope]
         for _ in range(3):
             notifier.publish([_alert()], scope)
@@ -389,7 +383,7 @@ def test_the_same_alert_is_sent_once_within_its_window_then_again_as_a_reminder(
         notifier.publish([_alert()], scope)
         assert notifier.flush(10)
         notifier.close()
-    assert [b["reminder"] for b in receiver.bodies] == [False, True]
+    assert [b["reminder"] for b in received_alerts(receiver)] == [False, True]
 
 
 def test_an_alert_whose_condition_cleared_is_sent_again_when_it_recurs() -> None:
@@ -406,7 +400,7 @@ def test_a_sink_that_is_down_blocks_nothing_and_its_failures_are_counted() -> No
     metrics = Metrics()
     with http_receiver() as good, http_receiver() as down:
         down.fail = True
-        notifier = Notifier([WebhookSink(down.url, name="down"), WebhookSink(good.url, name="good")], metrics,
+        notifier = Notifier([alert_sink(down, name="down"), alert_sink(good, name="good")], metrics,
                             retry=RetryPolicy(attempts=3, base_delay_s=0.05))
         notifier.publish([_alert()], [])
         wait_for(lambda: good.bodies, timeout_s=5, what="delivery to the working sink")
@@ -417,20 +411,23 @@ def test_a_sink_that_is_down_blocks_nothing_and_its_failures_are_counted() -> No
         "reconciler_alerts_total", {"kind": "policy_violation", "sink": "down", "outcome": "failed"}) == 1
 
 
-def test_slack_payload_has_a_headline_blocks_and_a_link_to_the_status_page() -> None:
-    payload = slack_payload(_alert(), status_url="http://status.example/")
-    assert payload["text"].endswith("dev/app: 1 violation")
-    buttons = [e for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert buttons[0]["url"] == "http://status.example/"
-
-
-def test_slack_sink_posts_a_slack_compatible_payload_to_the_receiver() -> None:
+def test_an_alert_through_apprise_carries_its_title_details_place_and_the_status_page() -> None:
     with http_receiver() as receiver:
-        notifier = Notifier([SlackSink(receiver.url)], Metrics())
+        sink = AppriseSink(apprise_url(receiver.url), status_url="http://status.example/")
+        notifier = Notifier([sink], Metrics())
         notifier.publish([_alert()], [])
         assert notifier.flush(10)
         notifier.close()
-    assert receiver.bodies[0]["blocks"][0]["type"] == "section"
+    [body] = receiver.bodies
+    assert body["title"].endswith("dev/app: 1 violation") and body["type"] == "failure"  # critical
+    assert "kind policy_violation · env dev · stack app" in body["message"]
+    assert "status page: http://status.example/" in body["message"]
+
+
+def test_a_plain_webhook_url_becomes_apprises_json_webhook_and_a_slack_url_stays() -> None:
+    assert apprise_url("https://alerts.example/hook") == "jsons://alerts.example/hook"
+    assert apprise_url("http://127.0.0.1:9/a") == "json://127.0.0.1:9/a"
+    assert apprise_url("https://hooks.slack.com/services/T/B/C") == "https://hooks.slack.com/services/T/B/C"
 
 
 def test_a_failed_and_a_blocked_stack_give_one_alert_each() -> None:

@@ -13,7 +13,8 @@ from helpers import wait_for
 from manifests import configmap, make_env, write_stack
 from reconciler.config import load_environment
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.notify import Alert, AlertKind, Notifier, RetryPolicy, WebhookSink
+from reconciler.daemon.notify import Alert, AlertKind, AppriseSink, Notifier, apprise_url
+from reconciler.retrying import RetryPolicy
 from reconciler.pipeline.engine import Engine
 from reconciler.results import StackState
 
@@ -42,8 +43,8 @@ def test_an_alert_sink_that_never_answers_holds_up_no_other_sink_and_its_failure
     alert = Alert(kind=AlertKind.SYNC_FAILED, env="prod", stack="data", severity="critical", title="sync failed",
                   message="timeout")
     with http_receiver() as good:
-        notifier = Notifier([WebhookSink(f"http://127.0.0.1:{silent_host}/alerts", name="hung", timeout_s=1),
-                             WebhookSink(good.url, name="good")], metrics,
+        hung = AppriseSink(f"json://127.0.0.1:{silent_host}/alerts?cto=1&rto=1", name="hung")  # 1 s timeouts
+        notifier = Notifier([hung, AppriseSink(apprise_url(good.url), name="good")], metrics,
                             retry=RetryPolicy(attempts=2, base_delay_s=0.05))
 
         notifier.publish([alert], [])
