@@ -25,8 +25,8 @@ from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.prune import gone_note, prune_objects, without_unserved
-from reconciler.pipeline.prune_guard import mass_prune_refusal
-from reconciler.pipeline.windows import hold
+from reconciler.pipeline.holdback import HoldBack
+from reconciler.pipeline.prune_guard import guard_mass_prune
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.stages import gate, record_stack, refuse_empty_render, settled
 from reconciler.results import Action, PassResult, StackResult, StackState
@@ -51,8 +51,7 @@ class PassRun:
         self._applying: dict[str, list[K8sObject]] = {}  # stack -> its objects as applied (owned), once computed
         report = rendered.policy_report
         self.policy_blocked = set(report.blocking_stacks()) if report else set()
-        self.suspensions = inventory.suspensions()
-        self.held_back: dict[str, StackState] = {}  # suspended or held by a window (or waiting on such a stack)
+        self.hold_back = HoldBack(ctx.env, inventory.suspensions(), ctx.options.manual)
 
     def execute(self) -> None:
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="stack") as pool:
@@ -62,8 +61,7 @@ class PassRun:
                     self.result.stacks.append(stack_result)
                     if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
                         self.failed.add(stack_result.stack)
-                    if stack_result.state in (StackState.SUSPENDED, StackState.HELD):
-                        self.held_back[stack_result.stack] = stack_result.state
+                    self.hold_back.ended(stack_result.stack, stack_result.state)
 
     def _stack(self, name: str, wave: int) -> StackResult:
         started = time.monotonic()
@@ -92,7 +90,7 @@ class PassRun:
         return result
 
     def _run_stack(self, stack: StackConfig, result: StackResult) -> None:
-        state, why = self._held_back(stack)
+        state, why = self.hold_back.why(stack)
         if why and not self.dry_run:
             result.state, result.reason = state, why
             return
@@ -128,32 +126,16 @@ class PassRun:
             result.notes.append(gone_note(unserved))
             self.emit(stack.name, result.wave, "prune", result.notes[-1])
         result.changes = [p.change() for p in planned] + prunes
-        refusal = None if self.ctx.options.allow_mass_prune else mass_prune_refusal(
-            stack.name, len(prunes), len(record.objects), self.env.sync.mass_prune)
-        if self.dry_run:
-            result.notes += [refusal.replace("nothing was applied or pruned", "sync would refuse it")] if refusal else []
-            self._conclude_plan(result, planned)
+        if guard_mass_prune(result, len(prunes), len(record.objects), self.env.sync.mass_prune,
+                            self.ctx.options.allow_mass_prune, self.dry_run):
             return
-        if refusal:
-            result.state, result.blocked_by, result.reason = StackState.BLOCKED, ["mass-prune guard"], refusal
+        if self.dry_run:
+            self._conclude_plan(result, planned)
             return
         self._apply(stack, result, planned, objects, prunes, record)
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
         if seen is not None and clean and not result.conflicts:
             self.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
-
-    def _held_back(self, stack: StackConfig) -> tuple[StackState, str]:
-        """Suspended (by a person), or held by the sync windows, or waiting on a stack that is: why, or ""."""
-        suspended = self.suspensions.note(stack.name)
-        if suspended:
-            return StackState.SUSPENDED, suspended
-        window = hold(self.env, stack.name)
-        if window and not (self.ctx.options.manual and window.manual_allowed):
-            return StackState.HELD, window.reason
-        waiting = {d: self.held_back.get(d, StackState.SUSPENDED) for d in stack.depends_on
-                   if d in self.held_back or self.suspensions.of(d)}
-        state = StackState.HELD if waiting and StackState.SUSPENDED not in waiting.values() else StackState.SUSPENDED
-        return state, ", ".join(f"waits on {s.value} stack {d!r}" for d, s in waiting.items())
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]

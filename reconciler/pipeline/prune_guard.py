@@ -13,6 +13,7 @@ years (argo-cd #3484); Flux has none.
 from __future__ import annotations
 
 from reconciler.config import MassPruneConfig
+from reconciler.results import StackResult, StackState
 
 FIX = "check the commit; if the deletion is intended, `reconciler sync --allow-mass-prune` lets it through once"
 
@@ -23,3 +24,15 @@ def mass_prune_refusal(stack: str, pruning: int, owned: int, guard: MassPruneCon
         return None
     return (f"mass prune refused: stack {stack!r} would delete {pruning} of its {owned} objects "
             f"(more than {guard.max_percent:g}%); nothing was applied or pruned (fix: {FIX})")
+
+
+def guard_mass_prune(result: StackResult, pruning: int, owned: int, guard: MassPruneConfig, allowed: bool,
+                     dry_run: bool) -> bool:
+    """Block the stack (True) when this pass would mass-prune it; a plan only notes that sync would refuse."""
+    refusal = None if allowed else mass_prune_refusal(result.stack, pruning, owned, guard)
+    if refusal and dry_run:
+        result.notes.append(refusal.replace("nothing was applied or pruned", "sync would refuse it"))
+    elif refusal:
+        result.state, result.blocked_by, result.reason = StackState.BLOCKED, ["mass-prune guard"], refusal
+        return True
+    return False
