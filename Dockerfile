@@ -27,6 +27,8 @@ COPY devcluster ./devcluster
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
 USER 10001:10001
+# The container listens on all interfaces, so the daemon needs RECONCILER_READ_TOKEN (or _FILE; deploy/
+# mounts one) to serve status and drift, or RECONCILER_INSECURE_READ=true to serve them to anyone.
 ENV PYTHONUNBUFFERED=1 \
     RECONCILER_LISTEN=0.0.0.0:8080 \
     RECONCILER_CACHE_DIR=/var/cache/reconciler \
