@@ -31,6 +31,7 @@ FLAP_LIMIT = 3
 FLAP_WINDOW_S = 60.0
 DEBOUNCE_S = 0.05
 RETRY_SKIPPED_S = 5.0  # a correction skipped while another writer holds the environment is judged again then
+RETRY_DEFERRED_S = 0.5  # events seen while a pass ran are looked at again this often until it is over
 
 
 class LiveDrift:
@@ -46,6 +47,7 @@ class LiveDrift:
         self._cond = threading.Condition()
         self._stopping = False
         self._corrections: dict[tuple[str, ObjectId], deque[float]] = defaultdict(deque)
+        self._deferred: dict[str, dict[ObjectId, float]] = defaultdict(dict)  # env -> events seen during a pass
         self._thread = threading.Thread(target=self._loop, name="live-drift", daemon=True)
 
     def attach(self, env: str) -> None:
@@ -89,8 +91,33 @@ class LiveDrift:
 
     def _check(self, env: str, oid: ObjectId, seen_at: float) -> None:
         worker = self.workers[env]
-        if worker.current is not None or worker.pending is not None:
+        current = worker.current
+        if current is not None and current.state.done:
+            self._defer(env, oid, seen_at)  # the pass is recording itself: its drift check may have read before
+            return
+        if current is not None or worker.pending is not None:
             return  # a pass is running or queued: it ends with a full drift check
+        self._judge(env, oid, seen_at)
+
+    def _defer(self, env: str, oid: ObjectId, seen_at: float) -> None:
+        """Keep an event that came after a pass applied, while it records itself and checks drift, and look
+        again shortly (one timer per environment): an edit made as a pass ends must not wait for the next
+        poll to be seen."""
+        with self._cond:
+            first = not self._deferred[env]
+            self._deferred[env].setdefault(oid, seen_at)
+        if first:
+            timer = threading.Timer(RETRY_DEFERRED_S, self._release, args=(env,))
+            timer.daemon = True
+            timer.start()
+
+    def _release(self, env: str) -> None:
+        with self._cond:
+            for oid, seen_at in self._deferred.pop(env, {}).items():
+                self._pending.setdefault((env, oid), seen_at)
+            self._cond.notify_all()
+
+    def _judge(self, env: str, oid: ObjectId, seen_at: float) -> None:
         engine = self.engines[env]
         items = engine.object_drift(oid)
         state = self.states[env]
