@@ -289,6 +289,15 @@ class EnvironmentConfig(_Strict):
                                                      description="health rules per group/kind as CEL expressions")
     file: str = Field("", exclude=True, description="where this environment was loaded from")
 
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        """The name is part of Kubernetes object names (the inventory ConfigMap, the writer Lease, labels)."""
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
+            raise ValueError(f"environment name {name!r} must be lowercase letters, digits and '-', start and end "
+                             "with a letter or digit, at most 63 characters (it names the inventory and the lease)")
+        return name
+
     def stack(self, name: str) -> StackConfig:
         for stack in self.stacks:
             if stack.name == name:

@@ -155,3 +155,14 @@ def test_a_single_stack_sync_waits_for_healthy_dependencies(repo, tmp_path, name
     [stack] = json.loads(result.stdout)["stacks"]
     assert stack["state"] == "blocked" and stack["blocked_by"] == ["base"]
     assert "never synced" in stack["reason"]
+
+
+def test_an_environment_name_kubernetes_cannot_take_is_refused_by_validate(tmp_path: Path) -> None:
+    env = tmp_path / "envs" / "bad.yaml"
+    env.parent.mkdir()
+    env.write_text(yaml.safe_dump({"name": "cs_github", "source": {"url": "https://example.invalid/r.git"},
+                                   "policy": {"mode": "off"}, "stacks": [{"name": "app", "path": "stacks/app"}]}))
+
+    result = reconciler("validate", "--environments", str(env.parent))
+
+    assert result.returncode == 2 and "environment name 'cs_github' must be lowercase" in result.stderr
