@@ -1,0 +1,134 @@
+"""Benchmark: the cold path against the API server's limit (issue 27, point 3). Side by side in one run:
+
+    python bench/bench_cold_path.py [--objects 1000 3000] [--threads 16] [--kubeconfig PATH]
+
+- bare client: N ConfigMaps server-side-applied by a plain `kubernetes` client, `--threads` at once
+  (no render, no plan, no inventory, no health): what the API server allows this machine;
+- ours: `reconciler sync` of one stack holding the same N ConfigMaps (a new process, cold cache), in a
+  namespace of its own.
+
+Prints seconds, apply and patch requests (the API server's `apiserver_request_total`) and the ratio ours / bare.
+Without --kubeconfig a devcluster is started for the run and stopped after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import git  # noqa: E402
+import yaml  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+
+
+def configmaps(namespace: str, count: int) -> list[dict]:
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i:05d}", "namespace": namespace},
+             "data": {"key": f"value-{i}" * 4}} for i in range(count)]
+
+
+def patches(kubeconfig: Path) -> int:
+    """Apply and patch requests the API server has answered since it started (server-side apply counts as
+    verb APPLY, dry runs included)."""
+    text = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "--raw", "/metrics"],
+                          capture_output=True, text=True, check=True).stdout
+    return int(sum(float(v) for v in re.findall(r'^apiserver_request_total\{[^}]*verb="(?:PATCH|APPLY)"[^}]*\} (\S+)$',
+                                                 text, re.M)))
+
+
+def bare_apply(api: client.ApiClient, objects: list[dict], threads: int) -> float:
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": objects[0]["metadata"]["namespace"]}})
+
+    def apply(obj: dict) -> None:
+        core.patch_namespaced_config_map(obj["metadata"]["name"], obj["metadata"]["namespace"], obj,
+                                         field_manager="bench-bare", force=True,
+                                         _content_type="application/apply-patch+yaml")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(apply, objects))
+    return time.perf_counter() - started
+
+
+def reconciler_sync(root: Path, objects: list[dict], kubeconfig: Path) -> float:
+    work = root / "repo"
+    repo = git.Repo.init(work, initial_branch="main")
+    (work / "stacks/app").mkdir(parents=True)
+    (work / "stacks/app/objects.yaml").write_text(yaml.safe_dump_all(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": objects[0]["metadata"]["namespace"]}},
+         *objects]))
+    (work / "stacks/app/kustomization.yaml").write_text("resources: [objects.yaml]\n")
+    repo.git.add(A=True)
+    repo.git.commit("-qm", "objects", "--author", "Bench <bench@example.test>")
+    env = root / "bench.yaml"
+    env.write_text(yaml.safe_dump({"name": f"cold-{len(objects)}", "source": {"url": str(work), "branch": "main"},
+                                   "policy": {"mode": "off"}, "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "reconciler", "sync", "-e", str(env), "--cache-dir",
+                           str(root / "cache"), "--kubeconfig", str(kubeconfig)], capture_output=True, text=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "b@example.test"})
+    elapsed = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"reconciler sync failed: {done.stderr[-2000:]}")
+    return elapsed
+
+
+def measure(kubeconfig: Path, sizes: list[int], threads: int) -> list[str]:
+    api = config.new_client_from_config(str(kubeconfig))
+    api.configuration.connection_pool_maxsize = threads
+    rows = []
+    for size in sizes:
+        stamp = f"{size}-{int(time.time()) % 100000}"
+        before = patches(kubeconfig)
+        bare_s = bare_apply(api, configmaps(f"bare-{stamp}", size), threads)
+        bare_patches, before = patches(kubeconfig) - before, patches(kubeconfig)
+        with tempfile.TemporaryDirectory() as folder:
+            ours_s = reconciler_sync(Path(folder), configmaps(f"ours-{stamp}", size), kubeconfig)
+        ours_patches = patches(kubeconfig) - before
+        rows.append(f"| {size:,} ConfigMaps, one stack | {bare_s:.2f} s, {bare_patches:,} applies | "
+                    f"{ours_s:.2f} s, {ours_patches:,} applies | **{ours_s / bare_s:.1f}x** |")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, nargs="+", default=[1000])
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--kubeconfig", type=Path, default=None)
+    args = parser.parse_args()
+    state = None
+    if args.kubeconfig is None:
+        from devcluster.cluster import down, up
+
+        state_dir = Path(tempfile.mkdtemp(prefix="cold-path-"))
+        state = up(state_dir)
+        kubeconfig = state.kubeconfig
+    else:
+        kubeconfig = args.kubeconfig
+    try:
+        rows = measure(kubeconfig, args.objects, args.threads)
+    finally:
+        if state is not None:
+            down(state_dir)
+    print(f"cold path, {date.today()}, {platform.machine()} {os.cpu_count()} cores; bare client: "
+          f"{args.threads} threads of server-side apply; ours: `reconciler sync` (a new process, cold cache)\n")
+    print(f"| objects | bare client ({args.threads} threads) | reconciler sync | ratio |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
