@@ -73,7 +73,7 @@ def reconciler_sync(root: Path, objects: list[dict], kubeconfig: Path) -> float:
     repo.git.add(A=True)
     repo.git.commit("-qm", "objects", "--author", "Bench <bench@example.test>")
     env = root / "bench.yaml"
-    env.write_text(yaml.safe_dump({"name": f"cold-{len(objects)}", "source": {"url": str(work), "branch": "main"},
+    env.write_text(yaml.safe_dump({"name": objects[0]["metadata"]["namespace"], "source": {"url": str(work), "branch": "main"},
                                    "policy": {"mode": "off"}, "stacks": [{"name": "app", "path": "stacks/app"}]}))
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "reconciler", "sync", "-e", str(env), "--cache-dir",

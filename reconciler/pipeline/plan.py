@@ -27,7 +27,7 @@ from reconciler.pipeline.fieldset import MISSING, OwnedPath, lookup, owned_field
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.results import Action, FieldChange, ObjectChange
 
-DRY_RUN_PARALLEL = 8
+DRY_RUN_PARALLEL = 16
 """Dry-run applies in flight at once per stack: the API server, not this loop, sets the pace."""
 LIST_INSTEAD_OF_GETS = 4
 """From this many objects of one kind and namespace missing from the labelled LIST, one unlabelled LIST
