@@ -7,6 +7,7 @@ exist) run after it. See README "Configuration reference" for every field.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -107,8 +108,10 @@ class SyncWindowConfig(_Strict):
         return self
 
 
+@functools.lru_cache(maxsize=256)
 def cron_trigger(schedule: str, time_zone: str):
-    """APScheduler's cron trigger for a 5-field expression in a time zone; ValueError naming what is wrong."""
+    """(Parsed once per schedule and zone: windows are asked per stack, per pass and per edge.)
+    APScheduler's cron trigger for a 5-field expression in a time zone; ValueError naming what is wrong."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from apscheduler.triggers.cron import CronTrigger

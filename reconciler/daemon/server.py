@@ -177,8 +177,7 @@ def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets) -> Non
         accepted = daemon.trigger(body.env, "manual", body.stack,
                                   {"allow_mass_prune": True} if body.allow_mass_prune else None)
         log.info("manual sync requested", env=body.env, stack=body.stack, run_id=accepted.id)
-        return RunAccepted(run_id=accepted.id, env=accepted.env, stack=accepted.stack, state=accepted.state.value,
-                           url=f"/api/runs/{accepted.id}")
+        return _accepted(accepted)
 
     _add_rollback_routes(app, daemon, secrets, reader)
 
@@ -202,14 +201,14 @@ def _add_rollback_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, r
         run = _queue_action(daemon, body.env, body.stack, "rollback",
                             {"to": body.to, "dependents": body.dependents, "by": "api"})
         log.info("rollback requested", env=body.env, stack=body.stack, to=body.to, run_id=run.id)
-        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+        return _accepted(run)
 
     @app.post("/api/unpin", status_code=202, tags=["runs"], response_model=RunAccepted,
               summary="Lift pins: the next pass applies the branch head (bearer token)")
     def unpin(body: UnpinRequest, request: Request) -> RunAccepted:
         _require_bearer(request, secrets.api_token)
         run = _queue_action(daemon, body.env, body.stack, "unpin", {})
-        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+        return _accepted(run)
 
     @app.post("/api/suspend", status_code=202, tags=["runs"], response_model=RunAccepted,
               summary="Suspend an environment or a stack: nothing applied, pruned or corrected until resumed (bearer token)")
@@ -217,14 +216,19 @@ def _add_rollback_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, r
         _require_bearer(request, secrets.api_token)
         run = _queue_action(daemon, body.env, body.stack, "suspend", {"by": body.by, "reason": body.reason})
         log.info("suspend requested", env=body.env, stack=body.stack, by=body.by, run_id=run.id)
-        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+        return _accepted(run)
 
     @app.post("/api/resume", status_code=202, tags=["runs"], response_model=RunAccepted,
               summary="Lift a suspension; the pass that follows reconciles again (bearer token)")
     def resume(body: ResumeRequest, request: Request) -> RunAccepted:
         _require_bearer(request, secrets.api_token)
         run = _queue_action(daemon, body.env, body.stack, "resume", {})
-        return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
+        return _accepted(run)
+
+
+def _accepted(run: Any) -> RunAccepted:
+    """The 202 answer to a queued run: its id, where it runs, and where to follow it."""
+    return RunAccepted(run_id=run.id, env=run.env, stack=run.stack, state=run.state.value, url=f"/api/runs/{run.id}")
 
 
 def _queue_action(daemon: Daemon, env_name: str, stack: str | None, action: str, options: dict[str, Any]) -> Any:

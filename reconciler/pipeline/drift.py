@@ -13,7 +13,7 @@ from reconciler.objects import K8sObject, ObjectId
 from reconciler.kube.lease import LeaseHeld
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.context import EngineView
-from reconciler.pipeline.inventory import StackRecord, now_iso
+from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
 from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.prune import live_object
@@ -80,7 +80,11 @@ def object_drift(engine: EngineView, oid: ObjectId) -> tuple[str | None, list[Dr
 
     What the daemon runs on a watch event: one inventory GET, the render of the recorded commit (kept in
     memory), and at most one dry-run apply when the object looks changed; the LIST is the live cache's."""
-    inventory = engine.load_inventory(create=False)
+    return _object_drift(engine, oid, engine.load_inventory(create=False))
+
+
+def _object_drift(engine: EngineView, oid: ObjectId, inventory: Inventory
+                  ) -> tuple[str | None, list[DriftItem], PlannedObject | None]:
     stack = next((s.name for s in engine.env.stacks if str(oid) in inventory.record(s.name).objects), None)
     if stack is None:
         return None, [], None
@@ -113,10 +117,11 @@ def correct_object(engine: EngineView, oid: ObjectId) -> str:
         except LeaseHeld:
             return SKIPPED
         try:
-            stack, items, entry = object_drift(engine, oid)
+            inventory = engine.load_inventory(create=False)
+            stack, items, entry = _object_drift(engine, oid, inventory)
             if stack is None or entry is None or not items:
                 return ""
-            if engine.load_inventory(create=False).suspensions().of(stack) or hold(engine.env, stack):
+            if inventory.suspensions().of(stack) or hold(engine.env, stack):
                 return SUSPENDED  # suspended or outside the sync windows: reported as drift, not corrected
             outcome = apply_planned(engine.cluster_for(stack), [entry], recreate_immutable=False, take_ownership=True,
                                     should_stop=lease.lost)

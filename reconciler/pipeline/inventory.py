@@ -177,10 +177,11 @@ class Inventory:
         """Write (or, with nothing suspended, remove) the environment's suspensions."""
         self._save_entry(_SUSPENDED_KEY, suspensions.to_json() if suspensions else None)
 
-    def _save_entry(self, key: str, value: str | None) -> None:
-        """One key of the ConfigMap, written only when it changes (None removes it)."""
+    def _save_entry(self, key: str, value: str | None, absent: str | None = None) -> None:
+        """One key of the ConfigMap, written only when it changes (None removes it; `absent` is what a
+        missing key stands for)."""
         with self._lock:
-            if self._data.get(key) == value:
+            if self._data.get(key, absent) == value:
                 return
             if value is None:
                 self._data.pop(key, None)
@@ -198,12 +199,7 @@ class Inventory:
         return value if isinstance(value, dict) else {}
 
     def save_drift_first_seen(self, first_seen: dict[str, str]) -> None:
-        value = json.dumps(first_seen, sort_keys=True)
-        with self._lock:
-            if self._data.get(_DRIFT_KEY, "{}") == value:
-                return
-            self._data[_DRIFT_KEY] = value
-        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {_DRIFT_KEY: value}})
+        self._save_entry(_DRIFT_KEY, json.dumps(first_seen, sort_keys=True), absent="{}")
 
 
 COMPRESS_OVER_BYTES = 32 * 1024

@@ -13,12 +13,21 @@ def _six(scenario: Scenario, keep: int, value: str = "1") -> None:
     scenario.stack("app", [configmap(f"c{i}", scenario.namespace, {"v": value}) for i in range(keep)])
 
 
-def test_a_commit_that_would_prune_most_of_a_stack_is_refused_before_anything_changes(scenario: Scenario) -> None:
+def _six_synced_then_kept(scenario: Scenario, keep: int, message: str, value: str = "1") -> None:
+    """Six settings synced, then a commit that keeps the first `keep` of them."""
     _six(scenario, 6)
     scenario.commit("six settings")
     assert scenario.run("sync").code == 1
-    _six(scenario, 1, value="2")
-    scenario.commit("an overlay emptied by mistake, and one value changed")
+    _six(scenario, keep, value)
+    scenario.commit(message)
+
+
+def _live(scenario: Scenario) -> list[int]:
+    return [i for i in range(6) if scenario.live("configmap", f"c{i}") is not None]
+
+
+def test_a_commit_that_would_prune_most_of_a_stack_is_refused_before_anything_changes(scenario: Scenario) -> None:
+    _six_synced_then_kept(scenario, 1, "an overlay emptied by mistake, and one value changed", value="2")
 
     plan = scenario.run("plan")
     sync = scenario.run("sync")
@@ -26,35 +35,27 @@ def test_a_commit_that_would_prune_most_of_a_stack_is_refused_before_anything_ch
     assert "mass prune refused" in plan.out and "sync would refuse it" in plan.out
     assert sync.code == 2, sync.out + sync.err
     assert "would delete 5 of its 6 objects (more than 50%)" in sync.out and "--allow-mass-prune" in sync.out
-    assert all(scenario.live("configmap", f"c{i}") is not None for i in range(6))
+    assert _live(scenario) == [0, 1, 2, 3, 4, 5]
     assert scenario.live("configmap", "c0")["data"] == {"v": "1"}  # nothing of the stack was applied either
 
 
 def test_sync_with_allow_mass_prune_lets_one_pass_through(scenario: Scenario) -> None:
-    _six(scenario, 6)
-    scenario.commit("six settings")
-    scenario.run("sync")
-    _six(scenario, 1)
-    scenario.commit("keep one")
+    _six_synced_then_kept(scenario, 1, "keep one")
     assert scenario.run("sync").code == 2
 
     allowed = scenario.run("sync", "--allow-mass-prune")
 
     assert allowed.code == 1, allowed.out + allowed.err
-    assert [i for i in range(6) if scenario.live("configmap", f"c{i}") is not None] == [0]
+    assert _live(scenario) == [0]
 
 
 def test_a_prune_within_the_guard_goes_through(scenario: Scenario) -> None:
-    _six(scenario, 6)
-    scenario.commit("six settings")
-    scenario.run("sync")
-    _six(scenario, 3)
-    scenario.commit("half of them")
+    _six_synced_then_kept(scenario, 3, "half of them")
 
     sync = scenario.run("sync")
 
     assert sync.code == 1, sync.out + sync.err
-    assert [i for i in range(6) if scenario.live("configmap", f"c{i}") is not None] == [0, 1, 2]
+    assert _live(scenario) == [0, 1, 2]
 
 
 def test_the_guard_counts_a_stack_removed_from_the_environment(scenario: Scenario) -> None:
@@ -76,11 +77,7 @@ def test_the_guard_counts_a_stack_removed_from_the_environment(scenario: Scenari
 
 def test_the_share_and_the_minimum_are_the_environments_to_set(scenario: Scenario) -> None:
     scenario.write_env(massPrune={"maxPercent": 90, "minObjects": 2})
-    _six(scenario, 6)
-    scenario.commit("six settings")
-    scenario.run("sync")
-    _six(scenario, 1)
-    scenario.commit("keep one: 83% is within 90%")
+    _six_synced_then_kept(scenario, 1, "keep one: 83% is within 90%")
 
     sync = scenario.run("sync")
 
