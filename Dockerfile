@@ -11,6 +11,11 @@ COPY devcluster/gotools /gotools
 RUN cd /gotools/helm && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/helm helm.sh/helm/v3/cmd/helm \
  && cd /gotools/sops && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/sops github.com/getsops/sops/v3/cmd/sops
 
+# The status page's front-end packages, pinned by ui/package-lock.json (what `make ui` installs).
+FROM node:22-bookworm-slim AS ui
+COPY ui/package.json ui/package-lock.json /ui/
+RUN cd /ui && npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.12-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates gnupg \
@@ -23,6 +28,8 @@ RUN groupadd --system --gid 10001 reconciler \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY reconciler ./reconciler
+COPY --from=ui /ui/node_modules/diff2html/bundles/js/diff2html.min.js /ui/node_modules/diff2html/bundles/css/diff2html.min.css \
+     ./reconciler/daemon/static/vendor/
 COPY devcluster ./devcluster
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 

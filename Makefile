@@ -14,7 +14,9 @@ KUSTOMIZE_VERSION := v5.5.0
 export PATH := $(TOOLS):$(PATH)
 DEMO_KUBECONFIG = $${KUBECONFIG:-$(CURDIR)/.devcluster/kubeconfig}
 
-.PHONY: help venv tools system-deps build cluster-up cluster-down cluster-status test demo daemon clean
+UI_VENDOR := reconciler/daemon/static/vendor
+
+.PHONY: help venv tools ui system-deps build cluster-up cluster-down cluster-status test demo daemon clean
 
 help:
 	@echo "make demo          start the local control plane (unless KUBECONFIG is set) and sync the $(ENV) platform"
@@ -29,6 +31,16 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 venv: $(INSTALLED)
+
+# The status page's front-end packages (ui/package.json, pinned by ui/package-lock.json), from the npm
+# registry into the Python package's static/vendor; the npm cache lives outside the clone.
+$(UI_VENDOR)/.installed: ui/package.json ui/package-lock.json
+	cd ui && npm ci --ignore-scripts --no-audit --no-fund --cache $(HOME)/.cache/healthflow-devcluster/npm >/dev/null
+	mkdir -p $(UI_VENDOR)
+	cp ui/node_modules/diff2html/bundles/js/diff2html.min.js ui/node_modules/diff2html/bundles/css/diff2html.min.css $(UI_VENDOR)/
+	touch $@
+
+ui: $(UI_VENDOR)/.installed
 
 # kustomize: the machine's kubectl has it built in; otherwise build the pinned CLI once.
 tools:
@@ -66,10 +78,10 @@ cluster-down: venv
 cluster-status: venv
 	$(PY) -m devcluster status
 
-test: build system-deps
+test: build ui system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: build
+demo: build ui
 	@if [ -z "$$KUBECONFIG" ]; then $(PY) -m devcluster up; fi
 	@# staging's Secrets are SOPS-encrypted in Git; its key (a DEMO key, deploy/demo-sops-age.agekey) goes in the cluster
 	@if [ "$(ENV)" = staging ]; then \
@@ -88,8 +100,8 @@ demo: build
 	@echo "  make daemon        # keep it in sync; status page on http://$(LISTEN)/"
 	@echo "  make cluster-down  # stop the local control plane"
 
-daemon: venv
+daemon: venv ui
 	KUBECONFIG=$(DEMO_KUBECONFIG) $(PY) -m reconciler run --env $(ENV) --listen $(LISTEN)
 
 clean: cluster-down
-	rm -rf $(VENV) *.egg-info .pytest_cache .reconciler-cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .reconciler-cache ui/node_modules $(UI_VENDOR)

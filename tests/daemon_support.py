@@ -102,13 +102,15 @@ def watched_repo(tmp_path: Path, namespace: str) -> GitRepo:
 
 
 def write_env(path: Path, repo: GitRepo, stacks: list[tuple[str, list[str]]], *, interval: str = "1h",
-              correct_drift: bool = True, name: str | None = None, policy_mode: str | None = None) -> Path:
-    """An environments YAML watching `repo`; the name is unique so parallel runs never share state."""
+              correct_drift: bool = True, name: str | None = None, policy_mode: str | None = None,
+              sync: dict[str, Any] | None = None) -> Path:
+    """An environments YAML watching `repo`; the name is unique so parallel runs never share state.
+    `sync`: more settings of the environment's `sync` block (they win over the defaults here)."""
     env: dict[str, Any] = {
         "name": name or f"t{uuid.uuid4().hex[:8]}",
         "source": {"url": str(repo.bare), "branch": repo.branch},
         "sync": {"interval": interval, "prune": True, "correctDrift": correct_drift, "waitForHealth": True,
-                 "healthTimeout": "60s"},
+                 "healthTimeout": "60s", **(sync or {})},
         "stacks": [{"name": s, "path": f"stacks/{s}", **({"dependsOn": deps} if deps else {})} for s, deps in stacks],
     }
     if policy_mode or not (repo.work / "policies").is_dir():

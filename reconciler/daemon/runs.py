@@ -16,6 +16,10 @@ from typing import Any
 from reconciler.results import PassResult, to_jsonable, utcnow
 
 
+READS = ("plan", "preview")
+"""Actions that only read: queued behind the environment's passes, never coalesced, recorded nowhere."""
+
+
 class RunState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -42,11 +46,13 @@ class Run:
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    progress: list[dict[str, Any]] = field(default_factory=list)
+    progress: list[dict[str, Any]] = field(default_factory=list)  # the last 500 progress events
+    events: int = 0  # progress events in all (a stream following the run sends each once)
     result: PassResult | None = None
     message: str = ""
-    action: str = "sync"  # or "rollback", "unpin" (never coalesced with a sync)
+    action: str = "sync"  # or "rollback", "unpin" (never coalesced with a sync), or a read: "plan", "preview"
     options: dict[str, Any] = field(default_factory=dict)  # rollback: to, dependents, by; unpin: nothing
+    report: Any = None  # a read's answer (plan, preview), JSON-ready: it changes no state of the daemon
 
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -60,6 +66,7 @@ class Run:
         if detail:
             data["progress"] = list(self.progress)
             data["result"] = summarize_pass(self.result) if self.result else None
+            data["report"] = self.report
         return data
 
 

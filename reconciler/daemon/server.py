@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler import __version__
 from reconciler.daemon.service import Daemon
 from reconciler.daemon.status import env_history
+from reconciler.daemon.view_routes import add_view_routes
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.logs import get_logger
 from reconciler.daemon.metrics import CONTENT_TYPE
@@ -103,7 +104,9 @@ def create_app(daemon: Daemon, secrets: ServerSecrets, *, max_body_bytes: int = 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(RequestValidationError, _invalid_request)
     _add_probe_routes(app, daemon)
-    _add_api_routes(app, daemon, secrets)
+    reader = _reader(secrets)
+    _add_api_routes(app, daemon, secrets, reader)
+    add_view_routes(app, daemon, reader, _known_env, _accepted)
     _add_hook_routes(app, daemon, secrets, max_body_bytes, DeliveryLog())
     return app
 
@@ -135,12 +138,16 @@ def _add_probe_routes(app: FastAPI, daemon: Daemon) -> None:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets) -> None:
+def _reader(secrets: ServerSecrets) -> Any:
     def reader(request: Request) -> None:
         """With RECONCILER_READ_TOKEN set, reading state needs it (or the API token) as a bearer token."""
         if secrets.read_token and not any(_bearer_is(request, t) for t in (secrets.read_token, secrets.api_token) if t):
             raise HTTPException(401, "this daemon's state needs the read token (RECONCILER_READ_TOKEN) as a bearer "
                                      "token; in a browser open /#token=<read token>", headers={"WWW-Authenticate": "Bearer"})
+    return reader
+
+
+def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, reader: Any) -> None:
 
     @app.get("/api/status", tags=["status"], summary="Per env and stack: commit, result, health, drift, violations",
              dependencies=[Depends(reader)])
@@ -328,7 +335,8 @@ class ServerThread:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         self.host, self.requested_port = host, port
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                                     access_log=False, lifespan="off"))
+                                                     access_log=False, lifespan="off",
+                                                     timeout_graceful_shutdown=2))  # open event streams
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 
     def start(self, timeout_s: float = 10.0) -> None:

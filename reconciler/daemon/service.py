@@ -20,7 +20,7 @@ from datetime import datetime
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
-from reconciler.daemon.actions import run_action
+from reconciler.daemon.actions import run_action, run_read_safely
 from reconciler.daemon.alerts import AlertRouter, EnvState
 from reconciler.daemon.commitstatus import CommitStatusPublisher
 from reconciler.daemon.leadership import Leadership
@@ -28,7 +28,7 @@ from reconciler.daemon.livedrift import LiveDrift
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Notifier
 from reconciler.daemon.recorder import PassRecorder, Reachability
-from reconciler.daemon.runs import Run, RunBook, RunState, summarize_pass
+from reconciler.daemon.runs import READS, Run, RunBook, RunState, summarize_pass
 from reconciler.daemon.settings import DaemonSettings, Engine, EngineFactory, default_engine_factory, default_identity
 from reconciler.daemon.status import daemon_status, env_status
 from reconciler.daemon.timing import PassTiming
@@ -158,6 +158,8 @@ class Daemon:
     # ---- one pass --------------------------------------------------------------------------
 
     def _execute(self, run: Run) -> None:
+        if run.action in READS:  # plans and previews write nothing: any replica answers them
+            return run_read_safely(self.engines[run.env], run, _progress(run))
         if not self.may_apply(run.env):
             run.state, run.message, run.finished_at = RunState.SKIPPED, "not the leader for this env", utcnow()
             return
@@ -181,7 +183,7 @@ class Daemon:
                 self.workers[run.env].request(f"after-{run.action}")  # the other stacks, at the head (or their pins)
 
     def request_action(self, env: str, action: str, stack: str | None, options: dict[str, Any]) -> Run:
-        """Queue a rollback or an unpin on this replica (it must lead `env`: these are never forwarded)."""
+        """Queue a rollback, unpin, suspend, resume (on the leader: never forwarded), plan or preview."""
         if env not in self.envs:
             raise KeyError(env)
         return self.workers[env].request(f"manual-{action}", stack, action=action, options=options)
@@ -223,6 +225,8 @@ def _progress(run: Run) -> Callable[[Any], None]:
         item = to_jsonable(event)
         item = item if isinstance(item, dict) else {"message": str(item)}
         item.setdefault("at", utcnow().isoformat())
+        run.events += 1
+        item["seq"] = run.events
         run.progress = (run.progress + [item])[-500:]
 
     return on_event

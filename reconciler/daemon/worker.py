@@ -7,11 +7,16 @@ or polls never stacks passes up.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Callable
 
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.runs import Run, RunBook, RunState
+from reconciler.daemon.runs import READS, Run, RunBook, RunState
 from reconciler.results import utcnow
+
+
+MAX_READS = 4
+"""Plans and previews one environment holds in line; more are refused (each costs a render and dry runs)."""
 
 
 class EnvWorker:
@@ -25,6 +30,7 @@ class EnvWorker:
         self._cond = threading.Condition()
         self._pending: Run | None = None
         self._current: Run | None = None
+        self._reads: deque[Run] = deque()  # plans and previews: after the queued pass, one at a time
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=f"env-{env}", daemon=True)
         self.passes_started = 0
@@ -35,7 +41,10 @@ class EnvWorker:
     def request(self, source: str, stack: str | None = None, action: str = "sync",
                 options: dict | None = None) -> Run:
         """Queue a pass, or join the one already queued (widening it to the whole env if stacks differ).
-        A rollback or unpin takes the queued slot's place (it is followed by a sync anyway)."""
+        A rollback or unpin takes the queued slot's place (it is followed by a sync anyway). A read (plan,
+        preview) waits in a line of its own and leaves the queued pass alone."""
+        if action in READS:
+            return self._request_read(source, stack, action, options or {})
         with self._cond:
             pending = self._pending
             if pending is not None and action != "sync":
@@ -62,6 +71,19 @@ class EnvWorker:
             self._metrics.observe_trigger(self.env, source, coalesced=False)
             return run
 
+    def _request_read(self, source: str, stack: str | None, action: str, options: dict) -> Run:
+        run = Run(env=self.env, stack=stack, sources=[source], action=action, options=dict(options))
+        with self._cond:
+            if self._stopping or len(self._reads) >= MAX_READS:
+                run.state, run.finished_at = RunState.CANCELLED, utcnow()
+                run.message = "the daemon is shutting down" if self._stopping else \
+                    f"{MAX_READS} plans or previews already wait for this environment; ask again when one is done"
+            else:
+                self._reads.append(run)
+                self._cond.notify_all()
+        self._runbook.add(run)
+        return run
+
     @property
     def current(self) -> Run | None:
         return self._current
@@ -73,12 +95,15 @@ class EnvWorker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._stopping)
+                self._cond.wait_for(lambda: self._pending is not None or self._reads or self._stopping)
                 if self._stopping:
                     self._cancel_pending()
                     return
-                run, self._pending, self._current = self._pending, None, self._pending
-                self.passes_started += 1
+                if self._pending is not None:
+                    run, self._pending, self._current = self._pending, None, self._pending
+                    self.passes_started += 1
+                else:
+                    run = self._current = self._reads.popleft()
             try:
                 self._execute(run)
             finally:
@@ -87,14 +112,16 @@ class EnvWorker:
                     self._cond.notify_all()
 
     def _cancel_pending(self) -> None:
-        if self._pending is not None:
-            self._pending.state, self._pending.message = RunState.CANCELLED, "the daemon is shutting down"
-            self._pending.finished_at = utcnow()
-            self._pending = None
+        for run in [r for r in (self._pending, *self._reads) if r is not None]:
+            run.state, run.message = RunState.CANCELLED, "the daemon is shutting down"
+            run.finished_at = utcnow()
+        self._pending = None
+        self._reads.clear()
 
     def wait_idle(self, timeout_s: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._current is None and self._pending is None, timeout_s)
+            return self._cond.wait_for(lambda: self._current is None and self._pending is None and not self._reads,
+                                       timeout_s)
 
     def stop(self, timeout_s: float) -> None:
         with self._cond:

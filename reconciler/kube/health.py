@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.health_rules import HealthRules
-from reconciler.objects import K8sObject, group_of
+from reconciler.objects import K8sObject, ObjectId, group_of
 
 _NO_HEALTH = {
     ("", "ConfigMap"), ("", "Secret"), ("", "ServiceAccount"), ("", "LimitRange"), ("", "ResourceQuota"),
@@ -167,25 +167,35 @@ def unready(cluster: Cluster, objects: Iterable[K8sObject], selector: str = "",
     """`kind/namespace/name: why` for every object that is not ready yet. With the `selector` of the
     stack's owner label the reads are those a live cache serves (EndpointSlices are always listed).
     A kind with a health rule is judged by it, even one whose readiness is otherwise its existence."""
+    return [f"{oid.kind}/{oid.namespace or '-'}/{oid.name}: {reason}"
+            for oid, reason in problems_by_object(cluster, objects, selector, rules)]
+
+
+def problems_by_object(cluster: Cluster, objects: Iterable[K8sObject], selector: str = "",
+                       rules: HealthRules | None = None) -> list[tuple[ObjectId, str]]:
+    """(id, why) for every object that is not ready yet, in kind, namespace and name order: what the
+    health wait and the status page's object list both read. Objects not named here are ready."""
     rules = rules or HealthRules()
     by_type: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for obj in objects:
         if (obj.id.group, obj.kind) not in _NO_HEALTH or rules.get(obj.id.group, obj.kind):
             by_type[(obj.api_version, obj.kind, obj.id.namespace)].add(obj.id.name)
-    problems: list[str] = []
+    problems: list[tuple[ObjectId, str]] = []
     for (api_version, kind, namespace), names in sorted(by_type.items()):
+        group = group_of(api_version)
         live = {o["metadata"]["name"]: o for o in cluster.list(api_version, kind, namespace or None, selector)}
-        rule = rules.get(group_of(api_version), kind)
+        rule = rules.get(group, kind)
         if kind == "Service" and rule is None:
             wanted = {n for n in names if n in live and _needs_endpoints(live[n])}
             with_endpoints = _services_with_endpoints(cluster, namespace) if wanted else set()
-            problems += [f"Service/{namespace}/{n}: no ready endpoints" for n in sorted(wanted - with_endpoints)]
+            problems += [(ObjectId(group, kind, namespace, n), "no ready endpoints")
+                         for n in sorted(wanted - with_endpoints)]
             continue
-        check = rule.reason if rule else CHECKS.get((group_of(api_version), kind), generic_ready)
+        check = rule.reason if rule else CHECKS.get((group, kind), generic_ready)
         for name in sorted(names):
             reason = "not found" if name not in live else check(live[name])
             if reason:
-                problems.append(f"{kind}/{namespace or '-'}/{name}: {reason}")
+                problems.append((ObjectId(group, kind, namespace, name), reason))
     return problems
 
 
