@@ -1,8 +1,8 @@
 """The status page answers the questions people open a GitOps UI for, in a real browser (headless
 Chromium driven by Playwright) against a daemon with real engines on the devcluster: which object is
-unhealthy and why, what exactly drifted, why a stack was blocked, what merging a branch does, and the
-actions (sync a stack and watch it finish live; suspend and resume). Screenshots are kept in the
-test's temporary folder and named in its output."""
+unhealthy and why, what exactly drifted, why a stack was blocked, what merging a branch does, what
+the next pass applies, and the actions (sync a stack and watch it finish live; suspend and resume).
+Screenshots are kept in artifacts/screenshots/ of the checkout (ignored by Git), named in the output."""
 
 from __future__ import annotations
 
@@ -91,8 +91,12 @@ def page_of(browser: Any, url: str, answers: dict[str, str] | None = None) -> It
     assert not errors, errors
 
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"  # kept after the run; ignored by Git
+
+
 def screenshot(page: Any, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
 
@@ -214,6 +218,7 @@ def test_a_branch_preview_shows_what_merging_it_adds_changes_and_prunes_per_stac
             page.wait_for_selector('[data-report="preview"]', timeout=60_000)
             row = page.locator('tr[data-preview-stack="app"]').inner_text()
             page.click(f'details[data-change="core/ConfigMap/{namespace}/settings-000"] summary')
+            page.wait_for_selector("[data-report] .d2h-file-side-diff")
             sides = [s.inner_text() for s in page.query_selector_all('[data-report] .d2h-file-side-diff')]
             url = page.url
             screenshot(page, tmp_path, "branch-preview")
@@ -222,6 +227,30 @@ def test_a_branch_preview_shows_what_merging_it_adds_changes_and_prunes_per_stac
     assert cells[:5] == ["app", "changed", "1", "2", "1"], cells
     assert "v1" in sides[0] and "v2" in sides[1], sides
     assert "#/run/" in url
+
+
+def test_pending_changes_show_what_the_next_pass_applies_field_by_field(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, api_client: client.ApiClient,
+        browser: Any) -> None:
+    write_stack(repo, "app", configmaps(namespace, 3))
+    repo.commit_and_push("v1")
+    with daemon_on(repo, tmp_path, kubeconfig, [("app", [])]) as running:
+        synced(running)
+        write_stack(repo, "app", configmaps(namespace, 1, "v2") + configmaps(namespace, 3)[1:])
+        repo.commit_and_push("settings-000 to v2")
+        with page_of(browser, running.base + f"/#/env/{running.env.name}/stack/app") as page:
+            page.click(f'button[data-plan="{running.env.name}/app"]')
+            page.wait_for_selector('[data-report="plan"] [data-plan-stack="app"]', timeout=60_000)
+            changes = page.locator("[data-report=plan] details[data-change]").count()
+            page.click(f'details[data-change="core/ConfigMap/{namespace}/settings-000"] summary')
+            page.wait_for_selector("[data-report] .d2h-file-side-diff")
+            sides = [s.inner_text() for s in page.query_selector_all("[data-report] .d2h-file-side-diff")]
+            screenshot(page, tmp_path, "pending-changes")
+        live = client.CoreV1Api(api_client).read_namespaced_config_map("settings-000", namespace).data["value"]
+
+    assert changes == 1
+    assert "v1" in sides[0] and "v2" in sides[1], sides
+    assert live == "v1"  # a plan applies nothing
 
 
 def test_a_stack_synced_from_the_page_shows_its_run_live_until_it_finishes(
