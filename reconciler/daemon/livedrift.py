@@ -69,6 +69,8 @@ class LiveDrift:
                 live.stop()
 
     def _on_event(self, env: str, event: Any) -> None:
+        if event.status_only:  # a controller reporting status: no field Git sets has moved
+            return
         oid = ObjectId(group_of(event.key.api_version), event.key.kind, event.key.namespace, event.name)
         with self._cond:
             self._pending.setdefault((env, oid), event.seen_at)
@@ -84,6 +86,8 @@ class LiveDrift:
             with self._cond:
                 batch, self._pending = self._pending, {}
             for (env, oid), seen_at in batch.items():
+                if self._stopping:  # a stopping daemon checks nothing more (its cluster may be going away)
+                    return
                 try:
                     self._check(env, oid, seen_at)
                 except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others

@@ -2,9 +2,10 @@
 and one object's drift as a diff.
 
 The object list of a stack is built from the inventory, the render and the live cache (see
-pipeline.object_view) and kept for a moment, keyed by what changes it (the stack's last pass, the
-last drift check): the page asks for a 2,000-object stack in pages, one after another, and every
-page after the first is served from memory.
+pipeline.object_view) and kept, keyed by what changes it: the stack's last pass, the last drift
+check, and the watch events seen on its objects (their health). The page asks for a 2,000-object
+stack in pages, and opening it again costs nothing until one of those moves on. Without a live
+cache (`--no-live`) nothing says when health changed, so a list is kept for a few seconds only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from reconciler.pipeline.object_view import HEALTH_STATES, ObjectRow, StackObjects, stack_objects, unified_diff
+from reconciler.pipeline.object_view import (HEALTH_STATES, ObjectRow, StackObjects, live_changes, stack_objects,
+                                             unified_diff)
 from reconciler.results import to_jsonable
 
 if TYPE_CHECKING:
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 FILTERS = ("all", "unhealthy", "drifted", "violations", *HEALTH_STATES)
 KEEP_S = 3.0
-"""How long a built object list answers for its stack, when nothing that changes it has happened."""
+"""How long a built object list answers for its stack without a live cache to say when it changed."""
 
 
 class ObjectViews:
@@ -38,7 +40,8 @@ class ObjectViews:
         version = self._version(env, stack)
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and kept[0] == version and time.monotonic() - kept[1] < KEEP_S:
+        fresh = kept is not None and (version[-1] is not None or time.monotonic() - kept[1] < KEEP_S)
+        if kept is not None and kept[0] == version and fresh:
             return kept[2]
         state = self.daemon.states[env]
         result = state.stack_results.get(stack)
@@ -52,7 +55,7 @@ class ObjectViews:
     def _version(self, env: str, stack: str) -> tuple:
         state = self.daemon.states[env]
         return (state.stack_runs.get(stack), state.last_drift.checked_at if state.last_drift else None,
-                len(state.last_drift.items) if state.last_drift else 0)
+                len(state.last_drift.items) if state.last_drift else 0, live_changes(self.daemon.engines[env], stack))
 
     def page(self, env: str, stack: str, *, show: str, search: str, offset: int, limit: int) -> dict[str, Any]:
         """One page of a stack's objects that pass the filter and the search, with counts over all of them."""

@@ -50,6 +50,7 @@ class LiveEvent:
     name: str
     object: dict | None
     seen_at: float  # time.time() when the event arrived
+    status_only: bool = False  # only its status changed (a controller reporting): no field of ours moved
 
 
 def slim(obj: dict, manager: str) -> dict:
@@ -87,6 +88,18 @@ def watch_events(cluster: Cluster, key: WatchKey, label_selector: str, resource_
         raise api_error("GET", path, int(exc.status or 0), exc.body, exc.reason) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise ClusterError(f"watch of {key.kind} at {cluster.server} broke: {exc.__class__.__name__}") from exc
+
+
+_VOLATILE = frozenset({"resourceVersion", "managedFields"})
+
+
+def _status_only(before: dict | None, after: dict) -> bool:
+    """`after` differs from `before` in its status alone (and the bookkeeping every write changes)."""
+    if before is None:
+        return False
+    strip = (lambda o: {k: ({mk: mv for mk, mv in v.items() if mk not in _VOLATILE} if k == "metadata" else v)
+                        for k, v in o.items() if k != "status"})
+    return strip(before) == strip(after)
 
 
 def _version(obj: dict | None) -> str:
@@ -171,8 +184,9 @@ class KindWatch:
             if kind == "DELETED":
                 self.cache.publish(LiveEvent(self.key, kind, name, None, time.time()), self.objects.pop(name, obj))
             else:
-                self.objects[name] = slim(obj, self.cache.manager)
-                self.cache.publish(LiveEvent(self.key, kind, name, self.objects[name], time.time()))
+                previous, self.objects[name] = self.objects.get(name), slim(obj, self.cache.manager)
+                self.cache.publish(LiveEvent(self.key, kind, name, self.objects[name], time.time(),
+                                             status_only=_status_only(previous, self.objects[name])))
 
 
 class LiveCache:

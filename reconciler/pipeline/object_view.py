@@ -101,8 +101,7 @@ def _rendered_stack(engine: Any, stack: str, commit: str | None) -> tuple[dict[O
 def _health(engine: Any, stack: str, objects: list[K8sObject]) -> dict[ObjectId, tuple[str, str]]:
     """(state, why) of every applied object that is not healthy; the others are healthy."""
     rules = HealthRules.from_config(engine.env.health_check_exprs)
-    problems = problems_by_object(engine.cluster_for(stack), [engine.owned(o) for o in objects],
-                                  engine.selector(stack), rules)
+    problems = problems_by_object(engine.cluster_for(stack), objects, engine.selector(stack), rules)
     out = {}
     for oid, reason in problems:
         state = "missing" if reason == "not found" else \
@@ -129,6 +128,13 @@ def _violation(violation: Any) -> dict[str, Any]:
     return {"rule": violation.rule, "severity": violation.severity, "mode": violation.mode,
             "blocking": violation.blocking, "message": violation.message, "fix": violation.fix,
             "file": violation.file, "excepted_by": violation.excepted_by}
+
+
+def live_changes(engine: Any, stack: str) -> int | None:
+    """Watch events seen on the stack's objects so far (None without a live cache): an object list built
+    at one count holds until the next event, pass or drift check."""
+    live = getattr(engine, "live", None)
+    return live.changes(engine.selector(stack).partition("=")[2]) if live is not None else None
 
 
 def unified_diff(oid: str, fields: Iterable[FieldChange], left: str = "git", right: str = "live",

@@ -4,9 +4,8 @@ engines: each stack's history with times people read, and the rollback button th
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -17,20 +16,6 @@ from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings, default_engine_factory
 
 pytestmark = pytest.mark.cluster
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (apt-get install -y chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def _value(api_client: client.ApiClient, namespace: str) -> str:

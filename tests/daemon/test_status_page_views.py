@@ -6,7 +6,6 @@ Screenshots are kept in artifacts/screenshots/ of the checkout (ignored by Git),
 
 from __future__ import annotations
 
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,21 +21,7 @@ from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings, default_engine_factory
 
 pytestmark = pytest.mark.cluster
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright_api = pytest.importorskip("playwright.sync_api")
 QUIET = DaemonSettings(poll=False, initial_pass=False, live=False)
-
-
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (apt-get install -y chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class _Writer:
@@ -320,3 +305,44 @@ def test_an_environment_suspended_and_resumed_from_the_page_says_so_and_syncs_ag
     assert "environment suspended by status page" in suspended and "release freeze" in suspended
     assert resumed_state in ("applied", "unchanged")
     assert asked == [f"Why suspend {name}? (shown wherever its status is)", f"API token for the suspend of {name}:"]
+
+
+def test_a_stack_views_url_restores_it_and_the_keyboard_moves_through_its_objects(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, browser: Any) -> None:
+    write_stack(repo, "app", configmaps(namespace, 20))
+    repo.commit_and_push("twenty settings")
+    with daemon_on(repo, tmp_path, kubeconfig, [("app", [])]) as running:
+        synced(running)
+        chosen = f"core/ConfigMap/{namespace}/settings-012"
+        route = f"/#/env/{running.env.name}/stack/app?q=settings-01&object={chosen}"
+        with page_of(browser, running.base + route) as page:
+            page.wait_for_selector(f'[data-detail="{chosen}"]')
+            restored = (page.input_value("#object-search"), page.get_attribute('[data-objects="app"]', "data-shown"))
+            page.focus(".vlist")
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("Enter")
+            moved_to = page.wait_for_selector(f'[data-detail="core/ConfigMap/{namespace}/settings-013"]')
+            url = page.url
+            page.focus(".vlist")
+            page.keyboard.press("/")
+            focused = page.evaluate("document.activeElement.id")
+
+    assert restored == ("settings-01", "10")
+    assert moved_to is not None and "object=core%2FConfigMap" in url and "settings-013" in url
+    assert focused == "object-search"
+
+
+def test_the_dark_theme_is_chosen_with_one_button_and_remembered(
+        repo: GitRepo, tmp_path: Path, kubeconfig: Path, browser: Any) -> None:
+    with daemon_on(repo, tmp_path, kubeconfig, [("app", [])]) as running:
+        with page_of(browser, running.base + "/") as page:
+            first = page.get_attribute("html", "data-theme")
+            page.click("#theme")
+            toggled = page.get_attribute("html", "data-theme")
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            page.reload()
+            page.wait_for_selector("body[data-loaded]")
+            remembered = page.get_attribute("html", "data-theme")
+
+    assert first == "light" and toggled == "dark" and remembered == "dark"
+    assert background == "rgb(18, 18, 18)"

@@ -98,3 +98,30 @@ def test_stopping_a_watch_the_environment_no_longer_needs(cache: LiveCache, name
 
     assert set(cache.watches) == {WatchKey("v1", "Secret", namespace)}
     assert cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}=env.a") is None
+
+
+def _heard(cache: LiveCache) -> list:
+    events: list = []
+    cache.subscribe(events.append)
+    return events
+
+
+def test_a_change_of_status_alone_is_marked_so_and_a_change_of_labels_is_not(
+        cache: LiveCache, namespace: str, api_client: client.ApiClient) -> None:
+    apps = client.AppsV1Api(api_client)
+    labels = {"app": "web", LABEL: "env.a"}
+    apps.create_namespaced_deployment(namespace, {"metadata": {"name": "web", "labels": labels}, "spec": {
+        "replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+                 "nodeSelector": {"cache.test/no-such-node": "true"}}}}})
+    cache.ensure({WatchKey("apps/v1", "Deployment", namespace)})
+    assert cache.wait_synced(30)
+    events = _heard(cache)
+    apps.patch_namespaced_deployment_status("web", namespace, {"status": {"observedGeneration": 1, "replicas": 7}})
+    status = wait_for(lambda: next((e for e in events if (e.object.get("status") or {}).get("replicas") == 7), None),
+                      timeout_s=30, what="the status change's event")
+    apps.patch_namespaced_deployment("web", namespace, {"metadata": {"labels": {"team": "x"}}})
+    labels = wait_for(lambda: next((e for e in events if e.object["metadata"]["labels"].get("team") == "x"), None),
+                      timeout_s=30, what="the label change's event")
+
+    assert status.status_only and not labels.status_only

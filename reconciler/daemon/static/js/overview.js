@@ -65,10 +65,7 @@ function envCard(env, full) {
   box.appendChild(el("div", { class: "legend" }, STATES.map(k => badge(k))));
   box.appendChild(el("div", { class: "graph-wrap" }, drawGraph(env.name, env.stacks)));
   box.appendChild(problems(env));
-  if (full) {
-    box.appendChild(stackTable(env));
-    box.appendChild(previewForm(env.name));
-  }
+  if (full) box.appendChild(stackTable(env));
   box.appendChild(historySection(env.name));
   return box;
 }
@@ -165,6 +162,7 @@ function alertsList(alerts) {
 }
 
 export function renderOverview(main, status) {
+  main.dataset.view = "overview";
   main.replaceChildren(el("section", { id: "envs" }, status.envs.map(env => envCard(env, false))),
     el("section", {}, el("h2", {}, "Recent runs"), runsTable(status.runs)),
     el("section", {}, el("h2", {}, "Recent alerts"), alertsList(status.alerts)));
@@ -174,7 +172,16 @@ export function renderOverview(main, status) {
 export function renderEnv(main, status, envName) {
   const env = status.envs.find(e => e.name === envName);
   if (!env) { main.replaceChildren(el("p", { class: "error" }, `No environment ${envName} on this daemon.`)); return; }
-  main.replaceChildren(el("nav", { class: "crumbs", "aria-label": "breadcrumb" }, link("/", "All environments"), " › ", env.name),
-    envCard(env, true), el("section", {}, el("h2", {}, "Recent runs"), runsTable(status.runs.filter(r => r.env === envName))));
+  const top = el("div", {}, el("nav", { class: "crumbs", "aria-label": "breadcrumb" }, link("/", "All environments"), " › ", env.name),
+    envCard(env, true));
+  const bottom = el("section", {}, el("h2", {}, "Recent runs"), runsTable(status.runs.filter(r => r.env === envName)));
+  const key = `env:${envName}`;
+  if (main.dataset.view === key && main.children.length === 3) {  // keep the preview form (what is typed, focus)
+    main.children[0].replaceWith(top);
+    main.children[2].replaceWith(bottom);
+  } else {
+    main.replaceChildren(top, previewForm(envName), bottom);
+    main.dataset.view = key;
+  }
   openHistory.forEach(loadHistory);
 }

@@ -93,6 +93,7 @@ export function renderRun(main, runId) {
   current = { id: runId, controller };
   const live = el("ol", { class: "plain", id: "run-progress", "aria-live": "polite" });
   const state = el("p", { "data-run-state": "queued" }, badge("queued"));
+  main.dataset.view = "run";
   main.replaceChildren(el("h2", {}, `Run ${runId}`), state, el("h3", {}, "Progress"), live);
   stream(`/api/runs/${encodeURIComponent(runId)}/events`, (name, data) => {
     if (name === "progress") live.appendChild(progressItem(data));

@@ -11,7 +11,7 @@ import { VirtualList } from "./vlist.js";
 
 const FILTERS = ["all", "unhealthy", "drifted", "violations", "healthy", "progressing", "degraded", "missing", "not applied"];
 const GROUPS = { none: null, kind: r => r.kind, namespace: r => r.namespace || "(cluster-scoped)", owner: r => r.owner || "(no owner)" };
-const FIRST_PAGE = 500, PAGE = 5000, ROW_H = 30;
+const FIRST_PAGE = 200, PAGE = 5000, ROW_H = 30;
 
 let view = null;  // the open stack view: {env, stack, rows, list, ...}; kept across redraws of the same stack
 
@@ -172,13 +172,15 @@ export async function renderStack(main, status, envName, stackName, refreshing) 
   const env = status.envs.find(e => e.name === envName);
   const s = env && env.stacks.find(x => x.name === stackName);
   if (!s) { main.replaceChildren(el("p", { class: "error" }, `No stack ${stackName} in ${envName}.`)); return; }
-  const same = view && view.env === envName && view.stack === stackName;
-  if (refreshing && same && view.version === `${s.last_run}|${env.drift_checked_at}|${env.drift_count}`) {
+  const same = view && view.env === envName && view.stack === stackName && document.contains(view.listBox);
+  const version = `${s.last_run}|${env.drift_checked_at}|${env.drift_count}`;
+  if (refreshing && same) {  // keep the search box, filter, scroll and open object; only the data moves on
     view.whyEl.replaceWith(view.whyEl = whyBlock(envName, s));
+    if (view.version !== version) { view.version = version; reload(envName, stackName); }
     return;
   }
   const suspended = s.state === "suspended" && (s.reason || "").startsWith("stack suspended");
-  view = { env: envName, stack: stackName, rows: [], total: 0, version: `${s.last_run}|${env.drift_checked_at}|${env.drift_count}` };
+  view = { env: envName, stack: stackName, rows: [], total: 0, version };
   view.list = new VirtualList({ rowHeight: ROW_H, renderRow: objectRow, onOpen: item => openObject(item.row.id), label: `objects of ${stackName}` });
   view.whyEl = whyBlock(envName, s);
   view.filtersEl = el("div");
@@ -186,6 +188,7 @@ export async function renderStack(main, status, envName, stackName, refreshing) 
   view.listBox = el("div", { class: "objects", "data-objects": stackName },
     el("div", { class: "vrow vhead", role: "row" }, ["kind", "namespace", "name", "health", "drift", "policy", "commit"]
       .map(h => el("span", { role: "columnheader" }, h))), view.list.root);
+  main.dataset.view = "stack";
   main.replaceChildren(
     el("nav", { class: "crumbs", "aria-label": "breadcrumb" }, link("/", "All environments"), " › ", link(envRoute(envName), envName), " › ", stackName),
     el("h2", {}, `Stack ${stackName}`),
@@ -202,6 +205,29 @@ export async function renderStack(main, status, envName, stackName, refreshing) 
     view.listBox.dataset.complete = "true";
   } catch (err) {
     view.shownEl.textContent = `objects of ${stackName}: ${err.message}`;
+  }
+}
+
+// The stack's objects read again (a pass or a drift check changed them), drawn in place once all are in.
+async function reload(envName, stackName) {
+  const mine = view;
+  try {
+    const rows = [];
+    const base = `/api/objects?env=${encodeURIComponent(envName)}&stack=${encodeURIComponent(stackName)}`;
+    let total = Infinity;
+    for (let offset = 0; offset < total; offset += PAGE) {
+      const page = await getJson(`${base}&offset=${offset}&limit=${PAGE}`);
+      total = page.total;
+      page.items.forEach(r => { r._hay = `${r.kind}/${r.namespace}/${r.name} ${r.owner}`.toLowerCase(); rows.push(r); });
+      if (!page.items.length) break;
+    }
+    if (view !== mine) return;
+    Object.assign(view, { rows, total: rows.length });
+    const top = view.list.root.scrollTop;
+    redrawList();
+    view.list.root.scrollTop = top;
+  } catch (err) {
+    if (view === mine) view.shownEl.textContent = `objects of ${stackName}: ${err.message}`;
   }
 }
 
