@@ -2,7 +2,8 @@
 `correctDrift`, restored) within moments, without waiting for the next pass.
 
 Each environment's engine keeps a live cache (kube.livecache); every change it sees is queued here,
-debounced, and checked against what the object's stack last applied (one object, not a pass). While a
+debounced, and checked against what the object's stack last applied (the objects, not a pass: the
+events of one burst together, with one inventory read; a change of status alone is not drift). While a
 pass runs for the environment, events are left to it: the pass ends with a full drift check anyway,
 and comparing half-applied state with the previous commit would be wrong. A correction is one apply;
 an object corrected three times within a minute is being fought over by another controller, so
@@ -85,23 +86,28 @@ class LiveDrift:
             time.sleep(DEBOUNCE_S)  # let a burst of events about one object arrive, then look once
             with self._cond:
                 batch, self._pending = self._pending, {}
+            by_env: dict[str, dict[ObjectId, float]] = defaultdict(dict)
             for (env, oid), seen_at in batch.items():
+                by_env[env][oid] = seen_at
+            for env, seen in by_env.items():
                 if self._stopping:  # a stopping daemon checks nothing more (its cluster may be going away)
                     return
                 try:
-                    self._check(env, oid, seen_at)
-                except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others
-                    log.warning("live drift check failed", env=env, object=str(oid), error=redact_text(str(exc)))
+                    self._check(env, seen)
+                except Exception as exc:  # noqa: BLE001 - one environment's failure must not stop the others
+                    log.warning("live drift check failed", env=env, objects=len(seen), first=str(next(iter(seen))),
+                                error=redact_text(str(exc)))
 
-    def _check(self, env: str, oid: ObjectId, seen_at: float) -> None:
+    def _check(self, env: str, seen: dict[ObjectId, float]) -> None:
         worker = self.workers[env]
         current = worker.current
         if current is not None and current.state.done:
-            self._defer(env, oid, seen_at)  # the pass is recording itself: its drift check may have read before
+            for oid, seen_at in seen.items():  # the pass is recording itself: its drift check may have read before
+                self._defer(env, oid, seen_at)
             return
         if current is not None or worker.pending is not None:
             return  # a pass is running or queued: it ends with a full drift check
-        self._judge(env, oid, seen_at)
+        self._judge(env, seen)
 
     def _defer(self, env: str, oid: ObjectId, seen_at: float) -> None:
         """Keep an event that came after a pass applied, while it records itself and checks drift, and look
@@ -121,16 +127,20 @@ class LiveDrift:
                 self._pending.setdefault((env, oid), seen_at)
             self._cond.notify_all()
 
-    def _judge(self, env: str, oid: ObjectId, seen_at: float) -> None:
+    def _judge(self, env: str, seen: dict[ObjectId, float]) -> None:
+        """Judge the objects of one burst together: one inventory read, one report, one alert check."""
         engine = self.engines[env]
-        items = engine.object_drift(oid)
+        found = engine.objects_drift(list(seen))
         state = self.states[env]
-        report = _merged(env, state.last_drift, oid, items)
+        report = _merged(env, state.last_drift, found)
         self.alerts.on_drift(report, state, [s.name for s in self.envs[env].stacks], "live")
-        self.metrics.drift_latency.labels(env).observe(max(0.0, time.time() - seen_at))
+        now = time.time()
+        for seen_at in seen.values():
+            self.metrics.drift_latency.labels(env).observe(max(0.0, now - seen_at))
         self.metrics.observe_live_cache(env, engine.live.stats())
-        if items and self.envs[env].sync.correct_drift and self.may_apply(env):
-            self._correct(env, oid, items[0])
+        for oid, items in found.items():
+            if items and self.envs[env].sync.correct_drift and self.may_apply(env):
+                self._correct(env, oid, items[0])
 
     def _correct(self, env: str, oid: ObjectId, item: DriftItem) -> None:
         recent = self._corrections[(env, oid)]
@@ -164,13 +174,15 @@ class LiveDrift:
             self._cond.notify_all()
 
 
-def _merged(env: str, previous: DriftReport | None, oid: ObjectId, items: list[DriftItem]) -> DriftReport:
-    """The environment's drift report with this object's items replaced (first-seen times kept)."""
-    first_seen = {str(i.id): i.first_seen for i in (previous.items if previous else []) if i.id == oid}
-    for item in items:
+def _merged(env: str, previous: DriftReport | None, found: dict[ObjectId, list[DriftItem]]) -> DriftReport:
+    """The environment's drift report with these objects' items replaced (first-seen times kept)."""
+    before = previous.items if previous else []
+    first_seen = {str(i.id): i.first_seen for i in before if i.id in found}
+    fresh = [item for items in found.values() for item in items]
+    for item in fresh:
         item.first_seen = first_seen.get(str(item.id)) or utcnow()
-    kept = [i for i in (previous.items if previous else []) if i.id != oid]
-    return DriftReport(env=env, commit=previous.commit if previous else None, items=kept + items)
+    kept = [i for i in before if i.id not in found]
+    return DriftReport(env=env, commit=previous.commit if previous else None, items=kept + fresh)
 
 
 def _flapping_alert(env: str, oid: ObjectId, item: DriftItem, times: int) -> Alert:

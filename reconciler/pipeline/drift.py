@@ -78,17 +78,46 @@ def _stack_drift(engine: EngineView, stack: str, objects: list[K8sObject], recor
 def object_drift(engine: EngineView, oid: ObjectId) -> tuple[str | None, list[DriftItem], PlannedObject | None]:
     """Drift of one managed object against what its stack last applied: (stack, items, the planned entry).
 
-    What the daemon runs on a watch event: one inventory GET, the render of the recorded commit (kept in
-    memory), and at most one dry-run apply when the object looks changed; the LIST is the live cache's."""
-    return _object_drift(engine, oid, engine.load_inventory(create=False))
+    One inventory GET, the render of the recorded commit (kept in memory), and at most one dry-run apply
+    when the object looks changed; the LIST is the live cache's."""
+    return _object_drift(engine, oid, _records(engine, engine.load_inventory(create=False)))
 
 
-def _object_drift(engine: EngineView, oid: ObjectId, inventory: Inventory
+def objects_drift(engine: EngineView, oids: list[ObjectId]) -> dict[ObjectId, list[DriftItem]]:
+    """Drift of many objects at once: what the daemon runs on a burst of watch events (a cold sync of
+    thousands of objects is heard of object by object). One inventory read, each record parsed once,
+    and one plan per stack for its objects in the burst (one LIST of each kind from the live cache)."""
+    records = _records(engine, engine.load_inventory(create=False))
+    wanted = {str(oid): oid for oid in oids}
+    found: dict[ObjectId, list[DriftItem]] = {oid: [] for oid in oids}
+    for stack, record in records.items():
+        mine = {wanted[key] for key in wanted.keys() & record.objects.keys()}
+        if not mine or record.commit is None or record.state == "failed":
+            continue  # a failed commit is partly live: the next pass, not a correction, settles it
+        objects = [engine.owned(o) for o in engine.rendered_at(record.commit).objects.get(stack, []) if o.id in mine]
+        if not objects:
+            continue
+        entries = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack),
+                             {str(o.id): record.objects[str(o.id)] for o in objects}, force=False,
+                             owner=engine.ownership(stack))
+        for entry in entries:
+            if not entry.error and entry.action is not Action.UNCHANGED:
+                kind = DriftKind.MISSING if entry.action is Action.CREATE else DriftKind.MODIFIED
+                found[entry.obj.id] = [DriftItem(stack, entry.obj.id, kind, entry.fields)]
+    return found
+
+
+def _records(engine: EngineView, inventory: Inventory) -> dict[str, StackRecord]:
+    return {s.name: inventory.record(s.name) for s in engine.env.stacks}
+
+
+def _object_drift(engine: EngineView, oid: ObjectId, records: dict[str, StackRecord]
                   ) -> tuple[str | None, list[DriftItem], PlannedObject | None]:
-    stack = next((s.name for s in engine.env.stacks if str(oid) in inventory.record(s.name).objects), None)
+    key = str(oid)
+    stack = next((name for name, record in records.items() if key in record.objects), None)
     if stack is None:
         return None, [], None
-    record = inventory.record(stack)
+    record = records[stack]
     if record.commit is None or record.state == "failed":
         return stack, [], None  # a failed commit is partly live: the next pass, not a correction, settles it
     rendered = engine.rendered_at(record.commit)
@@ -118,7 +147,7 @@ def correct_object(engine: EngineView, oid: ObjectId) -> str:
             return SKIPPED
         try:
             inventory = engine.load_inventory(create=False)
-            stack, items, entry = _object_drift(engine, oid, inventory)
+            stack, items, entry = _object_drift(engine, oid, _records(engine, inventory))
             if stack is None or entry is None or not items:
                 return ""
             if inventory.suspensions().of(stack) or hold(engine.env, stack):

@@ -25,7 +25,7 @@ from reconciler.pipeline import ownership
 from reconciler.pipeline.decrypt import decryptor_for
 from reconciler.pipeline.context import PassContext, PassMemory, PassOptions, RenderMemo, WriterOptions
 from reconciler.pipeline.envfile import environment_at
-from reconciler.pipeline.drift import correct_object, detect_drift, object_drift
+from reconciler.pipeline.drift import correct_object, detect_drift, object_drift, objects_drift
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
 from reconciler.pipeline.status import stack_statuses
 from reconciler.pipeline.syncpass import run_pass
@@ -161,6 +161,9 @@ class Engine:
 
     def object_drift(self, oid: ObjectId) -> list[DriftItem]:
         return object_drift(self, oid)[1]
+
+    def objects_drift(self, oids: list[ObjectId]) -> dict[ObjectId, list[DriftItem]]:
+        return objects_drift(self, oids)
 
     def correct_object(self, oid: ObjectId) -> str:
         return correct_object(self, oid)

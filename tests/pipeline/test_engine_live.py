@@ -71,6 +71,34 @@ def test_one_drifted_object_is_checked_and_corrected_alone(repo, engine_for, tmp
     assert requests.get("list", 0) == 0 and requests["patch"] == 2  # one dry-run, one apply
 
 
+def test_a_burst_of_objects_is_judged_with_one_inventory_read_and_no_list(
+        repo, engine_for, tmp_path, namespace, api_client) -> None:
+    from kubernetes import client
+
+    write_stack(repo, "app", [configmap(f"cm-{i}", namespace, {"mode": "blue"}) for i in range(40)])
+    write_stack(repo, "db", [configmap(f"db-{i}", namespace, {"mode": "blue"}) for i in range(10)])
+    repo.commit("fifty settings in two stacks")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"},
+                                                              {"name": "db", "path": "stacks/db"}]))
+    engine.enable_live_cache()
+    engine.sync()
+    assert engine.live.wait_synced(30)
+    core = client.CoreV1Api(api_client)
+    core.patch_namespaced_config_map("cm-7", namespace, {"data": {"mode": "red"}})
+    core.patch_namespaced_config_map("db-3", namespace, {"data": {"mode": "red"}})
+    burst = [ObjectId("", "ConfigMap", namespace, f"cm-{i}") for i in range(40)] + \
+        [ObjectId("", "ConfigMap", namespace, f"db-{i}") for i in range(10)]
+    wait_for(lambda: engine.object_drift(burst[7]) and engine.object_drift(burst[43]), timeout_s=10,
+             what="both edits to reach the cache")
+    engine.cluster.reset_counts()
+
+    found = engine.objects_drift(burst)
+
+    assert {str(oid) for oid, items in found.items() if items} == {str(burst[7]), str(burst[43])}
+    assert [(f.path, f.live) for f in found[burst[7]][0].fields] == [("data.mode", "red")]
+    assert engine.cluster.request_counts() == {"get": 1, "patch": 2}  # the inventory; a dry run per drifted one
+
+
 def test_a_stack_nothing_touched_is_not_planned_again_on_a_warm_cache(repo, engine_for, tmp_path, namespace,
                                                                      api_client) -> None:
     from kubernetes import client
