@@ -149,7 +149,8 @@ def unified_diff(oid: str, fields: Iterable[FieldChange], left: str = "git", rig
             old, new = f"{MASK} (masked: the {left} value)", f"{MASK} (masked: the {right} value, which differs)"
         before += _field_lines(change.path, old)
         after += _field_lines(change.path, new)
-    lines = difflib.unified_diff(before, after, f"a/{oid} ({left})", f"b/{oid} ({right})", lineterm="", n=3)
+    lines = difflib.unified_diff(before, after, f"a/{oid}", f"b/{oid}", left, right, lineterm="", n=3)  # sides as dates:
+    # one file name on both headers, so a renderer shows a change, not a rename
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ def test_a_drift_diff_puts_gits_value_left_and_the_live_one_right() -> None:
     text = unified_diff("core/ConfigMap/ns/a", [FieldChange("data.value", "v1", "edited")])
 
     assert "-data.value: v1" in text and "+data.value: edited" in text
-    assert "(git)" in text.splitlines()[0] and "(live)" in text.splitlines()[1]
+    assert text.splitlines()[:2] == ["--- a/core/ConfigMap/ns/a\tgit", "+++ b/core/ConfigMap/ns/a\tlive"]
 
 
 def test_a_plan_diff_puts_the_live_value_left_and_gits_right() -> None:
