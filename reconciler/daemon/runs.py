@@ -67,6 +67,7 @@ class Run:
             data["progress"] = list(self.progress)
             data["result"] = summarize_pass(self.result) if self.result else None
             data["report"] = self.report
+            data["options"] = {k: v for k, v in self.options.items() if isinstance(v, (str, bool, int, type(None)))}
         return data
 
 

@@ -63,7 +63,8 @@ function syncReport(run, result) {
 function header(run) {
   return el("div", { class: "run-head" },
     el("nav", { class: "crumbs", "aria-label": "breadcrumb" }, link("/", "All environments"), " › ", link(envRoute(run.env), run.env), " › ", `run ${run.id}`),
-    el("h2", {}, `${run.action} of ${run.stack || run.env} `, el("span", { "data-run-state": run.state }, badge(run.state))),
+    el("h2", {}, run.options && run.options.revision ? `preview of ${run.options.revision} on ${run.env} `
+      : `${run.action} of ${run.stack ? run.stack + " in " : ""}${run.env} `, el("span", { "data-run-state": run.state }, badge(run.state))),
     el("p", { class: "muted" }, `triggered by ${run.sources.join(", ")}`, run.commit ? ` · commit ${short(run.commit)}` : "",
       run.message ? ` · ${run.message}` : ""));
 }
