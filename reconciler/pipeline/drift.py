@@ -92,18 +92,8 @@ def objects_drift(engine: EngineView, oids: list[ObjectId]) -> dict[ObjectId, li
     found: dict[ObjectId, list[DriftItem]] = {oid: [] for oid in oids}
     for stack, record in records.items():
         mine = {wanted[key] for key in wanted.keys() & record.objects.keys()}
-        if not mine or record.commit is None or record.state == "failed":
-            continue  # a failed commit is partly live: the next pass, not a correction, settles it
-        objects = [engine.owned(o) for o in engine.rendered_at(record.commit).objects.get(stack, []) if o.id in mine]
-        if not objects:
-            continue
-        entries = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack),
-                             {str(o.id): record.objects[str(o.id)] for o in objects}, force=False,
-                             owner=engine.ownership(stack))
-        for entry in entries:
-            if not entry.error and entry.action is not Action.UNCHANGED:
-                kind = DriftKind.MISSING if entry.action is Action.CREATE else DriftKind.MODIFIED
-                found[entry.obj.id] = [DriftItem(stack, entry.obj.id, kind, entry.fields)]
+        for entry in _planned_against_record(engine, stack, record, mine) if mine else []:
+            found[entry.obj.id] = _drift_items(stack, entry)
     return found
 
 
@@ -117,19 +107,34 @@ def _object_drift(engine: EngineView, oid: ObjectId, records: dict[str, StackRec
     stack = next((name for name, record in records.items() if key in record.objects), None)
     if stack is None:
         return None, [], None
-    record = records[stack]
-    if record.commit is None or record.state == "failed":
-        return stack, [], None  # a failed commit is partly live: the next pass, not a correction, settles it
-    rendered = engine.rendered_at(record.commit)
-    objects = [engine.owned(o) for o in rendered.objects.get(stack, []) if o.id == oid]
-    if not objects:
+    planned = _planned_against_record(engine, stack, records[stack], {oid})
+    if not planned:
         return stack, [], None
-    [entry] = plan_stack(engine.cluster_for(stack), objects, engine.selector(stack), {str(oid): record.objects[str(oid)]},
-                         force=False, owner=engine.ownership(stack))
+    [entry] = planned
+    return stack, _drift_items(stack, entry), entry
+
+
+def _planned_against_record(engine: EngineView, stack: str, record: StackRecord,
+                            oids: set[ObjectId]) -> list[PlannedObject]:
+    """These objects of `stack`, as rendered at the commit its record says was applied, planned against live
+    state with the recorded hashes; nothing when that commit failed (it is partly live: the next pass, not
+    a correction, settles it) or the render no longer holds them."""
+    if record.commit is None or record.state == "failed":
+        return []
+    objects = [engine.owned(o) for o in engine.rendered_at(record.commit).objects.get(stack, []) if o.id in oids]
+    if not objects:
+        return []
+    return plan_stack(engine.cluster_for(stack), objects, engine.selector(stack),
+                      {str(o.id): record.objects[str(o.id)] for o in objects}, force=False,
+                      owner=engine.ownership(stack))
+
+
+def _drift_items(stack: str, entry: PlannedObject) -> list[DriftItem]:
+    """The drift one planned object shows: none when it is unchanged or the server refused its dry run."""
     if entry.error or entry.action is Action.UNCHANGED:
-        return stack, [], entry
+        return []
     kind = DriftKind.MISSING if entry.action is Action.CREATE else DriftKind.MODIFIED
-    return stack, [DriftItem(stack, oid, kind, entry.fields)], entry
+    return [DriftItem(stack, entry.obj.id, kind, entry.fields)]
 
 
 def correct_object(engine: EngineView, oid: ObjectId) -> str:
