@@ -67,7 +67,8 @@ def add_view_routes(app: FastAPI, daemon: Daemon, reader: Callable[..., None],
     def plan(body: PlanRequest) -> Any:
         if body.stack is not None:
             known_stack(body.env, body.stack)
-        known_env(daemon, body.env)
+        else:
+            known_env(daemon, body.env)
         return accepted(daemon.request_action(body.env, "plan", body.stack, {}))
 
     @app.post("/api/preview", status_code=202, tags=["runs"], dependencies=[Depends(reader)],

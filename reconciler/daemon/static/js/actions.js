@@ -24,12 +24,11 @@ export function follow(runId, what, onDone = () => {}) {
   const controller = following = new AbortController();
   let last = "";
   stream(`/api/runs/${encodeURIComponent(runId)}/events`, (name, data) => {
-    if (name === "progress") last = data.message || `${data.stack || ""} ${data.phase || ""}`.trim();
-    if (name === "state" && data.state === "running") say(`${what}: running${last ? " · " + last : ""}`, "running", runId);
     if (name === "progress") {
-      const out = statusLine();
-      if (out.dataset.state === "running") say(`${what}: running · ${last}`, "running", runId);
+      last = data.message || `${data.stack || ""} ${data.phase || ""}`.trim();
+      if (statusLine().dataset.state === "running") say(`${what}: running · ${last}`, "running", runId);
     }
+    if (name === "state" && data.state === "running") say(`${what}: running${last ? " · " + last : ""}`, "running", runId);
     if (name === "done") {
       say(`${what}: ${data.state}${data.message ? " · " + data.message : ""}`, data.state === "succeeded" ? "done" : "failed", runId);
       onDone(data);

@@ -151,21 +151,34 @@ function objectDetail(d) {
   return box;
 }
 
+function objectsPath(env, stack) {
+  return `/api/objects?env=${encodeURIComponent(env)}&stack=${encodeURIComponent(stack)}`;
+}
+
+function searchable(items) {
+  items.forEach(r => { r._hay = `${r.kind}/${r.namespace}/${r.name} ${r.owner}`.toLowerCase(); });
+  return items;
+}
+
+// The pages of a stack's objects from `offset` on (up to the total each page reports), each handed to
+// `onPage(items)` as it comes; stops early when `keepGoing()` says the view has moved on.
+async function restOfRows(env, stack, offset, total, onPage, keepGoing = () => true) {
+  for (; offset < total && keepGoing(); offset += PAGE) {
+    const page = await getJson(`${objectsPath(env, stack)}&offset=${offset}&limit=${PAGE}`);
+    total = page.total;
+    if (!page.items.length) return;
+    onPage(searchable(page.items));
+  }
+}
+
 async function loadRows(env, stack) {
-  const base = `/api/objects?env=${encodeURIComponent(env)}&stack=${encodeURIComponent(stack)}`;
-  const first = await getJson(`${base}&limit=${FIRST_PAGE}`);
-  const add = items => items.forEach(r => { r._hay = `${r.kind}/${r.namespace}/${r.name} ${r.owner}`.toLowerCase(); view.rows.push(r); });
-  view.rows = [];
+  const first = await getJson(`${objectsPath(env, stack)}&limit=${FIRST_PAGE}`);
+  view.rows = searchable(first.items);
   view.total = first.total;
   view.counts = first.counts;
   view.meta = first;
-  add(first.items);
-  return async () => {
-    for (let offset = view.rows.length; offset < first.total && view && view.stack === stack; offset += PAGE) {
-      add((await getJson(`${base}&offset=${offset}&limit=${PAGE}`)).items);
-      redrawList();
-    }
-  };
+  return () => restOfRows(env, stack, view.rows.length, first.total, items => { view.rows.push(...items); redrawList(); },
+    () => view && view.stack === stack);
 }
 
 export async function renderStack(main, status, envName, stackName, refreshing) {
@@ -213,14 +226,7 @@ async function reload(envName, stackName) {
   const mine = view;
   try {
     const rows = [];
-    const base = `/api/objects?env=${encodeURIComponent(envName)}&stack=${encodeURIComponent(stackName)}`;
-    let total = Infinity;
-    for (let offset = 0; offset < total; offset += PAGE) {
-      const page = await getJson(`${base}&offset=${offset}&limit=${PAGE}`);
-      total = page.total;
-      page.items.forEach(r => { r._hay = `${r.kind}/${r.namespace}/${r.name} ${r.owner}`.toLowerCase(); rows.push(r); });
-      if (!page.items.length) break;
-    }
+    await restOfRows(envName, stackName, 0, Infinity, items => rows.push(...items), () => view === mine);
     if (view !== mine) return;
     Object.assign(view, { rows, total: rows.length });
     const top = view.list.root.scrollTop;
