@@ -131,15 +131,10 @@ def main() -> int:
     if args.kubeconfig:
         run(args.kubeconfig, args.envs, args.replicas)
         return 0
-    from devcluster.cluster import down, up
+    from devcluster.cluster import temporary
 
-    with tempfile.TemporaryDirectory(prefix="replicas-cluster-") as tmp:
-        state_dir = Path(tmp) / "devcluster"
-        up(state_dir)
-        try:
-            run(state_dir / "kubeconfig", args.envs, args.replicas)
-        finally:
-            down(state_dir, quiet=True)
+    with temporary(prefix="replicas-cluster-") as kubeconfig:
+        run(kubeconfig, args.envs, args.replicas)
     return 0
 
 

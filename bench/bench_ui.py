@@ -211,16 +211,11 @@ def main() -> int:
     if args.kubeconfig:
         run(args.kubeconfig, args.objects, args.runs, "cluster from --kubeconfig")
         return 0
-    from devcluster.cluster import up, down
+    from devcluster.cluster import temporary
 
     nodes = max(3, math.ceil((args.objects // 10) / 100) + 1)  # a tenth are Deployments of one replica
-    with tempfile.TemporaryDirectory(prefix="bench-ui-cluster-") as tmp:
-        state_dir = Path(tmp) / "devcluster"
-        up(state_dir, nodes=nodes)
-        try:
-            run(state_dir / "kubeconfig", args.objects, args.runs, f"devcluster of {nodes} kwok nodes, 2 cores")
-        finally:
-            down(state_dir, quiet=True)
+    with temporary(nodes, prefix="bench-ui-cluster-") as kubeconfig:
+        run(kubeconfig, args.objects, args.runs, f"devcluster of {nodes} kwok nodes, 2 cores")
     return 0
 
 

@@ -241,19 +241,13 @@ def main() -> int:
     if args.kubeconfig:
         run(args.kubeconfig, args.objects, "cluster from --kubeconfig", not args.ours_only, args.flux)
         return 0
-    from devcluster.cluster import CONTROLLER_QPS, down, up
+    from devcluster.cluster import CONTROLLER_QPS, temporary
 
     pods = (3 if args.flux else 2) * (args.objects // 10)  # a tenth are Deployments of one replica, per tool
     nodes = max(3, math.ceil(pods / 100) + 1)
-    with tempfile.TemporaryDirectory(prefix="compare-cluster-") as tmp:
-        state_dir = Path(tmp) / "devcluster"
-        up(state_dir, nodes=nodes)
-        try:
-            run(state_dir / "kubeconfig", args.objects,
-                f"devcluster of {nodes} kwok nodes x 110 pods, controller QPS {CONTROLLER_QPS}", not args.ours_only,
-                args.flux)
-        finally:
-            down(state_dir, quiet=True)
+    with temporary(nodes, prefix="compare-cluster-") as kubeconfig:
+        run(kubeconfig, args.objects, f"devcluster of {nodes} kwok nodes x 110 pods, controller QPS {CONTROLLER_QPS}",
+            not args.ours_only, args.flux)
     return 0
 
 

@@ -195,15 +195,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.kubeconfig:
         return run(args.kubeconfig, args.minutes, args.svg)
-    from devcluster.cluster import down, up
+    from devcluster.cluster import temporary
 
-    with tempfile.TemporaryDirectory(prefix="soak-cluster-") as tmp:
-        state_dir = Path(tmp) / "devcluster"
-        up(state_dir)
-        try:
-            return run(state_dir / "kubeconfig", args.minutes, args.svg)
-        finally:
-            down(state_dir, quiet=True)
+    with temporary(prefix="soak-cluster-") as kubeconfig:
+        return run(kubeconfig, args.minutes, args.svg)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ import ssl
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -245,6 +247,19 @@ def down(state_dir: Path, quiet: bool = False, keep_logs: bool = False) -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
     if not quiet:
         print(f"devcluster: stopped {len(state.components)} processes, removed {state_dir}")
+
+
+@contextmanager
+def temporary(nodes: int = 3, prefix: str = "devcluster-") -> Iterator[Path]:
+    """A devcluster of its own for one benchmark run, in a temporary folder: its kubeconfig while the
+    block runs; stopped and removed after it, whatever happened."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        state_dir = Path(tmp) / "devcluster"
+        up(state_dir, nodes=nodes)
+        try:
+            yield state_dir / "kubeconfig"
+        finally:
+            down(state_dir, quiet=True)
 
 
 def status(state_dir: Path) -> int:
