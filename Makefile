@@ -9,6 +9,8 @@ INSTALLED := $(VENV)/.installed
 ENV ?= dev
 LISTEN ?= 127.0.0.1:8080
 PYTEST_ARGS ?=
+# Parallel test workers sharing one control plane (a namespace and environment per test); 0 runs them in this process.
+TEST_WORKERS ?= 4
 TOOLS := $(HOME)/.cache/healthflow-devcluster/tools
 KUSTOMIZE_VERSION := v5.5.0
 export PATH := $(TOOLS):$(PATH)
@@ -79,7 +81,7 @@ cluster-status: venv
 	$(PY) -m devcluster status
 
 test: build ui system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: build ui
 	@if [ -z "$$KUBECONFIG" ]; then $(PY) -m devcluster up; fi

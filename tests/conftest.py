@@ -8,8 +8,10 @@ temporary folder and stopped at the end.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +31,42 @@ from devcluster.versions import tools_path_dir  # noqa: E402
 
 os.environ["PATH"] = f"{tools_path_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
 
+_SHARED_CLUSTER = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With parallel workers (`pytest -n N`), one control plane serves them all: the controlling process
+    starts it before the workers exist and hands its kubeconfig down in KUBECONFIG (workers inherit the
+    environment), so the `kubeconfig` fixture of each worker finds it named."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if os.environ.get("KUBECONFIG") or config.option.collectonly:
+        return
+    from devcluster.cluster import up
+
+    state_dir = Path(tempfile.mkdtemp(prefix="pytest-devcluster-"))
+    config.stash[_SHARED_CLUSTER] = state_dir
+    os.environ["KUBECONFIG"] = str(up(state_dir / "devcluster").kubeconfig)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state_dir = config.stash.get(_SHARED_CLUSTER, None)
+    if state_dir is not None:
+        from devcluster.cluster import down
+
+        down(state_dir / "devcluster", quiet=True)
+        os.environ.pop("KUBECONFIG", None)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that deploy the HealthFlow platform own its fixed namespaces (hf-*) and environment (dev)
+    while they run: with parallel workers they run one after another on one worker (`--dist loadgroup`)."""
+    for item in items:
+        if "platform_cleanup" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("platform"))
+
 
 @pytest.fixture(scope="session")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -44,6 +82,17 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield state.kubeconfig
     finally:
         down(state_dir, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def private_kubeconfig() -> Iterator[Path]:
+    """A one-node devcluster of the module's own, for tests that break the whole control plane (restart
+    etcd or the API server, register an aggregated API that is down): done to the session's, that would
+    break the tests other workers run beside them. A module overrides `kubeconfig` and `api_client` with it."""
+    from devcluster.cluster import temporary
+
+    with temporary(nodes=1, prefix="private-") as kubeconfig:
+        yield kubeconfig
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 from kubernetes import client
@@ -41,11 +44,10 @@ def test_the_inventory_stores_no_unkeyed_hash_of_a_secret(scenario: Scenario, ap
 class Signer:
     """A real signing key (OpenPGP via gpg, or SSH via ssh-keygen) whose public half can be trusted."""
 
-    def __init__(self, root: Path, kind: str) -> None:
+    def __init__(self, root: Path, kind: str, gnupg_home: Path) -> None:
         root.mkdir(parents=True)
-        self.env = {**os.environ, "GNUPGHOME": str(root / "gnupg")}
+        self.env = {**os.environ, "GNUPGHOME": str(gnupg_home)}
         if kind == "gpg":
-            (root / "gnupg").mkdir(mode=0o700)
             subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Signer <signer@example.test>",
                             "ed25519", "sign", "never"], env=self.env, check=True, capture_output=True)
             listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=self.env,
@@ -75,6 +77,23 @@ class Signer:
         return repo.head.commit.hexsha
 
 
+@pytest.fixture()
+def new_signer(tmp_path: Path) -> Iterator[Callable[[str, str], Signer]]:
+    """Makes signers. Their gpg homes are short folders of their own: gpg's agent socket path must fit in
+    107 bytes, which a folder under a parallel worker's tmp_path need not. Removed with their agents after."""
+    homes: list[Path] = []
+
+    def make(name: str, kind: str) -> Signer:
+        homes.append(Path(tempfile.mkdtemp(prefix="gpg-")))
+        return Signer(tmp_path / name, kind, homes[-1])
+
+    yield make
+    for home in homes:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(home)},
+                       capture_output=True, check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _verified(scenario: Scenario, tmp_path: Path, *trusted: Signer) -> None:
     for index, signer in enumerate(trusted):
         signer.trust_in(tmp_path / "trusted-keys", f"signer-{index}")
@@ -82,8 +101,9 @@ def _verified(scenario: Scenario, tmp_path: Path, *trusted: Signer) -> None:
 
 
 @pytest.mark.parametrize("kind", ["gpg", "ssh"])
-def test_a_head_commit_signed_by_a_trusted_key_is_applied(scenario: Scenario, tmp_path: Path, kind: str) -> None:
-    signer = Signer(tmp_path / f"signer-{kind}", kind)
+def test_a_head_commit_signed_by_a_trusted_key_is_applied(scenario: Scenario, tmp_path: Path, kind: str,
+                                                          new_signer: Callable[[str, str], Signer]) -> None:
+    signer = new_signer(f"signer-{kind}", kind)
     _verified(scenario, tmp_path, signer)
     scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "signed"})])
 
@@ -95,8 +115,9 @@ def test_a_head_commit_signed_by_a_trusted_key_is_applied(scenario: Scenario, tm
     assert scenario.live("configmap", "settings")["data"] == {"v": "signed"}
 
 
-def test_an_unsigned_head_commit_is_refused_and_the_last_good_state_stays(scenario: Scenario, tmp_path: Path) -> None:
-    signer = Signer(tmp_path / "signer", "ssh")
+def test_an_unsigned_head_commit_is_refused_and_the_last_good_state_stays(
+        scenario: Scenario, tmp_path: Path, new_signer: Callable[[str, str], Signer]) -> None:
+    signer = new_signer("signer", "ssh")
     _verified(scenario, tmp_path, signer)
     scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "signed"})])
     signer.commit(scenario, "signed")
@@ -113,8 +134,9 @@ def test_an_unsigned_head_commit_is_refused_and_the_last_good_state_stays(scenar
 
 
 @pytest.mark.parametrize("kind", ["gpg", "ssh"])
-def test_a_head_commit_signed_by_an_unknown_key_is_refused(scenario: Scenario, tmp_path: Path, kind: str) -> None:
-    trusted, stranger = Signer(tmp_path / "trusted", kind), Signer(tmp_path / "stranger", kind)
+def test_a_head_commit_signed_by_an_unknown_key_is_refused(scenario: Scenario, tmp_path: Path, kind: str,
+                                                           new_signer: Callable[[str, str], Signer]) -> None:
+    trusted, stranger = new_signer("trusted", kind), new_signer("stranger", kind)
     _verified(scenario, tmp_path, trusted)
     scenario.stack("app", [configmap("settings", scenario.namespace, {"v": "from a stranger"})])
     sha = stranger.commit(scenario, "signed, but not by anyone we trust")
@@ -168,8 +190,9 @@ def test_a_stack_whose_service_account_may_not_touch_another_namespace_fails_cle
         client.CoreV1Api(api_client).delete_namespace(other)
 
 
-def test_trusted_keys_can_come_from_a_secret(scenario: Scenario, tmp_path: Path, api_client: client.ApiClient) -> None:
-    signer = Signer(tmp_path / "signer", "ssh")
+def test_trusted_keys_can_come_from_a_secret(scenario: Scenario, api_client: client.ApiClient,
+                                             new_signer: Callable[[str, str], Signer]) -> None:
+    signer = new_signer("signer", "ssh")
     client.CoreV1Api(api_client).create_namespaced_secret(scenario.namespace, {
         "metadata": {"name": "trusted-keys"},
         "data": {"ci.pub": base64.b64encode(signer.public.encode()).decode()}})

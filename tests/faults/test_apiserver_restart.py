@@ -9,14 +9,24 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from devcluster.cluster import ClusterState, restart_apiserver
+from devcluster.cluster import restart_apiserver
 from helpers import wait_for
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
 from reconciler.kube.livecache import LiveCache, WatchKey
 
 pytestmark = pytest.mark.cluster
-
 LABEL = "reconciler.healthflow.io/owner"
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(private_kubeconfig: Path) -> Path:
+    """This module restarts a control plane: its own (conftest.py), not the session's."""
+    return private_kubeconfig
+
+
+@pytest.fixture(scope="module")
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    return new_api_client(kubeconfig)
 
 
 def _edit(kubeconfig: Path, namespace: str, value: str) -> bool:
@@ -32,9 +42,6 @@ def _edit(kubeconfig: Path, namespace: str, value: str) -> bool:
 def test_the_live_cache_survives_an_api_server_restart(kubeconfig: Path, namespace: str,
                                                        api_client: client.ApiClient) -> None:
     state_dir = kubeconfig.parent
-    state = ClusterState.load(state_dir)
-    if state is None or not state.etcd_port:
-        pytest.skip("restarting the API server needs a devcluster started by this checkout (KUBECONFIG is another)")
     client.CoreV1Api(api_client).create_namespaced_config_map(
         namespace, {"metadata": {"name": "watched", "labels": {LABEL: "env.a"}}, "data": {"v": "before"}})
     cache = LiveCache(Cluster(new_api_client(kubeconfig)), LABEL, {"env.a"}, FIELD_MANAGER, stall_s=5)

@@ -8,15 +8,26 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from devcluster.cluster import ClusterState, restart_etcd
+from devcluster.cluster import restart_etcd
 from helpers import wait_for
 from manifests import configmap, make_env, write_stack
 from reconciler.config import load_environment
+from reconciler.kube.cluster import new_api_client
 from reconciler.pipeline.engine import Engine
 
 pytestmark = pytest.mark.cluster
-
 OBJECTS = 150
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(private_kubeconfig: Path) -> Path:
+    """This module restarts a control plane: its own (conftest.py), not the session's."""
+    return private_kubeconfig
+
+
+@pytest.fixture(scope="module")
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    return new_api_client(kubeconfig)
 
 
 def _secret(name: str, namespace: str) -> dict:
@@ -34,9 +45,6 @@ def _answers(api_client: client.ApiClient) -> bool:
 
 def test_etcd_restarted_mid_apply_loses_nothing_and_the_next_pass_converges(
         tmp_path: Path, repo, namespace: str, kubeconfig: Path, api_client: client.ApiClient) -> None:
-    state = ClusterState.load(kubeconfig.parent)
-    if state is None or not state.etcd_peer_port:
-        pytest.skip("restarting etcd needs a devcluster started by this checkout (KUBECONFIG is another)")
     write_stack(repo, "app", [configmap(f"cm-{i:03}", namespace, {"i": str(i)}) for i in range(OBJECTS)]
                 + [_secret(f"s-{i:03}", namespace) for i in range(OBJECTS)])
     repo.commit("secrets, then configmaps")
