@@ -1,11 +1,11 @@
 """Benchmark: the cold path against the API server's limit (issue 27, point 3). Side by side in one run:
 
-    python bench/bench_cold_path.py [--objects 1000 3000] [--threads 16] [--kubeconfig PATH]
+    python bench/bench_cold_path.py [--objects 1000 5000] [--stacks 1 5] [--threads 16] [--kubeconfig PATH]
 
 - bare client: N ConfigMaps server-side-applied by a plain `kubernetes` client, `--threads` at once
   (no render, no plan, no inventory, no health): what the API server allows this machine;
-- ours: `reconciler sync` of one stack holding the same N ConfigMaps (a new process, cold cache), in a
-  namespace of its own.
+- ours: `reconciler sync` of the same N ConfigMaps (a new process, cold cache), in a namespace of its own
+  that the first stack creates: in one stack, or split over `--stacks` (the others depend on the first).
 
 Prints seconds, apply and patch requests (the API server's `apiserver_request_total`) and the ratio ours / bare.
 Without --kubeconfig a devcluster is started for the run and stopped after it.
@@ -62,19 +62,28 @@ def bare_apply(api: client.ApiClient, objects: list[dict], threads: int) -> floa
     return time.perf_counter() - started
 
 
-def reconciler_sync(root: Path, objects: list[dict], kubeconfig: Path) -> float:
+def reconciler_sync(root: Path, objects: list[dict], kubeconfig: Path, stacks: int = 1) -> float:
+    """`reconciler sync` (a new process, empty render cache) of the objects split over `stacks` independent
+    stacks; the first stack also holds their Namespace."""
     work = root / "repo"
     repo = git.Repo.init(work, initial_branch="main")
-    (work / "stacks/app").mkdir(parents=True)
-    (work / "stacks/app/objects.yaml").write_text(yaml.safe_dump_all(
-        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": objects[0]["metadata"]["namespace"]}},
-         *objects]))
-    (work / "stacks/app/kustomization.yaml").write_text("resources: [objects.yaml]\n")
+    namespace = objects[0]["metadata"]["namespace"]
+    share = -(-len(objects) // stacks)
+    for index in range(stacks):
+        folder = work / f"stacks/app-{index}"
+        folder.mkdir(parents=True)
+        docs = objects[index * share:(index + 1) * share]
+        if index == 0:
+            docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, *docs]
+        (folder / "objects.yaml").write_text(yaml.safe_dump_all(docs))
+        (folder / "kustomization.yaml").write_text("resources: [objects.yaml]\n")
     repo.git.add(A=True)
     repo.git.commit("-qm", "objects", "--author", "Bench <bench@example.test>")
     env = root / "bench.yaml"
-    env.write_text(yaml.safe_dump({"name": objects[0]["metadata"]["namespace"], "source": {"url": str(work), "branch": "main"},
-                                   "policy": {"mode": "off"}, "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    stack_list = [{"name": f"app-{i}", "path": f"stacks/app-{i}", **({"dependsOn": ["app-0"]} if i else {})}
+                  for i in range(stacks)]
+    env.write_text(yaml.safe_dump({"name": namespace, "source": {"url": str(work), "branch": "main"},
+                                   "policy": {"mode": "off"}, "stacks": stack_list}))
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "reconciler", "sync", "-e", str(env), "--cache-dir",
                            str(root / "cache"), "--kubeconfig", str(kubeconfig)], capture_output=True, text=True,
@@ -85,20 +94,23 @@ def reconciler_sync(root: Path, objects: list[dict], kubeconfig: Path) -> float:
     return elapsed
 
 
-def measure(kubeconfig: Path, sizes: list[int], threads: int) -> list[str]:
+def measure(kubeconfig: Path, sizes: list[int], threads: int, stack_counts: list[int]) -> list[str]:
     api = config.new_client_from_config(str(kubeconfig))
     api.configuration.connection_pool_maxsize = threads
     rows = []
     for size in sizes:
-        stamp = f"{size}-{int(time.time()) % 100000}"
-        before = patches(kubeconfig)
-        bare_s = bare_apply(api, configmaps(f"bare-{stamp}", size), threads)
-        bare_patches, before = patches(kubeconfig) - before, patches(kubeconfig)
-        with tempfile.TemporaryDirectory() as folder:
-            ours_s = reconciler_sync(Path(folder), configmaps(f"ours-{stamp}", size), kubeconfig)
-        ours_patches = patches(kubeconfig) - before
-        rows.append(f"| {size:,} ConfigMaps, one stack | {bare_s:.2f} s, {bare_patches:,} applies | "
-                    f"{ours_s:.2f} s, {ours_patches:,} applies | **{ours_s / bare_s:.1f}x** |")
+        for stacks in stack_counts:
+            stamp = f"{size}-{stacks}-{int(time.time()) % 100000}"
+            before = patches(kubeconfig)
+            bare_s = bare_apply(api, configmaps(f"bare-{stamp}", size), threads)
+            bare_patches, before = patches(kubeconfig) - before, patches(kubeconfig)
+            with tempfile.TemporaryDirectory() as folder:
+                ours_s = reconciler_sync(Path(folder), configmaps(f"ours-{stamp}", size), kubeconfig, stacks)
+            ours_patches = patches(kubeconfig) - before
+            where = "one stack" if stacks == 1 else f"{stacks} stacks"
+            rows.append(f"| {size:,} ConfigMaps, {where} | {bare_s:.2f} s, {bare_patches:,} applies | "
+                        f"{ours_s:.2f} s, {ours_patches:,} applies | **{ours_s / bare_s:.1f}x** |")
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -106,6 +118,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, nargs="+", default=[1000])
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--stacks", type=int, nargs="+", default=[1], help="split the objects over this many stacks")
     parser.add_argument("--kubeconfig", type=Path, default=None)
     args = parser.parse_args()
     state = None
@@ -118,7 +131,7 @@ def main() -> int:
     else:
         kubeconfig = args.kubeconfig
     try:
-        rows = measure(kubeconfig, args.objects, args.threads)
+        rows = measure(kubeconfig, args.objects, args.threads, args.stacks)
     finally:
         if state is not None:
             down(state_dir)

@@ -25,6 +25,8 @@ from reconciler.retrying import retry_call
 
 FIELD_MANAGER = "healthflow-reconciler"
 _TIMEOUT = (5, 60)
+CONNECTION_POOL_SIZE = 64
+"""Connections kept open to the API server per client: at least the requests one stack sends at once."""
 
 
 class ApiError(ClusterError):
@@ -73,12 +75,18 @@ class Resource:
 
 def new_api_client(kubeconfig: Path | str | None = None, context: str | None = None,
                    in_cluster: bool = False) -> client.ApiClient:
+    """A client whose connection pool keeps as many connections as requests run at once (a stack's dry runs,
+    the daemon's watches): with the library's default (5 per core), each request beyond it opened a new TLS
+    connection and threw it away after, work for the API server and for us."""
+    configuration = client.Configuration()
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     try:
         if in_cluster:
-            configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-        return config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
+        else:
+            config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
+                                    client_configuration=configuration)
+        return client.ApiClient(configuration)
     except (config.ConfigException, OSError) as exc:
         raise ClusterError(f"cannot load Kubernetes credentials ({kubeconfig or 'KUBECONFIG/~/.kube/config'}): {exc}",
                            fix="set cluster.kubeconfig in the environment file, or KUBECONFIG") from exc

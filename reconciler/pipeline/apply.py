@@ -20,7 +20,7 @@ from reconciler.objects import K8sObject, apply_rank
 from reconciler.pipeline.plan import PlannedObject
 from reconciler.results import Action
 
-_PARALLEL = 8
+_PARALLEL = 16
 """Applies in flight at once within one kind rank of a stack (ranks go in order: CRDs and Namespaces first)."""
 CRD_ESTABLISHED_TIMEOUT_S = 60.0
 

@@ -207,7 +207,9 @@ def plan_stack(
     owner: Ownership,
 ) -> list[PlannedObject]:
     """Classify every desired object as create / update / unchanged (prunes are the caller's). Suspects
-    are confirmed by dry-runs in parallel (a first sync of a thousand objects is a thousand dry-runs)."""
+    are confirmed by dry-runs in parallel (a first sync of a thousand objects is a thousand dry-runs),
+    except new objects in a Namespace this stack creates: the server can only answer that namespace is
+    not found (as `_confirm` accepts), and such answers cost it more than a dry run that validates."""
     live = _live_by_name(cluster, objects, selector)
     unlabelled = _unlabelled_by_name(cluster, [o for o in objects if o.id not in live])
     stack_crds = _crd_kinds(objects)
@@ -223,6 +225,9 @@ def plan_stack(
         if not entry.error and (entry.action is not Action.UNCHANGED or entry.reapply):
             suspects.append((entry, current))
         planned.append(entry)
+    new_namespaces = {e.obj.id.name for e in planned if e.obj.kind == "Namespace" and e.action is Action.CREATE}
+    suspects = [(entry, current) for entry, current in suspects
+                if not (entry.action is Action.CREATE and entry.obj.id.namespace in new_namespaces)]
     with ThreadPoolExecutor(max_workers=DRY_RUN_PARALLEL, thread_name_prefix="dry-run") as pool:
         list(pool.map(lambda suspect: _confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects))
     for entry in planned:
