@@ -3,28 +3,17 @@ every way out of a pass gives the writer lease back."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from kubernetes import client, config
 
 from manifests import write_policies_enforcing_only_min_replicas
+import private_cluster
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE
 from scenario import Scenario, configmap, deployment
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(private_kubeconfig: Path) -> Path:
-    """A control plane of this module's own: its aggregated API that is down fails the discovery of every
-    environment on the cluster, which would break the tests other workers run beside it."""
-    return private_kubeconfig
-
-
-@pytest.fixture(scope="module")
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(kubeconfig))
+# this module breaks the whole control plane: it runs on one of its own (private_cluster.py)
+kubeconfig, api_client = private_cluster.kubeconfig, private_cluster.api_client
 
 
 def test_a_commit_that_deletes_the_policy_folder_is_refused_naming_the_folder(scenario: Scenario) -> None:

@@ -11,22 +11,14 @@ from kubernetes.client.rest import ApiException
 
 from devcluster.cluster import restart_apiserver
 from helpers import wait_for
+import private_cluster
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
 from reconciler.kube.livecache import LiveCache, WatchKey
 
 pytestmark = pytest.mark.cluster
+# this module breaks the whole control plane: it runs on one of its own (private_cluster.py)
+kubeconfig, api_client = private_cluster.kubeconfig, private_cluster.api_client
 LABEL = "reconciler.healthflow.io/owner"
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(private_kubeconfig: Path) -> Path:
-    """This module restarts a control plane: its own (conftest.py), not the session's."""
-    return private_kubeconfig
-
-
-@pytest.fixture(scope="module")
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    return new_api_client(kubeconfig)
 
 
 def _edit(kubeconfig: Path, namespace: str, value: str) -> bool:

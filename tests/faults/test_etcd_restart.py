@@ -11,23 +11,14 @@ from kubernetes import client
 from devcluster.cluster import restart_etcd
 from helpers import wait_for
 from manifests import configmap, make_env, write_stack
+import private_cluster
 from reconciler.config import load_environment
-from reconciler.kube.cluster import new_api_client
 from reconciler.pipeline.engine import Engine
 
 pytestmark = pytest.mark.cluster
+# this module breaks the whole control plane: it runs on one of its own (private_cluster.py)
+kubeconfig, api_client = private_cluster.kubeconfig, private_cluster.api_client
 OBJECTS = 150
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(private_kubeconfig: Path) -> Path:
-    """This module restarts a control plane: its own (conftest.py), not the session's."""
-    return private_kubeconfig
-
-
-@pytest.fixture(scope="module")
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    return new_api_client(kubeconfig)
 
 
 def _secret(name: str, namespace: str) -> dict:
