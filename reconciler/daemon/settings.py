@@ -38,14 +38,31 @@ EngineFactory = Callable[[Any], Engine]
 
 def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
                            context: str | None = None) -> EngineFactory:
-    """Real engines, one cache folder per environment (so env threads never share a Git checkout)."""
+    """Real engines, one cache folder per environment (so env threads never share a Git checkout), and one
+    API client per cluster they name: environments on one cluster share its connection pool, so the idle
+    connections to an API server do not grow with the number of environments."""
+    clients: dict[tuple[str, str, bool], Any] = {}
+
+    def shared_client(env: Any) -> Any:
+        from reconciler.errors import ClusterError
+        from reconciler.kube.cluster import new_api_client
+
+        path = kubeconfig or (Path(env.cluster.kubeconfig) if env.cluster.kubeconfig else None)
+        key = (str(path or ""), context or env.cluster.context or "", bool(env.cluster.in_cluster))
+        if key not in clients:
+            try:
+                clients[key] = new_api_client(path, key[1] or None, key[2])
+            except ClusterError:
+                return None  # the engine tries again in its pass, where the error is reported as the pass's
+        return clients[key]
 
     def make(env: Any) -> Engine:
         from reconciler.pipeline.engine import Engine as RealEngine, WriterOptions
 
         writer = WriterOptions(name="reconciler daemon", wait_s=None,  # a daemon pass queues behind any other writer
                                on_wait=lambda holder: log.info("waiting for the writer lease", env=env.name, holder=holder))
-        return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context, writer=writer)
+        return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context,
+                          api_client=shared_client(env), writer=writer)
 
     return make
 

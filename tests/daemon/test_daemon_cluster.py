@@ -65,6 +65,16 @@ def factory(tmp_path: Path, kubeconfig: Path) -> Callable[[Any], Any]:
     return default_engine_factory(tmp_path / "cache", kubeconfig)
 
 
+def test_environments_on_one_cluster_share_one_api_client_and_its_connection_pool(
+        tmp_path: Path, repo: GitRepo, factory: Callable[[Any], Any], api_client: client.ApiClient) -> None:
+    first = factory(load_environment(write_env(tmp_path / "a.yaml", repo, [("app", [])])))
+    second = factory(load_environment(write_env(tmp_path / "b.yaml", repo, [("app", [])])))
+
+    assert first.api_client is second.api_client
+    assert first.cluster is not second.cluster  # each still counts its own requests
+    assert client.VersionApi(second.api_client).get_code().major == "1"
+
+
 def _signed_push(base: str, repo: GitRepo, sha: str, secret: str = GITHUB_SECRET) -> requests.Response:
     body = github_push(repo, sha)
     return requests.post(f"{base}/hooks/github", data=body, headers={
