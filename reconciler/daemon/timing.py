@@ -64,7 +64,8 @@ class PassTiming:
         log.warning("pass failed, backing off", failures=state.failures, retry_in_s=delay)
         if self.scheduler.running:
             self.scheduler.add_job(retry, DateTrigger(utcnow() + timedelta(seconds=delay)),
-                                   args=["retry"], id=f"retry-{env}", replace_existing=True)
+                                   args=["retry"], id=f"retry-{env}", replace_existing=True,
+                                   misfire_grace_time=None)  # a retry that fires late (a busy process) still runs
 
     def when_window_opens(self, env: str, at: datetime, request: Callable[[str], Any]) -> None:
         """One pass requested the moment a sync window lets held stacks apply (one such job per environment)."""

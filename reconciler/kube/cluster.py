@@ -25,8 +25,9 @@ from reconciler.retrying import retry_call
 
 FIELD_MANAGER = "healthflow-reconciler"
 _TIMEOUT = (5, 60)
-CONNECTION_POOL_SIZE = 64
-"""Connections kept open to the API server per client: at least the requests one stack sends at once."""
+CONNECTION_POOL_SIZE = 256
+"""Idle connections kept per client: at least the requests one stack sends at once, and in the daemon (one
+client per cluster, shared by its environments) room for the watches too; a client opens only what it uses."""
 
 
 class ApiError(ClusterError):

@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_for
 from reconciler.config import load_environment
+from reconciler.daemon.alerts import EnvState
 from reconciler.daemon.service import DaemonSettings
+from reconciler.daemon.timing import PassTiming
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Alert, AlertKind, AppriseSink, Notifier, alerts_for_pass, apprise_url
 from reconciler.retrying import RetryPolicy
@@ -536,3 +539,19 @@ def test_the_status_page_opened_with_the_read_token_shows_the_stacks_and_without
         without = chromium(tmp_path / "other", d.base + "/", "--dump-dom")
     assert 'data-stack="app" data-state="applied"' in with_token
     assert "needs its read token" in without and 'data-stack="app"' not in without
+
+
+def test_a_retry_that_comes_due_while_the_process_is_too_busy_to_run_it_still_runs() -> None:
+    """Found by bench_fleet: under load a retry job ran 1.9 s late and the scheduler dropped it (its default
+    grace is 1 s), so a failed environment waited for its next poll (an hour) instead of its retry."""
+    timing = PassTiming(DaemonSettings(backoff_base_s=0.2), Metrics(), {"env": EnvState()})
+    retried = threading.Event()
+    timing.scheduler.start(paused=True)  # the busy process: nothing the scheduler holds runs
+    try:
+        timing.after_pass("env", failed=True, stopped=False, retry=lambda reason: retried.set())
+        assert not retried.wait(1.5)  # due after 0.2 s; now more than a second late
+        timing.scheduler.resume()
+
+        assert retried.wait(10)
+    finally:
+        timing.scheduler.shutdown(wait=False)
