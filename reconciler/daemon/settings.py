@@ -41,17 +41,17 @@ def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
     """Real engines, one cache folder per environment (so env threads never share a Git checkout), and one
     API client per cluster they name: environments on one cluster share its connection pool, so the idle
     connections to an API server do not grow with the number of environments."""
-    clients: dict[tuple[str, str, bool], Any] = {}
+    clients: dict[tuple[Path | None, str | None, bool], Any] = {}
 
     def shared_client(env: Any) -> Any:
         from reconciler.errors import ClusterError
         from reconciler.kube.cluster import new_api_client
+        from reconciler.pipeline.engine import client_settings
 
-        path = kubeconfig or (Path(env.cluster.kubeconfig) if env.cluster.kubeconfig else None)
-        key = (str(path or ""), context or env.cluster.context or "", bool(env.cluster.in_cluster))
+        key = client_settings(env, kubeconfig, context)
         if key not in clients:
             try:
-                clients[key] = new_api_client(path, key[1] or None, key[2])
+                clients[key] = new_api_client(*key)
             except ClusterError:
                 return None  # the engine tries again in its pass, where the error is reported as the pass's
         return clients[key]

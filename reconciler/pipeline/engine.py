@@ -39,7 +39,16 @@ from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, Pa
 
 log = structlog.get_logger("reconciler.pipeline.engine")
 
-__all__ = ["Engine", "ProgressEvent", "RenderedEnv", "WriterOptions"]
+__all__ = ["Engine", "ProgressEvent", "RenderedEnv", "WriterOptions", "client_settings"]
+
+
+def client_settings(env: EnvironmentConfig, kubeconfig: Path | None = None, context: str | None = None
+                    ) -> tuple[Path | None, str | None, bool]:
+    """Where an engine for `env` connects (`new_api_client`'s arguments): the kubeconfig and context given,
+    else the environment's. Its `cluster` section always comes from the local file (pipeline.envfile), so
+    this holds for every commit; the daemon shares one client per distinct answer."""
+    path = kubeconfig or (Path(env.cluster.kubeconfig) if env.cluster.kubeconfig else None)
+    return path, context or env.cluster.context, bool(env.cluster.in_cluster)
 
 
 class Engine:
@@ -53,8 +62,7 @@ class Engine:
         self.cache_dir = Path(cache_dir)
         self.source = GitSource(source_url(env), env.source.branch, self.cache_dir, env.source.timeout_s)
         self.render_cache = RenderCache(self.cache_dir / "render")
-        self._kubeconfig = kubeconfig or (Path(env.cluster.kubeconfig) if env.cluster.kubeconfig else None)
-        self._context = context or env.cluster.context
+        self._client_settings = client_settings(env, kubeconfig, context)
         self._api_client = api_client
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
@@ -67,7 +75,7 @@ class Engine:
     def cluster(self) -> Cluster:
         if self._cluster is None:
             if self._api_client is None:
-                self._api_client = new_api_client(self._kubeconfig, self._context, self.env.cluster.in_cluster)
+                self._api_client = new_api_client(*self._client_settings)
             self._cluster = Cluster(self._api_client)
         return self._cluster
 
