@@ -121,20 +121,10 @@ def main() -> int:
     parser.add_argument("--stacks", type=int, nargs="+", default=[1], help="split the objects over this many stacks")
     parser.add_argument("--kubeconfig", type=Path, default=None)
     args = parser.parse_args()
-    state = None
-    if args.kubeconfig is None:
-        from devcluster.cluster import down, up
+    from devcluster.cluster import named_or_temporary
 
-        state_dir = Path(tempfile.mkdtemp(prefix="cold-path-"))
-        state = up(state_dir)
-        kubeconfig = state.kubeconfig
-    else:
-        kubeconfig = args.kubeconfig
-    try:
+    with named_or_temporary(args.kubeconfig, prefix="cold-path-") as kubeconfig:
         rows = measure(kubeconfig, args.objects, args.threads, args.stacks)
-    finally:
-        if state is not None:
-            down(state_dir)
     print(f"cold path, {date.today()}, {platform.machine()} {os.cpu_count()} cores; bare client: "
           f"{args.threads} threads of server-side apply; ours: `reconciler sync` (a new process, cold cache)\n")
     print(f"| objects | bare client ({args.threads} threads) | reconciler sync | ratio |")

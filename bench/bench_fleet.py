@@ -104,8 +104,9 @@ def process_figures(pid: int, api_port: int) -> dict[str, float]:
     """Threads, open files, TCP connections to the API server, RSS and peak RSS (MiB) of one process."""
     status = Path(f"/proc/{pid}/status").read_text()
     field = lambda name: int(re.search(rf"^{name}:\s+(\d+)", status, re.M).group(1))  # noqa: E731
+    fds = list(Path(f"/proc/{pid}/fd").iterdir())
     sockets = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
@@ -118,7 +119,7 @@ def process_figures(pid: int, api_port: int) -> dict[str, float]:
             parts = line.split()
             if parts[9] in sockets and int(parts[2].rsplit(":", 1)[1], 16) == api_port:
                 connections += 1
-    return {"threads": field("Threads"), "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())),
+    return {"threads": field("Threads"), "fds": len(fds),
             "connections": connections, "rss": field("VmRSS") / 1024, "peak": field("VmHWM") / 1024}
 
 
@@ -221,13 +222,10 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=120, help="seconds of each idle window")
     parser.add_argument("--kubeconfig", type=Path)
     args = parser.parse_args()
-    if args.kubeconfig:
-        rows = run(args.kubeconfig, args)
-    else:
-        from devcluster.cluster import temporary
+    from devcluster.cluster import named_or_temporary
 
-        with temporary(nodes=11, prefix="fleet-cluster-") as kubeconfig:
-            rows = run(kubeconfig, args)
+    with named_or_temporary(args.kubeconfig, nodes=11, prefix="fleet-cluster-") as kubeconfig:
+        rows = run(kubeconfig, args)
     print(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, one daemon, one cluster\n")
     print("| measurement | result |\n|---|---|")
     print("\n".join(rows))

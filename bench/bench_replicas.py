@@ -128,12 +128,9 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--kubeconfig", type=Path)
     args = parser.parse_args()
-    if args.kubeconfig:
-        run(args.kubeconfig, args.envs, args.replicas)
-        return 0
-    from devcluster.cluster import temporary
+    from devcluster.cluster import named_or_temporary
 
-    with temporary(prefix="replicas-cluster-") as kubeconfig:
+    with named_or_temporary(args.kubeconfig, prefix="replicas-cluster-") as kubeconfig:
         run(kubeconfig, args.envs, args.replicas)
     return 0
 

@@ -193,11 +193,9 @@ def main() -> int:
     parser.add_argument("--kubeconfig", type=Path)
     parser.add_argument("--svg", type=Path, default=REPO_ROOT / "bench" / "soak.svg")
     args = parser.parse_args()
-    if args.kubeconfig:
-        return run(args.kubeconfig, args.minutes, args.svg)
-    from devcluster.cluster import temporary
+    from devcluster.cluster import named_or_temporary
 
-    with temporary(prefix="soak-cluster-") as kubeconfig:
+    with named_or_temporary(args.kubeconfig, prefix="soak-cluster-") as kubeconfig:
         return run(kubeconfig, args.minutes, args.svg)
 
 

@@ -262,6 +262,17 @@ def temporary(nodes: int = 3, prefix: str = "devcluster-") -> Iterator[Path]:
             down(state_dir, quiet=True)
 
 
+@contextmanager
+def named_or_temporary(kubeconfig: Path | None, nodes: int = 3, prefix: str = "devcluster-") -> Iterator[Path]:
+    """The cluster a benchmark was pointed at (`--kubeconfig`, left as it is), or else one of its own for the
+    run (`temporary`)."""
+    if kubeconfig is not None:
+        yield kubeconfig
+        return
+    with temporary(nodes, prefix) as path:
+        yield path
+
+
 def status(state_dir: Path) -> int:
     """Print each component's state; exit code 0 only if all run."""
     state = ClusterState.load(state_dir)
