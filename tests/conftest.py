@@ -8,11 +8,10 @@ temporary folder and stopped at the end.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
@@ -31,7 +30,7 @@ from devcluster.versions import tools_path_dir  # noqa: E402
 
 os.environ["PATH"] = f"{tools_path_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
 
-_SHARED_CLUSTER = pytest.StashKey[Path]()
+_SHARED_CLUSTER = pytest.StashKey[ExitStack]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,21 +41,17 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if os.environ.get("KUBECONFIG") or config.option.collectonly:
         return
-    from devcluster.cluster import up
+    from devcluster.cluster import temporary
 
-    state_dir = Path(tempfile.mkdtemp(prefix="pytest-devcluster-"))
-    config.stash[_SHARED_CLUSTER] = state_dir
-    os.environ["KUBECONFIG"] = str(up(state_dir / "devcluster").kubeconfig)
+    config.stash[_SHARED_CLUSTER] = cluster = ExitStack()
+    os.environ["KUBECONFIG"] = str(cluster.enter_context(temporary(prefix="pytest-devcluster-")))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    state_dir = config.stash.get(_SHARED_CLUSTER, None)
-    if state_dir is not None:
-        from devcluster.cluster import down
-
-        down(state_dir / "devcluster", quiet=True)
+    cluster = config.stash.get(_SHARED_CLUSTER, None)
+    if cluster is not None:
         os.environ.pop("KUBECONFIG", None)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        cluster.close()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -82,17 +77,6 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield state.kubeconfig
     finally:
         down(state_dir, quiet=True)
-
-
-@pytest.fixture(scope="module")
-def private_kubeconfig() -> Iterator[Path]:
-    """A one-node devcluster of the module's own, for tests that break the whole control plane (restart
-    etcd or the API server, register an aggregated API that is down): done to the session's, that would
-    break the tests other workers run beside them. A module overrides `kubeconfig` and `api_client` with it."""
-    from devcluster.cluster import temporary
-
-    with temporary(nodes=1, prefix="private-") as kubeconfig:
-        yield kubeconfig
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from reconciler.pipeline.diff import desired_hash
 from scenario import Scenario, configmap
+from sops_support import stop_agent
 
 pytestmark = pytest.mark.cluster
 
@@ -89,8 +90,7 @@ def new_signer(tmp_path: Path) -> Iterator[Callable[[str, str], Signer]]:
 
     yield make
     for home in homes:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(home)},
-                       capture_output=True, check=False)
+        stop_agent(home)
         shutil.rmtree(home, ignore_errors=True)
 
 
