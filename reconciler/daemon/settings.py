@@ -39,30 +39,34 @@ EngineFactory = Callable[[Any], Engine]
 def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
                            context: str | None = None) -> EngineFactory:
     """Real engines, one cache folder per environment (so env threads never share a Git checkout), and one
-    API client per cluster they name: environments on one cluster share its connection pool, so the idle
-    connections to an API server do not grow with the number of environments."""
-    clients: dict[tuple[Path | None, str | None, bool], Any] = {}
+    API client and one watch hub per cluster they name: environments on one cluster share its connection
+    pool and its watches (kube.sharedwatch), so neither grows with the number of environments."""
+    shared: dict[tuple[Path | None, str | None, bool], tuple[Any, Any]] = {}
 
-    def shared_client(env: Any) -> Any:
+    def shared_client(env: Any) -> tuple[Any, Any]:
         from reconciler.errors import ClusterError
-        from reconciler.kube.cluster import new_api_client
+        from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
+        from reconciler.kube.sharedwatch import WatchHub
         from reconciler.pipeline.engine import client_settings
+        from reconciler.pipeline.ownership import OWNER_LABEL
 
         key = client_settings(env, kubeconfig, context)
-        if key not in clients:
+        if key not in shared:
             try:
-                clients[key] = new_api_client(*key)
+                api_client = new_api_client(*key)
             except ClusterError:
-                return None  # the engine tries again in its pass, where the error is reported as the pass's
-        return clients[key]
+                return None, None  # the engine tries again in its pass, where the error is reported as the pass's
+            shared[key] = api_client, WatchHub(Cluster(api_client), OWNER_LABEL, FIELD_MANAGER)
+        return shared[key]
 
     def make(env: Any) -> Engine:
         from reconciler.pipeline.engine import Engine as RealEngine, WriterOptions
 
         writer = WriterOptions(name="reconciler daemon", wait_s=None,  # a daemon pass queues behind any other writer
                                on_wait=lambda holder: log.info("waiting for the writer lease", env=env.name, holder=holder))
+        api_client, hub = shared_client(env)
         return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context,
-                          api_client=shared_client(env), writer=writer)
+                          api_client=api_client, writer=writer, watch_hub=hub)
 
     return make
 

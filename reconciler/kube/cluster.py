@@ -167,7 +167,7 @@ class Cluster:
     def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = "") -> list[dict]:
         """Objects of a kind; served by the live cache, when one is attached and watches exactly this."""
         if self.cache is not None:
-            cached = self.cache.lookup(api_version, kind, namespace or "", label_selector)
+            cached = self.cache.lookup(api_version, kind, namespace or "", label_selector, self.user)
             if cached is not None:
                 return cached
         return self.list_with_version(api_version, kind, namespace, label_selector)[0]

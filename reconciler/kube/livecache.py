@@ -107,13 +107,14 @@ def _version(obj: dict | None) -> str:
 
 
 class KindWatch:
-    """LIST + WATCH of one kind in one namespace: the latest object of each name, kept current."""
+    """LIST + WATCH of one kind in one namespace (or, shared, in all of them: kube.sharedwatch): the latest
+    object of each name, kept current. `sink` says what to select and hears every change (`publish`)."""
 
-    def __init__(self, cache: "LiveCache", key: WatchKey, cluster: Cluster | None = None) -> None:
-        self.cache = cache
+    def __init__(self, sink: "LiveCache | Any", key: WatchKey, cluster: Cluster | None = None) -> None:
+        self.cache = sink
         self.key = key
-        self.cluster = cluster or cache.cluster  # a stack's account (impersonated) watches what that stack applies
-        self.objects: dict[str, dict] = {}
+        self.cluster = cluster or sink.cluster  # a stack's account (impersonated) watches what that stack applies
+        self.objects: dict[str, dict[str, dict]] = {}  # namespace ("" cluster-scoped) -> name -> object
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
@@ -128,6 +129,13 @@ class KindWatch:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def held(self, namespace: str) -> dict[str, dict]:
+        """The objects in one namespace, by name (do not change the dict: it is the watch's own)."""
+        return self.objects.get(namespace, {})
+
+    def count(self) -> int:
+        return sum(len(names) for names in list(self.objects.values()))
 
     def _run(self) -> None:
         failures, listed_at = 0, time.monotonic()
@@ -153,18 +161,28 @@ class KindWatch:
                 self.reconnects += 1
                 self._stop.wait(min(30.0, 0.2 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2))
 
+    def _key_of(self, obj: dict) -> WatchKey:
+        namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+        return self.key if namespace == self.key.namespace else WatchKey(self.key.api_version, self.key.kind, namespace)
+
     def _relist(self) -> None:
         items, version = self.cluster.list_with_version(
             self.key.api_version, self.key.kind, self.key.namespace or None, self.cache.selector)
-        fresh = {item["metadata"]["name"]: slim(item, self.cache.manager) for item in items}
+        fresh: dict[str, dict[str, dict]] = {}
+        for item in items:
+            fresh.setdefault(self._key_of(item).namespace, {})[item["metadata"]["name"]] = slim(item, self.cache.manager)
         before, self.objects, self.resource_version = self.objects, fresh, version
         self.relists += 1
         self.synced.set()
-        for name in set(before) - set(fresh):  # deleted while we were not watching
-            self.cache.publish(LiveEvent(self.key, "DELETED", name, None, time.time()), before[name])
-        for name, obj in fresh.items():  # changed while we were not watching
-            if _version(before.get(name)) != _version(obj):
-                self.cache.publish(LiveEvent(self.key, "RELISTED", name, obj, time.time()))
+        for namespace, names in before.items():  # deleted while we were not watching
+            key = WatchKey(self.key.api_version, self.key.kind, namespace)
+            for name in set(names) - set(fresh.get(namespace, {})):
+                self.cache.publish(LiveEvent(key, "DELETED", name, None, time.time()), names[name])
+        for namespace, names in fresh.items():  # changed while we were not watching
+            key, held = WatchKey(self.key.api_version, self.key.kind, namespace), before.get(namespace, {})
+            for name, obj in names.items():
+                if _version(held.get(name)) != _version(obj):
+                    self.cache.publish(LiveEvent(key, "RELISTED", name, obj, time.time()))
 
     def _follow(self) -> None:
         for event in watch_events(self.cluster, self.key, self.cache.selector, self.resource_version,
@@ -179,28 +197,35 @@ class KindWatch:
                 continue
             obj.setdefault("apiVersion", self.key.api_version)
             obj.setdefault("kind", self.key.kind)
-            name = obj["metadata"]["name"]
-            self.events += 1
-            if kind == "DELETED":
-                self.cache.publish(LiveEvent(self.key, kind, name, None, time.time()), self.objects.pop(name, obj))
-            else:
-                previous, self.objects[name] = self.objects.get(name), slim(obj, self.cache.manager)
-                self.cache.publish(LiveEvent(self.key, kind, name, self.objects[name], time.time(),
-                                             status_only=_status_only(previous, self.objects[name])))
+            self._take(str(kind), obj)
+
+    def _take(self, kind: str, obj: dict) -> None:
+        key, name = self._key_of(obj), obj["metadata"]["name"]
+        held = self.objects.setdefault(key.namespace, {})
+        self.events += 1
+        if kind == "DELETED":
+            self.cache.publish(LiveEvent(key, kind, name, None, time.time()), held.pop(name, obj))
+        else:
+            previous, held[name] = held.get(name), slim(obj, self.cache.manager)
+            self.cache.publish(LiveEvent(key, kind, name, held[name], time.time(),
+                                         status_only=_status_only(previous, held[name])))
 
 
 class LiveCache:
-    """The watches of one environment, what they hold, and who wants to hear about changes."""
+    """The watches of one environment, what they hold, and who wants to hear about changes. With a `hub`
+    (kube.sharedwatch), a kind the hub may watch cluster-wide is read from its shared watch instead of a
+    watch of this environment's own; the rest (and everything without a hub) is watched here."""
 
     def __init__(self, cluster: Cluster, label: str, values: set[str], manager: str, *, resync_s: float = 600.0,
-                 watch_timeout_s: int = 55, stall_s: float = 75.0) -> None:
+                 watch_timeout_s: int = 55, stall_s: float = 75.0, hub: Any = None) -> None:
         self.cluster = cluster
         self.label = label
         self.values = frozenset(values)
         self.manager = manager
+        self.hub = hub
         self.resync_s, self.watch_timeout_s, self.stall_s = resync_s, watch_timeout_s, stall_s
         self.selector = f"{label} in ({','.join(sorted(values))})"
-        self.watches: dict[WatchKey, KindWatch] = {}
+        self.watches: dict[WatchKey, Any] = {}  # a KindWatch of our own, or a kube.sharedwatch.SharedSource
         self._subscribers: list[Callable[[LiveEvent], None]] = []
         self._changed = threading.Condition()
         self._generation = 0
@@ -215,19 +240,28 @@ class LiveCache:
             for key in sorted(set(self.watches) - set(keys)):
                 self.watches.pop(key).stop()
             for key in sorted(set(keys) - set(self.watches)):
-                self.watches[key] = KindWatch(self, key, (views or {}).get(key))
+                view = (views or {}).get(key)
+                shared = self.hub.source(self, key, view.user if view else self.cluster.user) if self.hub else None
+                self.watches[key] = shared or KindWatch(self, key, view)
                 self.watches[key].start()
 
     def select(self, values: set[str]) -> None:
-        """Select objects of these owner label values from now on (stacks added or removed in Git): the
-        watches restart with the new selector on the next `ensure`."""
+        """Select objects of these owner label values from now on (stacks added or removed in Git): our own
+        watches restart with the new selector on the next `ensure`; shared ones hand over what they hold."""
         with self._lock:
             if frozenset(values) == self.values:
                 return
             self.values = frozenset(values)
             self.selector = f"{self.label} in ({','.join(sorted(values))})"
             for key in sorted(self.watches):
-                self.watches.pop(key).stop()
+                if isinstance(self.watches[key], KindWatch):
+                    self.watches.pop(key).stop()
+                else:
+                    self.watches[key].start()  # the newly selected objects, as a watch's first LIST would
+
+    def owns(self, obj: dict | None) -> bool:
+        """Whether an object carries one of our owner label values (a shared watch holds everyone's)."""
+        return (((obj or {}).get("metadata") or {}).get("labels") or {}).get(self.label) in self.values
 
     def wait_synced(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -236,16 +270,21 @@ class LiveCache:
     def stop(self) -> None:
         self.ensure(set())
 
-    def lookup(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict] | None:
-        """The cached objects for a LIST with `selector` (`label=value` of one of our values), or None when
-        no synced watch covers it and the caller must ask the API server."""
-        watch = self.watches.get(WatchKey(api_version, kind, namespace))
-        if watch is None or not watch.synced.is_set() or not self._caught_up(watch):
+    def lookup(self, api_version: str, kind: str, namespace: str, selector: str, user: str | None = None
+               ) -> list[dict] | None:
+        """The cached objects for a LIST with `selector` (`label=value` of one of our values) made as `user`,
+        or None when no synced watch covers it (or, shared, `user` may not list it) and the caller must ask
+        the API server, whose answer is then its own."""
+        key = WatchKey(api_version, kind, namespace)
+        watch = self.watches.get(key)
+        if watch is None or not watch.synced.is_set() or not self._caught_up(watch, key):
             return None
         label, _, value = selector.partition("=")
         if label != self.label or value not in self.values:
             return None
-        return [dict(o) for o in list(watch.objects.values())
+        if not isinstance(watch, KindWatch) and not watch.may_list(user):
+            return None
+        return [dict(o) for o in list(watch.held(namespace).values())
                 if ((o.get("metadata") or {}).get("labels") or {}).get(self.label) == value]
 
     def note_write(self, api_version: str, kind: str, namespace: str, name: str, resource_version: object) -> None:
@@ -256,11 +295,11 @@ class LiveCache:
             with self._lock:
                 self._written[(key, name)] = int(str(resource_version))
 
-    def _caught_up(self, watch: KindWatch) -> bool:
+    def _caught_up(self, watch: Any, key: WatchKey) -> bool:
         with self._lock:
-            pending = [(k, n, v) for (k, n), v in self._written.items() if k == watch.key]
-        for key, name, version in pending:
-            held = _version(watch.objects.get(name))
+            pending = [(n, v) for (k, n), v in self._written.items() if k == key]
+        for name, version in pending:
+            held = _version(watch.held(key.namespace).get(name))
             if not (held.isdigit() and int(held) >= version):
                 return False
             with self._lock:
@@ -301,12 +340,14 @@ class LiveCache:
             self._changed.wait_for(lambda: self._generation != seen, timeout_s)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Objects, events and relists per kind (for metrics)."""
+        """Objects, events and relists per kind (for metrics; a shared watch's events and relists are those
+        of the whole cluster's watch of that kind)."""
         objects: Counter[str] = Counter()
         events: Counter[str] = Counter()
         relists: Counter[str] = Counter()
         for key, watch in list(self.watches.items()):
-            objects[key.kind] += len(watch.objects)
+            objects[key.kind] += sum(1 for o in list(watch.held(key.namespace).values()) if self.owns(o)) \
+                if not isinstance(watch, KindWatch) else watch.count()
             events[key.kind] += watch.events
             relists[key.kind] += watch.relists
         return {"objects": dict(objects), "events": dict(events), "relists": dict(relists)}

@@ -55,7 +55,8 @@ class Engine:
     """Reconciles one environment. Thread-safe for one pass at a time (the daemon single-flights)."""
 
     def __init__(self, env: EnvironmentConfig, cache_dir: Path, kubeconfig: Path | None = None,
-                 context: str | None = None, api_client=None, writer: WriterOptions | None = None) -> None:
+                 context: str | None = None, api_client=None, writer: WriterOptions | None = None,
+                 watch_hub=None) -> None:
         self.local_env = env  # as given: where the source is, the cluster; `env` is the file in force (envfile)
         self.memory = PassMemory(env)
         self.writer = writer or WriterOptions()
@@ -66,6 +67,7 @@ class Engine:
         self._api_client = api_client
         self._cluster: Cluster | None = None
         self.live: LiveCache | None = None
+        self._watch_hub = watch_hub  # the daemon's kube.sharedwatch.WatchHub for this cluster, if any
         self._renders = RenderMemo()  # by commit: what drift on events compares with
         self._writer_lease: WriterLease | None = None
         self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
@@ -182,7 +184,7 @@ class Engine:
         """Watch what this environment manages; plan, health and drift then read the cache."""
         if self.live is None:
             owners = ownership.owner_label_values(self.env.name, (s.name for s in self.env.stacks))
-            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER)
+            self.live = LiveCache(self.cluster, ownership.OWNER_LABEL, owners, FIELD_MANAGER, hub=self._watch_hub)
             self.cluster.cache = self.live
         return self.live
 

@@ -78,6 +78,34 @@ def test_with_correct_drift_an_edit_is_restored_on_its_watch_event_without_a_pas
         assert d.daemon.workers[env.name].passes_started == passes
 
 
+def test_environments_in_their_own_namespaces_share_one_watch_and_each_restores_only_its_own_edit(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    second_namespace = f"{namespace[:50]}-b"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": second_namespace,
+                                                                "labels": {"healthflow.io/test": "true"}}})
+    configmap_stack(repo, "other", second_namespace, {"value": "v1"})
+    repo.commit_and_push("a second stack in its own namespace")
+    first = _daemon_env(tmp_path, repo, correct_drift=True)
+    second = load_environment(write_env(tmp_path / "second.yaml", repo, [("other", [])], correct_drift=True))
+    try:
+        with running_daemon([first, second], default_engine_factory(tmp_path / "cache", kubeconfig)) as d:
+            for env in (first, second):
+                _settle(d, env)
+            watches = [w.watch for env in (first, second) for w in d.daemon.engines[env.name].live.watches.values()]
+            assert len(watches) == 2 and watches[0] is watches[1]  # one ConfigMap watch for both namespaces
+            passes = d.daemon.workers[second.name].passes_started
+
+            client.CoreV1Api(api_client).patch_namespaced_config_map(
+                "other-settings", second_namespace, {"data": {"value": "edited-by-hand"}}, field_manager="someone")
+
+            wait_for(lambda: client.CoreV1Api(api_client).read_namespaced_config_map(
+                "other-settings", second_namespace).data["value"] == "v1", timeout_s=30, what="the edit reverted")
+            assert d.daemon.workers[second.name].passes_started == passes
+            assert _value(api_client, namespace) == "v1"
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(second_namespace)
+
+
 def test_an_object_another_writer_keeps_changing_is_reported_as_flapping_instead_of_a_loop(
         tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
     env = _daemon_env(tmp_path, repo, correct_drift=True)

@@ -73,7 +73,7 @@ def test_a_watch_resuming_from_an_old_resource_version_misses_nothing(
     cache.watches[watch.key] = watch
     watch.start()
 
-    wait_for(lambda: "made-while-away" in watch.objects, timeout_s=30, what="the object made while away")
+    wait_for(lambda: "made-while-away" in watch.held(namespace), timeout_s=30, what="the object made while away")
     assert watch.relists <= 1
 
 

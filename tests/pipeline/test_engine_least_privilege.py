@@ -14,9 +14,13 @@ from kubernetes import client, config
 
 from platform_support import STACKS, PlatformCleanup
 from reconciler.config import load_environment
+from reconciler.kube.cluster import FIELD_MANAGER, Cluster
+from reconciler.kube.livecache import KindWatch
+from reconciler.kube.sharedwatch import WatchHub
 from reconciler.objects import CLUSTER_SCOPED_KINDS
 from reconciler.pipeline.engine import Engine
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE
+from reconciler.pipeline.ownership import OWNER_LABEL
 from reconciler.results import StackState
 
 pytestmark = pytest.mark.cluster
@@ -94,8 +98,10 @@ def test_the_dev_platform_syncs_healthy_with_the_daemons_token_each_stack_as_its
     for stack in raw["stacks"]:
         stack["serviceAccountName"] = f"healthflow-system/stack-{stack['name']}"
     (tmp_path / "env.yaml").write_text(yaml.safe_dump(raw))
+    daemon_client = _daemon_client(kubeconfig)
+    hub = WatchHub(Cluster(daemon_client), OWNER_LABEL, FIELD_MANAGER)  # as the daemon gives its engines
     engine = Engine(load_environment(tmp_path / "env.yaml"), cache_dir=tmp_path / "cache",
-                    api_client=_daemon_client(kubeconfig))
+                    api_client=daemon_client, watch_hub=hub)
     for objects in engine.render().objects.values():
         for obj in objects:
             if obj.kind in CLUSTER_SCOPED_KINDS:
@@ -109,6 +115,8 @@ def test_the_dev_platform_syncs_healthy_with_the_daemons_token_each_stack_as_its
             {s.stack: s.reason for s in result.stacks}
         assert all(s.healthy for s in result.stacks)
         assert live.wait_synced(60)  # every watch, as the stack's account
+        assert hub.watches == {} and all(isinstance(w, KindWatch) for w in live.watches.values()), \
+            "the daemon may not list cluster-wide: nothing is shared"
         assert {s.state for s in engine.sync().stacks} == {StackState.UNCHANGED}
     finally:
         live.stop()
