@@ -36,11 +36,17 @@ log = get_logger("reconciler.daemon")
 EngineFactory = Callable[[Any], Engine]
 
 
+SOURCES_DIR = ".sources"
+"""Under the daemon's cache folder: the Git mirrors and exported trees its environments share."""
+
+
 def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
                            context: str | None = None) -> EngineFactory:
-    """Real engines, one cache folder per environment (so env threads never share a Git checkout), and one
-    API client and one watch hub per cluster they name: environments on one cluster share its connection
-    pool and its watches (kube.sharedwatch), so neither grows with the number of environments."""
+    """Real engines, one cache folder per environment (renders, keys), one Git mirror and set of exported
+    trees per repository (environments following one repository fetch and export a commit once, under the
+    source's file locks), and one API client and one watch hub per cluster they name: environments on one
+    cluster share its connection pool and its watches (kube.sharedwatch). None of them grows with the
+    number of environments."""
     shared: dict[tuple[Path | None, str | None, bool], tuple[Any, Any]] = {}
 
     def shared_client(env: Any) -> tuple[Any, Any]:
@@ -66,7 +72,7 @@ def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
                                on_wait=lambda holder: log.info("waiting for the writer lease", env=env.name, holder=holder))
         api_client, hub = shared_client(env)
         return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context,
-                          api_client=api_client, writer=writer, watch_hub=hub)
+                          api_client=api_client, writer=writer, watch_hub=hub, source_dir=cache_dir / SOURCES_DIR)
 
     return make
 

@@ -56,12 +56,14 @@ class Engine:
 
     def __init__(self, env: EnvironmentConfig, cache_dir: Path, kubeconfig: Path | None = None,
                  context: str | None = None, api_client=None, writer: WriterOptions | None = None,
-                 watch_hub=None) -> None:
+                 watch_hub=None, source_dir: Path | None = None) -> None:
         self.local_env = env  # as given: where the source is, the cluster; `env` is the file in force (envfile)
         self.memory = PassMemory(env)
         self.writer = writer or WriterOptions()
         self.cache_dir = Path(cache_dir)
-        self.source = GitSource(source_url(env), env.source.branch, self.cache_dir, env.source.timeout_s)
+        # `source_dir`: where the Git mirror and exported trees live (keyed by URL inside); the daemon gives
+        # its engines one, so environments following one repository fetch and export each commit once
+        self.source = GitSource(source_url(env), env.source.branch, source_dir or self.cache_dir, env.source.timeout_s)
         self.render_cache = RenderCache(self.cache_dir / "render")
         self._client_settings = client_settings(env, kubeconfig, context)
         self._api_client = api_client

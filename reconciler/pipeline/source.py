@@ -11,6 +11,7 @@ import io
 import re
 import shutil
 import tarfile
+import time
 import fcntl
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from reconciler.logs import get_logger
 from reconciler.results import CommitInfo
 
 _KEEP_TREES = 4
+_TREE_GRACE_S = 600.0
 _CORRUPTION = ("not a git repository", "corrupt", "bad object", "unable to read", "missing blob", "missing tree",
                "did not send all necessary objects", "loose object")
 log = get_logger("reconciler.pipeline.source")
@@ -190,6 +192,7 @@ class GitSource:
         target = self.trees_dir / sha
         with _locked(self.trees_dir):
             if (target / ".complete").exists():
+                target.touch()  # in use: eviction keeps the most recently used
                 return target
             repo = git.Repo(self.mirror_dir)
             partial = self.trees_dir / f".{sha}.partial"
@@ -213,10 +216,13 @@ class GitSource:
             return target
 
     def _evict_old_trees(self, keep: str) -> None:
+        """Past the newest `_KEEP_TREES`, trees not used for `_TREE_GRACE_S` go: environments sharing the
+        folder may still be rendering an older commit (a pin, a rollback, another branch)."""
         trees = sorted((p for p in self.trees_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                        key=lambda p: p.stat().st_mtime, reverse=True)
+        now = time.time()
         for old in trees[_KEEP_TREES:]:
-            if old.name != keep:
+            if old.name != keep and now - old.stat().st_mtime > _TREE_GRACE_S:
                 shutil.rmtree(old, ignore_errors=True)
 
 

@@ -75,6 +75,19 @@ def test_environments_on_one_cluster_share_one_api_client_and_its_connection_poo
     assert client.VersionApi(second.api_client).get_code().major == "1"
 
 
+def test_environments_following_one_repository_fetch_and_export_each_commit_once(
+        tmp_path: Path, repo: GitRepo, factory: Callable[[Any], Any]) -> None:
+    first = factory(load_environment(write_env(tmp_path / "a.yaml", repo, [("app", [])])))
+    second = factory(load_environment(write_env(tmp_path / "b.yaml", repo, [("app", [])])))
+
+    commit = first.source.fetch()
+    assert second.source.fetch() == commit  # the mirror already has it: no second fetch
+
+    assert first.source.export(commit.sha) == second.source.export(commit.sha)
+    assert [p.name for p in first.source.trees_dir.iterdir() if not p.name.startswith(".")] == [commit.sha]
+    assert first.cache_dir != second.cache_dir  # renders and keys stay each environment's own
+
+
 def _signed_push(base: str, repo: GitRepo, sha: str, secret: str = GITHUB_SECRET) -> requests.Response:
     body = github_push(repo, sha)
     return requests.post(f"{base}/hooks/github", data=body, headers={

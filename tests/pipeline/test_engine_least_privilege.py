@@ -89,8 +89,19 @@ def test_a_stack_account_may_write_in_its_own_namespace_only(deployed_rbac: None
     assert not _can(kubeconfig, data, "patch", "namespaces/hf-app")
 
 
+@pytest.fixture(params=[False, True], ids=["own-watches", "shared-watches"])
+def shared_watches(request: pytest.FixtureRequest, deployed_rbac: None, kubeconfig: Path) -> Iterator[bool]:
+    """Without, and with, deploy/shared-watches.yaml (the daemon may list and watch some kinds cluster-wide)."""
+    path = REPO_ROOT / "deploy" / "shared-watches.yaml"
+    if request.param:
+        _kubectl(kubeconfig, "apply", "-f", str(path))
+    yield request.param
+    if request.param:
+        _kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(path), check=False)
+
+
 def test_the_dev_platform_syncs_healthy_with_the_daemons_token_each_stack_as_its_account(
-        deployed_rbac: None, tmp_path: Path, kubeconfig: Path, api_client: client.ApiClient,
+        shared_watches: bool, tmp_path: Path, kubeconfig: Path, api_client: client.ApiClient,
         platform_cleanup: PlatformCleanup) -> None:
     raw = yaml.safe_load((REPO_ROOT / "environments" / "dev.yaml").read_text())
     raw["name"], raw["source"]["url"] = "dev-least-privilege", str(REPO_ROOT)
@@ -114,9 +125,13 @@ def test_the_dev_platform_syncs_healthy_with_the_daemons_token_each_stack_as_its
         assert {s.stack: s.state for s in result.stacks} == {s: StackState.APPLIED for s in STACKS}, \
             {s.stack: s.reason for s in result.stacks}
         assert all(s.healthy for s in result.stacks)
-        assert live.wait_synced(60)  # every watch, as the stack's account
-        assert hub.watches == {} and all(isinstance(w, KindWatch) for w in live.watches.values()), \
-            "the daemon may not list cluster-wide: nothing is shared"
+        assert live.wait_synced(60)
+        own = {key.kind for key, watch in live.watches.items() if isinstance(watch, KindWatch)}
+        if shared_watches:  # one watch per kind the daemon may list everywhere; Secrets as the stack accounts
+            assert {kind for _, kind in hub.watches} == {key.kind for key in live.watches} - {"Secret"}
+            assert own == {"Secret"}
+        else:  # the daemon may not list cluster-wide: every watch as the stack's account
+            assert hub.watches == {} and own == {key.kind for key in live.watches}
         assert {s.state for s in engine.sync().stacks} == {StackState.UNCHANGED}
     finally:
         live.stop()
