@@ -1,21 +1,28 @@
-"""Benchmark: a fleet of environments in one daemon (issue 27, point 1, on one cluster and one replica).
+"""Benchmark: a fleet of environments over several clusters, reconciled by daemon replicas, beside Flux.
 
-    python bench/bench_fleet.py [--envs 100] [--stacks 10] [--objects 10] [--idle 120] [--kubeconfig PATH]
+    python bench/bench_fleet.py [--envs 100] [--stacks 10] [--objects 10] [--idle 120]
+                                [--clusters 3] [--replicas 3] [--no-flux] [--kubeconfig PATH]
 
 Builds one Git repository: a base every stack uses (one ConfigMap) and, per environment, `--stacks`
 stacks in a dependency chain (stack k depends on stack k-1), each `--objects` ConfigMaps plus the
-base's, all in the environment's own namespace (the first stack creates it). One daemon (`reconciler
-run`, live cache on, a subprocess) follows all of them. Prints, from one run:
+base's, all in the environment's own namespace (the first stack creates it). Environments are spread
+round-robin over `--clusters` devclusters of its own (11 kwok nodes each; or the one --kubeconfig
+names). `--replicas` daemons (`reconciler run --leader-election`, live cache on, subprocesses) follow
+all of them. Prints, from one run:
 
-- cold convergence: from the daemon's start until every stack of every environment is applied and healthy;
-- idle for `--idle` seconds after it: API requests per minute the daemon sends (the API server's
-  `apiserver_request_total`, less what the control plane sends with no daemon running, measured first
-  for as long), watches it holds open (`apiserver_longrunning_requests`, less the same baseline), and
-  the daemon's threads, open files, TCP connections to the API server and RSS (peak: VmHWM);
-- a push to the base: from the webhook until every environment's last stack shows the new commit,
-  healthy (p50 / p95 / max over the environments).
-
-Without --kubeconfig a devcluster of its own is started (11 kwok nodes) and stopped after.
+- cold convergence: from the daemons' start until every stack of every environment is applied and healthy;
+- idle for `--idle` seconds after it, per cluster: API requests per minute (the API server's
+  `apiserver_request_total`, less what that control plane sends with no daemon running, measured first
+  for as long) and watches open (`apiserver_longrunning_requests`, less the same baseline); per
+  replica: threads, open files, TCP connections to the API servers and RSS (peak: VmHWM);
+- a push to the base: from the webhook (to one replica; it forwards to the leaders) until every
+  environment's last stack shows the new commit, healthy (p50 / p95 / max over the environments), and
+  the CPU seconds it took;
+- the same with the replica leading the most environments SIGKILLed one second into the fan-out:
+  every environment converges, and in none is a stack's base ConfigMap newer than its dependent's
+  (their apply times, from managedFields, follow the dependency chain);
+- unless --no-flux, the same stacks as Flux Kustomizations (fleet_flux.py: one kustomize-controller
+  per cluster) on the same clusters after the daemons stop: cold, and the push to the base.
 """
 
 from __future__ import annotations
@@ -27,12 +34,12 @@ import platform
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from contextlib import ExitStack
+from datetime import date, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +49,11 @@ import git  # noqa: E402
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
+from fleet_flux import FleetFlux, percentiles  # noqa: E402
 from reconciler.daemon.webhooks import github_signature  # noqa: E402
 
 SECRET = "bench-fleet"
+OWNER_LABEL = "reconciler.healthflow.io/owner"
 
 
 def free_port() -> int:
@@ -54,21 +63,17 @@ def free_port() -> int:
 
 
 def write_base(work: Path, value: str) -> None:
-    (work / "base").mkdir(exist_ok=True)
+    (work / "base").mkdir(parents=True, exist_ok=True)
     (work / "base/shared.yaml").write_text(yaml.safe_dump(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"value": value}}))
     (work / "base/kustomization.yaml").write_text("resources: [shared.yaml]\n")
 
 
-def build_fleet(root: Path, envs: int, stacks: int, objects: int) -> tuple[git.Repo, Path]:
-    """The repository (committed) and the folder of environment files."""
-    work = root / "repo"
-    repo = git.Repo.init(work, initial_branch="main")
+def write_fleet(work: Path, envs: int, stacks: int, objects: int, prefix: str) -> list[str]:
+    """The tree: the base and every environment's stacks (envs/<namespace>/s<k>); the namespaces."""
     write_base(work, "v0")
-    folder = root / "environments"
-    folder.mkdir()
-    for e in range(envs):
-        namespace = f"fleet-{e:03}"
+    namespaces = [f"{prefix}-{e:03}" for e in range(envs)]
+    for namespace in namespaces:
         for s in range(stacks):
             stack = work / f"envs/{namespace}/s{s}"
             stack.mkdir(parents=True)
@@ -80,14 +85,24 @@ def build_fleet(root: Path, envs: int, stacks: int, objects: int) -> tuple[git.R
             suffix = {"nameSuffix": f"-s{s}"} if s else {}  # not on the first: it holds the Namespace
             (stack / "kustomization.yaml").write_text(yaml.safe_dump(
                 {"namespace": namespace, **suffix, "resources": ["objects.yaml", "../../../base"]}))
+    return namespaces
+
+
+def environment_files(folder: Path, work: Path, namespaces: list[str], stacks: int, kubeconfigs: list[Path]) -> None:
+    folder.mkdir()
+    for e, namespace in enumerate(namespaces):
         (folder / f"{namespace}.yaml").write_text(yaml.safe_dump({
             "name": namespace, "source": {"url": str(work), "branch": "main"},
+            "cluster": {"kubeconfig": str(kubeconfigs[e % len(kubeconfigs)])},
             "sync": {"interval": "1h", "healthTimeout": "120s"}, "policy": {"mode": "off"},
             "stacks": [{"name": f"s{s}", "path": f"envs/{namespace}/s{s}", **({"dependsOn": [f"s{s - 1}"]} if s else {})}
                        for s in range(stacks)]}))
+
+
+def commit(repo: git.Repo, message: str) -> str:
     repo.git.add(A=True)
-    repo.git.commit("-qm", "fleet", "--author", "Bench <bench@example.test>")
-    return repo, folder
+    repo.git.commit("-qm", message, "--author", "Bench <bench@example.test>")
+    return repo.head.commit.hexsha
 
 
 def apiserver_metrics(kubeconfig: Path) -> tuple[float, float]:
@@ -100,8 +115,8 @@ def apiserver_metrics(kubeconfig: Path) -> tuple[float, float]:
     return requests_total, watches
 
 
-def process_figures(pid: int, api_port: int) -> dict[str, float]:
-    """Threads, open files, TCP connections to the API server, RSS and peak RSS (MiB) of one process."""
+def process_figures(pid: int, api_ports: set[int]) -> dict[str, float]:
+    """Threads, open files, TCP connections to the API servers, RSS and peak RSS (MiB) of one process."""
     status = Path(f"/proc/{pid}/status").read_text()
     field = lambda name: int(re.search(rf"^{name}:\s+(\d+)", status, re.M).group(1))  # noqa: E731
     fds = list(Path(f"/proc/{pid}/fd").iterdir())
@@ -117,31 +132,25 @@ def process_figures(pid: int, api_port: int) -> dict[str, float]:
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
             parts = line.split()
-            if parts[9] in sockets and int(parts[2].rsplit(":", 1)[1], 16) == api_port:
+            if parts[9] in sockets and int(parts[2].rsplit(":", 1)[1], 16) in api_ports:
                 connections += 1
     return {"threads": field("Threads"), "fds": len(fds),
             "connections": connections, "rss": field("VmRSS") / 1024, "peak": field("VmHWM") / 1024}
 
 
-def cpu_seconds(pid: int) -> tuple[float, float, float]:
-    """CPU seconds so far: of the process itself, of its children it has waited for (kustomize, git), and
-    of the whole machine (every core's busy time)."""
+def cpu_seconds(pids: list[int]) -> tuple[float, float, float]:
+    """CPU seconds so far: of the processes themselves, of the children they have waited for (kustomize,
+    git), and of the whole machine (every core's busy time). A process gone since counts nothing."""
     ticks = os.sysconf("SC_CLK_TCK")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+    own = children = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        own, children = own + int(fields[11]) + int(fields[12]), children + int(fields[13]) + int(fields[14])
     busy = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return own / ticks, children / ticks, (sum(busy) - busy[3] - busy[4]) / ticks  # less idle and iowait
-
-
-def stacks_at(port: int, sha: str | None = None) -> dict[str, int]:
-    """Per environment, how many of its stacks are applied and healthy (at commit `sha`, when given)."""
-    try:
-        data = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
-                            headers={"Authorization": "Bearer bench"}).json()
-    except (requests.RequestException, ValueError):
-        return {}
-    return {env["name"]: sum(1 for s in env["stacks"] if s["state"] in ("applied", "unchanged") and s["healthy"]
-                             and (sha is None or s["commit"] == sha)) for env in data.get("envs", [])}
 
 
 def wait(condition, timeout_s: float, what: str, poll_s: float = 0.5) -> float:
@@ -153,14 +162,71 @@ def wait(condition, timeout_s: float, what: str, poll_s: float = 0.5) -> float:
     return time.monotonic() - started
 
 
-def push_fan_out(repo: git.Repo, port: int, envs: int, stacks: int) -> list[float]:
-    """Commit a new base value, send the push webhook; per environment, seconds until all its stacks show it."""
-    write_base(Path(repo.working_tree_dir), "v1")
-    repo.git.add(A=True)
-    repo.git.commit("-qm", "base v1", "--author", "Bench <bench@example.test>")
-    sha = repo.head.commit.hexsha
+class Replicas:
+    """The daemon processes: started, asked for status, one killed, stopped."""
+
+    def __init__(self, root: Path, folder: Path, count: int) -> None:
+        self.ports = {f"replica-{i}": free_port() for i in range(count)}
+        self.processes: dict[str, subprocess.Popen] = {}
+        election = ["--leader-election"] if count > 1 else []
+        for name, port in self.ports.items():
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "reconciler", "run", "--environments", str(folder), "--identity", name,
+                 "--listen", f"127.0.0.1:{port}", "--cache-dir", str(root / f"cache-{name}"), *election,
+                 "--no-kubernetes-events", "--log-level", "warning"],
+                stdout=open(root / f"{name}.log", "w"), stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                env={k: v for k, v in {**os.environ, "RECONCILER_API_TOKEN": "bench",
+                                       "RECONCILER_GITHUB_WEBHOOK_SECRET": SECRET}.items() if k != "KUBECONFIG"})
+
+    def alive(self) -> dict[str, int]:
+        return {name: port for name, port in self.ports.items() if self.processes[name].poll() is None}
+
+    def led(self) -> dict[str, dict]:
+        """Environment name -> its status, from the replica leading it (an environment nobody leads is absent)."""
+        envs = {}
+        for port in self.alive().values():
+            try:
+                data = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
+                                    headers={"Authorization": "Bearer bench"}).json()
+            except (requests.RequestException, ValueError):
+                continue
+            envs.update({env["name"]: env for env in data.get("envs", []) if env.get("leader") in (True, None)})
+        return envs
+
+    def healthy_stacks(self, sha: str | None = None) -> dict[str, int]:
+        """Per environment, how many of its stacks are applied and healthy (at commit `sha`, when given)."""
+        return {name: sum(1 for s in env["stacks"] if s["state"] in ("applied", "unchanged") and s["healthy"]
+                          and (sha is None or s["commit"] == sha)) for name, env in self.led().items()}
+
+    def busiest(self) -> str:
+        counts = {}
+        for name, port in self.alive().items():
+            data = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
+                                headers={"Authorization": "Bearer bench"}).json()
+            counts[name] = sum(1 for env in data.get("envs", []) if env.get("leader"))
+        return max(counts, key=counts.get)
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes.values()]
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            process.wait(120)
+
+
+def push(repo: git.Repo, work: Path, replicas: Replicas, value: str, envs: int, stacks: int,
+         kill_after_s: float | None = None) -> tuple[list[float], str]:
+    """Commit a new base value, send the push webhook to one replica; per environment, seconds until all its
+    stacks show it. With `kill_after_s`, the replica leading the most environments is SIGKILLed then."""
+    write_base(work, value)
+    sha = commit(repo, f"base {value}")
     body = json.dumps({"ref": "refs/heads/main", "after": sha, "deleted": False, "pusher": {"name": "bench"},
-                       "repository": {"clone_url": str(repo.working_tree_dir)}}).encode()
+                       "repository": {"clone_url": str(work)}}).encode()
+    victim = replicas.busiest() if kill_after_s is not None else ""
+    port = next(p for n, p in replicas.alive().items() if n != victim)
     started = time.monotonic()
     answer = requests.post(f"http://127.0.0.1:{port}/hooks/github", data=body, timeout=30, headers={
         "X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(SECRET, body)})
@@ -168,64 +234,114 @@ def push_fan_out(repo: git.Repo, port: int, envs: int, stacks: int) -> list[floa
         raise SystemExit(f"webhook refused: {answer.status_code} {answer.text}")
     done: dict[str, float] = {}
     while len(done) < envs:
-        if time.monotonic() - started > 600:
-            raise SystemExit(f"fan-out incomplete after 600 s: {len(done)} of {envs} environments")
-        for name, count in stacks_at(port, sha).items():
+        if victim and time.monotonic() - started > kill_after_s:
+            replicas.processes[victim].send_signal(signal.SIGKILL)
+            victim = ""
+        if time.monotonic() - started > 1200:
+            raise SystemExit(f"fan-out incomplete after 1200 s: {len(done)} of {envs} environments")
+        for name, count in replicas.healthy_stacks(sha).items():
             if count == stacks and name not in done:
                 done[name] = time.monotonic() - started
         time.sleep(0.5)
-    return sorted(done.values())
+    return sorted(done.values()), sha
 
 
-def run(kubeconfig: Path, args: argparse.Namespace) -> list[str]:
-    from kubernetes import config
+def order_violations(kubeconfigs: list[Path], stacks: int, value: str) -> tuple[int, int]:
+    """(environments where a stack's base ConfigMap was applied after its dependent's, base ConfigMaps not at
+    `value`): apply times from our field manager's managedFields entry (one-second resolution)."""
+    from kubernetes import client, config
 
-    api_port = int(config.new_client_from_config(str(kubeconfig)).configuration.host.rsplit(":", 1)[1])
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
-        root = Path(tmp)
-        repo, folder = build_fleet(root, args.envs, args.stacks, args.objects)
-        base_requests, base_watches = apiserver_metrics(kubeconfig)
-        time.sleep(args.idle)  # the control plane alone, for the baseline
-        quiet_requests, quiet_watches = apiserver_metrics(kubeconfig)
-        baseline_per_min = (quiet_requests - base_requests) * 60 / args.idle
-        port = free_port()
-        log = open(root / "daemon.log", "w")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "run", "--environments", str(folder), "--listen", f"127.0.0.1:{port}",
-             "--cache-dir", str(root / "cache"), "--kubeconfig", str(kubeconfig), "--no-kubernetes-events",
-             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            env={**os.environ, "RECONCILER_API_TOKEN": "bench", "RECONCILER_GITHUB_WEBHOOK_SECRET": SECRET})
-        try:
-            total = args.envs * args.stacks
-            cold_s = wait(lambda: sum(stacks_at(port).values()) == total, 1800, "the cold sync", poll_s=2)
-            rows.append(f"| cold convergence: {args.envs} environments x {args.stacks} stacks "
-                        f"({args.envs * args.stacks * (args.objects + 1):,} objects) | {cold_s:.1f} s |")
-            time.sleep(15)  # the live caches settle (their first LISTs) before the idle window
-            before, _ = apiserver_metrics(kubeconfig)
-            time.sleep(args.idle)
-            after, watches = apiserver_metrics(kubeconfig)
-            figures = process_figures(daemon.pid, api_port)
-            rows.append(f"| idle: API requests per minute (control plane alone: {baseline_per_min:.0f} subtracted) | "
-                        f"{(after - before) * 60 / args.idle - baseline_per_min:.0f} |")
-            rows.append(f"| idle: watches open (control plane alone: {quiet_watches:.0f} subtracted) | "
-                        f"{watches - quiet_watches:.0f} |")
-            rows.append(f"| idle: threads / open files / TCP connections to the API server | "
-                        f"{figures['threads']:.0f} / {figures['fds']:.0f} / {figures['connections']:.0f} |")
-            rows.append(f"| RSS idle / peak (VmHWM) | {figures['rss']:.0f} MiB / {figures['peak']:.0f} MiB |")
-            cpu_before = cpu_seconds(daemon.pid)
-            fan_out = push_fan_out(repo, port, args.envs, args.stacks)
-            own, children, machine = (after - before for after, before in zip(cpu_seconds(daemon.pid), cpu_before))
-            p95 = fan_out[max(0, int(len(fan_out) * 0.95) - 1)]
-            rows.append(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
-                        f"{statistics.median(fan_out):.1f} / {p95:.1f} / {fan_out[-1]:.1f} s |")
-            rows.append(f"| push: CPU seconds of the daemon / its subprocesses (kustomize, git) / everything else "
-                        f"(control plane) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
-            rows.append(f"| RSS peak after the push | {process_figures(daemon.pid, api_port)['peak']:.0f} MiB |")
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(120)
-    return rows
+    applied: dict[str, dict[int, datetime]] = {}
+    stale = 0
+    for kubeconfig in kubeconfigs:
+        core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        for cm in core.list_config_map_for_all_namespaces(label_selector=OWNER_LABEL).items:
+            name = cm.metadata.name
+            if name != "shared" and not name.startswith("shared-s"):
+                continue
+            stack = int(name.removeprefix("shared-s") or 0) if name != "shared" else 0
+            stale += (cm.data or {}).get("value") != value
+            times = [m.time for m in cm.metadata.managed_fields or [] if m.manager == "healthflow-reconciler"]
+            applied.setdefault(cm.metadata.namespace, {})[stack] = max(times)
+    violations = sum(1 for chain in applied.values()
+                     if any(s in chain and s - 1 in chain and chain[s] < chain[s - 1] for s in range(1, stacks)))
+    return violations, stale
+
+
+def baselines(kubeconfigs: list[Path], idle_s: float) -> list[tuple[float, float]]:
+    """Per cluster, with no daemon running: (requests per minute, watches open)."""
+    before = [apiserver_metrics(kc) for kc in kubeconfigs]
+    time.sleep(idle_s)
+    after = [apiserver_metrics(kc) for kc in kubeconfigs]
+    return [((a[0] - b[0]) * 60 / idle_s, a[1]) for a, b in zip(after, before)]
+
+
+def idle_rows(kubeconfigs: list[Path], replicas: Replicas, quiet: list[tuple[float, float]], idle_s: float,
+              api_ports: set[int]) -> list[str]:
+    before = [apiserver_metrics(kc) for kc in kubeconfigs]
+    time.sleep(idle_s)
+    after = [apiserver_metrics(kc) for kc in kubeconfigs]
+    per_min = [f"{(a[0] - b[0]) * 60 / idle_s - q[0]:.0f}" for a, b, q in zip(after, before, quiet)]
+    watches = [f"{a[1] - q[1]:.0f}" for a, q in zip(after, quiet)]
+    figures = [process_figures(pid, api_ports) for pid in replicas.pids()]
+    return [f"| idle: API requests per minute, per cluster (its control plane alone subtracted) | {' / '.join(per_min)} |",
+            f"| idle: watches open, per cluster (its control plane's own subtracted) | {' / '.join(watches)} |",
+            "| idle: threads / open files / TCP connections to the API servers, per replica | " +
+            ", ".join(f"{f['threads']:.0f} / {f['fds']:.0f} / {f['connections']:.0f}" for f in figures) + " |",
+            "| RSS idle, per replica | " + " / ".join(f"{f['rss']:.0f}" for f in figures) + " MiB |"]
+
+
+def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_ports: set[int]) -> list[str]:
+    work = root / "repo"
+    repo = git.Repo.init(work, initial_branch="main")
+    namespaces = write_fleet(work, args.envs, args.stacks, args.objects, "fleet")
+    commit(repo, "fleet")
+    environment_files(root / "environments", work, namespaces, args.stacks, kubeconfigs)
+    quiet = baselines(kubeconfigs, args.idle)
+    replicas = Replicas(root, root / "environments", args.replicas)
+    total = args.envs * args.stacks
+    try:
+        cold_s = wait(lambda: sum(replicas.healthy_stacks().values()) == total, 3600, "the cold sync", poll_s=2)
+        rows = [f"| cold convergence: {args.envs} environments x {args.stacks} stacks "
+                f"({total * (args.objects + 1):,} objects) | {cold_s:.1f} s |"]
+        time.sleep(15)  # the live caches settle (their first LISTs) before the idle window
+        rows += idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports)
+        cpu_before = cpu_seconds(replicas.pids())
+        fan_out, _ = push(repo, work, replicas, "v1", args.envs, args.stacks)
+        own, children, machine = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
+        rows.append(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
+                    f"{percentiles(fan_out)} |")
+        rows.append(f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
+                    f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
+        peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
+        if args.replicas > 1:
+            killed, _ = push(repo, work, replicas, "v2", args.envs, args.stacks, kill_after_s=1.0)
+            violations, stale = order_violations(kubeconfigs, args.stacks, "v2")
+            rows.append(f"| the same push, the busiest replica SIGKILLed 1 s in: p50 / p95 / max | {percentiles(killed)} |")
+            rows.append(f"| after it: environments with a stack applied before its dependency / base ConfigMaps "
+                        f"not at the new value | {violations} / {stale} |")
+        rows.append("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks) + " MiB |")
+        return rows
+    finally:
+        replicas.stop()
+
+
+def run_flux(root: Path, kubeconfigs: list[Path], args: argparse.Namespace) -> list[str]:
+    tree = root / "flux" / "stacks"
+    namespaces = write_fleet(tree, args.envs, args.stacks, args.objects, "flux")
+    envs = [namespaces[i::len(kubeconfigs)] for i in range(len(kubeconfigs))]
+    flux = FleetFlux(kubeconfigs, tree, envs, args.stacks)
+    flux.start()
+    try:
+        cold_s = flux.cold("v0")
+        write_base(tree, "v1")
+        fan_out = flux.push("v1")
+        return [f"| Flux, cold: {args.envs * args.stacks:,} Kustomizations | {cold_s:.1f} s |",
+                f"| Flux, push to the shared base until every environment shows it: p50 / p95 / max | "
+                f"{percentiles(fan_out)} |",
+                "| Flux, RSS peak per kustomize-controller | " + " / ".join(f"{p:.0f}" for p in flux.peak) + " MiB |"]
+    finally:
+        flux.stop()
 
 
 def main() -> int:
@@ -234,13 +350,24 @@ def main() -> int:
     parser.add_argument("--stacks", type=int, default=10)
     parser.add_argument("--objects", type=int, default=10, help="ConfigMaps per stack (plus the base's)")
     parser.add_argument("--idle", type=int, default=120, help="seconds of each idle window")
-    parser.add_argument("--kubeconfig", type=Path)
+    parser.add_argument("--clusters", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--no-flux", action="store_true")
+    parser.add_argument("--kubeconfig", type=Path, help="one cluster of yours instead of --clusters of its own")
     args = parser.parse_args()
     from devcluster.cluster import named_or_temporary
+    from kubernetes import config
 
-    with named_or_temporary(args.kubeconfig, nodes=11, prefix="fleet-cluster-") as kubeconfig:
-        rows = run(kubeconfig, args)
-    print(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, one daemon, one cluster\n")
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
+        kubeconfigs = [stack.enter_context(named_or_temporary(args.kubeconfig, nodes=11, prefix="fleet-cluster-"))
+                       for _ in range(1 if args.kubeconfig else args.clusters)]
+        api_ports = {int(config.new_client_from_config(str(kc)).configuration.host.rsplit(":", 1)[1])
+                     for kc in kubeconfigs}
+        rows = run_ours(Path(tmp), kubeconfigs, args, api_ports)
+        if not args.no_flux:
+            rows += run_flux(Path(tmp), kubeconfigs, args)
+    print(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, {len(kubeconfigs)} clusters, "
+          f"{args.replicas} replicas\n")
     print("| measurement | result |\n|---|---|")
     print("\n".join(rows))
     return 0
