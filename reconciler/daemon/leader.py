@@ -135,6 +135,9 @@ class ElectionLoop:
             if elector.is_leader() or held < cap:
                 leading_before = elector.is_leader()
                 held += int(elector.try_acquire_or_renew()) - int(leading_before)
+                if self._leading[env] and not leading_before and elector.is_leader():
+                    self._report(env, False)  # it lapsed (this round came late) and passes saw that and stopped:
+                    # the renewal starts a new term, whose report below requests a pass again
             self._report(env, elector.is_leader())
             while elector.sync_requests:
                 self._on_request(env, elector.sync_requests.pop(0))

@@ -349,6 +349,26 @@ def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_may_take_ov
     assert not a.try_acquire_or_renew()
 
 
+def test_a_lease_that_lapsed_and_was_renewed_is_reported_as_lost_and_gained_again(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """A round that comes after the renew deadline (a loaded process) finds the lease lapsed: passes that
+    looked meanwhile stopped, so the renewal must count as a new term (whose start requests a pass)."""
+    now = [1000.0]
+    elector = LeaseElector(api_client, "reconciler-lapse", "replica-0", LeaseSettings(namespace=namespace, **FAST_LEASE),
+                           clock=lambda: now[0])
+    changes: list[tuple[str, bool]] = []
+    loop = ElectionLoop({"env": elector}, LeaseSettings(namespace=namespace, **FAST_LEASE),
+                        lambda env, leading: changes.append((env, leading)), lambda env, payload: None)
+    loop.round()
+    now[0] += FAST_LEASE["renew_deadline_s"] + 0.5  # the next round is late
+    assert not elector.is_leader()
+
+    loop.round()
+
+    assert elector.is_leader()
+    assert changes == [("env", True), ("env", False), ("env", True)]
+
+
 def test_thirty_environments_spread_over_three_replicas_and_a_dead_replicas_share_is_taken_over(
         api_client: client.ApiClient, namespace: str) -> None:
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
