@@ -61,8 +61,7 @@ class Engine:
         self.memory = PassMemory(env)
         self.writer = writer or WriterOptions()
         self.cache_dir = Path(cache_dir)
-        # `source_dir`: where the Git mirror and exported trees live (keyed by URL inside); the daemon gives
-        # its engines one, so environments following one repository fetch and export each commit once
+        # source_dir: the daemon's engines share one (a repository's commits fetched and exported once)
         self.source = GitSource(source_url(env), env.source.branch, source_dir or self.cache_dir, env.source.timeout_s)
         self.render_cache = RenderCache(self.cache_dir / "render")
         self._client_settings = client_settings(env, kubeconfig, context)

@@ -11,6 +11,7 @@ import io
 import re
 import shutil
 import tarfile
+import threading
 import time
 import fcntl
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ class GitSource:
         self.mirror_dir = cache_dir / "git" / key
         self.trees_dir = cache_dir / "trees" / key
         self._cached_tree: tuple[str, git.Tree] | None = None
+        self._tree_lock = threading.Lock()
 
     def open_mirror(self) -> git.Repo:
         """The bare mirror; a new one is an empty repository the fetch fills (GitPython's clone cannot be
@@ -168,11 +170,12 @@ class GitSource:
 
         Read in-process from the object database (no `git` subprocess per path): the render cache
         asks this for every input of every stack on every pass."""
-        tree = self._tree(sha)
-        try:
-            return str((tree / path).hexsha) if path else str(tree.hexsha)
-        except KeyError:
-            return None
+        with self._tree_lock:  # one `git cat-file` process behind the tree: two threads at once hang on it
+            tree = self._tree(sha)
+            try:
+                return str((tree / path).hexsha) if path else str(tree.hexsha)
+            except KeyError:
+                return None
 
     def _tree(self, sha: str) -> git.Tree:
         if self._cached_tree is None or self._cached_tree[0] != sha:
@@ -216,8 +219,7 @@ class GitSource:
             return target
 
     def _evict_old_trees(self, keep: str) -> None:
-        """Past the newest `_KEEP_TREES`, trees not used for `_TREE_GRACE_S` go: environments sharing the
-        folder may still be rendering an older commit (a pin, a rollback, another branch)."""
+        """Past the newest few, trees unused for a while go (sharers may still render an older commit)."""
         trees = sorted((p for p in self.trees_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                        key=lambda p: p.stat().st_mtime, reverse=True)
         now = time.time()
