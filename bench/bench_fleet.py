@@ -162,6 +162,15 @@ def wait(condition, timeout_s: float, what: str, poll_s: float = 0.5) -> float:
     return time.monotonic() - started
 
 
+def status(port: int) -> list[dict]:
+    """One replica's environments as its /api/status gives them ([] when it does not answer)."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
+                            headers={"Authorization": "Bearer bench"}).json().get("envs", [])
+    except (requests.RequestException, ValueError):
+        return []
+
+
 class Replicas:
     """The daemon processes: started, asked for status, one killed, stopped."""
 
@@ -185,12 +194,7 @@ class Replicas:
         """Environment name -> its status, from the replica leading it (an environment nobody leads is absent)."""
         envs = {}
         for port in self.alive().values():
-            try:
-                data = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
-                                    headers={"Authorization": "Bearer bench"}).json()
-            except (requests.RequestException, ValueError):
-                continue
-            envs.update({env["name"]: env for env in data.get("envs", []) if env.get("leader") in (True, None)})
+            envs.update({env["name"]: env for env in status(port) if env.get("leader") in (True, None)})
         return envs
 
     def healthy_stacks(self, sha: str | None = None) -> dict[str, int]:
@@ -199,11 +203,7 @@ class Replicas:
                           and (sha is None or s["commit"] == sha)) for name, env in self.led().items()}
 
     def busiest(self) -> str:
-        counts = {}
-        for name, port in self.alive().items():
-            data = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=30,
-                                headers={"Authorization": "Bearer bench"}).json()
-            counts[name] = sum(1 for env in data.get("envs", []) if env.get("leader"))
+        counts = {name: sum(1 for env in status(port) if env.get("leader")) for name, port in self.alive().items()}
         return max(counts, key=counts.get)
 
     def pids(self) -> list[int]:

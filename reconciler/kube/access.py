@@ -14,6 +14,7 @@ import time
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster, impersonating
 from reconciler.logs import get_logger
+from reconciler.objects import group_of
 
 log = get_logger("reconciler.kube.access")
 
@@ -49,8 +50,7 @@ class AccessCheck:
 
     def _review(self, user: str | None, api_version: str, kind: str, namespace: str, verb: str) -> bool:
         resource = self.cluster.resource(api_version, kind)
-        group = api_version.rpartition("/")[0]
-        attributes = {"verb": verb, "group": group, "resource": resource.plural,
+        attributes = {"verb": verb, "group": group_of(api_version), "resource": resource.plural,
                       **({"namespace": namespace} if namespace and resource.namespaced else {})}
         review = impersonating(self.cluster, user).create({
             "apiVersion": REVIEW_API, "kind": "SelfSubjectAccessReview", "spec": {"resourceAttributes": attributes}})

@@ -21,10 +21,6 @@ from reconciler.errors import ClusterError
 from reconciler.kube.access import AccessCheck
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.livecache import KindWatch, LiveCache, LiveEvent, WatchKey
-from reconciler.logs import get_logger
-
-log = get_logger("reconciler.kube.sharedwatch")
-
 
 class WatchHub:
     """The shared watches of one API server and the environments' caches listening to them."""
@@ -52,7 +48,7 @@ class WatchHub:
             return None  # a kind not served (yet): the cache's own watch waits for it
         if not self.may_watch(key.api_version, key.kind):
             return None
-        source = SharedSource(self, cache, key, user)
+        source = SharedSource(self, cache, key)
         return source if source.may_list(user) else None
 
     def may_watch(self, api_version: str, kind: str) -> bool:
@@ -98,8 +94,8 @@ class WatchHub:
 class SharedSource:
     """One cache's key read from the hub's watch of its kind: what a KindWatch of its own would offer."""
 
-    def __init__(self, hub: WatchHub, cache: LiveCache, key: WatchKey, user: str | None) -> None:
-        self.hub, self.cache, self.key, self.user = hub, cache, key, user
+    def __init__(self, hub: WatchHub, cache: LiveCache, key: WatchKey) -> None:
+        self.hub, self.cache, self.key = hub, cache, key
         self.watch: KindWatch | None = None
 
     @property
