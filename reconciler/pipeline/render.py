@@ -5,6 +5,9 @@ stack's kustomizations reach, followed transitively) and which kustomize reads i
 base changed is re-rendered; a stack nobody touched is not; a stack whose inputs cannot all be
 named (remote bases, inline generators) is rendered every time.
 
+A kustomization that only lists YAML files is read directly (`pipeline.plain`): the same objects,
+without kustomize's quadratic build.
+
 Helm charts render through kustomize's `helmCharts` (`--enable-helm`) with the `helm` on PATH (the
 project installs a pinned one); which helm renders is part of the cache key, as kustomize is.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from reconciler.errors import RenderError
+from reconciler.pipeline.plain import plain_manifests
 from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 
 RENDER_TIMEOUT_S = 120.0
@@ -155,8 +159,11 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
 
 def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None, key: str | None,
                 timeout_s: float = RENDER_TIMEOUT_S) -> Rendered:
-    """Run kustomize for one stack and cache its output under `key` (thread-safe: one process, one file)."""
-    text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path)
+    """Run kustomize for one stack (or read its plain manifests, pipeline.plain) and cache the output under
+    `key` (thread-safe: one process, one file)."""
+    text = plain_manifests(tree_root / stack_path)
+    if text is None:
+        text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path)
     if cache is not None and key:
         cache.put(key, text)
     return Rendered(stack, text, cached=False)

@@ -332,10 +332,10 @@ def test_a_commit_changing_one_stack_re_renders_and_applies_only_that_stack(
     write_stack(repo, "two", [configmap("two", namespace, {"v": "2"})])
     repo.commit("change stack two")
     renders: list[str] = []
-    import reconciler.pipeline.render as render_module
-    original = render_module.run_kustomize
-    monkeypatch.setattr(render_module, "run_kustomize",
-                        lambda directory, stack, *a, **kw: renders.append(stack) or original(directory, stack, *a, **kw))
+    import reconciler.pipeline.rendered as rendered_module
+    original = rendered_module.build_stack
+    monkeypatch.setattr(rendered_module, "build_stack",
+                        lambda tree, stack, *a, **kw: renders.append(stack) or original(tree, stack, *a, **kw))
 
     result = engine.sync()
 
