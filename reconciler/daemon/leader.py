@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +26,9 @@ log = get_logger("reconciler.daemon.leader")
 
 SYNC_REQUEST_ANNOTATION = "healthflow.io/sync-requested"
 """Set on the Lease by a replica that got a trigger it cannot run; the holder runs it on its next renewal."""
+
+RENEWALS_IN_FLIGHT = 8
+"""Held leases an election round renews at once."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class ElectionLoop:
         self._leading = {env: False for env in electors}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="leader-election", daemon=True)
+        self._renewals = ThreadPoolExecutor(max_workers=RENEWALS_IN_FLIGHT, thread_name_prefix="lease-renewal")
 
     def start(self) -> None:
         self._thread.start()
@@ -127,15 +132,17 @@ class ElectionLoop:
             self._stop.wait(self._settings.retry_period_s)
 
     def round(self) -> None:
+        """Renew the leases held, all at once (one after another, a replica leading dozens of environments
+        on a loaded machine came past the renew deadline and lost them), then try the others up to the share."""
         cap = self._share(len(self._electors)) if self._share else len(self._electors)
-        held = sum(1 for elector in self._electors.values() if elector.is_leader())
+        renewing = {env for env, elector in self._electors.items() if elector.is_leader()}
+        held = sum(self._renewals.map(lambda env: self._electors[env].try_acquire_or_renew(), sorted(renewing)))
         for env, elector in self._electors.items():
             if self._stop.is_set():
                 return
-            if elector.is_leader() or held < cap:
-                leading_before = elector.is_leader()
-                held += int(elector.try_acquire_or_renew()) - int(leading_before)
-                if self._leading[env] and not leading_before and elector.is_leader():
+            if env not in renewing and held < cap:
+                held += int(elector.try_acquire_or_renew())
+                if self._leading[env] and elector.is_leader():
                     self._report(env, False)  # it lapsed (this round came late) and passes saw that and stopped:
                     # the renewal starts a new term, whose report below requests a pass again
             self._report(env, elector.is_leader())
@@ -162,6 +169,7 @@ class ElectionLoop:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(self._settings.renew_deadline_s)
+        self._renewals.shutdown(wait=False)
         if release:
             for env, elector in self._electors.items():
                 elector.release()

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -347,6 +348,46 @@ def test_a_leader_that_cannot_renew_stops_leading_before_anyone_else_may_take_ov
     assert stopped_after <= FAST_LEASE["renew_deadline_s"] + 0.5
     assert takeover_after >= FAST_LEASE["lease_duration_s"] > stopped_after
     assert not a.try_acquire_or_renew()
+
+
+def test_a_leader_renews_its_lease_with_one_write_and_no_read(api_client: client.ApiClient, namespace: str) -> None:
+    a, _ = _electors(api_client, namespace)
+    assert a.try_acquire_or_renew()
+    a.lease.cluster.reset_counts()
+
+    assert a.try_acquire_or_renew() and a.try_acquire_or_renew()
+
+    assert a.lease.cluster.request_counts() == {"update": 2}
+
+
+def test_a_sync_request_annotated_on_the_lease_reaches_the_leader_at_its_next_renewal(
+        api_client: client.ApiClient, namespace: str) -> None:
+    leader, other = _electors(api_client, namespace)
+    assert leader.try_acquire_or_renew() and not other.try_acquire_or_renew()
+
+    assert other.request_sync("manual by someone")
+
+    assert leader.try_acquire_or_renew() and leader.is_leader()
+    assert leader.sync_requests == ["manual by someone"]
+
+
+def test_an_election_round_renews_the_leases_it_holds_at_once(api_client: client.ApiClient, namespace: str) -> None:
+    """One after another, a replica leading dozens of environments on a loaded machine renewed the last ones
+    past their deadline. Each renewal here waits until all have started: renewed in turn, none would."""
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    electors = {f"env{i}": LeaseElector(api_client, f"reconciler-env{i}", "replica-0", settings) for i in range(4)}
+    loop = ElectionLoop(electors, settings, lambda env, leading: None, lambda env, payload: None)
+    loop.round()
+    all_started = threading.Barrier(len(electors), timeout=10)
+    for elector in electors.values():
+        renew = elector.try_acquire_or_renew
+        elector.try_acquire_or_renew = lambda renew=renew: all_started.wait() is not None and renew()  # type: ignore
+
+    loop.round()
+
+    assert not all_started.broken
+    assert loop.held() == sorted(electors)
+    loop.stop(release=True)
 
 
 def test_a_lease_that_lapsed_and_was_renewed_is_reported_as_lost_and_gained_again(
