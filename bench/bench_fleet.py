@@ -138,6 +138,23 @@ def process_figures(pid: int, api_ports: set[int]) -> dict[str, float]:
             "connections": connections, "rss": field("VmRSS") / 1024, "peak": field("VmHWM") / 1024}
 
 
+class Report:
+    """The table's rows, each printed as soon as it is measured (a run stopped halfway keeps what it had),
+    and the whole table again at the end."""
+
+    def __init__(self, title: str) -> None:
+        self.title, self.rows = title, []
+        print(f"{title}\n\n| measurement | result |\n|---|---|", flush=True)
+
+    def add(self, *rows: str) -> None:
+        for row in rows:
+            self.rows.append(row)
+            print(row, flush=True)
+
+    def table(self) -> str:
+        return "\n".join([self.title, "", "| measurement | result |", "|---|---|", *self.rows])
+
+
 def cpu_seconds(pids: list[int]) -> tuple[float, float, float]:
     """CPU seconds so far: of the processes themselves, of the children they have waited for (kustomize,
     git), and of the whole machine (every core's busy time). A process gone since counts nothing."""
@@ -291,7 +308,7 @@ def idle_rows(kubeconfigs: list[Path], replicas: Replicas, quiet: list[tuple[flo
             "| RSS idle, per replica | " + " / ".join(f"{f['rss']:.0f}" for f in figures) + " MiB |"]
 
 
-def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_ports: set[int]) -> list[str]:
+def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_ports: set[int], report: Report) -> None:
     work = root / "repo"
     repo = git.Repo.init(work, initial_branch="main")
     namespaces = write_fleet(work, args.envs, args.stacks, args.objects, "fleet")
@@ -302,31 +319,30 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
     total = args.envs * args.stacks
     try:
         cold_s = wait(lambda: sum(replicas.healthy_stacks().values()) == total, 3600, "the cold sync", poll_s=2)
-        rows = [f"| cold convergence: {args.envs} environments x {args.stacks} stacks "
-                f"({total * (args.objects + 1):,} objects) | {cold_s:.1f} s |"]
+        report.add(f"| cold convergence: {args.envs} environments x {args.stacks} stacks "
+                   f"({total * (args.objects + 1):,} objects) | {cold_s:.1f} s |")
         time.sleep(15)  # the live caches settle (their first LISTs) before the idle window
-        rows += idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports)
+        report.add(*idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports))
         cpu_before = cpu_seconds(replicas.pids())
         fan_out, _ = push(repo, work, replicas, "v1", args.envs, args.stacks)
         own, children, machine = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
-        rows.append(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
-                    f"{percentiles(fan_out)} |")
-        rows.append(f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
-                    f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
+        report.add(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
+                   f"{percentiles(fan_out)} |",
+                   f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
+                   f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
         peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
+        report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks) + " MiB |")
         if args.replicas > 1:
             killed, _ = push(repo, work, replicas, "v2", args.envs, args.stacks, kill_after_s=1.0)
             violations, stale = order_violations(kubeconfigs, args.stacks, "v2")
-            rows.append(f"| the same push, the busiest replica SIGKILLed 1 s in: p50 / p95 / max | {percentiles(killed)} |")
-            rows.append(f"| after it: environments with a stack applied before its dependency / base ConfigMaps "
-                        f"not at the new value | {violations} / {stale} |")
-        rows.append("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks) + " MiB |")
-        return rows
+            report.add(f"| the same push, the busiest replica SIGKILLed 1 s in: p50 / p95 / max | {percentiles(killed)} |",
+                       f"| after it: environments with a stack applied before its dependency / base ConfigMaps "
+                       f"not at the new value | {violations} / {stale} |")
     finally:
         replicas.stop()
 
 
-def run_flux(root: Path, kubeconfigs: list[Path], args: argparse.Namespace) -> list[str]:
+def run_flux(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, report: Report) -> None:
     tree = root / "flux" / "stacks"
     namespaces = write_fleet(tree, args.envs, args.stacks, args.objects, "flux")
     envs = [namespaces[i::len(kubeconfigs)] for i in range(len(kubeconfigs))]
@@ -334,12 +350,12 @@ def run_flux(root: Path, kubeconfigs: list[Path], args: argparse.Namespace) -> l
     flux.start()
     try:
         cold_s = flux.cold("v0")
+        report.add(f"| Flux, cold: {args.envs * args.stacks:,} Kustomizations | {cold_s:.1f} s |")
         write_base(tree, "v1")
         fan_out = flux.push("v1")
-        return [f"| Flux, cold: {args.envs * args.stacks:,} Kustomizations | {cold_s:.1f} s |",
-                f"| Flux, push to the shared base until every environment shows it: p50 / p95 / max | "
-                f"{percentiles(fan_out)} |",
-                "| Flux, RSS peak per kustomize-controller | " + " / ".join(f"{p:.0f}" for p in flux.peak) + " MiB |"]
+        report.add(f"| Flux, push to the shared base until every environment shows it: p50 / p95 / max | "
+                   f"{percentiles(fan_out)} |",
+                   "| Flux, RSS peak per kustomize-controller | " + " / ".join(f"{p:.0f}" for p in flux.peak) + " MiB |")
     finally:
         flux.stop()
 
@@ -363,13 +379,12 @@ def main() -> int:
                        for _ in range(1 if args.kubeconfig else args.clusters)]
         api_ports = {int(config.new_client_from_config(str(kc)).configuration.host.rsplit(":", 1)[1])
                      for kc in kubeconfigs}
-        rows = run_ours(Path(tmp), kubeconfigs, args, api_ports)
+        report = Report(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, {len(kubeconfigs)} "
+                        f"clusters, {args.replicas} replicas")
+        run_ours(Path(tmp), kubeconfigs, args, api_ports, report)
         if not args.no_flux:
-            rows += run_flux(Path(tmp), kubeconfigs, args)
-    print(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, {len(kubeconfigs)} clusters, "
-          f"{args.replicas} replicas\n")
-    print("| measurement | result |\n|---|---|")
-    print("\n".join(rows))
+            run_flux(Path(tmp), kubeconfigs, args, report)
+    print("\n" + report.table())
     return 0
 
 
