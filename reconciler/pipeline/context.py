@@ -95,6 +95,14 @@ class RenderMemo:
         self._size = size
         self._renders: dict[str, RenderedEnv] = {}
 
+    def put(self, sha: str, rendered: RenderedEnv) -> None:
+        """A render made elsewhere (the pass's own), for the drift check after the pass to reuse."""
+        with self._lock:
+            self._renders.pop(sha, None)
+            if len(self._renders) >= self._size:
+                self._renders.pop(next(iter(self._renders)))
+            self._renders[sha] = rendered
+
     def get(self, sha: str, render: Callable[[], RenderedEnv]) -> RenderedEnv:
         with self._lock:
             if sha in self._renders:

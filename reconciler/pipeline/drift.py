@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import SourceError
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.kube.lease import LeaseHeld
 from reconciler.pipeline.apply import apply_planned
@@ -35,7 +35,7 @@ def detect_drift(engine: EngineView) -> DriftReport:
         if record.commit is None:
             continue
         if record.commit not in renders:
-            renders[record.commit] = engine.render(_commit_or_head(engine, record.commit, head), discover=True)
+            renders[record.commit] = _rendered_at(engine, record.commit, head)
         objects = [engine.owned(o) for o in renders[record.commit].objects.get(stack.name, [])]
         for item in _stack_drift(engine, stack.name, objects, record):
             key = str(item.id)
@@ -46,11 +46,12 @@ def detect_drift(engine: EngineView) -> DriftReport:
     return report
 
 
-def _commit_or_head(engine: EngineView, sha: str, head: CommitInfo) -> CommitInfo:
+def _rendered_at(engine: EngineView, sha: str, head: CommitInfo) -> RenderedEnv:
+    """The render of a commit a stack applied: the engine's memo (after a pass, the pass's own render)."""
     try:
-        return engine.source.resolve(sha)
-    except ReconcilerError:
-        return head  # the applied commit is gone from the remote (force-push): compare with head
+        return engine.rendered_at(sha)
+    except SourceError:
+        return engine.render(head, discover=True)  # the applied commit is gone from the remote (force-push)
 
 
 def _stack_drift(engine: EngineView, stack: str, objects: list[K8sObject], record: StackRecord) -> list[DriftItem]:

@@ -111,10 +111,13 @@ class Engine:
         env = environment_at(self.local_env, tree, commit)
         if head:
             self.remember(env=env)
-        return render_environment(env, commit, tree, emit, self.render_cache,
-                                  lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
-                                  discovered_scope(self.cluster) if discover else None,
-                                  decryptor_for(env, self.local_env.file, lambda: self.cluster))
+        rendered = render_environment(env, commit, tree, emit, self.render_cache,
+                                      lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
+                                      discovered_scope(self.cluster) if discover else None,
+                                      decryptor_for(env, self.local_env.file, lambda: self.cluster))
+        if discover:  # as `rendered_at` renders: the drift check after a pass reuses the pass's render
+            self._renders.put(commit.sha, rendered)
+        return rendered
 
     def follow_head(self) -> CommitInfo:
         """Fetch the branch head and make its environment file the one in force (status, drift, validate)."""

@@ -22,6 +22,7 @@ def _render() -> list[dict]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
+@pytest.mark.xdist_group("platform")  # its ClusterRoles are the least-privilege tests', which apply and delete them
 def test_the_deploy_manifests_pass_a_server_side_dry_run(kubeconfig: Path, namespace: str) -> None:
     objects = [o for o in _render() if o["kind"] != "Namespace"]
     for obj in objects:

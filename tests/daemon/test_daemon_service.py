@@ -553,5 +553,6 @@ def test_a_retry_that_comes_due_while_the_process_is_too_busy_to_run_it_still_ru
         timing.scheduler.resume()
 
         assert retried.wait(10)
+        wait_for(lambda: timing.scheduler.get_job("retry-env") is None, timeout_s=10, what="the one-shot job to be done")
     finally:
         timing.scheduler.shutdown(wait=False)
