@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,7 @@ import yaml  # noqa: E402
 
 from fleet_flux import FleetFlux, percentiles  # noqa: E402
 from reconciler.daemon.webhooks import github_signature  # noqa: E402
+from reconciler.pipeline.render import kustomize_command  # noqa: E402
 
 SECRET = "bench-fleet"
 OWNER_LABEL = "reconciler.healthflow.io/owner"
@@ -380,7 +382,8 @@ def main() -> int:
         api_ports = {int(config.new_client_from_config(str(kc)).configuration.host.rsplit(":", 1)[1])
                      for kc in kubeconfigs}
         report = Report(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, {len(kubeconfigs)} "
-                        f"clusters, {args.replicas} replicas")
+                        f"clusters, {args.replicas} replicas; the daemons render with `{' '.join(kustomize_command())}` "
+                        f"({shutil.which(kustomize_command()[0])}: `make tools` puts the pinned kustomize first on PATH)")
         run_ours(Path(tmp), kubeconfigs, args, api_ports, report)
         if not args.no_flux:
             run_flux(Path(tmp), kubeconfigs, args, report)

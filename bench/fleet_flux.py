@@ -77,17 +77,26 @@ class FleetFlux:
         return self.until_every_env(expected, time.monotonic(), timeout_s)
 
     def until_every_env(self, expected: str, started: float, timeout_s: float) -> list[float]:
+        """Per environment, seconds until all its stacks are Ready at `expected`; a progress line every
+        minute (Kustomizations Ready so far), so a run stopped before the end still says how far Flux got."""
         done: dict[str, float] = {}
         total = sum(len(envs) for envs in self.envs)
+        said = started
         while len(done) < total:
             if time.monotonic() - started > timeout_s:
                 raise SystemExit(f"Flux: {len(done)} of {total} environments after {timeout_s:.0f} s")
+            ready = 0
             for i, (kubeconfig, envs) in enumerate(zip(self.kubeconfigs, self.envs)):
                 revisions = applied(kubeconfig)
+                ready += sum(1 for revision in revisions.values() if revision == expected)
                 for env in envs:
                     if env not in done and all(revisions.get(f"{env}-s{s}") == expected for s in range(self.stacks)):
                         done[env] = time.monotonic() - started
                 self.peak[i] = max(self.peak[i], self.controllers[i].peak_rss_mib())
+            if time.monotonic() - said >= 60:
+                said = time.monotonic()
+                print(f"  Flux after {said - started:.0f} s: {ready} of {total * self.stacks} Kustomizations Ready at "
+                      f"{expected[:20]}, {len(done)} of {total} environments", flush=True)
             time.sleep(1)
         return sorted(done.values())
 
