@@ -142,9 +142,9 @@ class ElectionLoop:
                 return
             if env not in renewing and held < cap:
                 held += int(elector.try_acquire_or_renew())
-                if self._leading[env] and elector.is_leader():
-                    self._report(env, False)  # it lapsed (this round came late) and passes saw that and stopped:
-                    # the renewal starts a new term, whose report below requests a pass again
+            if elector.lease.take_lapses() and self._leading[env] and elector.is_leader():
+                self._report(env, False)  # it lapsed (this round, or its renewal, came late) and passes saw that
+                # and stopped: the renewal starts a new term, whose report below requests a pass again
             self._report(env, elector.is_leader())
             while elector.sync_requests:
                 self._on_request(env, elector.sync_requests.pop(0))

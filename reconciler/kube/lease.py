@@ -82,6 +82,7 @@ class Lease:
         self.record: dict | None = None  # the lease as last read or written
         self.previous: dict | None = None  # as the last round read it, before writing (its annotations)
         self._valid_until = 0.0
+        self._lapses = 0
         self._lock = threading.Lock()
 
     @property
@@ -156,7 +157,16 @@ class Lease:
 
     def _set_valid(self, until: float) -> None:
         with self._lock:
+            if until > 0 and 0 < self._valid_until < self.observer.clock():
+                self._lapses += 1  # renewed, but after the validity it had ran out: meanwhile it was not held
             self._valid_until = until
+
+    def take_lapses(self) -> int:
+        """How many times the lease ran out before a renewal landed, since last asked (writes that stop on
+        `is_held` may have stopped then, though the renewal kept the lease)."""
+        with self._lock:
+            lapses, self._lapses = self._lapses, 0
+            return lapses
 
     def _read(self) -> dict | None:
         self.record = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name) or None

@@ -410,6 +410,32 @@ def test_a_lease_that_lapsed_and_was_renewed_is_reported_as_lost_and_gained_agai
     assert changes == [("env", True), ("env", False), ("env", True)]
 
 
+def test_a_lease_that_ran_out_while_its_renewal_was_in_flight_is_reported_as_lost_and_gained_again(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """Found by bench_fleet: a renewal that started in time but landed after the validity ran out kept the
+    lease, while the pass that looked in between stopped; nothing asked for a pass again for an hour."""
+    now = [1000.0]
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    elector = LeaseElector(api_client, "reconciler-slow", "replica-0", settings, clock=lambda: now[0])
+    changes: list[tuple[str, bool]] = []
+    loop = ElectionLoop({"env": elector}, settings, lambda env, leading: changes.append((env, leading)),
+                        lambda env, payload: None)
+    loop.round()
+    now[0] += FAST_LEASE["renew_deadline_s"] - 0.5  # the next round starts in time...
+    replace = elector.lease.cluster.replace
+
+    def slow_replace(manifest: dict) -> dict:
+        now[0] += 1.0  # ...but its renewal lands after the validity ran out
+        return replace(manifest)
+
+    elector.lease.cluster.replace = slow_replace  # type: ignore[method-assign]
+
+    loop.round()
+
+    assert elector.is_leader()
+    assert changes == [("env", True), ("env", False), ("env", True)]
+
+
 def test_thirty_environments_spread_over_three_replicas_and_a_dead_replicas_share_is_taken_over(
         api_client: client.ApiClient, namespace: str) -> None:
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
