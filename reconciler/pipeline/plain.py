@@ -110,7 +110,7 @@ def _check_node(node: yaml.Node) -> None:
 
 
 def _check_scalar(node: yaml.ScalarNode) -> None:
-    if node.style:  # quoted or block (a plain scalar has None, or "" from libyaml): a string in both, unless tagged otherwise
+    if node.style:  # quoted or block (plain is None, or "" from libyaml): a string in both unless tagged
         if node.tag != _STR:
             raise _NotPlain()
         return
