@@ -22,6 +22,7 @@ from reconciler.kube.access import AccessCheck
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.livecache import KindWatch, LiveCache, LiveEvent, WatchKey
 
+
 class WatchHub:
     """The shared watches of one API server and the environments' caches listening to them."""
 

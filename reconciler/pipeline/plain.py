@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from reconciler.objects import group_of
 from reconciler.pipeline.render_inputs import kustomization_of
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -125,14 +126,14 @@ def _check_scalar(node: yaml.ScalarNode) -> None:
 
 def _check_identity(document: yaml.Node, seen: set[tuple]) -> None:
     """An object kustomize passes through unchanged, and the first with its identity."""
-    fields = _scalars(document)
-    metadata = _scalars(_field(document, "metadata"))
+    fields, metadata_node = _scalars(document), _field(document, "metadata")
+    metadata = _scalars(metadata_node)
     kind, api_version, name = fields.get("kind"), fields.get("apiVersion"), metadata.get("name")
     if not (kind and api_version and name) or kind.endswith("List"):
         raise _NotPlain()
-    if _LOCAL_CONFIG in _scalars(_field(_field(document, "metadata"), "annotations")):
+    if _LOCAL_CONFIG in _scalars(_field(metadata_node, "annotations")):
         raise _NotPlain()
-    identity = (api_version.split("/")[0] if "/" in api_version else "", kind, metadata.get("namespace"), name)
+    identity = (group_of(api_version), kind, metadata.get("namespace"), name)
     if identity in seen:
         raise _NotPlain()
     seen.add(identity)

@@ -83,7 +83,7 @@ class GitSource:
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.mirror_dir = cache_dir / "git" / key
         self.trees_dir = cache_dir / "trees" / key
-        self._cached_tree: tuple[str, dict[str, Any]] | None = None  # a commit's folders and files read so far
+        self._commit_nodes: tuple[str, dict[str, Any]] | None = None  # a commit's folders and files read so far
         self._tree_lock = threading.Lock()
 
     def open_mirror(self) -> git.Repo:
@@ -109,7 +109,7 @@ class GitSource:
             except _CorruptMirror as exc:
                 log.warning("git mirror corrupted, cloning again", url=redact_url(self.url), error=str(exc))
                 shutil.rmtree(self.mirror_dir, ignore_errors=True)
-                self._cached_tree = None
+                self._commit_nodes = None
                 return self._fetch_locked()
 
     def _fetch_locked(self) -> CommitInfo:
@@ -177,9 +177,9 @@ class GitSource:
             return str(node.hexsha) if node is not None else None
 
     def _node(self, sha: str, path: str) -> Any:
-        if self._cached_tree is None or self._cached_tree[0] != sha:
-            self._cached_tree = (sha, {"": git.Repo(self.mirror_dir).commit(sha).tree})
-        nodes = self._cached_tree[1]
+        if self._commit_nodes is None or self._commit_nodes[0] != sha:
+            self._commit_nodes = (sha, {"": git.Repo(self.mirror_dir).commit(sha).tree})
+        nodes = self._commit_nodes[1]
         if path not in nodes:
             parent, _, name = path.rpartition("/")
             folder = self._node(sha, parent)
