@@ -482,7 +482,7 @@ def _start_daemon(tmp_path: Path, name: str, env_file: Path, kubeconfig: Path, n
 
 def _status(port: int) -> dict[str, Any] | None:
     try:
-        return requests.get(f"http://127.0.0.1:{port}/api/status", timeout=2).json()
+        return requests.get(f"http://127.0.0.1:{port}/api/status", timeout=10).json()
     except requests.RequestException:
         return None
 
@@ -504,8 +504,9 @@ def test_of_two_daemon_processes_only_the_lease_holder_applies_and_the_other_tak
     follower = next(n for n in ports if n != leader)
     wait_for(lambda: configmap_value(api_client, namespace, "app-settings") == "v1", timeout_s=120,
              what="the leader to apply")
-    assert not _leads(ports[follower])
-    follower_runs = [r for r in _status(ports[follower])["runs"] if r["state"] in ("succeeded", "failed", "running")]
+    follower_status = wait_for(lambda: _status(ports[follower]), timeout_s=30, what="the follower to answer")
+    assert not follower_status["envs"][0]["leader"]
+    follower_runs = [r for r in follower_status["runs"] if r["state"] in ("succeeded", "failed", "running")]
     assert follower_runs == [], "a replica without the lease ran a pass"
 
     processes[list(ports).index(leader)].send_signal(signal.SIGKILL)
