@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
-from reconciler.kube.lease import LEASE_API, Lease, LeaseObserver
+from reconciler.kube.lease import LEASE_API, UNREAD, Lease, LeaseObserver
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.leader")
@@ -61,12 +61,13 @@ class LeaseElector:
     def is_leader(self) -> bool:
         return self.lease.is_held()
 
-    def try_acquire_or_renew(self) -> bool:
-        """One election round. Returns whether this replica leads afterwards; never raises on API errors
-        (an unreachable API server leaves the validity it had: it ends at the renew deadline)."""
+    def try_acquire_or_renew(self, seen: Any = UNREAD) -> bool:
+        """One election round (`seen`: the lease as the round's LIST read it). Returns whether this replica
+        leads afterwards; never raises on API errors (an unreachable API server leaves the validity it had:
+        it ends at the renew deadline)."""
         was_leader = self.is_leader()
         try:
-            holder = self.lease.try_acquire_or_renew()
+            holder = self.lease.try_acquire_or_renew(seen)
         except ClusterError as exc:
             log.warning("lease round failed", lease=self.lease_name, error=str(exc))
             return self.is_leader()
@@ -105,6 +106,27 @@ class LeaseElector:
         return (live.get("spec") or {}).get("holderIdentity") or ""
 
 
+def read_leases(electors: dict[str, LeaseElector]) -> dict[str, dict | None]:
+    """The leases of `electors` (env -> live Lease, None where there is none) with one LIST per cluster and
+    namespace: a replica below its share looks at every lease it does not hold each round, and a GET each
+    was most of an idle fleet's requests. A namespace that cannot be listed is left out (its electors read
+    their own leases)."""
+    groups: dict[tuple[int, str], dict[str, LeaseElector]] = {}
+    for env, elector in electors.items():
+        groups.setdefault((id(elector.lease.cluster.api_client), elector.lease.namespace), {})[env] = elector
+    seen: dict[str, dict | None] = {}
+    for group in groups.values():
+        first = next(iter(group.values())).lease
+        try:
+            leases = first.cluster.list(LEASE_API, "Lease", first.namespace)
+            live = {lease["metadata"]["name"]: lease for lease in leases}
+        except ClusterError as exc:
+            log.warning("listing leases failed", namespace=first.namespace, error=str(exc))
+            continue
+        seen.update({env: live.get(elector.lease.name) for env, elector in group.items()})
+    return seen
+
+
 class ElectionLoop:
     """Runs election rounds for several electors on one thread and reports leadership changes. With
     `share` (environments -> how many this replica may lead), it takes no more than its share and gives
@@ -137,11 +159,12 @@ class ElectionLoop:
         cap = self._share(len(self._electors)) if self._share else len(self._electors)
         renewing = {env for env, elector in self._electors.items() if elector.is_leader()}
         held = sum(self._renewals.map(lambda env: self._electors[env].try_acquire_or_renew(), sorted(renewing)))
+        seen = read_leases({env: e for env, e in self._electors.items() if env not in renewing}) if held < cap else {}
         for env, elector in self._electors.items():
             if self._stop.is_set():
                 return
             if env not in renewing and held < cap:
-                held += int(elector.try_acquire_or_renew())
+                held += int(elector.try_acquire_or_renew(seen.get(env, UNREAD)))
             if elector.lease.take_lapses() and self._leading[env] and elector.is_leader():
                 self._report(env, False)  # it lapsed (this round, or its renewal, came late) and passes saw that
                 # and stopped: the renewal starts a new term, whose report below requests a pass again

@@ -28,6 +28,8 @@ from reconciler.errors import ClusterError
 from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 
 LEASE_API = "coordination.k8s.io/v1"
+UNREAD: Any = object()
+"""A round's `seen` when nobody read the lease for it: the round reads it."""
 
 
 def micro_time(moment: datetime) -> str:
@@ -93,13 +95,20 @@ class Lease:
         with self._lock:
             return self.observer.clock() < self._valid_until
 
-    def try_acquire_or_renew(self) -> str:
+    def try_acquire_or_renew(self, seen: Any = UNREAD) -> str:
         """One round. '' when this identity holds the lease afterwards; else the live holder's identity.
+        `seen`: the lease as a LIST just read it (None: there is none), used instead of a GET of its own.
+        It is observed when this round runs, a little after the LIST; had the holder renewed in between,
+        the write carries the listed resourceVersion and fails (409), as after any read.
         ApiError other than a lost race, and ClusterError (unreachable), propagate."""
         started = self.observer.clock()
         if self._renew_held(started):
             return ""
-        live = self.previous = self._read()
+        if seen is UNREAD:
+            live = self._read()
+        else:
+            live = self.record = seen
+        self.previous = live
         if live is None:
             ensure_namespace(self.cluster, self.namespace)
             return self._won(started, lambda: self.cluster.create(self._body(None, self.identity, self.duration_s)))

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -387,6 +388,43 @@ def test_an_election_round_renews_the_leases_it_holds_at_once(api_client: client
 
     assert not all_started.broken
     assert loop.held() == sorted(electors)
+    loop.stop(release=True)
+
+
+def test_a_replica_below_its_share_looks_at_the_leases_others_hold_with_one_list_a_round(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """A GET per lease it does not hold, every round, was most of an idle fleet's requests."""
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    names = [f"env{i}" for i in range(4)]
+    for env in names:
+        assert LeaseElector(api_client, f"reconciler-{env}", "replica-1", settings).try_acquire_or_renew()
+    electors = {env: LeaseElector(api_client, f"reconciler-{env}", "replica-0", settings) for env in names}
+    loop = ElectionLoop(electors, settings, lambda env, leading: None, lambda env, payload: None)
+
+    loop.round()
+
+    counts: Counter[str] = Counter()
+    for elector in electors.values():
+        counts.update(elector.lease.cluster.request_counts())
+    del counts["discovery"]  # the first request of a Cluster looks up where Leases are served
+    assert counts == {"list": 1}
+    assert loop.held() == []
+    loop.stop(release=False)
+
+
+def test_a_replica_takes_a_free_lease_it_found_in_the_rounds_list(
+        api_client: client.ApiClient, namespace: str) -> None:
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    other = LeaseElector(api_client, "reconciler-env0", "replica-1", settings)
+    assert other.try_acquire_or_renew()
+    other.release()
+    electors = {env: LeaseElector(api_client, f"reconciler-{env}", "replica-0", settings) for env in ("env0", "env1")}
+    loop = ElectionLoop(electors, settings, lambda env, leading: None, lambda env, payload: None)
+
+    loop.round()
+
+    assert loop.held() == ["env0", "env1"]  # env0 released by its holder, env1 never created before
+    assert {e.lease.record["spec"]["holderIdentity"] for e in electors.values()} == {"replica-0"}
     loop.stop(release=True)
 
 

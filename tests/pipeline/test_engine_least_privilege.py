@@ -4,6 +4,7 @@ may not escalate, bind or read Secrets outside its namespace, and neither may an
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -36,15 +37,32 @@ def _kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.Com
                           check=check, timeout=120)
 
 
-@pytest.fixture()
-def deployed_rbac(kubeconfig: Path, platform_cleanup: PlatformCleanup) -> Iterator[None]:
+@contextlib.contextmanager
+def _rbac_applied(kubeconfig: Path) -> Iterator[None]:
     """The daemon's and the stack accounts' RBAC from deploy/, applied as a user would (after the hf-*
-    namespaces are claimed: stack-accounts.yaml creates them)."""
+    namespaces are claimed: stack-accounts.yaml creates them), and deleted afterwards."""
     for path in RBAC_FILES:
         _kubectl(kubeconfig, "apply", "-f", str(path))
-    yield
-    for path in RBAC_FILES[2:]:
-        _kubectl(kubeconfig, "delete", "--ignore-not-found", "--wait=false", "-f", str(path), check=False)
+    try:
+        yield
+    finally:
+        for path in RBAC_FILES[2:]:
+            _kubectl(kubeconfig, "delete", "--ignore-not-found", "--wait=false", "-f", str(path), check=False)
+
+
+@pytest.fixture()
+def deployed_rbac(kubeconfig: Path, platform_cleanup: PlatformCleanup) -> Iterator[None]:
+    with _rbac_applied(kubeconfig):
+        yield
+
+
+@pytest.fixture(scope="class")
+def rbac_to_ask(kubeconfig: Path, api_client: client.ApiClient) -> Iterator[None]:
+    """deploy/'s RBAC once for a class of tests that only ask the API server what an account may do (they
+    change nothing): applying it and waiting out its namespaces' deletion for each took about 11 s."""
+    PlatformCleanup(api_client).claim_namespaces()
+    with _rbac_applied(kubeconfig):
+        yield
 
 
 def _can(kubeconfig: Path, user: str, *request: str) -> bool:
@@ -62,31 +80,34 @@ def _daemon_client(kubeconfig: Path) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-@pytest.mark.parametrize("user", [DAEMON] + [f"system:serviceaccount:healthflow-system:stack-{s}" for s in STACKS])
-def test_neither_the_daemon_nor_a_stack_account_may_escalate_bind_or_read_secrets_cluster_wide(
-        deployed_rbac: None, kubeconfig: Path, user: str) -> None:
-    assert not _can(kubeconfig, user, "escalate", "clusterroles")
-    assert not _can(kubeconfig, user, "bind", "clusterroles")
-    assert not _can(kubeconfig, user, "get", "secrets", "-n", "kube-system")
-    assert not _can(kubeconfig, user, "list", "secrets", "--all-namespaces")
-    assert not _can(kubeconfig, user, "create", "clusterrolebindings")
-    assert not _can(kubeconfig, user, "impersonate", "users")
+@pytest.mark.xdist_group("platform")  # stack-accounts.yaml creates the hf-* namespaces the platform tests own
+class TestTheDeployedRights:
+    """What deploy/'s RBAC lets each account do, asked with `kubectl auth can-i --as`."""
 
+    @pytest.mark.parametrize("user", [DAEMON] + [f"system:serviceaccount:healthflow-system:stack-{s}"
+                                                 for s in STACKS])
+    def test_neither_the_daemon_nor_a_stack_account_may_escalate_bind_or_read_secrets_cluster_wide(
+            self, rbac_to_ask: None, kubeconfig: Path, user: str) -> None:
+        assert not _can(kubeconfig, user, "escalate", "clusterroles")
+        assert not _can(kubeconfig, user, "bind", "clusterroles")
+        assert not _can(kubeconfig, user, "get", "secrets", "-n", "kube-system")
+        assert not _can(kubeconfig, user, "list", "secrets", "--all-namespaces")
+        assert not _can(kubeconfig, user, "create", "clusterrolebindings")
+        assert not _can(kubeconfig, user, "impersonate", "users")
 
-def test_the_daemon_itself_writes_only_in_its_own_namespace(deployed_rbac: None, kubeconfig: Path) -> None:
-    assert _can(kubeconfig, DAEMON, "patch", "configmaps", "-n", "healthflow-system")
-    assert _can(kubeconfig, DAEMON, "impersonate", "serviceaccounts/stack-gateway", "-n", "healthflow-system")
-    assert not _can(kubeconfig, DAEMON, "patch", "configmaps", "-n", "hf-app")
-    assert not _can(kubeconfig, DAEMON, "list", "pods", "--all-namespaces")
-    assert not _can(kubeconfig, DAEMON, "impersonate", "serviceaccounts/default", "-n", "kube-system")
+    def test_the_daemon_itself_writes_only_in_its_own_namespace(self, rbac_to_ask: None, kubeconfig: Path) -> None:
+        assert _can(kubeconfig, DAEMON, "patch", "configmaps", "-n", "healthflow-system")
+        assert _can(kubeconfig, DAEMON, "impersonate", "serviceaccounts/stack-gateway", "-n", "healthflow-system")
+        assert not _can(kubeconfig, DAEMON, "patch", "configmaps", "-n", "hf-app")
+        assert not _can(kubeconfig, DAEMON, "list", "pods", "--all-namespaces")
+        assert not _can(kubeconfig, DAEMON, "impersonate", "serviceaccounts/default", "-n", "kube-system")
 
-
-def test_a_stack_account_may_write_in_its_own_namespace_only(deployed_rbac: None, kubeconfig: Path) -> None:
-    data = "system:serviceaccount:healthflow-system:stack-data"
-    assert _can(kubeconfig, data, "patch", "statefulsets", "-n", "hf-data")
-    assert _can(kubeconfig, data, "get", "secrets", "-n", "hf-data")
-    assert not _can(kubeconfig, data, "get", "secrets", "-n", "hf-app")
-    assert not _can(kubeconfig, data, "patch", "namespaces/hf-app")
+    def test_a_stack_account_may_write_in_its_own_namespace_only(self, rbac_to_ask: None, kubeconfig: Path) -> None:
+        data = "system:serviceaccount:healthflow-system:stack-data"
+        assert _can(kubeconfig, data, "patch", "statefulsets", "-n", "hf-data")
+        assert _can(kubeconfig, data, "get", "secrets", "-n", "hf-data")
+        assert not _can(kubeconfig, data, "get", "secrets", "-n", "hf-app")
+        assert not _can(kubeconfig, data, "patch", "namespaces/hf-app")
 
 
 @pytest.fixture(params=[False, True], ids=["own-watches", "shared-watches"])
