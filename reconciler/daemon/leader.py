@@ -77,6 +77,12 @@ class LeaseElector:
                 log.info("lease acquired", lease=self.lease_name)
         return not holder
 
+    def observe(self, seen: dict) -> None:
+        """Note a listed lease without trying for it (a replica at its share): should its holder die, this
+        replica knows how long it has been silent once its share grows, instead of starting to count then
+        (which made a SIGKILLed replica's environments wait two lease durations on the replicas at their share)."""
+        self.lease.observer.observe(seen)
+
     def _collect_sync_request(self) -> None:
         """A sync request annotated on the lease before this renewal (the renewal's write clears it)."""
         annotations = ((self.lease.previous or {}).get("metadata") or {}).get("annotations") or {}
@@ -159,12 +165,14 @@ class ElectionLoop:
         cap = self._share(len(self._electors)) if self._share else len(self._electors)
         renewing = {env for env, elector in self._electors.items() if elector.is_leader()}
         held = sum(self._renewals.map(lambda env: self._electors[env].try_acquire_or_renew(), sorted(renewing)))
-        seen = read_leases({env: e for env, e in self._electors.items() if env not in renewing}) if held < cap else {}
+        seen = read_leases({env: e for env, e in self._electors.items() if env not in renewing})
         for env, elector in self._electors.items():
             if self._stop.is_set():
                 return
             if env not in renewing and held < cap:
                 held += int(elector.try_acquire_or_renew(seen.get(env, UNREAD)))
+            elif env not in renewing and seen.get(env):
+                elector.observe(seen[env])
             if elector.lease.take_lapses() and self._leading[env] and elector.is_leader():
                 self._report(env, False)  # it lapsed (this round, or its renewal, came late) and passes saw that
                 # and stopped: the renewal starts a new term, whose report below requests a pass again

@@ -412,6 +412,26 @@ def test_a_replica_below_its_share_looks_at_the_leases_others_hold_with_one_list
     loop.stop(release=False)
 
 
+def test_a_replica_at_its_share_keeps_watching_the_other_leases_and_takes_a_dead_holders_at_once_when_it_may(
+        api_client: client.ApiClient, namespace: str) -> None:
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    assert LeaseElector(api_client, "reconciler-env0", "replica-1", settings).try_acquire_or_renew()  # then dies
+    share = [0]
+    elector = LeaseElector(api_client, "reconciler-env0", "replica-0", settings)
+    loop = ElectionLoop({"env0": elector}, settings, lambda env, leading: None, lambda env, payload: None,
+                        share=lambda environments: share[0])
+    started = time.monotonic()
+    loop.round()
+    wait_for(lambda: loop.round() or time.monotonic() - started > FAST_LEASE["lease_duration_s"] + 0.5,
+             timeout_s=10, what="rounds at the share for longer than a lease duration")
+
+    share[0] = 1
+    loop.round()
+
+    assert loop.held() == ["env0"]  # without watching, it would start counting the lease's silence only now
+    loop.stop(release=True)
+
+
 def test_a_replica_takes_a_free_lease_it_found_in_the_rounds_list(
         api_client: client.ApiClient, namespace: str) -> None:
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
