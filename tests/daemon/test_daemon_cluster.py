@@ -412,7 +412,7 @@ def test_a_replica_below_its_share_looks_at_the_leases_others_hold_with_one_list
     loop.stop(release=False)
 
 
-def test_a_replica_at_its_share_keeps_watching_the_other_leases_and_takes_a_dead_holders_at_once_when_it_may(
+def test_a_replica_at_its_share_keeps_watching_other_leases_and_takes_a_dead_holders_when_it_may(
         api_client: client.ApiClient, namespace: str) -> None:
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
     assert LeaseElector(api_client, "reconciler-env0", "replica-1", settings).try_acquire_or_renew()  # then dies
