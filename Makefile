@@ -18,7 +18,7 @@ DEMO_KUBECONFIG = $${KUBECONFIG:-$(CURDIR)/.devcluster/kubeconfig}
 
 UI_VENDOR := reconciler/daemon/static/vendor
 
-.PHONY: help venv tools ui system-deps build cluster-up cluster-down cluster-status test demo daemon clean
+.PHONY: help venv bytecode tools ui system-deps build cluster-up cluster-down cluster-status test demo daemon clean
 
 help:
 	@echo "make demo          start the local control plane (unless KUBECONFIG is set) and sync the $(ENV) platform"
@@ -36,12 +36,19 @@ $(UV):
 	@echo "installing uv $(UV_VERSION) into $(UV_HOME) (once)"
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(UV_HOME) uv==$(UV_VERSION)
 
+# Bytecode is compiled here, once, because nothing else writes it where PYTHONDONTWRITEBYTECODE is set
+# (as on this machine): every `python` start then compiled its imports from source, 1.3 s of CPU for
+# `reconciler --help` and 2.0 s for a `reconciler plan` (0.5 s and 0.8 s compiled).
 $(INSTALLED): pyproject.toml | $(UV)
 	$(UV) venv --quiet --seed --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip install --quiet --python $(PY) -e '.[test]'
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -e '.[test]'
 	touch $@
 
-venv: $(INSTALLED)
+# Our own sources change with every commit: compileall rewrites only what changed (0.3 s when nothing did).
+bytecode: $(INSTALLED)
+	@$(PY) -m compileall -q -j 0 reconciler devcluster tests bench >/dev/null
+
+venv: $(INSTALLED) bytecode
 
 # The status page's front-end packages (ui/package.json, pinned by ui/package-lock.json), from the npm
 # registry into the Python package's static/vendor; the npm cache lives outside the clone.
