@@ -91,7 +91,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--leader-election", action="store_true", default=_flag(_env("LEADER_ELECTION")),
                    help="hold a Lease per environment before applying (RECONCILER_LEADER_ELECTION)")
     g.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "healthflow-system"))
-    g.add_argument("--lease-duration", type=_duration, default=_duration(_env("LEASE_DURATION", "15s")))
+    g.add_argument("--lease-duration", type=_duration, default=_duration(_env("LEASE_DURATION", "15s")),
+                   help="how long a Lease lasts once its holder stops renewing: the election's and, with or "
+                        "without --leader-election, each environment's writer lease (RECONCILER_LEASE_DURATION)")
     g.add_argument("--renew-deadline", type=_duration, default=_duration(_env("RENEW_DEADLINE", "10s")))
     g.add_argument("--retry-period", type=_duration, default=_duration(_env("RETRY_PERIOD", "2s")))
     g.add_argument("--identity", default=_env("IDENTITY") or os.environ.get("POD_NAME"),
@@ -205,7 +207,7 @@ def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     notifier = Notifier(_sinks(args, holder, settings.identity), metrics, dedup_window_s=args.alert_dedup_window,
                         windows={AlertKind.DRIFT_DETECTED: args.drift_reminder_interval},
                         retry=RetryPolicy(attempts=max(1, args.alert_retries)))
-    daemon = Daemon(envs, default_engine_factory(args.cache_dir, args.kubeconfig, args.context),
+    daemon = Daemon(envs, default_engine_factory(args.cache_dir, args.kubeconfig, args.context, args.lease_duration),
                     settings=settings, metrics=metrics, notifier=notifier)
     holder.append(daemon)
     secrets = ServerSecrets(read_secret("API_TOKEN"), read_secret("GITHUB_WEBHOOK_SECRET"),

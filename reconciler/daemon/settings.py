@@ -41,12 +41,13 @@ SOURCES_DIR = ".sources"
 
 
 def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
-                           context: str | None = None) -> EngineFactory:
+                           context: str | None = None, writer_lease_s: float = 15.0) -> EngineFactory:
     """Real engines, one cache folder per environment (renders, keys), one Git mirror and set of exported
     trees per repository (environments following one repository fetch and export a commit once, under the
     source's file locks), and one API client and one watch hub per cluster they name: environments on one
     cluster share its connection pool and its watches (kube.sharedwatch). None of them grows with the
-    number of environments."""
+    number of environments. `writer_lease_s`: how long an environment's writer lease lasts once this
+    process stops renewing it."""
     shared: dict[tuple[Path | None, str | None, bool], tuple[Any, Any]] = {}
 
     def shared_client(env: Any) -> tuple[Any, Any]:
@@ -69,7 +70,8 @@ def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
         from reconciler.pipeline.engine import Engine as RealEngine, WriterOptions
 
         writer = WriterOptions(name="reconciler daemon", wait_s=None,  # a daemon pass queues behind any other writer
-                               on_wait=lambda holder: log.info("waiting for the writer lease", env=env.name, holder=holder))
+                               on_wait=lambda holder: log.info("waiting for the writer lease", env=env.name, holder=holder),
+                               lease_s=writer_lease_s)
         api_client, hub = shared_client(env)
         return RealEngine(env, cache_dir=cache_dir / env.name, kubeconfig=kubeconfig, context=context,
                           api_client=api_client, writer=writer, watch_hub=hub, source_dir=cache_dir / SOURCES_DIR)

@@ -116,10 +116,13 @@ class RenderMemo:
 
 @dataclass(frozen=True)
 class WriterOptions:
-    """Who writes (named in the lease, so a second writer is told), and how long it queues behind another."""
+    """Who writes (named in the lease, so a second writer is told), how long it queues behind another, and
+    how long its lease outlives it if it dies (the daemon's --lease-duration: a replica killed mid-pass
+    holds its environments up no longer than its election Leases do)."""
     name: str = "reconciler"
     wait_s: float | None = 0.0  # None: wait as long as it takes
     on_wait: Callable[[str], None] | None = None  # told the holder's identity once, when waiting starts
+    lease_s: float = 15.0
 
 
 class EngineView(Protocol):

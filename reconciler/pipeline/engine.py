@@ -165,7 +165,8 @@ class Engine:
         passes, so taking it again after giving it up is one write."""
         if self._writer_lease is None:
             identity = f"{self.writer.name} on {socket.gethostname()} pid {os.getpid()}"
-            self._writer_lease = WriterLease(self.cluster, SYSTEM_NAMESPACE, f"writer-{self.env.name}", identity)
+            self._writer_lease = WriterLease(self.cluster, SYSTEM_NAMESPACE, f"writer-{self.env.name}", identity,
+                                             duration_s=self.writer.lease_s)
         return self._writer_lease
 
     # --- drift and status -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 import requests
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -625,6 +625,25 @@ def test_sigterm_stops_the_daemon_cleanly_and_releases_its_lease(tmp_path: Path,
     env_name = load_environment(env_file).name
     lease = client.CoordinationV1Api(api_client).read_namespaced_lease(f"reconciler-{env_name}", namespace)
     assert not lease.spec.holder_identity
+
+
+def test_a_daemons_writer_lease_lasts_its_lease_duration_so_a_killed_daemon_holds_writes_up_no_longer(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path,
+        processes: list[subprocess.Popen]) -> None:
+    env_file = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h")
+    name = f"writer-{load_environment(env_file).name}"
+    leases = client.CoordinationV1Api(api_client)
+    selector = f"metadata.name={name}"
+    since = leases.list_namespaced_lease("healthflow-system", field_selector=selector).metadata.resource_version
+    stream = watch.Watch().stream(leases.list_namespaced_lease, "healthflow-system", field_selector=selector,
+                                  resource_version=since, timeout_seconds=90)  # every write from now on
+    processes.append(_start_daemon(tmp_path, "solo", env_file, kubeconfig, namespace, free_port()))
+
+    held = next((event["object"] for event in stream if event["object"].spec.holder_identity), None)
+
+    assert held is not None, "the daemon never took its writer lease"
+    assert held.spec.holder_identity.startswith("reconciler daemon")
+    assert held.spec.lease_duration_seconds == 4  # --lease-duration 4s, not the 15 s default
 
 
 def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
