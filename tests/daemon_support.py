@@ -40,11 +40,13 @@ def free_port() -> int:
 
 
 def start_daemon(tmp_path: Path, env_file: Path, kubeconfig: Path, port: int, name: str) -> subprocess.Popen:
-    """`reconciler run` as its own process on 127.0.0.1:`port` (log in tmp_path/<name>.log), as a user starts it."""
+    """`reconciler run` as its own process on 127.0.0.1:`port` (log in tmp_path/<name>.log), as a user starts it;
+    its writer lease lasts 6 s, so the next start after a SIGKILL waits that long, not the default 15 s."""
     log = open(tmp_path / f"{name}.log", "w")
     return subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--environments", str(env_file),
                              "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache"),
-                             "--kubeconfig", str(kubeconfig), "--no-kubernetes-events", "--log-format", "json"],
+                             "--kubeconfig", str(kubeconfig), "--no-kubernetes-events", "--log-format", "json",
+                             "--lease-duration", "6s"],
                             stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -16,7 +16,7 @@ from helpers import wait_for
 
 pytestmark = pytest.mark.cluster
 
-OBJECTS = 1000
+OBJECTS = 400
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def big_env(tmp_path: Path, namespace: str) -> Path:
     repo.write("stacks/app/objects.yaml", yaml.safe_dump_all(
         [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i:03d}", "namespace": namespace},
           "data": {"v": str(i)}} for i in range(OBJECTS)]))
-    repo.commit_and_push("a thousand objects")
+    repo.commit_and_push(f"{OBJECTS} objects")
     return write_env(tmp_path / "env.yaml", repo, [("app", [])])
 
 

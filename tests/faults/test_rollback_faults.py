@@ -18,7 +18,7 @@ from helpers import wait_for
 
 pytestmark = pytest.mark.cluster
 
-OBJECTS = 400
+OBJECTS = 200
 
 
 def _write(repo: GitRepo, namespace: str, version: str, schedulable: bool) -> None:
