@@ -68,8 +68,7 @@ class LeaseObserver:
         unchanged_for = self.observe(lease)
         if not holder or holder == identity:
             return ""
-        duration = float((lease.get("spec") or {}).get("leaseDurationSeconds") or 0)
-        return holder if unchanged_for < duration else ""
+        return holder if unchanged_for < _lease_duration(lease) else ""
 
 
 class Lease:
@@ -206,6 +205,11 @@ def renewed_ago(lease: dict | None) -> float | None:
     return (datetime.now(timezone.utc) - datetime.fromisoformat(text.replace("Z", "+00:00"))).total_seconds()
 
 
+def _lease_duration(lease: dict | None) -> float:
+    """The holder's lease duration as its record states it (0 when it states none)."""
+    return float(((lease or {}).get("spec") or {}).get("leaseDurationSeconds") or 0)
+
+
 class LeaseHeld(ClusterError):
     """Another writer holds the environment's writer lease."""
 
@@ -236,7 +240,8 @@ class WriterLease:
                 should_stop: Callable[[], bool] = lambda: False, poll_s: float = 1.0) -> None:
         """Take the lease; wait up to `wait_s` seconds (None: as long as it takes) while another writer holds
         it. A holder that stopped renewing (its record unchanged while we watch) is waited out for one
-        lease duration whatever `wait_s` says: that is how long its lease lasts."""
+        lease duration whatever `wait_s` says: its own (the record's leaseDurationSeconds, a daemon's
+        --lease-duration), which is how long its lease lasts."""
         start = time.monotonic()
         deadline = None if wait_s is None else start + wait_s
         told = False
@@ -245,9 +250,10 @@ class WriterLease:
             if not holder:
                 break
             ago = renewed_ago(self.lease.record)
+            lasts = _lease_duration(self.lease.record) or self.duration_s
             limit = deadline
-            if limit is not None and ago is not None and ago > self.duration_s:  # looks abandoned: wait it out
-                limit = max(limit, start + self.duration_s + 2 * poll_s)
+            if limit is not None and ago is not None and ago > lasts:  # looks abandoned: wait it out
+                limit = max(limit, start + lasts + 2 * poll_s)
             if should_stop() or (limit is not None and time.monotonic() >= limit):
                 raise LeaseHeld(self.where, holder, ago)
             if on_wait is not None and not told:

@@ -91,7 +91,7 @@ def test_a_sync_whose_clock_runs_a_minute_fast_does_not_take_the_writer_lease_fr
     env_file = write_env(tmp_path / "env.yaml", repo, [("app", [])], interval="1h")
     env = load_environment(env_file)
     holder = WriterLease(Cluster(config.new_client_from_config(config_file=str(kubeconfig))), "healthflow-system",
-                         f"writer-{env.name}", "steady writer")
+                         f"writer-{env.name}", "steady writer", duration_s=5.0)  # the sync waits one out
     command = [sys.executable, "-m", "reconciler", "sync", "-e", str(env_file), "--cache-dir", str(tmp_path / "cache"),
                "--kubeconfig", str(kubeconfig)]
     # A plan first, on the real clock, fills the Git mirror and the render cache: libfaketime breaks the timed
