@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from devcluster.cluster import restart_apiserver
+from devcluster.cluster import START_ORDER, ClusterState, restart_apiserver
 from helpers import wait_for
 import private_cluster
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
@@ -51,3 +51,11 @@ def test_the_live_cache_survives_an_api_server_restart(kubeconfig: Path, namespa
         wait_for(lambda: cached() == "after-the-restart", timeout_s=120, what="the edit to reach the cache")
     finally:
         cache.stop()
+
+
+def test_a_restarted_api_server_keeps_its_place_in_the_stop_order(kubeconfig: Path) -> None:
+    """`down` stops in reverse start order: an API server restarted to the end of the list was stopped before
+    the components that talk to it, which then hung on SIGTERM until the 15 s SIGKILL."""
+    restart_apiserver(kubeconfig.parent)
+
+    assert [c.name for c in ClusterState.load(kubeconfig.parent).components] == list(START_ORDER)
