@@ -112,35 +112,52 @@ class LeaseElector:
         return (live.get("spec") or {}).get("holderIdentity") or ""
 
 
-def read_leases(electors: dict[str, LeaseElector]) -> dict[str, dict | None]:
-    """The leases of `electors` (env -> live Lease, None where there is none) with one LIST per cluster and
-    namespace: every round looks at each lease this replica does not hold, and a GET each was half of the
-    idle requests of 31 environments over 3 replicas. A namespace that cannot be listed is left out (its
-    electors read their own leases)."""
-    groups: dict[tuple[int, str], dict[str, LeaseElector]] = {}
-    for env, elector in electors.items():
-        groups.setdefault((id(elector.lease.cluster.api_client), elector.lease.namespace), {})[env] = elector
-    seen: dict[str, dict | None] = {}
-    for group in groups.values():
-        first = next(iter(group.values())).lease
-        try:
-            leases = first.cluster.list(LEASE_API, "Lease", first.namespace)
-            live = {lease["metadata"]["name"]: lease for lease in leases}
-        except ClusterError as exc:
-            log.warning("listing leases failed", namespace=first.namespace, error=str(exc))
+Listings = dict[tuple[int, str], list[dict]]
+"""A round's LISTs of Leases, by (id of the API client, namespace): what `listing_key` names."""
+
+
+def listing_key(api_client: Any, namespace: str) -> tuple[int, str]:
+    return id(api_client), namespace
+
+
+def list_leases(electors: dict[str, LeaseElector]) -> Listings:
+    """One LIST per cluster and namespace of `electors`: every round looks at each lease this replica does
+    not hold, and a GET each was half of the idle requests of 31 environments over 3 replicas. A namespace
+    that cannot be listed is left out (its electors read their own leases)."""
+    listings: Listings = {}
+    for elector in electors.values():
+        lease = elector.lease
+        key = listing_key(lease.cluster.api_client, lease.namespace)
+        if key in listings:
             continue
-        seen.update({env: live.get(elector.lease.name) for env, elector in group.items()})
+        try:
+            listings[key] = lease.cluster.list(LEASE_API, "Lease", lease.namespace)
+        except ClusterError as exc:
+            log.warning("listing leases failed", namespace=lease.namespace, error=str(exc))
+    return listings
+
+
+def read_leases(electors: dict[str, LeaseElector], listings: Listings | None = None) -> dict[str, dict | None]:
+    """The leases of `electors` (env -> live Lease, None where there is none) from `listings` (by default,
+    listed now); electors whose namespace was not listed are left out."""
+    listings = list_leases(electors) if listings is None else listings
+    by_name = {key: {lease["metadata"]["name"]: lease for lease in leases} for key, leases in listings.items()}
+    seen: dict[str, dict | None] = {}
+    for env, elector in electors.items():
+        live = by_name.get(listing_key(elector.lease.cluster.api_client, elector.lease.namespace))
+        if live is not None:
+            seen[env] = live.get(elector.lease.name)
     return seen
 
 
 class ElectionLoop:
     """Runs election rounds for several electors on one thread and reports leadership changes. With
-    `share` (environments -> how many this replica may lead), it takes no more than its share and gives
-    up what is over it (see daemon/members.py)."""
+    `share` (environments and the round's lease listings -> how many this replica may lead), it takes no
+    more than its share and gives up what is over it (see daemon/members.py)."""
 
     def __init__(self, electors: dict[str, LeaseElector], settings: LeaseSettings,
                  on_change: Callable[[str, bool], None], on_request: Callable[[str, str], None],
-                 share: Callable[[int], int] | None = None) -> None:
+                 share: Callable[[int, Listings], int] | None = None) -> None:
         self._electors = electors
         self._settings = settings
         self._on_change = on_change
@@ -161,11 +178,14 @@ class ElectionLoop:
 
     def round(self) -> None:
         """Renew the leases held, all at once (one after another, a replica leading dozens of environments
-        on a loaded machine came past the renew deadline and lost them), then try the others up to the share."""
-        cap = self._share(len(self._electors)) if self._share else len(self._electors)
+        on a loaded machine came past the renew deadline and lost them), then try the others up to the share.
+        The leases not held are listed first: the share counts the replicas alive from the same LIST."""
         renewing = {env for env, elector in self._electors.items() if elector.is_leader()}
+        others = {env: e for env, e in self._electors.items() if env not in renewing}
+        listings = list_leases(others)
+        cap = self._share(len(self._electors), listings) if self._share else len(self._electors)
         held = sum(self._renewals.map(lambda env: self._electors[env].try_acquire_or_renew(), sorted(renewing)))
-        seen = read_leases({env: e for env, e in self._electors.items() if env not in renewing})
+        seen = read_leases(others, listings)
         for env, elector in self._electors.items():
             if self._stop.is_set():
                 return

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from reconciler.daemon.leader import LeaseElector, LeaseSettings
+from reconciler.daemon.leader import LeaseElector, LeaseSettings, Listings, listing_key
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import LEASE_API, LeaseObserver
@@ -29,21 +29,23 @@ def member_lease_name(prefix: str, identity: str) -> str:
 
 class Membership:
     def __init__(self, api_client: Any, identity: str, settings: LeaseSettings) -> None:
-        self._cluster = Cluster(api_client)
+        self.cluster = Cluster(api_client)
         self._observer = LeaseObserver()  # other replicas' presence judged on our clock, as every lease
         self._settings = settings
         self._prefix = f"{settings.name_prefix}member-"
         self.presence = LeaseElector(api_client, member_lease_name(settings.name_prefix, identity), identity, settings)
 
-    def share(self, environments: int) -> int:
-        """Renew this replica's presence and return how many environments it may lead now."""
+    def share(self, environments: int, listings: Listings | None = None) -> int:
+        """Renew this replica's presence and return how many environments it may lead now. `listings`: the
+        election round's LISTs; the presence Leases are counted from it when it holds their namespace."""
         self.presence.try_acquire_or_renew()
-        return math.ceil(environments / max(1, self.alive()))
+        return math.ceil(environments / max(1, self.alive(listings)))
 
-    def alive(self) -> int:
+    def alive(self, listings: Listings | None = None) -> int:
         """Replicas whose presence Lease is held and not expired (this one counts itself regardless)."""
+        leases = (listings or {}).get(listing_key(self.cluster.api_client, self._settings.namespace))
         try:
-            leases = self._cluster.list(LEASE_API, "Lease", self._settings.namespace)
+            leases = self.cluster.list(LEASE_API, "Lease", self._settings.namespace) if leases is None else leases
         except ClusterError as exc:
             log.warning("counting replicas failed", error=str(exc))
             return 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.errors import ClusterError
-from reconciler.kube.cluster import ApiError, Cluster
+from reconciler.kube.cluster import ApiError, Cluster, UnknownKind
 from reconciler.objects import ObjectId, group_of
 
 _NOT_SCANNED = {("v1", "Event"), ("events.k8s.io/v1", "Event")}  # never applied by anyone's Git
@@ -76,6 +76,8 @@ def _labelled_items(cluster: Cluster, api_version: str, kind: str, namespaced: b
                     namespaces: set[str]) -> list[list[dict]]:
     try:
         return [cluster.list_with_version(api_version, kind, None, selector)[0]]
+    except UnknownKind:
+        return []  # its CRD was removed after `kinds` was read (another environment's, mid-scan): nothing left
     except ApiError as exc:
         if exc.status == 404 or exc.status == 403 and not namespaced:
             return []  # gone, or forbidden: this kind cannot hold anything this account could prune either

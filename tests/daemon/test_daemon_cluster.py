@@ -413,6 +413,27 @@ def test_a_replica_below_its_share_looks_at_the_leases_others_hold_with_one_list
     loop.stop(release=False)
 
 
+def test_an_election_round_counts_the_replicas_alive_from_the_list_it_reads_the_leases_with(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """The presence Leases live beside the environments' Leases: counting them with a LIST of their own
+    listed the same namespace twice a round."""
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    names = [f"env{i}" for i in range(4)]
+    for env in names:
+        assert LeaseElector(api_client, f"reconciler-{env}", "replica-1", settings).try_acquire_or_renew()
+    assert Membership(api_client, "replica-1", settings).share(len(names)) == 4  # alone so far
+    members = Membership(api_client, "replica-0", settings)
+    electors = {env: LeaseElector(api_client, f"reconciler-{env}", "replica-0", settings) for env in names}
+    loop = ElectionLoop(electors, settings, lambda env, leading: None, lambda env, payload: None, share=members.share)
+
+    loop.round()
+
+    clusters = [*(e.lease.cluster for e in electors.values()), members.cluster, members.presence.lease.cluster]
+    assert sum(c.request_counts().get("list", 0) for c in clusters) == 1
+    assert loop.held() == [] and members.alive() == 2  # replica-1 is alive and holds them all
+    loop.stop(release=False)
+
+
 def test_a_replica_at_its_share_keeps_watching_other_leases_and_takes_a_dead_holders_when_it_may(
         api_client: client.ApiClient, namespace: str) -> None:
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
@@ -420,7 +441,7 @@ def test_a_replica_at_its_share_keeps_watching_other_leases_and_takes_a_dead_hol
     share = [0]
     elector = LeaseElector(api_client, "reconciler-env0", "replica-0", settings)
     loop = ElectionLoop({"env0": elector}, settings, lambda env, leading: None, lambda env, payload: None,
-                        share=lambda environments: share[0])
+                        share=lambda environments, listings: share[0])
     started = time.monotonic()
     loop.round()
     wait_for(lambda: loop.round() or time.monotonic() - started > FAST_LEASE["lease_duration_s"] + 0.5,
