@@ -83,7 +83,7 @@ class PlatformCleanup:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-        for name in self.namespaces:
+                continue
             self._hurry(name)
         wait_until_empty(lambda: [n for n in self.namespaces if namespace_exists(self.core, n)],
                          timeout_s=300, what="the platform namespaces to be deleted")

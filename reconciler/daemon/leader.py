@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
-from reconciler.kube.lease import LEASE_API, UNREAD, Lease, LeaseObserver
+from reconciler.kube.lease import DEFAULT_DURATION_S, LEASE_API, UNREAD, Lease, LeaseObserver
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.leader")
@@ -34,7 +34,7 @@ RENEWALS_IN_FLIGHT = 8
 @dataclass(frozen=True)
 class LeaseSettings:
     namespace: str = "healthflow-system"
-    lease_duration_s: float = 15.0
+    lease_duration_s: float = DEFAULT_DURATION_S
     renew_deadline_s: float = 10.0
     retry_period_s: float = 2.0
     name_prefix: str = "reconciler-"
@@ -137,10 +137,9 @@ def list_leases(electors: dict[str, LeaseElector]) -> Listings:
     return listings
 
 
-def read_leases(electors: dict[str, LeaseElector], listings: Listings | None = None) -> dict[str, dict | None]:
-    """The leases of `electors` (env -> live Lease, None where there is none) from `listings` (by default,
-    listed now); electors whose namespace was not listed are left out."""
-    listings = list_leases(electors) if listings is None else listings
+def read_leases(electors: dict[str, LeaseElector], listings: Listings) -> dict[str, dict | None]:
+    """The leases of `electors` (env -> live Lease, None where there is none) in the round's `listings`
+    (`list_leases`); electors whose namespace was not listed are left out."""
     by_name = {key: {lease["metadata"]["name"]: lease for lease in leases} for key, leases in listings.items()}
     seen: dict[str, dict | None] = {}
     for env, elector in electors.items():

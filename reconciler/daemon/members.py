@@ -44,11 +44,12 @@ class Membership:
     def alive(self, listings: Listings | None = None) -> int:
         """Replicas whose presence Lease is held and not expired (this one counts itself regardless)."""
         leases = (listings or {}).get(listing_key(self.cluster.api_client, self._settings.namespace))
-        try:
-            leases = self.cluster.list(LEASE_API, "Lease", self._settings.namespace) if leases is None else leases
-        except ClusterError as exc:
-            log.warning("counting replicas failed", error=str(exc))
-            return 1
+        if leases is None:  # the round listed no Lease of this namespace on this cluster
+            try:
+                leases = self.cluster.list(LEASE_API, "Lease", self._settings.namespace)
+            except ClusterError as exc:
+                log.warning("counting replicas failed", error=str(exc))
+                return 1
         others = {self._observer.held_by(lease, self.presence.identity) for lease in leases
                   if lease["metadata"]["name"].startswith(self._prefix)}
         return 1 + len(others - {""})

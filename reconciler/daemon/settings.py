@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from reconciler.daemon.leader import LeaseSettings
+from reconciler.kube.lease import DEFAULT_DURATION_S
 from reconciler.logs import get_logger
 from reconciler.results import DriftReport, PassResult
 
@@ -41,7 +42,7 @@ SOURCES_DIR = ".sources"
 
 
 def default_engine_factory(cache_dir: Path, kubeconfig: Path | None = None,
-                           context: str | None = None, writer_lease_s: float = 15.0) -> EngineFactory:
+                           context: str | None = None, writer_lease_s: float = DEFAULT_DURATION_S) -> EngineFactory:
     """Real engines, one cache folder per environment (renders, keys), one Git mirror and set of exported
     trees per repository (environments following one repository fetch and export a commit once, under the
     source's file locks), and one API client and one watch hub per cluster they name: environments on one

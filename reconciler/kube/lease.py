@@ -28,6 +28,8 @@ from reconciler.errors import ClusterError
 from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 
 LEASE_API = "coordination.k8s.io/v1"
+DEFAULT_DURATION_S = 15.0
+"""How long a Lease outlives a holder that stopped renewing, unless told otherwise (client-go's default)."""
 UNREAD: Any = object()
 """A round's `seen` when nobody read the lease for it: the round reads it."""
 
@@ -74,7 +76,8 @@ class LeaseObserver:
 class Lease:
     """One Lease object, as one identity: rounds of acquire-or-renew, validity, release."""
 
-    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, *, duration_s: float = 15.0,
+    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, *,
+                 duration_s: float = DEFAULT_DURATION_S,
                  renew_deadline_s: float | None = None, observer: LeaseObserver | None = None) -> None:
         self.cluster, self.namespace, self.name, self.identity = cluster, namespace, name, identity
         self.duration_s = duration_s
@@ -224,7 +227,8 @@ class WriterLease:
     """An environment's writer lease: `acquire()` before the first write, `release()` after the last;
     `lost()` turns true once the holder can no longer be sure it holds it (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, duration_s: float = 15.0,
+    def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str,
+                 duration_s: float = DEFAULT_DURATION_S,
                  observer: LeaseObserver | None = None) -> None:
         self.lease = Lease(cluster, namespace, name, identity, duration_s=duration_s, observer=observer)
         self.identity, self.duration_s = identity, duration_s

@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Protocol
 
 from reconciler.config import EnvironmentConfig
 from reconciler.kube.cluster import Cluster, impersonating
-from reconciler.kube.lease import WriterLease
+from reconciler.kube.lease import DEFAULT_DURATION_S, WriterLease
 from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject
 from reconciler.pipeline import ownership
@@ -122,7 +122,7 @@ class WriterOptions:
     name: str = "reconciler"
     wait_s: float | None = 0.0  # None: wait as long as it takes
     on_wait: Callable[[str], None] | None = None  # told the holder's identity once, when waiting starts
-    lease_s: float = 15.0
+    lease_s: float = DEFAULT_DURATION_S
 
 
 class EngineView(Protocol):
