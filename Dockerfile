@@ -2,14 +2,16 @@
 # Build: docker build -t healthflow-reconciler .
 
 # kustomize built from source through the Go module proxy (no prebuilt binary downloads).
-# helm (Helm charts through kustomize) and sops (encrypted Secrets) are built from the pinned wrapper
-# modules in devcluster/gotools, the same pins `make build` uses.
+# helm (Helm charts through kustomize), sops (encrypted Secrets) and kustomize-worker (the same kustomize's
+# build in a long-lived process) are built from the pinned wrapper modules in devcluster/gotools, the
+# same pins `make build` uses.
 FROM golang:1.26-bookworm AS kustomize
 ARG KUSTOMIZE_VERSION=v5.5.0
 RUN CGO_ENABLED=0 GOBIN=/out go install sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}
 COPY devcluster/gotools /gotools
 RUN cd /gotools/helm && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/helm helm.sh/helm/v3/cmd/helm \
- && cd /gotools/sops && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/sops github.com/getsops/sops/v3/cmd/sops
+ && cd /gotools/sops && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/sops github.com/getsops/sops/v3/cmd/sops \
+ && cd /gotools/kustomize-worker && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/kustomize-worker .
 
 # The status page's front-end packages, pinned by ui/package-lock.json (what `make ui` installs).
 FROM node:22-bookworm-slim AS ui
@@ -20,7 +22,7 @@ FROM python:3.12-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates gnupg \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=kustomize /out/kustomize /out/helm /out/sops /usr/local/bin/
+COPY --from=kustomize /out/kustomize /out/kustomize-worker /out/helm /out/sops /usr/local/bin/
 
 RUN groupadd --system --gid 10001 reconciler \
  && useradd --system --uid 10001 --gid reconciler --home-dir /home/reconciler --create-home reconciler \

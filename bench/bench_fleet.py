@@ -52,6 +52,7 @@ import yaml  # noqa: E402
 
 from fleet_flux import FleetFlux, percentiles  # noqa: E402
 from reconciler.daemon.webhooks import github_signature  # noqa: E402
+from reconciler.pipeline.kustomize_workers import KustomizeWorkers  # noqa: E402
 from reconciler.pipeline.render import kustomize_command  # noqa: E402
 
 SECRET = "bench-fleet"
@@ -157,17 +158,38 @@ class Report:
         return "\n".join([self.title, "", "| measurement | result |", "|---|---|", *self.rows])
 
 
+def _stat_ticks(pid: int) -> tuple[int, int]:
+    """(its own CPU ticks, those of the children it has waited for); (0, 0) for a process gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _live_children(pid: int) -> list[int]:
+    try:
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def renderer() -> str:
+    workers = KustomizeWorkers.installed()
+    if workers:
+        return f"its build command run in kustomize workers, {workers.binary}"
+    return f"{shutil.which(kustomize_command()[0])}, a process per build: `make tools` installs the kustomize workers"
+
+
 def cpu_seconds(pids: list[int]) -> tuple[float, float, float]:
-    """CPU seconds so far: of the processes themselves, of the children they have waited for (kustomize,
-    git), and of the whole machine (every core's busy time). A process gone since counts nothing."""
+    """CPU seconds so far: of the processes themselves, of their children (kustomize workers, git: those
+    running and those waited for), and of the whole machine (every core's busy time). A process gone
+    since counts nothing."""
     ticks = os.sysconf("SC_CLK_TCK")
     own = children = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        own, children = own + int(fields[11]) + int(fields[12]), children + int(fields[13]) + int(fields[14])
+        mine, waited = _stat_ticks(pid)
+        own, children = own + mine, children + waited + sum(sum(_stat_ticks(c)) for c in _live_children(pid))
     busy = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return own / ticks, children / ticks, (sum(busy) - busy[3] - busy[4]) / ticks  # less idle and iowait
 
@@ -383,7 +405,7 @@ def main() -> int:
                      for kc in kubeconfigs}
         report = Report(f"fleet, {date.today()}, {platform.machine()} {os.cpu_count()} cores, {len(kubeconfigs)} "
                         f"clusters, {args.replicas} replicas; the daemons render with `{' '.join(kustomize_command())}` "
-                        f"({shutil.which(kustomize_command()[0])}: `make tools` puts the pinned kustomize first on PATH)")
+                        f"({renderer()})")
         run_ours(Path(tmp), kubeconfigs, args, api_ports, report)
         if not args.no_flux:
             run_flux(Path(tmp), kubeconfigs, args, report)

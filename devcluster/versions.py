@@ -43,7 +43,8 @@ BINARIES: tuple[Binary, ...] = (
     Binary("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler"),
 )
 
-# Tools a feature needs at render time (Helm charts through kustomize, SOPS decryption, age keys).
+# Tools a feature needs at render time (Helm charts through kustomize, SOPS decryption, age keys, kustomize
+# builds without a process start per stack).
 # They live in their own wrapper modules and cache key, so adding or bumping one never rebuilds
 # the control plane.
 TOOL_BINARIES: tuple[Binary, ...] = (
@@ -51,6 +52,8 @@ TOOL_BINARIES: tuple[Binary, ...] = (
     Binary("sops", "sops", "github.com/getsops/sops/v3/cmd/sops"),
     Binary("age", "age", "filippo.io/age/cmd/age"),
     Binary("age-keygen", "age", "filippo.io/age/cmd/age-keygen"),
+    # the kustomize CLI's build command in a long-lived process (reconciler.pipeline.kustomize_workers)
+    Binary("kustomize-worker", "kustomize-worker", "."),
 )
 
 

@@ -24,6 +24,7 @@ from reconciler.pipeline import ownership
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.progress import Progress
+from reconciler.pipeline.kustomize_workers import KustomizeWorkers
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv
 from reconciler.pipeline.source import GitSource
@@ -134,6 +135,7 @@ class EngineView(Protocol):
     local_env: EnvironmentConfig
     source: GitSource
     render_cache: RenderCache
+    kustomize_workers: KustomizeWorkers | None
     live: LiveCache | None
     hash_key: bytes
     memory: PassMemory

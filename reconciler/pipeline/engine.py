@@ -30,6 +30,7 @@ from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
 from reconciler.pipeline.status import stack_statuses
 from reconciler.pipeline.syncpass import run_pass
 from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
+from reconciler.pipeline.kustomize_workers import KustomizeWorkers
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
 from reconciler.pipeline.scope import discovered_scope
@@ -64,6 +65,7 @@ class Engine:
         # source_dir: the daemon's engines share one (a repository's commits fetched and exported once)
         self.source = GitSource(source_url(env), env.source.branch, source_dir or self.cache_dir, env.source.timeout_s)
         self.render_cache = RenderCache(self.cache_dir / "render")
+        self.kustomize_workers = KustomizeWorkers.shared()  # the process's few kustomize workers, if installed
         self._client_settings = client_settings(env, kubeconfig, context)
         self._api_client = api_client
         self._cluster: Cluster | None = None
@@ -114,7 +116,8 @@ class Engine:
         rendered = render_environment(env, commit, tree, emit, self.render_cache,
                                       lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
                                       discovered_scope(self.cluster) if discover else None,
-                                      decryptor_for(env, self.local_env.file, lambda: self.cluster))
+                                      decryptor_for(env, self.local_env.file, lambda: self.cluster),
+                                      self.kustomize_workers)
         if discover:  # as `rendered_at` renders: the drift check after a pass reuses the pass's render
             self._renders.put(commit.sha, rendered)
         return rendered
@@ -134,7 +137,8 @@ class Engine:
         """Render files as they are on disk (uncommitted changes included): `policy check --worktree`."""
         commit = CommitInfo(sha="worktree", author="", message=str(directory), committed_at=utcnow())
         env = environment_at(self.local_env, directory, commit)
-        return render_environment(env, commit, directory, emitter(None, "", env.name), None, None)
+        return render_environment(env, commit, directory, emitter(None, "", env.name), None, None,
+                                  workers=self.kustomize_workers)
 
     # --- the pass -----------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""kustomize build of one stack, through the CLI (no shell), with a timeout and a render cache.
+"""kustomize build of one stack, with a timeout and a render cache: in a running `kustomize-worker`
+(`pipeline.kustomize_workers`, the CLI's build command without a process start per stack) when one is
+installed, else through the CLI (no shell).
 
 The cache key is what kustomize reads (`render_inputs`: the Git ids of every folder and file the
 stack's kustomizations reach, followed transitively) and which kustomize reads it. An overlay whose
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from reconciler.errors import RenderError
+from reconciler.pipeline.kustomize_workers import BuildOutput, KustomizeWorkers, WorkerExited
 from reconciler.pipeline.plain import plain_manifests
 from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 
@@ -52,10 +55,13 @@ def helm_binary() -> str | None:
 _KLOG_PREFIX = re.compile(r'^[EWI]\d{4} [\d:.]+\s+\d+ \S+\] ("command failed" err=)?')
 
 
-def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT_S, where: str = "") -> str:
+def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT_S, where: str = "",
+                  workers: KustomizeWorkers | None = None) -> str:
+    """`kustomize build` of `directory`: in a running worker when there are `workers` (the CLI if the worker
+    dies during the build), else as a process of its own. Raises RenderError naming the stack."""
     command = [*kustomize_command(), str(directory)]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+        result = _build(command, timeout_s, workers)
     except subprocess.TimeoutExpired as exc:
         raise RenderError(f"stack {stack!r}: kustomize did not finish within {timeout_s:.0f}s",
                           fix="look for remote resources or very large generators") from exc
@@ -67,6 +73,16 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
         raise RenderError(f"stack {stack!r}: kustomize build of {where or directory} failed: {message}",
                           fix="run `kubectl kustomize` on the stack path and fix the reported file")
     return result.stdout
+
+
+def _build(command: list[str], timeout_s: float, workers: KustomizeWorkers | None
+           ) -> subprocess.CompletedProcess | BuildOutput:
+    if workers is not None:
+        try:
+            return workers.build(command[2:], timeout_s)  # the arguments after `kustomize build`
+        except (WorkerExited, OSError):
+            pass
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
 @dataclass
@@ -92,12 +108,13 @@ class RenderCache:
             partial.unlink(missing_ok=True)
 
 
-@functools.lru_cache(maxsize=1)
-def _kustomize_identity() -> str:
-    """Which kustomize and helm render (path, size and modification time): a new binary is a new key."""
+@functools.lru_cache(maxsize=4)
+def _kustomize_identity(worker: str | None) -> str:
+    """Which kustomize (the CLI, or the worker that runs its build) and helm render (path, size and
+    modification time): a new binary is a new key."""
     command = kustomize_command()
     parts = [" ".join(command)]
-    for name in (command[0], helm_binary()):
+    for name in (worker or command[0], helm_binary()):
         binary = Path(shutil.which(name) or name) if name else None
         try:
             stat = binary.stat() if binary else None
@@ -108,9 +125,11 @@ def _kustomize_identity() -> str:
     return " ".join(parts)
 
 
-def cache_key(paths: list[str], object_id: Callable[[str], str | None]) -> str | None:
+def cache_key(paths: list[str], object_id: Callable[[str], str | None],
+              workers: KustomizeWorkers | None = None) -> str | None:
     """The hash of every input's Git id, or None when one of them has no id (it is not in Git)."""
-    digest = hashlib.sha256(f"render-v2\n{_kustomize_identity()}\n".encode())
+    identity = _kustomize_identity(workers.binary if workers else None)
+    digest = hashlib.sha256(f"render-v2\n{identity}\n".encode())
     for path in paths:
         oid = object_id(path)
         if oid is None:
@@ -133,16 +152,18 @@ def render_stack(
     cache: RenderCache | None = None,
     object_id: Callable[[str], str | None] | None = None,
     timeout_s: float = RENDER_TIMEOUT_S,
+    workers: KustomizeWorkers | None = None,
 ) -> Rendered:
     """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged."""
-    key, cached = cached_render(tree_root, stack, stack_path, cache, object_id)
+    key, cached = cached_render(tree_root, stack, stack_path, cache, object_id, workers)
     if cached is not None:
         return cached
-    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s)
+    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s, workers)
 
 
 def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None,
-                  object_id: Callable[[str], str | None] | None) -> tuple[str | None, Rendered | None]:
+                  object_id: Callable[[str], str | None] | None, workers: KustomizeWorkers | None = None
+                  ) -> tuple[str | None, Rendered | None]:
     """The cache key of the stack's inputs, and its cached render if there is one. In-process and quick
     (Git ids from the object database), so callers do this one stack at a time and build misses in parallel."""
     directory = tree_root / stack_path
@@ -152,18 +173,18 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
     if cache is None or object_id is None:
         return None, None
     paths = input_paths(tree_root, stack_path)
-    key = cache_key(paths, object_id) if paths is not None else None
+    key = cache_key(paths, object_id, workers) if paths is not None else None
     text = cache.get(key) if key else None
     return key, Rendered(stack, text, cached=True) if text is not None else None
 
 
 def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None, key: str | None,
-                timeout_s: float = RENDER_TIMEOUT_S) -> Rendered:
+                timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None) -> Rendered:
     """Run kustomize for one stack (or read its plain manifests, pipeline.plain) and cache the output under
     `key` (thread-safe: one process, one file)."""
     text = plain_manifests(tree_root / stack_path)
     if text is None:
-        text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path)
+        text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path, workers=workers)
     if cache is not None and key:
         cache.put(key, text)
     return Rendered(stack, text, cached=False)

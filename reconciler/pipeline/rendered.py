@@ -19,6 +19,7 @@ from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.objects import K8sObject, ObjectId, parse_objects
 from reconciler.pipeline.decrypt import Decryptor
 from reconciler.pipeline.helm_charts import check_vendored
+from reconciler.pipeline.kustomize_workers import RENDER_PARALLEL_WORKERS, KustomizeWorkers
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.render import RenderCache, Rendered, build_stack, cached_render
 from reconciler.pipeline.scope import Scope, scope_lookup, scoped_objects
@@ -59,16 +60,19 @@ class RenderedEnv:
                         fix="keep the object in one stack; the other can dependsOn it")
 
 
-RENDER_PARALLEL = 4
-"""kustomize builds run at once for the stacks the render cache does not have (each is a process)."""
+RENDER_PARALLEL = RENDER_PARALLEL_WORKERS
+"""kustomize builds run at once for the stacks the render cache does not have (each in a worker of the
+process's pool, or a process of its own)."""
 
 
 def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
                        cache: RenderCache | None, object_id: Callable[[str], str | None] | None,
-                       discovered: Scope | None = None, decryptor: Decryptor | None = None) -> RenderedEnv:
+                       discovered: Scope | None = None, decryptor: Decryptor | None = None,
+                       workers: KustomizeWorkers | None = None) -> RenderedEnv:
     """Render every stack of `env` from `tree` (the commit's files), then evaluate policy. Cache lookups go
     one stack at a time (they read the Git object database); the kustomize builds of misses in parallel.
-    Encrypted Secrets are decrypted after the cache, in memory (`decryptor`; left encrypted without one)."""
+    Encrypted Secrets are decrypted after the cache, in memory (`decryptor`; left encrypted without one).
+    `workers`: running kustomize processes to build in (the CLI without them)."""
     rendered = RenderedEnv(commit=commit, tree=tree, env=env)
     root = env.source.path.strip("/")
     paths = {stack.name: f"{root}/{stack.path}" if root else stack.path for stack in env.stacks}
@@ -78,7 +82,8 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         emit(stack.name, None, "render", f"rendering {stack.path}")
         try:
             check_vendored(tree, stack.name, paths[stack.name], env.sync.allow_remote_charts)
-            key, found = cached_render(tree, stack.name, paths[stack.name], cache if object_id else None, object_id)
+            key, found = cached_render(tree, stack.name, paths[stack.name], cache if object_id else None, object_id,
+                                       workers)
         except ReconcilerError as exc:
             rendered.errors[stack.name] = str(exc)
             continue
@@ -90,7 +95,7 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
     def build(name: str) -> tuple[str, Rendered | ReconcilerError]:
         try:
             return name, build_stack(tree, name, paths[name], cache if object_id else None, misses[name],
-                                     env.sync.render_timeout_s)
+                                     env.sync.render_timeout_s, workers)
         except ReconcilerError as exc:
             return name, exc
 

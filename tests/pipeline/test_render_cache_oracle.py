@@ -1,11 +1,12 @@
-"""The render cache's differential oracle: after every commit, the cached render of a stack equals a
-fresh `kustomize build` of the same tree.
+"""The render cache's differential oracle: after every commit, the cached render of a stack (built, on a
+miss, in a kustomize worker, as engines build) equals a fresh `kustomize build` CLI run on the same tree.
 
 Hypothesis draws a repository of nested kustomizations (a stack whose sub-folder reaches a base
 outside the stack, components, generators reading files, patches from files, a symbolic link to a
 base, a vendored Helm chart outside the stack with a values file inside it) and a run of edits,
 committed one after another. Any cache change that lets kustomize read
-something its key does not see fails here with the smallest edit sequence that shows it.
+something its key does not see, and any way a worker's build differs from the CLI's, fails here with
+the smallest edit sequence that shows it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from gitrepo import PushRepo
 from reconciler.errors import RenderError
+from reconciler.pipeline.kustomize_workers import KustomizeWorkers
 from reconciler.pipeline.render import RenderCache, render_stack, run_kustomize
 from reconciler.pipeline.source import GitSource
 
@@ -136,15 +138,19 @@ def test_a_cached_render_always_equals_a_fresh_kustomize_build(steps: list[tuple
         repo = OracleRepo(root)
         source = GitSource(repo.git.url, "main", root / "cache")
         cache = RenderCache(root / "cache" / "render")
+        workers = KustomizeWorkers.installed(size=1)
+        assert workers is not None, "`make tools` installs kustomize-worker"
         for number, edit in enumerate([("value", "docs/notes.txt", "start"), *steps]):
             repo.apply(edit)
             repo.commit(f"step {number}: {edit}")
             commit = source.fetch()
             tree = source.export(commit.sha)
             cached = outcome(lambda: render_stack(tree, "web", STACK, cache,
-                                                  lambda p, sha=commit.sha: source.tree_hash(sha, p)).text)
+                                                  lambda p, sha=commit.sha: source.tree_hash(sha, p),
+                                                  workers=workers).text)
             fresh = outcome(lambda: run_kustomize(tree / STACK, "web"))
             assert cached == fresh, f"step {number} ({edit}): the cached render differs from a fresh build"
+        workers.close()
 
 
 def outcome(render) -> list | str:

@@ -1,0 +1,127 @@
+"""kustomize workers: the CLI's build in long-lived processes, with the CLI's output, errors and timeouts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.errors import RenderError
+from reconciler.pipeline.kustomize_workers import WORKER, KustomizeWorkers
+from reconciler.pipeline.render import kustomize_command, run_kustomize
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, content: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+
+
+def configmap(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": name}}
+
+
+@pytest.fixture()
+def workers() -> KustomizeWorkers:
+    pool = KustomizeWorkers.installed(size=2)
+    assert pool is not None, f"`make tools` installs {WORKER}; it is not on PATH"
+    yield pool
+    pool.close()
+
+
+@pytest.fixture()
+def trees(tmp_path: Path) -> dict[str, Path]:
+    """Kustomizations that build, fail, warn and fail, and a folder that does not exist."""
+    write(tmp_path / "base/cm.yaml", configmap("base"))
+    write(tmp_path / "base/kustomization.yaml", {"resources": ["cm.yaml"]})
+    write(tmp_path / "ok/kustomization.yaml", {"namespace": "team", "nameSuffix": "-x", "resources": ["../base"],
+                                               "configMapGenerator": [{"name": "gen", "literals": ["a=b"]}]})
+    write(tmp_path / "missing/kustomization.yaml", {"resources": ["gone.yaml"]})
+    write(tmp_path / "warns/kustomization.yaml", {"commonLabels": {"a": "b"}, "resources": ["gone.yaml"]})
+    return {name: tmp_path / name for name in ("ok", "missing", "warns", "absent")}
+
+
+def test_a_worker_build_returns_and_prints_exactly_what_the_kustomize_cli_does(
+        workers: KustomizeWorkers, trees: dict[str, Path]) -> None:
+    command = kustomize_command()
+    for name, folder in trees.items():
+        cli = subprocess.run([*command, str(folder)], capture_output=True, text=True, check=False)
+        built = workers.build([*command[2:], str(folder)], timeout_s=60)
+        assert (built.returncode, built.stdout, built.stderr) == (cli.returncode, cli.stdout, cli.stderr), name
+    assert "name: gen-x-" in workers.build([str(trees["ok"])], 60).stdout  # built, not a shared error
+    assert "deprecated" in workers.build([str(trees["warns"])], 60).stderr  # kustomize's warning, as the CLI prints
+
+
+def test_a_build_over_its_timeout_kills_its_worker_and_the_next_build_starts_another(
+        workers: KustomizeWorkers, trees: dict[str, Path], tmp_path: Path) -> None:
+    hanging_helm = tmp_path / "helm"
+    write(hanging_helm, "#!/bin/sh\nexec sleep 60\n")
+    hanging_helm.chmod(0o755)
+    write(tmp_path / "chart/kustomization.yaml", {"helmCharts": [{"name": "any", "repo": "https://charts.example.test"}]})
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        workers.build(["--enable-helm", f"--helm-command={hanging_helm}", str(tmp_path / "chart")], timeout_s=1)
+    assert workers.pids() == set()
+
+    assert workers.build([str(trees["ok"])], timeout_s=60).returncode == 0
+    assert len(workers.pids()) == 1
+
+
+def test_a_stack_whose_build_times_out_in_a_worker_fails_with_the_render_timeout_message(
+        workers: KustomizeWorkers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hanging_helm = tmp_path / "helm"
+    write(hanging_helm, "#!/bin/sh\nexec sleep 60\n")
+    hanging_helm.chmod(0o755)
+    monkeypatch.setenv("RECONCILER_HELM", str(hanging_helm))
+    write(tmp_path / "chart/kustomization.yaml", {"helmCharts": [{"name": "any", "repo": "https://charts.example.test"}]})
+
+    with pytest.raises(RenderError, match="kustomize did not finish within 1s"):
+        run_kustomize(tmp_path / "chart", "charts", timeout_s=1, workers=workers)
+
+
+def test_a_worker_killed_between_builds_is_replaced_by_the_next_build(
+        workers: KustomizeWorkers, trees: dict[str, Path]) -> None:
+    first = workers.build([str(trees["ok"])], 60)
+    (victim,) = workers.pids()
+    os.kill(victim, signal.SIGKILL)
+
+    again = workers.build([str(trees["ok"])], 60)
+
+    assert again == first
+    assert len(workers.pids()) == 1 and victim not in workers.pids()
+
+
+def test_builds_from_many_threads_each_get_their_own_output_from_at_most_the_pool_size_of_workers(
+        workers: KustomizeWorkers, tmp_path: Path) -> None:
+    for i in range(8):
+        write(tmp_path / f"s{i}/kustomization.yaml", {"resources": ["cm.yaml"]})
+        write(tmp_path / f"s{i}/cm.yaml", configmap(f"cm-{i}"))
+    outputs: dict[int, str] = {}
+    seen: list[set[int]] = []
+
+    def build(i: int) -> None:
+        outputs[i] = workers.build([str(tmp_path / f"s{i}")], 60).stdout
+        seen.append(workers.pids())
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(8) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert {i: yaml.safe_load(text)["metadata"]["name"] for i, text in outputs.items()} == {
+        i: f"cm-{i}" for i in range(8)}
+    assert max(len(s) for s in seen) <= 2
+
+
+def test_the_worker_builds_the_same_kustomize_module_as_the_pinned_cli() -> None:
+    pinned = re.search(r"^KUSTOMIZE_VERSION := (\S+)", (REPO_ROOT / "Makefile").read_text(), re.M).group(1)
+    go_mod = (REPO_ROOT / "devcluster/gotools/kustomize-worker/go.mod").read_text()
+    assert re.search(rf"sigs\.k8s\.io/kustomize/kustomize/v5 {re.escape(pinned)}\b", go_mod)
