@@ -9,7 +9,6 @@ checked between objects, never inside one.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Callable
@@ -17,6 +16,7 @@ from typing import Callable
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
 from reconciler.kube.takeover import takeover_patch
 from reconciler.objects import K8sObject, apply_rank
+from reconciler.parallel import map_threads
 from reconciler.pipeline.plan import PlannedObject
 from reconciler.results import Action
 
@@ -57,25 +57,24 @@ def apply_planned(
         outcome.error = "nothing applied: " + "; ".join(errors[:3]) + more
         return outcome
     todo = [p for p in planned if p.action in (Action.CREATE, Action.UPDATE) or p.reapply]
-    with ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="apply") as pool:
-        for rank, group in groupby(todo, key=lambda p: apply_rank(p.obj.kind)):
-            if should_stop():
-                outcome.error = "stopped before finishing the stack (no object was left half-applied)"
+    for rank, group in groupby(todo, key=lambda p: apply_rank(p.obj.kind)):
+        if should_stop():
+            outcome.error = "stopped before finishing the stack (no object was left half-applied)"
+            return outcome
+        members = list(group)
+        failures = [f for f in map_threads(lambda p: _apply_one(cluster, p, recreate_immutable, take_ownership,
+                                                                should_stop), members, _PARALLEL, "apply") if f]
+        outcome.applied += len(members) - len(failures)
+        on_applied(outcome.applied)
+        if failures:
+            outcome.error = "; ".join(failures[:3])
+            return outcome
+        crds = [p.obj for p in members if p.obj.kind == "CustomResourceDefinition"]
+        if crds:
+            problem = wait_established(cluster, crds, should_stop)
+            if problem:
+                outcome.error = problem
                 return outcome
-            members = list(group)
-            failures = [f for f in pool.map(lambda p: _apply_one(cluster, p, recreate_immutable, take_ownership,
-                                                                   should_stop), members) if f]
-            outcome.applied += len(members) - len(failures)
-            on_applied(outcome.applied)
-            if failures:
-                outcome.error = "; ".join(failures[:3])
-                return outcome
-            crds = [p.obj for p in members if p.obj.kind == "CustomResourceDefinition"]
-            if crds:
-                problem = wait_established(cluster, crds, should_stop)
-                if problem:
-                    outcome.error = problem
-                    return outcome
     return outcome
 
 

@@ -7,7 +7,6 @@ nothing else. Every failure ends up in the stack's result, never as an exception
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import structlog
@@ -18,6 +17,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.kube.health import unready, wait_healthy
 from reconciler.kube.health_rules import HealthRules
 from reconciler.objects import K8sObject, sort_for_apply
+from reconciler.parallel import map_threads
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.context import PassContext, Settled
 from reconciler.pipeline.inventory import Inventory, StackRecord
@@ -54,14 +54,13 @@ class PassRun:
         self.hold_back = HoldBack(ctx.env, inventory.suspensions(), ctx.options.manual)
 
     def execute(self) -> None:
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="stack") as pool:
-            for wave_index, wave in enumerate(graph.waves(self.deps)):
-                stacks = [s for s in wave if s in self.selected]
-                for stack_result in pool.map(lambda name: self._stack(name, wave_index), stacks):
-                    self.result.stacks.append(stack_result)
-                    if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
-                        self.failed.add(stack_result.stack)
-                    self.hold_back.ended(stack_result.stack, stack_result.state)
+        for wave_index, wave in enumerate(graph.waves(self.deps)):
+            stacks = [s for s in wave if s in self.selected]
+            for stack_result in map_threads(lambda name: self._stack(name, wave_index), stacks, 4, "stack"):
+                self.result.stacks.append(stack_result)
+                if stack_result.state in (StackState.FAILED, StackState.BLOCKED):
+                    self.failed.add(stack_result.stack)
+                self.hold_back.ended(stack_result.stack, stack_result.state)
 
     def _stack(self, name: str, wave: int) -> StackResult:
         started = time.monotonic()

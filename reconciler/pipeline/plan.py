@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
+from reconciler.parallel import map_threads
 from reconciler.kube.takeover import client_side_fields
 from reconciler.pipeline.diff import compare, desired_hash, mask_secret_changes, project, secret_view
 from reconciler.pipeline.ownership import Ownership, foreign_owner
@@ -228,8 +228,8 @@ def plan_stack(
     new_namespaces = {e.obj.id.name for e in planned if e.obj.kind == "Namespace" and e.action is Action.CREATE}
     suspects = [(entry, current) for entry, current in suspects
                 if not (entry.action is Action.CREATE and entry.obj.id.namespace in new_namespaces)]
-    with ThreadPoolExecutor(max_workers=DRY_RUN_PARALLEL, thread_name_prefix="dry-run") as pool:
-        list(pool.map(lambda suspect: _confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects))
+    map_threads(lambda suspect: _confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects,
+                DRY_RUN_PARALLEL, "dry-run")
     for entry in planned:
         if entry.action is Action.UPDATE:
             entry.drift = is_drift(previous_hashes.get(str(entry.obj.id)), entry.obj, owner.hash_key)

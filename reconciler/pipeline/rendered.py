@@ -8,7 +8,6 @@ whole environment: which stack renders each object, and whether one object is re
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Callable
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.objects import K8sObject, ObjectId, parse_objects
+from reconciler.parallel import map_threads
 from reconciler.pipeline.decrypt import Decryptor
 from reconciler.pipeline.helm_charts import check_vendored
 from reconciler.pipeline.kustomize_workers import RENDER_PARALLEL_WORKERS, KustomizeWorkers
@@ -99,12 +99,11 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         except ReconcilerError as exc:
             return name, exc
 
-    with ThreadPoolExecutor(max_workers=RENDER_PARALLEL, thread_name_prefix="render") as pool:
-        for name, output in pool.map(build, list(misses)):
-            if isinstance(output, ReconcilerError):
-                rendered.errors[name] = str(output)
-            else:
-                outputs[name] = output
+    for name, output in map_threads(build, list(misses), RENDER_PARALLEL, "render"):
+        if isinstance(output, ReconcilerError):
+            rendered.errors[name] = str(output)
+        else:
+            outputs[name] = output
     decrypt = (lambda name, objects: decryptor.objects(tree, name, objects, paths[name])) if decryptor else None
     for stack in env.stacks:
         if stack.name in outputs:
