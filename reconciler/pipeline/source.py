@@ -7,10 +7,9 @@ Credentials never appear in messages: URLs are shown with any userinfo removed.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import shutil
-import tarfile
+import subprocess
 import threading
 import time
 import fcntl
@@ -24,6 +23,8 @@ import git
 
 from reconciler.errors import CacheError, ReconcilerError, SourceError
 from reconciler.logs import get_logger
+from reconciler.pipeline import fetchmemo
+from reconciler.pipeline.treeexport import LinkOutside, export_tree
 from reconciler.results import CommitInfo
 
 _KEEP_TREES = 4
@@ -97,20 +98,30 @@ class GitSource:
         repo.git.update_environment(GIT_TERMINAL_PROMPT="0")  # a credential prompt would hang a daemon forever
         return repo
 
-    def fetch(self) -> CommitInfo:
+    def fetch(self, asked: fetchmemo.Moment | None = None) -> CommitInfo:
         """Fetch the branch and return its head commit (the revision this pass reconciles).
 
         `git ls-remote` first: when the remote head is the commit the mirror already has, there is
-        nothing to fetch (a poll that finds no new commit costs one round trip, not a fetch). A local
-        mirror found corrupted is deleted and cloned again, once."""
+        nothing to fetch (a poll that finds no new commit costs one round trip, not a fetch). A look at
+        the remote that began after this call, by any engine or process sharing the mirror, is reused
+        (`fetchmemo`: a push fanned out to many environments asks the remote a few times, not once per
+        environment). `asked`: since when the caller wants the head (default: now). A local mirror found
+        corrupted is deleted and cloned again, once."""
+        asked = asked or fetchmemo.Moment.now()
         with _locked(self.mirror_dir):
+            seen = fetchmemo.reusable(self.mirror_dir, self.url, self.branch, asked)
+            if seen is not None:
+                return seen
+            began = fetchmemo.Moment.now()
             try:
-                return self._fetch_locked()
+                head = self._fetch_locked()
             except _CorruptMirror as exc:
                 log.warning("git mirror corrupted, cloning again", url=redact_url(self.url), error=str(exc))
                 shutil.rmtree(self.mirror_dir, ignore_errors=True)
                 self._commit_nodes = None
-                return self._fetch_locked()
+                head = self._fetch_locked()
+            fetchmemo.record(self.mirror_dir, self.url, self.branch, began, head)
+            return head
 
     def _fetch_locked(self) -> CommitInfo:
         try:
@@ -204,21 +215,20 @@ class GitSource:
             if (target / ".complete").exists():
                 target.touch()  # in use: eviction keeps the most recently used
                 return target
-            repo = git.Repo(self.mirror_dir)
             partial = self.trees_dir / f".{sha}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-            buffer = io.BytesIO()
-            repo.archive(buffer, treeish=sha, format="tar")
-            buffer.seek(0)
-            with tarfile.open(fileobj=buffer) as archive:
-                try:
-                    archive.extractall(partial, filter="data")
-                except tarfile.FilterError as exc:
-                    shutil.rmtree(partial, ignore_errors=True)
-                    raise SourceError(f"commit {sha[:10]}: {exc.tarinfo.name!r} is a symbolic link that leads outside "
-                                      "the repository; nothing of this commit is rendered",
-                                      fix="make the link relative and inside the repository, or copy the files") from exc
+            try:
+                export_tree(self.mirror_dir, sha, partial)
+            except LinkOutside as exc:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise SourceError(f"commit {sha[:10]}: {exc.path!r} is a symbolic link that leads outside "
+                                  "the repository; nothing of this commit is rendered",
+                                  fix="make the link relative and inside the repository, or copy the files") from exc
+            except subprocess.CalledProcessError as exc:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise SourceError(f"commit {sha[:10]} cannot be read from the mirror of {redact_url(self.url)}",
+                                  fix="fetch again; a corrupted mirror is cloned again") from exc
             (partial / ".complete").touch()
             shutil.rmtree(target, ignore_errors=True)
             partial.rename(target)
