@@ -141,6 +141,20 @@ def process_figures(pid: int, api_ports: set[int]) -> dict[str, float]:
             "connections": connections, "rss": field("VmRSS") / 1024, "peak": field("VmHWM") / 1024}
 
 
+def worker_figures(pid: int) -> tuple[int, float]:
+    """(kustomize workers running, their RSS in MiB together) among the children of one replica."""
+    count, rss = 0, 0.0
+    for child in _live_children(pid):
+        try:
+            if Path(f"/proc/{child}/comm").read_text().strip() != "kustomize-worke":  # comm keeps 15 characters
+                continue
+            status = Path(f"/proc/{child}/status").read_text()
+        except OSError:
+            continue
+        count, rss = count + 1, rss + int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1)) / 1024
+    return count, rss
+
+
 class Report:
     """The table's rows, each printed as soon as it is measured (a run stopped halfway keeps what it had),
     and the whole table again at the end."""
@@ -320,7 +334,9 @@ def baselines(kubeconfigs: list[Path], idle_s: float) -> list[tuple[float, float
 def idle_rows(kubeconfigs: list[Path], replicas: Replicas, quiet: list[tuple[float, float]], idle_s: float,
               api_ports: set[int]) -> list[str]:
     before = [apiserver_metrics(kc) for kc in kubeconfigs]
+    cpu_before = cpu_seconds(replicas.pids())
     time.sleep(idle_s)
+    own, children, machine = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
     after = [apiserver_metrics(kc) for kc in kubeconfigs]
     per_min = [f"{(a[0] - b[0]) * 60 / idle_s - q[0]:.0f}" for a, b, q in zip(after, before, quiet)]
     watches = [f"{a[1] - q[1]:.0f}" for a, q in zip(after, quiet)]
@@ -329,7 +345,9 @@ def idle_rows(kubeconfigs: list[Path], replicas: Replicas, quiet: list[tuple[flo
             f"| idle: watches open, per cluster (its control plane's own subtracted) | {' / '.join(watches)} |",
             "| idle: threads / open files / TCP connections to the API servers, per replica | " +
             ", ".join(f"{f['threads']:.0f} / {f['fds']:.0f} / {f['connections']:.0f}" for f in figures) + " |",
-            "| RSS idle, per replica | " + " / ".join(f"{f['rss']:.0f}" for f in figures) + " MiB |"]
+            "| RSS idle, per replica | " + " / ".join(f"{f['rss']:.0f}" for f in figures) + " MiB |",
+            f"| idle: CPU seconds per minute of the daemons / their subprocesses / everything else (control planes) | "
+            f"{own * 60 / idle_s:.1f} / {children * 60 / idle_s:.1f} / {(machine - own - children) * 60 / idle_s:.1f} |"]
 
 
 def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_ports: set[int], report: Report) -> None:
@@ -354,8 +372,11 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                    f"{percentiles(fan_out)} |",
                    f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
                    f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
+        workers = [worker_figures(pid) for pid in replicas.pids()]
         peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
-        report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks) + " MiB |")
+        report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks) + " MiB |",
+                   "| kustomize workers per replica right after the push: count, RSS together | " +
+                   " / ".join(f"{n}, {rss:.0f} MiB" for n, rss in workers) + " |")
         if args.replicas > 1:
             killed, _ = push(repo, work, replicas, "v2", args.envs, args.stacks, kill_after_s=1.0)
             violations, stale = order_violations(kubeconfigs, args.stacks, "v2")

@@ -151,8 +151,9 @@ class KustomizeWorkers:
         return BuildOutput(int(answer["code"]), answer["stdout"], answer["stderr"])
 
 
-RENDER_PARALLEL_WORKERS = 4
-"""Workers in a process's shared pool: as many builds at once as an environment's render starts."""
+RENDER_PARALLEL_WORKERS = max(2, min(4, os.cpu_count() or 2))
+"""Workers in a process's shared pool (and builds an environment's render starts at once): a build is CPU,
+so more than the cores only hold memory (about 17 MiB a worker)."""
 
 
 @functools.lru_cache(maxsize=None)
