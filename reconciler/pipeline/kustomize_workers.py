@@ -71,7 +71,7 @@ class KustomizeWorkers:
     def build(self, args: list[str], timeout_s: float) -> BuildOutput:
         """`kustomize build ARGS` in a worker. Raises subprocess.TimeoutExpired after `timeout_s` (the worker
         is killed), WorkerExited if a new worker ended otherwise. An idle worker that had exited (a worker
-        ends after IDLE_EXIT_S without a build) is replaced and the build asked again."""
+        ends itself after a minute without a build) is replaced and the build asked again."""
         while True:
             worker, reused = self._take()
             healthy = False
