@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 import fcntl
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -24,11 +23,9 @@ import git
 from reconciler.errors import CacheError, ReconcilerError, SourceError
 from reconciler.logs import get_logger
 from reconciler.pipeline import fetchmemo
-from reconciler.pipeline.treeexport import LinkOutside, export_tree
+from reconciler.pipeline.treeexport import LinkOutside, write_tree
 from reconciler.results import CommitInfo
 
-_KEEP_TREES = 4
-_TREE_GRACE_S = 600.0
 _CORRUPTION = ("not a git repository", "corrupt", "bad object", "unable to read", "missing blob", "missing tree",
                "did not send all necessary objects", "loose object")
 log = get_logger("reconciler.pipeline.source")
@@ -215,34 +212,15 @@ class GitSource:
             if (target / ".complete").exists():
                 target.touch()  # in use: eviction keeps the most recently used
                 return target
-            partial = self.trees_dir / f".{sha}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
             try:
-                export_tree(self.mirror_dir, sha, partial)
+                return write_tree(self.mirror_dir, sha, self.trees_dir)
             except LinkOutside as exc:
-                shutil.rmtree(partial, ignore_errors=True)
                 raise SourceError(f"commit {sha[:10]}: {exc.path!r} is a symbolic link that leads outside "
                                   "the repository; nothing of this commit is rendered",
                                   fix="make the link relative and inside the repository, or copy the files") from exc
             except subprocess.CalledProcessError as exc:
-                shutil.rmtree(partial, ignore_errors=True)
                 raise SourceError(f"commit {sha[:10]} cannot be read from the mirror of {redact_url(self.url)}",
                                   fix="fetch again; a corrupted mirror is cloned again") from exc
-            (partial / ".complete").touch()
-            shutil.rmtree(target, ignore_errors=True)
-            partial.rename(target)
-            self._evict_old_trees(keep=sha)
-            return target
-
-    def _evict_old_trees(self, keep: str) -> None:
-        """Past the newest few, trees unused for a while go (sharers may still render an older commit)."""
-        trees = sorted((p for p in self.trees_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
-        now = time.time()
-        for old in trees[_KEEP_TREES:]:
-            if old.name != keep and now - old.stat().st_mtime > _TREE_GRACE_S:
-                shutil.rmtree(old, ignore_errors=True)
 
 
 _REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/~^@{}+-]{0,199}$")

@@ -1,4 +1,5 @@
-"""Writing one commit's tree to a folder: `git archive | tar -x`, after checking every symbolic link.
+"""Writing one commit's tree to a folder: `git archive | tar -x`, after checking every symbolic link;
+the folder appears whole or not at all, and trees unused for a while are removed.
 
 Why not Python's tarfile: extracting a fleet repository's 3,100 files took 0.9-1.3 s of CPU in it,
 against 0.3-0.8 s for git and GNU tar; each daemon replica exports every new commit once, before any
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import errno
 import posixpath
+import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 _SYMLINK_MODE = b"120000"
+_KEEP_TREES = 4
+_TREE_GRACE_S = 600.0
 
 
 class LinkOutside(Exception):
@@ -24,6 +29,34 @@ class LinkOutside(Exception):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.path = path
+
+
+def write_tree(git_dir: Path, sha: str, trees_dir: Path) -> Path:
+    """`trees_dir/<sha>`: written into a partial folder first, then renamed into place (the caller holds the
+    trees' lock). Raises as `export_tree`, leaving nothing behind but a partial folder the next try removes."""
+    target, partial = trees_dir / sha, trees_dir / f".{sha}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        export_tree(git_dir, sha, partial)
+    except (LinkOutside, subprocess.CalledProcessError):
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    (partial / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    _evict_old_trees(trees_dir, keep=sha)
+    return target
+
+
+def _evict_old_trees(trees_dir: Path, keep: str) -> None:
+    """Past the newest few, trees unused for a while go (sharers may still render an older commit)."""
+    trees = sorted((p for p in trees_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    now = time.time()
+    for old in trees[_KEEP_TREES:]:
+        if old.name != keep and now - old.stat().st_mtime > _TREE_GRACE_S:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def export_tree(git_dir: Path, sha: str, target: Path) -> None:
