@@ -3,12 +3,14 @@
 Why: a `kustomize build` process costs about 17 ms of CPU for a ten-object stack, most of it start-up
 (kustomize loads its OpenAPI schema every time); a build in a running worker about 3.7 ms. A push to a
 base that a fleet's 1,000 stacks include re-renders all of them. The worker
-(`devcluster/gotools/kustomize-worker`, installed by `make tools` as `kustomize-worker`) is built from the
+(`devcluster/gotools/kustomize-worker`, installed by `make build` as `kustomize-worker`) is built from the
 same kustomize module as the pinned CLI and runs its `build` command, so output, errors and warnings are
 the CLI's byte for byte (`tests/pipeline/test_kustomize_workers.py`). Flux's kustomize-controller builds
 in process the same way.
 
-One build at a time per worker (kustomize keeps its schema and flags in process-wide state); up to
+kustomize keeps its OpenAPI schema and its flags in process-wide state, so a worker builds one stack at
+a time, with a new build command each time, and resets the schema after a build whose kustomization set
+its own (`openapi:`): each build starts as a new CLI process would (tested). Up to
 `size` workers, started when a build finds none idle. A build over its timeout kills its worker; a worker
 that exits is replaced by the next build. A worker ends itself after a minute without a build (and when
 its stdin closes), so an engine dropped without `close()` leaves no process behind for long. Where no

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -125,3 +126,31 @@ def test_the_worker_builds_the_same_kustomize_module_as_the_pinned_cli() -> None
     pinned = re.search(r"^KUSTOMIZE_VERSION := (\S+)", (REPO_ROOT / "Makefile").read_text(), re.M).group(1)
     go_mod = (REPO_ROOT / "devcluster/gotools/kustomize-worker/go.mod").read_text()
     assert re.search(rf"sigs\.k8s\.io/kustomize/kustomize/v5 {re.escape(pinned)}\b", go_mod)
+
+
+def test_a_build_with_its_own_openapi_schema_leaves_no_trace_in_the_next_build_in_that_worker(tmp_path: Path) -> None:
+    """kyaml keeps a kustomization's `openapi:` schema process-wide; a new CLI process starts without it."""
+    schema = {"definitions": {"v1alpha1.Widget": {
+        "type": "object",
+        "x-kubernetes-group-version-kind": [{"group": "example.com", "kind": "Widget", "version": "v1alpha1"}],
+        "properties": {"spec": {"type": "object", "properties": {"items": {
+            "type": "array", "x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge",
+            "items": {"type": "object", "properties": {"name": {"type": "string"}, "value": {"type": "string"}}}}}}}}}}
+    for name, extra in (("with-schema", {"openapi": {"path": "schema.json"}}), ("without", {})):
+        folder = tmp_path / name
+        write(folder / "schema.json", json.dumps(schema))
+        write(folder / "widget.yaml", {"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"},
+                                       "spec": {"items": [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}]}})
+        write(folder / "patch.yaml", {"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"},
+                                      "spec": {"items": [{"name": "a", "value": "9"}]}})
+        write(folder / "kustomization.yaml", {"resources": ["widget.yaml"], "patches": [{"path": "patch.yaml"}], **extra})
+    one_worker = KustomizeWorkers(KustomizeWorkers.installed().binary, size=1)
+    command = kustomize_command()
+
+    built = [one_worker.build([str(tmp_path / name)], 60).stdout for name in ("without", "with-schema", "without")]
+    one_worker.close()
+
+    by_cli = {name: subprocess.run([*command[:2], str(tmp_path / name)], capture_output=True, text=True).stdout
+              for name in ("without", "with-schema")}
+    assert built == [by_cli["without"], by_cli["with-schema"], by_cli["without"]]
+    assert by_cli["with-schema"] != by_cli["without"]  # the schema merges the list by name; without it, replaces

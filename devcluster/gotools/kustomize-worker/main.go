@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/kustomize/v5/commands/build"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/openapi"
 )
 
 const idleExit = time.Minute
@@ -38,9 +39,16 @@ type answer struct {
 
 // run builds once with a fresh command, made as the CLI makes its `build` subcommand, so every flag
 // starts from its default. What kustomize writes to os.Stderr or the log (deprecation warnings) goes to
-// `warnings`, before cobra's "Error: ..." line, in the order the CLI prints them.
-func run(args []string, warnings *os.File) (result answer) {
+// `warnings`, before cobra's "Error: ..." line, in the order the CLI prints them. A build that set its
+// own OpenAPI schema (a kustomization's `openapi:` field) leaves it in kyaml's process-wide state, where
+// the next build would use it: the schema is reset after such a build, so each starts as a new process.
+func run(args []string, warnings *os.File, pristine string) (result answer) {
 	var stdout, stderr bytes.Buffer
+	defer func() {
+		if openapi.GetSchemaVersion() != pristine {
+			openapi.ResetOpenAPI()
+		}
+	}()
 	defer func() {
 		if r := recover(); r != nil { // a kustomize panic fails this build, not the worker
 			result = answer{Code: 2, Stderr: fmt.Sprintf("panic: %v\n", r)}
@@ -73,7 +81,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Remove(warnings.Name()) // open, unnamed: gone with the process
+	os.Remove(warnings.Name())             // open, unnamed: gone with the process
+	pristine := openapi.GetSchemaVersion() // the schema a new process builds with
 	idle := time.AfterFunc(idleExit, func() { os.Exit(0) })
 	in := bufio.NewReader(os.Stdin)
 	out := json.NewEncoder(os.Stdout)
@@ -84,7 +93,7 @@ func main() {
 			var args []string
 			result := answer{Code: 2, Stderr: "kustomize-worker: a request is one JSON array of strings\n"}
 			if json.Unmarshal(line, &args) == nil {
-				result = run(args, warnings)
+				result = run(args, warnings, pristine)
 			}
 			if out.Encode(result) != nil {
 				os.Exit(1)
