@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from reconciler.files import write_whole
 from reconciler.results import CommitInfo
 
 FILE = "reconciler-fetched.json"
@@ -45,7 +46,8 @@ def reusable(mirror_dir: Path, url: str, branch: str, asked: Moment) -> CommitIn
     try:
         entry = json.loads((mirror_dir / FILE).read_text()).get(branch) or {}
         began = Moment(float(entry["monotonic"]), float(entry["wall"]))
-        if entry["url"] != _digest(url) or began.monotonic < asked.monotonic or abs(time.time() - began.wall) > _SAME_BOOT_S:
+        stale = began.monotonic < asked.monotonic or abs(time.time() - began.wall) > _SAME_BOOT_S
+        if stale or entry["url"] != _digest(url):
             return None
         return CommitInfo(sha=entry["sha"], author=entry["author"], message=entry["message"],
                           committed_at=datetime.fromisoformat(entry["committed_at"]))
@@ -63,12 +65,7 @@ def record(mirror_dir: Path, url: str, branch: str, began: Moment, head: CommitI
     entries = entries if isinstance(entries, dict) else {}
     entries[branch] = {"url": _digest(url), "monotonic": began.monotonic, "wall": began.wall, "sha": head.sha,
                        "author": head.author, "message": head.message, "committed_at": head.committed_at.isoformat()}
-    partial = path.with_suffix(".partial")
-    try:
-        partial.write_text(json.dumps(entries))
-        partial.replace(path)
-    except OSError:
-        partial.unlink(missing_ok=True)
+    write_whole(path, json.dumps(entries))
 
 
 def _digest(url: str) -> str:

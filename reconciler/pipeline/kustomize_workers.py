@@ -28,6 +28,9 @@ import threading
 from dataclasses import dataclass
 
 WORKER = "kustomize-worker"
+RENDER_PARALLEL_WORKERS = max(2, min(4, os.cpu_count() or 2))
+"""Workers in a process's shared pool, and builds an environment's render starts at once: a build is CPU,
+so more than the cores only hold memory (about 17 MiB a worker)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class WorkerExited(RuntimeError):
 class KustomizeWorkers:
     """A pool of `kustomize-worker` processes, shared by every thread (and engine) that renders."""
 
-    def __init__(self, binary: str, size: int = 4) -> None:
+    def __init__(self, binary: str, size: int = RENDER_PARALLEL_WORKERS) -> None:
         self.binary = binary
         self.size = size
         self._idle: list[subprocess.Popen] = []
@@ -54,12 +57,10 @@ class KustomizeWorkers:
         self._lock = threading.Condition()
 
     @classmethod
-    def installed(cls, size: int = 4) -> KustomizeWorkers | None:
+    def installed(cls, size: int = RENDER_PARALLEL_WORKERS) -> KustomizeWorkers | None:
         """A new pool of the worker on PATH ($RECONCILER_KUSTOMIZE_WORKER names another; "" turns it off),
         or None."""
-        binary = os.environ.get("RECONCILER_KUSTOMIZE_WORKER")
-        if binary is None:
-            binary = shutil.which(WORKER)
+        binary = _worker_binary()
         return cls(binary, size) if binary else None
 
     @classmethod
@@ -68,7 +69,7 @@ class KustomizeWorkers:
         few workers, so a daemon of 100 environments (or a test session of hundreds of engines) runs
         `RENDER_PARALLEL_WORKERS` of them, not a pool per engine. A pool holds no state a build depends on:
         the output is a function of the arguments."""
-        return _shared_pool(os.environ.get("RECONCILER_KUSTOMIZE_WORKER"), shutil.which(WORKER))
+        return _shared_pool(_worker_binary())
 
     def build(self, args: list[str], timeout_s: float) -> BuildOutput:
         """`kustomize build ARGS` in a worker. Raises subprocess.TimeoutExpired after `timeout_s` (the worker
@@ -153,15 +154,15 @@ class KustomizeWorkers:
         return BuildOutput(int(answer["code"]), answer["stdout"], answer["stderr"])
 
 
-RENDER_PARALLEL_WORKERS = max(2, min(4, os.cpu_count() or 2))
-"""Workers in a process's shared pool (and builds an environment's render starts at once): a build is CPU,
-so more than the cores only hold memory (about 17 MiB a worker)."""
+def _worker_binary() -> str | None:
+    """$RECONCILER_KUSTOMIZE_WORKER when set ("" for none), else the worker on PATH."""
+    configured = os.environ.get("RECONCILER_KUSTOMIZE_WORKER")
+    return configured if configured is not None else shutil.which(WORKER)
 
 
 @functools.lru_cache(maxsize=None)
-def _shared_pool(configured: str | None, on_path: str | None) -> KustomizeWorkers | None:
-    binary = configured if configured is not None else on_path
-    return KustomizeWorkers(binary, RENDER_PARALLEL_WORKERS) if binary else None
+def _shared_pool(binary: str | None) -> KustomizeWorkers | None:
+    return KustomizeWorkers(binary) if binary else None
 
 
 def _end(worker: subprocess.Popen) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from reconciler.errors import RenderError
+from reconciler.files import write_whole
 from reconciler.pipeline.kustomize_workers import BuildOutput, KustomizeWorkers, WorkerExited
 from reconciler.pipeline.plain import plain_manifests
 from reconciler.pipeline.render_inputs import input_paths, kustomization_of
@@ -99,13 +100,7 @@ class RenderCache:
 
     def put(self, key: str, text: str) -> None:
         """Best effort: a cache that cannot be written (a full disk) costs the next pass a kustomize run."""
-        partial = self.directory / f".{key}.partial"
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            partial.write_text(text)
-            partial.replace(self.directory / f"{key}.yaml")
-        except OSError:
-            partial.unlink(missing_ok=True)
+        write_whole(self.directory / f"{key}.yaml", text)
 
 
 @functools.lru_cache(maxsize=4)

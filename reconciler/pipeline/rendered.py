@@ -60,11 +60,6 @@ class RenderedEnv:
                         fix="keep the object in one stack; the other can dependsOn it")
 
 
-RENDER_PARALLEL = RENDER_PARALLEL_WORKERS
-"""kustomize builds run at once for the stacks the render cache does not have (each in a worker of the
-process's pool, or a process of its own)."""
-
-
 def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
                        cache: RenderCache | None, object_id: Callable[[str], str | None] | None,
                        discovered: Scope | None = None, decryptor: Decryptor | None = None,
@@ -99,7 +94,7 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         except ReconcilerError as exc:
             return name, exc
 
-    for name, output in map_threads(build, list(misses), RENDER_PARALLEL, "render"):
+    for name, output in map_threads(build, list(misses), RENDER_PARALLEL_WORKERS, "render"):  # one per worker
         if isinstance(output, ReconcilerError):
             rendered.errors[name] = str(output)
         else:

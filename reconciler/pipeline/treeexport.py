@@ -33,12 +33,12 @@ class LinkOutside(Exception):
 
 def write_tree(git_dir: Path, sha: str, trees_dir: Path) -> Path:
     """`trees_dir/<sha>`: written into a partial folder first, then renamed into place (the caller holds the
-    trees' lock). Raises as `export_tree`, leaving nothing behind but a partial folder the next try removes."""
+    trees' lock). Raises as `_extract`, leaving nothing behind but a partial folder the next try removes."""
     target, partial = trees_dir / sha, trees_dir / f".{sha}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        export_tree(git_dir, sha, partial)
+        _extract(git_dir, sha, partial)
     except (LinkOutside, subprocess.CalledProcessError):
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -59,7 +59,7 @@ def _evict_old_trees(trees_dir: Path, keep: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def export_tree(git_dir: Path, sha: str, target: Path) -> None:
+def _extract(git_dir: Path, sha: str, target: Path) -> None:
     """Write the tree of `sha` into the existing folder `target`. Raises LinkOutside before writing anything
     for a link leaving the repository, OSError when the files cannot be written (a full disk)."""
     for path, link in _symlinks(git_dir, sha):
