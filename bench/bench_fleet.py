@@ -346,8 +346,8 @@ def idle_rows(kubeconfigs: list[Path], replicas: Replicas, quiet: list[tuple[flo
             "| idle: threads / open files / TCP connections to the API servers, per replica | " +
             ", ".join(f"{f['threads']:.0f} / {f['fds']:.0f} / {f['connections']:.0f}" for f in figures) + " |",
             "| RSS idle, per replica | " + " / ".join(f"{f['rss']:.0f}" for f in figures) + " MiB |",
-            f"| idle: CPU seconds per minute of the daemons / their subprocesses / everything else (control planes) | "
-            f"{own * 60 / idle_s:.1f} / {children * 60 / idle_s:.1f} / {(machine - own - children) * 60 / idle_s:.1f} |"]
+            "| idle: CPU seconds per minute of the daemons / their subprocesses / everything else (control planes) | "
+            + " / ".join(f"{s * 60 / idle_s:.1f}" for s in (own, children, machine - own - children)) + " |"]
 
 
 def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_ports: set[int], report: Report) -> None:
@@ -374,7 +374,8 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                    f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
         workers = [worker_figures(pid) for pid in replicas.pids()]
         peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
-        report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks) + " MiB |",
+        report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks)
+                   + " MiB |",
                    "| kustomize workers per replica right after the push: count, RSS together | " +
                    " / ".join(f"{n}, {rss:.0f} MiB" for n, rss in workers) + " |")
         if args.replicas > 1:

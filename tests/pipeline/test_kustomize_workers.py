@@ -49,6 +49,17 @@ def trees(tmp_path: Path) -> dict[str, Path]:
     return {name: tmp_path / name for name in ("ok", "missing", "warns", "absent")}
 
 
+@pytest.fixture()
+def hanging_chart(tmp_path: Path) -> tuple[Path, Path]:
+    """(a `helm` that never answers, a kustomization whose Helm chart makes kustomize run it)."""
+    helm = tmp_path / "helm"
+    write(helm, "#!/bin/sh\nexec sleep 60\n")
+    helm.chmod(0o755)
+    chart = tmp_path / "chart"
+    write(chart / "kustomization.yaml", {"helmCharts": [{"name": "any", "repo": "https://charts.example.test"}]})
+    return helm, chart
+
+
 def test_a_worker_build_returns_and_prints_exactly_what_the_kustomize_cli_does(
         workers: KustomizeWorkers, trees: dict[str, Path]) -> None:
     command = kustomize_command()
@@ -61,14 +72,11 @@ def test_a_worker_build_returns_and_prints_exactly_what_the_kustomize_cli_does(
 
 
 def test_a_build_over_its_timeout_kills_its_worker_and_the_next_build_starts_another(
-        workers: KustomizeWorkers, trees: dict[str, Path], tmp_path: Path) -> None:
-    hanging_helm = tmp_path / "helm"
-    write(hanging_helm, "#!/bin/sh\nexec sleep 60\n")
-    hanging_helm.chmod(0o755)
-    write(tmp_path / "chart/kustomization.yaml", {"helmCharts": [{"name": "any", "repo": "https://charts.example.test"}]})
+        workers: KustomizeWorkers, trees: dict[str, Path], hanging_chart: tuple[Path, Path]) -> None:
+    helm, chart = hanging_chart
 
     with pytest.raises(subprocess.TimeoutExpired):
-        workers.build(["--enable-helm", f"--helm-command={hanging_helm}", str(tmp_path / "chart")], timeout_s=1)
+        workers.build(["--enable-helm", f"--helm-command={helm}", str(chart)], timeout_s=1)
     assert workers.pids() == set()
 
     assert workers.build([str(trees["ok"])], timeout_s=60).returncode == 0
@@ -76,15 +84,12 @@ def test_a_build_over_its_timeout_kills_its_worker_and_the_next_build_starts_ano
 
 
 def test_a_stack_whose_build_times_out_in_a_worker_fails_with_the_render_timeout_message(
-        workers: KustomizeWorkers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    hanging_helm = tmp_path / "helm"
-    write(hanging_helm, "#!/bin/sh\nexec sleep 60\n")
-    hanging_helm.chmod(0o755)
-    monkeypatch.setenv("RECONCILER_HELM", str(hanging_helm))
-    write(tmp_path / "chart/kustomization.yaml", {"helmCharts": [{"name": "any", "repo": "https://charts.example.test"}]})
+        workers: KustomizeWorkers, hanging_chart: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    helm, chart = hanging_chart
+    monkeypatch.setenv("RECONCILER_HELM", str(helm))
 
     with pytest.raises(RenderError, match="kustomize did not finish within 1s"):
-        run_kustomize(tmp_path / "chart", "charts", timeout_s=1, workers=workers)
+        run_kustomize(chart, "charts", timeout_s=1, workers=workers)
 
 
 def test_a_worker_killed_between_builds_is_replaced_by_the_next_build(
@@ -139,11 +144,12 @@ def test_a_build_with_its_own_openapi_schema_leaves_no_trace_in_the_next_build_i
     for name, extra in (("with-schema", {"openapi": {"path": "schema.json"}}), ("without", {})):
         folder = tmp_path / name
         write(folder / "schema.json", json.dumps(schema))
-        write(folder / "widget.yaml", {"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"},
-                                       "spec": {"items": [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}]}})
-        write(folder / "patch.yaml", {"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"},
-                                      "spec": {"items": [{"name": "a", "value": "9"}]}})
-        write(folder / "kustomization.yaml", {"resources": ["widget.yaml"], "patches": [{"path": "patch.yaml"}], **extra})
+        widget = {"apiVersion": "example.com/v1alpha1", "kind": "Widget", "metadata": {"name": "w"}}
+        items = [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}]
+        write(folder / "widget.yaml", {**widget, "spec": {"items": items}})
+        write(folder / "patch.yaml", {**widget, "spec": {"items": [{"name": "a", "value": "9"}]}})
+        write(folder / "kustomization.yaml", {"resources": ["widget.yaml"], "patches": [{"path": "patch.yaml"}],
+                                              **extra})
     one_worker = KustomizeWorkers(KustomizeWorkers.installed().binary, size=1)
     command = kustomize_command()
 
