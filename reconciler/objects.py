@@ -7,6 +7,7 @@ the manifest a dict means every stage (policy, diff, apply) sees exactly what Gi
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -193,6 +194,52 @@ def parse_objects(text: str, *, stack: str, base_dir: str = "") -> list[K8sObjec
         source = _join_repo_path(base_dir, origin) if origin else _chart_of(manifest, base_dir)
         objects.append(K8sObject(manifest=manifest, stack=stack, source_file=source))
     return objects
+
+
+Documents = dict[bytes, tuple[K8sObject, ...]]
+"""Objects parsed from one stack's render, by the digest of each document's text."""
+
+
+def parse_reusing(text: str, known: Documents, *, stack: str, base_dir: str = "") -> tuple[list[K8sObject], Documents]:
+    """As `parse_objects`, but a document whose text `known` (an earlier parse of the same stack and
+    `base_dir`) holds is not parsed again: a push that changes one object of a stack parses that one.
+    Returns the objects and the documents of this text. A document twice in one text is parsed twice
+    (two objects, so the duplicate is still found); any error is raised as the whole text gives it."""
+    pieces = split_documents(text)
+    if pieces is None:
+        return parse_objects(text, stack=stack, base_dir=base_dir), {}
+    documents: Documents = {}
+    objects: list[K8sObject] = []
+    try:
+        for piece in pieces:
+            digest = hashlib.blake2b(piece.encode(), digest_size=16).digest()
+            parsed = known.get(digest) if digest not in documents else None
+            if parsed is None:
+                parsed = tuple(parse_objects(piece, stack=stack, base_dir=base_dir))
+            documents[digest] = parsed
+            objects += parsed
+    except ManifestError:
+        parse_objects(text, stack=stack, base_dir=base_dir)  # raises with the line numbers of the whole text
+        raise
+    return objects, documents
+
+
+def split_documents(text: str) -> list[str] | None:
+    """The text of each YAML document, split at `---` lines; None when the text has a line that begins
+    like a marker but is not exactly `---` (`--- |`, `...`, a `%` directive): parse it whole then. A line
+    `---` can only be a document start in YAML: a scalar cannot hold one (the scanner ends it there)."""
+    pieces: list[str] = []
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if line == "---":
+            pieces.append("\n".join(lines))
+            lines = []
+        elif line.startswith(("---", "...", "%")):
+            return None
+        else:
+            lines.append(line)
+    pieces.append("\n".join(lines))
+    return [piece + "\n" for piece in pieces if piece.strip()]
 
 
 def _chart_of(manifest: dict[str, Any], base_dir: str) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from reconciler.config import EnvironmentConfig, leaves_repository, load_environment, repository_root
 from reconciler.errors import ConfigError
+from reconciler.pipeline.treefacts import tree_facts
 from reconciler.results import CommitInfo
 
 
@@ -82,9 +83,13 @@ def check_paths_inside(env: EnvironmentConfig, tree: Path, where: str) -> None:
 
 def inside(tree: Path, relative: str, where: str, field: str) -> None:
     """`relative` (a path in the repository) leads to a place inside `tree`, or ConfigError."""
+    facts = tree_facts(tree)
     try:
         outside = leaves_repository(relative)
-        (tree / relative).resolve().relative_to(tree.resolve())
+        if facts is None:
+            (tree / relative).resolve().relative_to(tree.resolve())
+        elif facts.real(relative) is None:
+            outside = True
     except ValueError:
         outside = True
     if outside:

@@ -11,10 +11,10 @@ through kustomize at all).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from reconciler.errors import RenderError
-from reconciler.pipeline.render_inputs import kustomization_of
+from reconciler.pipeline.treefacts import read_kustomization, tree_facts
 
 _FOLDER_LISTS = ("resources", "bases", "components")
 
@@ -36,34 +36,63 @@ class RemoteChart:
 
 
 def remote_charts(tree_root: Path, stack_path: str) -> list[RemoteChart]:
-    """Every chart the stack's kustomizations would pull, following local bases and components."""
-    root = tree_root.resolve()
+    """Every chart the stack's kustomizations would pull, following local bases and components (in an
+    exported tree from its facts, `treefacts`; elsewhere from the disk)."""
+    folders = _Folders(tree_root)
     found: list[RemoteChart] = []
-    pending, seen = [PurePosixPath(stack_path)], set()
+    pending, seen = [stack_path], set()
     while pending:
-        folder = pending.pop()
-        directory = (root / folder).resolve()
-        if directory in seen or not directory.is_dir() or not directory.is_relative_to(root):
+        folder = folders.real(pending.pop())
+        if folder is None or folder in seen or not folders.is_dir(folder):
             continue
-        seen.add(directory)
-        kustomization = kustomization_of(directory) or {}
-        found += _remote_in(kustomization, directory, directory.relative_to(root).as_posix())
+        seen.add(folder)
+        kustomization = folders.kustomization(folder) or {}
+        found += _remote_in(kustomization, folders, folder)
         for key in _FOLDER_LISTS:
             for entry in kustomization.get(key) or []:
                 if isinstance(entry, str) and "://" not in entry and not entry.startswith("/"):
-                    pending.append(PurePosixPath(directory.relative_to(root).as_posix()) / entry)
+                    pending.append(f"{folder}/{entry}" if folder else entry)
     return found
 
 
-def _remote_in(kustomization: dict, directory: Path, folder: str) -> list[RemoteChart]:
+class _Folders:
+    """Folders of one tree by their real repository-relative path ("" for the root; None outside it)."""
+
+    def __init__(self, tree_root: Path) -> None:
+        self.facts = tree_facts(tree_root)
+        self.root = self.facts.root if self.facts else tree_root.resolve()
+
+    def real(self, relative: str) -> str | None:
+        if self.facts:
+            return self.facts.real(relative)
+        directory = (self.root / relative).resolve()
+        if not directory.is_relative_to(self.root):
+            return None
+        real = directory.relative_to(self.root).as_posix()
+        return "" if real == "." else real
+
+    def is_dir(self, real: str) -> bool:
+        return self.facts.is_dir(real) if self.facts else (self.root / real).is_dir()
+
+    def kustomization(self, real: str) -> dict | None:
+        return self.facts.kustomization(real) if self.facts else read_kustomization(self.root / real)
+
+    def has_folder(self, real: str, relative: str) -> bool:
+        """Whether `relative` (to the folder `real`) is a folder: anywhere on the disk, as kustomize looks."""
+        if self.facts is None or relative.startswith("/"):
+            return (self.root / real / relative).is_dir()
+        inside = self.facts.real(f"{real}/{relative}" if real else relative)
+        return (self.root / real / relative).is_dir() if inside is None else self.facts.is_dir(inside)
+
+
+def _remote_in(kustomization: dict, folders: _Folders, folder: str) -> list[RemoteChart]:
     home = str((kustomization.get("helmGlobals") or {}).get("chartHome") or "charts")
     found = []
     for chart in kustomization.get("helmCharts") or []:
         if not isinstance(chart, dict) or not chart.get("repo") or not chart.get("name"):
             continue
         name, version = str(chart["name"]), str(chart.get("version") or "")
-        local = directory / home / (f"{name}-{version}/{name}" if version else name)
-        if not local.is_dir():
+        if not folders.has_folder(folder, f"{home}/{name}-{version}/{name}" if version else f"{home}/{name}"):
             found.append(RemoteChart(folder, name, str(chart["repo"]), version, home))
     return found
 

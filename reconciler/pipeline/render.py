@@ -92,7 +92,7 @@ class RenderCache:
     the objects parsed from the last render of each stack (parsing is most of a cached render's time)."""
 
     directory: Path
-    parsed: dict = field(default_factory=dict)  # stack -> (digest of the text, parsed objects)
+    parsed: dict = field(default_factory=dict)  # stack -> (digest of the text, objects, documents, stack path)
 
     def get(self, key: str) -> str | None:
         path = self.directory / f"{key}.yaml"

@@ -17,10 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from reconciler.errors import ConfigError, RenderError
-from reconciler.yamlfile import load_yaml_file
-
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+from reconciler.pipeline.treefacts import TreeFacts, read_kustomization, tree_facts
 
 _PATH_LISTS = ("resources", "bases", "components", "crds", "patchesStrategicMerge", "transformers",
                "generators", "validators", "configurations")
@@ -37,15 +34,7 @@ class Uncacheable(Exception):
 
 def kustomization_of(directory: Path) -> dict | None:
     """The parsed kustomization file of `directory`, or None when it has none."""
-    for name in KUSTOMIZATION_FILES:
-        path = directory / name
-        if path.is_file():
-            try:
-                data = load_yaml_file(path)
-            except ConfigError as exc:
-                raise RenderError(exc.message, fix=exc.fix) from exc
-            return data if isinstance(data, dict) else {}
-    return None
+    return read_kustomization(directory)
 
 
 def input_paths(tree_root: Path, stack_path: str) -> list[str] | None:
@@ -67,10 +56,13 @@ def _covered(path: str, keyed: set[str]) -> bool:
 
 
 class _InputWalk:
-    """A walk over the kustomizations reachable from one stack (each folder visited once)."""
+    """A walk over the kustomizations reachable from one stack (each folder visited once). In an exported
+    tree its facts answer (`treefacts`: no path resolved on the disk unless a link is on its way); in
+    any other folder, the disk."""
 
     def __init__(self, tree_root: Path) -> None:
-        self.root = tree_root.resolve()
+        self.facts: TreeFacts | None = tree_facts(tree_root)
+        self.root = self.facts.root if self.facts else tree_root.resolve()
         self.keyed: set[str] = set()
         self.pending: list[str] = []
         self.walked: set[str] = set()
@@ -83,11 +75,11 @@ class _InputWalk:
             if current in visited:
                 continue
             visited.add(current)
-            directory = self.root / current
-            if not directory.is_dir():
+            if not self._leads_to_dir(current):
                 continue
             self._follow_links(current)
-            kustomization = kustomization_of(directory) or {}
+            kustomization = (self.facts.kustomization(current) if self.facts else
+                             read_kustomization(self.root / current)) or {}
             for reference in references(kustomization):
                 self._reference(current, reference)
         return self.keyed
@@ -95,20 +87,35 @@ class _InputWalk:
     def _real(self, target: str) -> str:
         """Key `target` and, when a symbolic link leads there, the folder or file it really is."""
         self.keyed.add(target)
-        resolved = (self.root / target).resolve()
-        try:
-            real = resolved.relative_to(self.root).as_posix()
-        except ValueError:
-            raise Uncacheable(target) from None
-        real = "" if real == "." else real
+        if self.facts:
+            real = self.facts.real(target)
+            if real is None:
+                raise Uncacheable(target)
+        else:
+            try:
+                real = (self.root / target).resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                raise Uncacheable(target) from None
+            real = "" if real == "." else real
         self.keyed.add(real)
         return real
+
+    def _leads_to_dir(self, path: str) -> bool:
+        """Whether `path` is a folder, links followed (False when it leads outside the repository)."""
+        if not self.facts:
+            return (self.root / path).is_dir()
+        real = self.facts.real(path)
+        return real is not None and self.facts.is_dir(real)
 
     def _reference(self, current: str, reference: str) -> None:
         if _is_remote(reference) or reference.startswith("/"):
             raise Uncacheable(reference)
         target = _normalise(PurePosixPath(current) / reference)
-        if (self.root / target).is_dir():
+        self._visit(target)
+
+    def _visit(self, target: str) -> None:
+        """A folder is walked later; a file is keyed now."""
+        if self._leads_to_dir(target):
             self.pending.append(target)
         else:
             self._real(target)
@@ -119,15 +126,14 @@ class _InputWalk:
         if any(current == done or current.startswith(done + "/") or not done for done in self.walked):
             return
         self.walked.add(current)
-        for folder, dirs, files in os.walk(self.root / current):
-            for name in dirs + files:
-                path = Path(folder) / name
-                if path.is_symlink():
-                    link = path.relative_to(self.root).as_posix()
-                    if path.is_dir():
-                        self.pending.append(link)
-                    else:
-                        self._real(link)
+        if self.facts:
+            links = self.facts.links_below(current)
+        else:
+            links = [(Path(folder) / name).relative_to(self.root).as_posix()
+                     for folder, dirs, files in os.walk(self.root / current) for name in dirs + files
+                     if (Path(folder) / name).is_symlink()]
+        for link in links:
+            self._visit(link)
 
 
 def references(kustomization: dict) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from reconciler.config import EnvironmentConfig
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.objects import K8sObject, ObjectId, parse_objects
+from reconciler.objects import K8sObject, ObjectId, parse_reusing
 from reconciler.parallel import map_threads
 from reconciler.pipeline.decrypt import Decryptor
 from reconciler.pipeline.helm_charts import check_vendored
@@ -143,17 +143,19 @@ def _keep(rendered: RenderedEnv, cache: RenderCache | None, stack: str, path: st
 
 def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest: str,
             decrypt: Decrypt | None) -> list[K8sObject]:
-    """The stack's objects, parsed (and decrypted) again only when its rendered text changed. Decrypted
-    objects are kept in memory only (`RenderCache.parsed`), never written."""
+    """The stack's objects, parsed (and decrypted) again only when its rendered text changed, and then
+    only its changed documents. Decrypted objects are kept in memory only (`RenderCache.parsed`), never
+    written; the documents are kept as parsed, before decryption."""
     memo = f"{digest}:{'decrypted' if decrypt else 'as rendered'}"
     known = cache.parsed.get(stack) if cache is not None else None
     if known is not None and known[0] == memo:
         return list(known[1])
-    objects = parse_objects(text, stack=stack, base_dir=path)
+    earlier = known[2] if known is not None and known[3] == path else {}
+    objects, documents = parse_reusing(text, earlier, stack=stack, base_dir=path)
     if decrypt is not None:
         objects = decrypt(stack, objects)
     if cache is not None:
-        cache.parsed[stack] = (memo, tuple(objects))
+        cache.parsed[stack] = (memo, tuple(objects), documents, path)
     return objects
 
 

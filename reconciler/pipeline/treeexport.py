@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from reconciler.pipeline.treefacts import LISTING_FILE, tree_listing
+
 _SYMLINK_MODE = b"120000"
 _KEEP_TREES = 4
 _TREE_GRACE_S = 600.0
@@ -60,9 +62,11 @@ def _evict_old_trees(trees_dir: Path, keep: str) -> None:
 
 
 def _extract(git_dir: Path, sha: str, target: Path) -> None:
-    """Write the tree of `sha` into the existing folder `target`. Raises LinkOutside before writing anything
-    for a link leaving the repository, OSError when the files cannot be written (a full disk)."""
-    for path, link in _symlinks(git_dir, sha):
+    """Write the tree of `sha` into the existing folder `target`, with its listing (`treefacts`). Raises
+    LinkOutside before writing any file of the tree for a link leaving the repository, OSError when the
+    files cannot be written (a full disk)."""
+    listing = tree_listing(git_dir, sha)
+    for path, link in _symlinks(git_dir, listing.partition(b"\n")[2]):
         if link.startswith("/") or _climbs(posixpath.join(posixpath.dirname(path), link)):
             raise LinkOutside(path)
     archive = subprocess.Popen(["git", "--git-dir", str(git_dir), "archive", "--format=tar", sha],
@@ -75,6 +79,7 @@ def _extract(git_dir: Path, sha: str, target: Path) -> None:
     archive.stderr.close()
     if untar.returncode != 0 or archived != 0:
         raise _write_error(untar, problem)
+    (target / LISTING_FILE).write_bytes(listing)  # after the files: a file of that name in Git cannot replace it
 
 
 def _write_error(untar: subprocess.CompletedProcess, problem: str) -> OSError:
@@ -86,10 +91,8 @@ def _write_error(untar: subprocess.CompletedProcess, problem: str) -> OSError:
     return OSError(errno.EIO, " ".join((untar.stderr.strip() or problem).split())[:300] or "tar failed")
 
 
-def _symlinks(git_dir: Path, sha: str) -> list[tuple[str, str]]:
-    """(path, target) of every symbolic link in the tree of `sha`."""
-    listing = subprocess.run(["git", "--git-dir", str(git_dir), "ls-tree", "-r", "-z", "--full-tree", sha],
-                             capture_output=True, check=True).stdout
+def _symlinks(git_dir: Path, listing: bytes) -> list[tuple[str, str]]:
+    """(path, target) of every symbolic link in a tree, from its `git ls-tree -z` listing."""
     links: list[tuple[str, bytes]] = []
     for entry in listing.split(b"\0"):
         if entry.startswith(_SYMLINK_MODE + b" "):
