@@ -2,7 +2,8 @@
 
 Server-side apply with one field manager, in kind order (CRDs and Namespaces first, CRDs waited on
 until Established and served); objects of the same kind rank go in parallel. Nothing is applied if
-any object failed its dry-run, so a bad object never leaves a half-applied stack. `should_stop` is
+any object failed its dry-run, so a bad object never leaves a half-applied stack; a stack's one change
+may be confirmed by its apply instead (`plan.write_single`), after every other check. `should_stop` is
 checked between objects, never inside one.
 """
 
@@ -17,7 +18,7 @@ from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKin
 from reconciler.kube.takeover import takeover_patch
 from reconciler.objects import K8sObject, apply_rank
 from reconciler.parallel import map_threads
-from reconciler.pipeline.plan import PlannedObject
+from reconciler.pipeline.plan import PlannedObject, confirm, crd_kinds
 from reconciler.results import Action
 
 _PARALLEL = 16
@@ -50,13 +51,18 @@ def apply_planned(
     should_stop: Callable[[], bool],
     on_applied: Callable[[int], None] = lambda n: None,
 ) -> ApplyOutcome:
-    outcome = ApplyOutcome(conflicts=[f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict])
     errors = _blocking_errors(planned, recreate_immutable, take_ownership)
+    if not errors and not should_stop():
+        errors = _confirm_by_applying(cluster, planned, recreate_immutable, take_ownership)
+    outcome = ApplyOutcome(conflicts=[f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict])
     if errors:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         outcome.error = "nothing applied: " + "; ".join(errors[:3]) + more
         return outcome
-    todo = [p for p in planned if p.action in (Action.CREATE, Action.UPDATE) or p.reapply]
+    outcome.applied = sum(1 for p in planned if p.written and p.action is Action.UPDATE)
+    if outcome.applied:
+        on_applied(outcome.applied)
+    todo = [p for p in planned if (p.action in (Action.CREATE, Action.UPDATE) or p.reapply) and not p.written]
     for rank, group in groupby(todo, key=lambda p: apply_rank(p.obj.kind)):
         if should_stop():
             outcome.error = "stopped before finishing the stack (no object was left half-applied)"
@@ -76,6 +82,17 @@ def apply_planned(
                 outcome.error = problem
                 return outcome
     return outcome
+
+
+def _confirm_by_applying(cluster: Cluster, planned: list[PlannedObject], recreate_immutable: bool,
+                         take_ownership: bool) -> list[str]:
+    """The stack's one change the plan left unconfirmed (`plan.write_single`) is applied now and judged as
+    its dry run would have been; returns the blocking errors then (a rejected apply wrote nothing)."""
+    for entry in planned:
+        if entry.confirm_at_apply and not entry.written:
+            confirm(cluster, entry, entry.live, take_ownership, crd_kinds([p.obj for p in planned]), write=True)
+            entry.live = None
+    return _blocking_errors(planned, recreate_immutable, take_ownership)
 
 
 def _discoverable(cluster: Cluster, crd: K8sObject) -> bool:

@@ -113,7 +113,8 @@ class PassRun:
         seen = self.ctx.live.changes(owner) if self.ctx.live else None
         self.emit(stack.name, result.wave, "plan", f"planning {len(objects)} objects")
         planned = plan_stack(self.ctx.cluster_for(stack.name), objects, self.ctx.selector(stack.name), record.objects,
-                             force=self.env.sync.correct_drift, owner=self.ctx.ownership(stack.name))
+                             force=self.env.sync.correct_drift, owner=self.ctx.ownership(stack.name),
+                             write_single=not self.dry_run)
         result.drifted = sum(1 for p in planned if p.drift)
         if not self.env.sync.correct_drift:
             for entry in planned:
@@ -167,6 +168,8 @@ class PassRun:
                                 take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
                                 on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
         result.conflicts = outcome.conflicts
+        if any(p.confirm_at_apply for p in planned):  # confirmed by its apply: the fields the server changed
+            result.changes = [p.change() for p in planned] + list(prunes)
         if outcome.error:
             result.state, result.reason = StackState.FAILED, outcome.error
             return

@@ -54,6 +54,9 @@ class PlannedObject:
     removed: list[OwnedPath] = field(default_factory=list)  # fields we own that Git no longer sets
     taken_over: list[OwnedPath] = field(default_factory=list)  # fields client-side kubectl apply set that Git does not
     takeover: bool = False  # client-side `kubectl apply` owns fields: taken over before our apply (kube.takeover)
+    live: dict | None = None  # the live object, kept while the change waits to be confirmed by its own apply
+    confirm_at_apply: bool = False  # the stack's one change: its apply is its dry run (`write_single`)
+    written: bool = False  # applied while being confirmed
 
     def change(self) -> ObjectChange:
         return ObjectChange(id=self.obj.id, action=self.action, fields=self.fields, source_file=self.obj.source_file)
@@ -89,7 +92,7 @@ def _conflict_text(exc: ApiError) -> str:
     return "; ".join(exc.causes) or exc.message
 
 
-def _crd_kinds(objects: list[K8sObject]) -> set[tuple[str, str]]:
+def crd_kinds(objects: list[K8sObject]) -> set[tuple[str, str]]:
     """(group, kind) of every custom resource a CRD of this stack defines."""
     kinds = set()
     for obj in objects:
@@ -99,11 +102,13 @@ def _crd_kinds(objects: list[K8sObject]) -> set[tuple[str, str]]:
     return kinds
 
 
-def _confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: bool,
-             stack_crds: set[tuple[str, str]]) -> None:
-    """Dry-run apply: validates the object and turns a suspect into a confirmed change, or clears it."""
+def confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: bool,
+            stack_crds: set[tuple[str, str]], write: bool = False) -> None:
+    """Dry-run apply: validates the object and turns a suspect into a confirmed change, or clears it.
+    `write`: the apply itself, judged as its dry run would be (`planned.written` when it was accepted)."""
     try:
-        result = cluster.apply(planned.obj.manifest, dry_run=True, force=force)
+        result = cluster.apply(planned.obj.manifest, dry_run=not write, force=force)
+        planned.written = write
     except UnknownKind as exc:
         if (planned.obj.id.group, planned.obj.kind) not in stack_crds:
             planned.error = (f"{exc.message}, and no CustomResourceDefinition in this stack defines it "
@@ -205,14 +210,17 @@ def plan_stack(
     *,
     force: bool,
     owner: Ownership,
+    write_single: bool = False,
 ) -> list[PlannedObject]:
     """Classify every desired object as create / update / unchanged (prunes are the caller's). Suspects
     are confirmed by dry-runs in parallel (a first sync of a thousand objects is a thousand dry-runs),
     except new objects in a Namespace this stack creates: the server can only answer that namespace is
-    not found (as `_confirm` accepts), and such answers cost it more than a dry run that validates."""
+    not found (as `confirm` accepts), and such answers cost it more than a dry run that validates.
+    `write_single` (a sync, not a plan): a stack's only suspect, when `_confirmed_by_its_apply`, is left
+    for `apply.apply_planned` to confirm by applying it."""
     live = _live_by_name(cluster, objects, selector)
     unlabelled = _unlabelled_by_name(cluster, [o for o in objects if o.id not in live])
-    stack_crds = _crd_kinds(objects)
+    stack_crds = crd_kinds(objects)
     planned: list[PlannedObject] = []
     suspects: list[tuple[PlannedObject, dict | None]] = []
     for obj in objects:
@@ -228,12 +236,28 @@ def plan_stack(
     new_namespaces = {e.obj.id.name for e in planned if e.obj.kind == "Namespace" and e.action is Action.CREATE}
     suspects = [(entry, current) for entry, current in suspects
                 if not (entry.action is Action.CREATE and entry.obj.id.namespace in new_namespaces)]
-    map_threads(lambda suspect: _confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects,
+    if write_single and len(suspects) == 1 and _confirmed_by_its_apply(*suspects[0], previous_hashes, owner):
+        suspects[0][0].confirm_at_apply, suspects[0][0].live = True, suspects[0][1]
+        suspects = []
+    map_threads(lambda suspect: confirm(cluster, suspect[0], suspect[1], force, stack_crds), suspects,
                 DRY_RUN_PARALLEL, "dry-run")
     for entry in planned:
         if entry.action is Action.UPDATE:
             entry.drift = is_drift(previous_hashes.get(str(entry.obj.id)), entry.obj, owner.hash_key)
     return planned
+
+
+def _confirmed_by_its_apply(entry: PlannedObject, current: dict | None, previous_hashes: dict[str, str],
+                            owner: Ownership) -> bool:
+    """Whether the stack's one change may skip its dry run: the server validates a single apply as it
+    validates the dry run, and no other object of the stack is written, so a rejected change still
+    leaves nothing applied; the answer is judged as the dry run's would be. Only a Git change to an
+    existing object that needs no takeover and is no CRD (a drift is confirmed first: a detect-only
+    environment must not report a server default as drift). Saves a request per stack on a push."""
+    previous = previous_hashes.get(str(entry.obj.id))
+    return (entry.action is Action.UPDATE and current is not None and not entry.takeover and not entry.reapply
+            and entry.obj.kind != "CustomResourceDefinition" and previous is not None
+            and previous != desired_hash(entry.obj.manifest, owner.hash_key))
 
 
 def is_drift(recorded: str | None, obj: K8sObject, hash_key: bytes) -> bool:

@@ -74,6 +74,44 @@ def test_unchanged_pass_lists_once_per_kind_and_applies_nothing(repo, engine_for
     print(f"steady-state pass of 5 objects: {again.total_requests} API requests {again.api_requests}")
 
 
+def test_a_git_change_to_one_object_of_a_stack_is_applied_without_a_dry_run(
+        repo, engine_for, tmp_path, namespace, api_client):
+    write_stack(repo, "app", [configmap(f"cm-{i}", namespace, {"i": str(i)}) for i in range(3)])
+    repo.commit("three configmaps")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.sync()
+    write_stack(repo, "app", [configmap(f"cm-{i}", namespace, {"i": "new" if i == 1 else str(i)}) for i in range(3)])
+    repo.commit("one configmap changes")
+
+    result = engine.sync()
+
+    assert result.stacks[0].state is StackState.APPLIED
+    assert result.api_requests["patch"] == 1 + 1  # its apply (no dry run), the stack's record in the inventory
+    assert [(c.id.name, c.action, [f.path for f in c.fields]) for c in result.stacks[0].changed] == [
+        ("cm-1", Action.UPDATE, ["data.i"])]
+    assert read_configmap(api_client, namespace, "cm-1") == {"i": "new"}
+
+
+def test_a_rejected_single_change_applies_nothing_and_fails_as_its_dry_run_does(
+        repo, engine_for, tmp_path, namespace, api_client):
+    write_stack(repo, "app", [configmap("frozen", namespace, {"v": "1"}) | {"immutable": True},
+                              configmap("other", namespace, {"v": "1"})])
+    repo.commit("an immutable configmap")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.sync()
+    write_stack(repo, "app", [configmap("frozen", namespace, {"v": "2"}) | {"immutable": True},
+                              configmap("other", namespace, {"v": "1"})])
+    repo.commit("change what cannot change")
+    planned = engine.plan()
+
+    result = engine.sync()
+
+    assert result.stacks[0].state is StackState.FAILED
+    assert result.stacks[0].reason == "nothing applied: " + planned.stacks[0].reason
+    assert "immutable" in result.stacks[0].reason and "recreateOnImmutable" in result.stacks[0].reason
+    assert read_configmap(api_client, namespace, "frozen") == {"v": "1"}
+
+
 def test_a_new_commit_updates_only_the_changed_field(repo, engine_for, tmp_path, namespace, api_client):
     write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue", "size": "1"})])
     repo.commit("blue")
