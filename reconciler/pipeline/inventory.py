@@ -5,6 +5,14 @@ last applied, the identities it owns with the hash of what Git wanted for each (
 a Git change; an unchanged hash with a live difference is drift), the last result; and the time
 each drifted object was first seen. A restarted reconciler reads it back and loses nothing.
 Stacks write their own keys with JSON merge patches, so parallel stacks never overwrite each other.
+
+A stack's record that adds no object to what the stack owns may wait (`RECORD_DELAY_S`) and go out
+with the next write, at the latest when the pass ends: a push that moves every stack of an
+environment to a new commit then writes the ConfigMap about once a pass, not once a stack (it was a
+quarter of the push's requests, and the largest). What waits is never ownership: a record naming a
+new object is written at once. A pass killed before a waiting record is written loses only that
+record; the next pass finds the stack's objects already as Git wants them, applies them again (a
+no-op for the server) and records the stack as applied at that commit.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import base64
 import json
 import secrets
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 
@@ -29,6 +38,8 @@ _DRIFT_KEY = "drift.json"
 _PINS_KEY = "pins.json"
 _SUSPENDED_KEY = "suspended.json"
 _RECORD_PREFIX, _RECORD_SUFFIX = "stack.", ".json"
+RECORD_DELAY_S = 10.0
+"""How long a record that adds no owned object may wait for the next write (see the module docstring)."""
 
 
 def _record_key(stack: str) -> str:
@@ -54,7 +65,7 @@ class StackRecord:
 
 
 class Inventory:
-    """The env's ConfigMap, read once per pass, written per stack."""
+    """The env's ConfigMap, read once per pass, written per stack or several stacks at once."""
 
     def __init__(self, cluster: Cluster, env: str) -> None:
         self.cluster = cluster
@@ -62,6 +73,8 @@ class Inventory:
         self.name = f"reconciler-{env}"
         self._lock = threading.Lock()
         self._data: dict[str, str] = {}
+        self._unsaved: set[str] = set()  # keys changed here and not yet written
+        self._written_at = time.monotonic()
         self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
         self.found = False  # the ConfigMap existed when loaded
         self.key_found = False  # the hash-key Secret existed when read
@@ -138,14 +151,35 @@ class Inventory:
         self.recovered = {stack: len(objects) for stack, objects in found.items() if objects}
         return self.recovered
 
-    def save_record(self, stack: str, record: StackRecord) -> None:
+    def save_record(self, stack: str, record: StackRecord, wait: bool = False) -> None:
+        """Write the stack's record; with `wait`, keep it for the next write unless `RECORD_DELAY_S` passed
+        since the last one (`flush` writes what waits)."""
         key = _record_key(stack)
         value = encode_record(record)
         with self._lock:
             if self._data.get(key) == value:
                 return
             self._data[key] = value
-        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: value}})
+            self._unsaved.add(key)
+            if wait and time.monotonic() - self._written_at < RECORD_DELAY_S:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every key changed here and not yet written, in one merge patch (a key removed is removed)."""
+        with self._lock:
+            keys = sorted(self._unsaved)
+            self._unsaved.clear()
+            patch = {key: self._data.get(key) for key in keys}
+        if not patch:
+            return
+        try:
+            self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": patch})
+        except Exception:
+            with self._lock:
+                self._unsaved.update(key for key in keys if key not in self._unsaved)
+            raise
+        self._written_at = time.monotonic()
 
     def recorded_stacks(self) -> list[str]:
         """Every stack with a record, declared in the environment or not (a removed stack keeps its record)."""
@@ -159,7 +193,8 @@ class Inventory:
         with self._lock:
             if self._data.pop(key, None) is None:
                 return
-        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: None}})
+            self._unsaved.add(key)
+        self.flush()
 
     def pins(self) -> Pins:
         with self._lock:
@@ -187,7 +222,8 @@ class Inventory:
                 self._data.pop(key, None)
             else:
                 self._data[key] = value
-        self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": {key: value}})
+            self._unsaved.add(key)
+        self.flush()
 
     def drift_first_seen(self) -> dict[str, str]:
         with self._lock:

@@ -70,9 +70,10 @@ def settled(live: LiveCache | None, last_clean: tuple[str | None, int] | None, o
 def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: RenderedEnv, stack: str,
                  result: StackResult, objects: list[K8sObject], owners: dict[ObjectId, str], hash_key: bytes) -> None:
     """Write the stack's record (commit, `objects` as applied with the hash of each, result, health);
-    a steady-state pass writes nothing. `owners`: which stack renders each object of the environment."""
+    a steady-state pass writes nothing, and a record that owns nothing new may wait (`inventory`).
+    `owners`: which stack renders each object of the environment."""
     record = inventory.record(stack)
-    before = dict(record.__dict__, last_run=None)
+    before, owned_before = dict(record.__dict__, last_run=None), set(record.objects)
     now = now_iso()
     record.last_run, record.state, record.reason = now, result.state.value, result.reason
     record.violations = len(result.violations)
@@ -96,4 +97,4 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
                                pinned=stack in rendered.pinned)
     if dict(record.__dict__, last_run=None) == before:
         return
-    inventory.save_record(stack, record)
+    inventory.save_record(stack, record, wait=set(record.objects) <= owned_before)  # it owns nothing new

@@ -82,6 +82,7 @@ def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progres
         auto_rollback(engine, ctx, head, inventory, result, pins, emit, stop)
     if stack is None and rollback is None and not should_stop():
         prune_removed_stacks(ctx, rendered, inventory, result)
+    _write_waiting_records(inventory, result)
     if lease is not None:
         lease.release()  # before the watches are set up: the next writer need not wait for them
     if engine.live is not None and not dry_run:
@@ -94,6 +95,16 @@ def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progres
              pins=result.pins or None)
     emit(None, None, "done", "pass finished")
     return result
+
+
+def _write_waiting_records(inventory: Inventory, result: PassResult) -> None:
+    """Stack records that waited for a later write (`inventory.RECORD_DELAY_S`) go out before the lease
+    is given back; one that cannot be written is said, and the next pass records the stack again."""
+    try:
+        inventory.flush()
+    except ReconcilerError as exc:
+        result.notices.append(f"stack records not saved: {exc}")
+        log.error("stack records not saved", env=result.env, run_id=result.run_id, error=str(exc))
 
 
 def watch_views(ctx: PassContext, rendered: RenderedEnv) -> tuple[set[WatchKey], dict[WatchKey, Cluster]]:

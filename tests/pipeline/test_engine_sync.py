@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,30 @@ def test_a_rejected_single_change_applies_nothing_and_fails_as_its_dry_run_does(
     assert result.stacks[0].reason == "nothing applied: " + planned.stacks[0].reason
     assert "immutable" in result.stacks[0].reason and "recreateOnImmutable" in result.stacks[0].reason
     assert read_configmap(api_client, namespace, "frozen") == {"v": "1"}
+
+
+def _chain_of_three(repo, namespace: str, value: str) -> None:
+    for name in ("a", "b", "c"):
+        write_stack(repo, name, [configmap(f"cm-{name}", namespace, {"v": value})])
+
+
+def test_a_push_to_every_stack_writes_their_records_together_before_the_pass_ends(
+        repo, engine_for, tmp_path, namespace, api_client):
+    _chain_of_three(repo, namespace, "1")
+    repo.commit("three stacks")
+    stacks = [{"name": "a", "path": "stacks/a"}, {"name": "b", "path": "stacks/b", "dependsOn": ["a"]},
+              {"name": "c", "path": "stacks/c", "dependsOn": ["b"]}]
+    engine = engine_for(make_env(tmp_path, repo, namespace, stacks))
+    first = engine.sync()
+    _chain_of_three(repo, namespace, "2")
+    sha = repo.commit("every stack changes")
+
+    result = engine.sync()
+
+    assert first.api_requests["patch"] == 3 * 2 + 3  # a dry run and an apply each; each new record at once
+    assert result.api_requests["patch"] == 3 + 1  # an apply each, their records in one write
+    live = client.CoreV1Api(api_client).read_namespaced_config_map(f"reconciler-{namespace}", "healthflow-system")
+    assert [json.loads(live.data[f"stack.{name}.json"])["commit"] for name in ("a", "b", "c")] == [sha] * 3
 
 
 def test_a_new_commit_updates_only_the_changed_field(repo, engine_for, tmp_path, namespace, api_client):
