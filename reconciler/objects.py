@@ -110,6 +110,8 @@ class K8sObject:
     stack: str = ""
     source_file: str | None = None
     id: ObjectId = field(init=False)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Values worked out from the manifest, kept with it: a manifest is never changed once its object exists."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", identity(self.manifest))

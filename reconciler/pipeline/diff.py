@@ -19,6 +19,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from reconciler.objects import K8sObject
 from reconciler.results import FieldChange
 
 MASK = "***"
@@ -38,6 +39,16 @@ def desired_hash(manifest: dict, key: bytes = b"") -> str:
     text = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     digest = hmac.new(key, text, hashlib.sha256) if key else hashlib.sha256(text)
     return digest.hexdigest()[:16]
+
+
+def object_hash(obj: K8sObject, key: bytes = b"") -> str:
+    """`desired_hash` of the object's manifest, worked out once per object and key: a pass asks it of every
+    object of a stack several times (the plan's Git-change test, the drift test, the stack's record)."""
+    memo = ("desired_hash", key)
+    known = obj.memo.get(memo)
+    if known is None:
+        known = obj.memo[memo] = desired_hash(obj.manifest, key)
+    return known
 
 
 def _as_quantity(value: Any) -> Decimal | None:

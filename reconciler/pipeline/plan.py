@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
 from reconciler.parallel import map_threads
 from reconciler.kube.takeover import client_side_fields
-from reconciler.pipeline.diff import compare, desired_hash, mask_secret_changes, project, secret_view
+from reconciler.pipeline.diff import compare, mask_secret_changes, object_hash, project, secret_view
 from reconciler.pipeline.ownership import Ownership, foreign_owner
 from reconciler.pipeline.fieldset import MISSING, OwnedPath, lookup, owned_fields, removed_paths
 from reconciler.objects import K8sObject, ObjectId
@@ -198,7 +198,7 @@ def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, own
     entry = PlannedObject(obj, Action.UPDATE if fields else Action.UNCHANGED, fields, removed=removed,
                           taken_over=taken, takeover=bool(client_side))
     entry.reapply = not fields and (entry.takeover or previous_hash is not None and
-                                    previous_hash != desired_hash(obj.manifest, owner.hash_key))
+                                    previous_hash != object_hash(obj, owner.hash_key))
     return entry
 
 
@@ -257,14 +257,14 @@ def _confirmed_by_its_apply(entry: PlannedObject, current: dict | None, previous
     previous = previous_hashes.get(str(entry.obj.id))
     return (entry.action is Action.UPDATE and current is not None and not entry.takeover and not entry.reapply
             and entry.obj.kind != "CustomResourceDefinition" and previous is not None
-            and previous != desired_hash(entry.obj.manifest, owner.hash_key))
+            and previous != object_hash(entry.obj, owner.hash_key))
 
 
 def is_drift(recorded: str | None, obj: K8sObject, hash_key: bytes) -> bool:
     """A live difference is drift when Git did not change the object since its last apply: its recorded
     hash is the desired one, or unknown ('' after an inventory rebuild): unknown is never taken for a Git
     change, so detect-only mode never reverts what it cannot tell apart from drift."""
-    return recorded == "" or recorded == desired_hash(obj.manifest, hash_key)
+    return recorded == "" or recorded == object_hash(obj, hash_key)
 
 
 def _unlabelled_by_name(cluster: Cluster, missing: list[K8sObject]) -> dict[ObjectId, dict]:

@@ -14,7 +14,7 @@ from typing import Callable
 from reconciler import graph
 from reconciler.errors import ReconcilerError
 from reconciler.pipeline.context import EngineView, PassContext
-from reconciler.pipeline.diff import desired_hash
+from reconciler.pipeline.diff import object_hash
 from reconciler.pipeline.history import (RollbackError, in_history, last_healthy_commit, mark_rolled_back,
                                          was_rolled_back)
 from reconciler.pipeline.inventory import Inventory
@@ -92,7 +92,7 @@ def _git_changed(engine: EngineView, rendered: RenderedEnv, recorded: dict[str, 
     """Git wants something else than the stack's last successful pass applied. A failed pass keeps the
     record's hashes, so this holds on the next pass too when a process died before the health gate
     failed (the objects were applied, the failure never recorded)."""
-    return any(recorded.get(str(o.id)) != desired_hash(engine.owned(o).manifest, engine.hash_key)
+    return any(recorded.get(str(o.id)) != object_hash(engine.owned(o), engine.hash_key)
                for o in rendered.objects.get(stack, []))
 
 

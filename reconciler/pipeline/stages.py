@@ -9,7 +9,7 @@ from reconciler import graph
 from reconciler.config import EnvironmentConfig, StackConfig
 from reconciler.kube.livecache import LiveCache, WatchKey
 from reconciler.objects import K8sObject, ObjectId
-from reconciler.pipeline.diff import desired_hash
+from reconciler.pipeline.diff import object_hash
 from reconciler.pipeline.history import add_entry
 from reconciler.pipeline.inventory import Inventory, StackRecord, now_iso
 from reconciler.pipeline.ownership import handed_off
@@ -82,7 +82,7 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
         previous = record.objects
         record.commit = rendered.commit_of(stack).sha
         record.healthy = result.healthy
-        record.objects = {str(o.id): desired_hash(o.manifest, hash_key) for o in objects}
+        record.objects = {str(o.id): object_hash(o, hash_key) for o in objects}
         record.objects.update(handed_off(stack, previous, owners, lambda name: inventory.record(name).objects))
         if rendered.errors and env.sync.prune:  # prune postponed: keep owning what was not pruned
             for key, digest in previous.items():
@@ -92,7 +92,7 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
     elif result.state is StackState.FAILED:
         record.healthy = result.healthy
         for obj in rendered.objects.get(stack, []):  # some may be applied: never lose ownership; the hash is
-            record.objects.setdefault(str(obj.id), desired_hash(obj.manifest, hash_key))  # what was sent
+            record.objects.setdefault(str(obj.id), object_hash(obj, hash_key))  # what was sent
     record.history = add_entry(record.history, rendered.commit_of(stack), result, env.rollback.history,
                                pinned=stack in rendered.pinned)
     if dict(record.__dict__, last_run=None) == before:

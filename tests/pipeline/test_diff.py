@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from reconciler.pipeline.diff import MASK, compare, mask_manifest, project
+import dataclasses
+
+from reconciler.objects import K8sObject
+from reconciler.pipeline.diff import MASK, compare, desired_hash, mask_manifest, object_hash, project
 
 
 def deployment(**container: object) -> dict:
@@ -72,3 +75,14 @@ def test_project_keeps_only_the_fields_git_sets() -> None:
     server = live_of(desired, image="x:1", imagePullPolicy="Always")
     projected = project(desired, server)
     assert projected["spec"] == {"template": {"spec": {"containers": [{"name": "web", "image": "x:1"}]}}}
+
+
+def test_an_objects_kept_hash_is_its_manifests_hash_under_each_key() -> None:
+    obj = K8sObject({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"v": "1"}})
+    other = dataclasses.replace(obj, manifest={**obj.manifest, "data": {"v": "2"}})
+
+    hashes = [object_hash(o, key) for o in (obj, other) for key in (b"", b"one", b"two")]
+
+    assert hashes == [desired_hash(o.manifest, key) for o in (obj, other) for key in (b"", b"one", b"two")]
+    assert len(set(hashes)) == 6
+    assert object_hash(obj, b"one") is object_hash(obj, b"one")  # worked out once
