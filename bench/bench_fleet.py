@@ -17,7 +17,8 @@ all of them. Prints, from one run:
   replica: threads, open files, TCP connections to the API servers and RSS (peak: VmHWM);
 - a push to the base: from the webhook (to one replica; it forwards to the leaders) until every
   environment's last stack shows the new commit, healthy (p50 / p95 / max over the environments), and
-  the CPU seconds it took;
+  the CPU seconds it took and the API requests the control planes answered meanwhile (from every
+  client: the daemons, their lease renewals, the control planes' own), per stack;
 - the same with the replica leading the most environments SIGKILLed one second into the fan-out:
   every environment converges, and in none is a stack's base ConfigMap newer than its dependent's
   (their apply times, from managedFields, follow the dependency chain);
@@ -365,13 +366,17 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                    f"({total * (args.objects + 1):,} objects) | {cold_s:.1f} s |")
         time.sleep(15)  # the live caches settle (their first LISTs) before the idle window
         report.add(*idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports))
+        answered_before = sum(apiserver_metrics(k)[0] for k in kubeconfigs)
         cpu_before = cpu_seconds(replicas.pids())
         fan_out, _ = push(repo, work, replicas, "v1", args.envs, args.stacks)
         own, children, machine = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
+        answered = sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before
         report.add(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
                    f"{percentiles(fan_out)} |",
                    f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
-                   f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |")
+                   f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |",
+                   f"| push: API requests the control planes answered meanwhile (every client), per stack | "
+                   f"{answered / total:.2f} ({answered:,.0f}) |")
         workers = [worker_figures(pid) for pid in replicas.pids()]
         peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
         report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks)
