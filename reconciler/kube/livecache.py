@@ -18,7 +18,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -100,6 +100,10 @@ def _status_only(before: dict | None, after: dict) -> bool:
     strip = (lambda o: {k: ({mk: mv for mk, mv in v.items() if mk not in _VOLATILE} if k == "metadata" else v)
                         for k, v in o.items() if k != "status"})
     return strip(before) == strip(after)
+
+
+_COUNTED_KEPT = 4096
+"""Events remembered in case the write they echo is noted after them (milliseconds, under load)."""
 
 
 def _version(obj: dict | None) -> str:
@@ -231,6 +235,7 @@ class LiveCache:
         self._generation = 0
         self._changes: Counter[str] = Counter()  # owner label value -> events seen for its objects
         self._written: dict[tuple[WatchKey, str], int] = {}  # our writes the watches have not delivered yet
+        self._counted: OrderedDict[tuple[WatchKey, str], tuple[str, str]] = OrderedDict()  # (version, owner)
         self._lock = threading.Lock()
 
     def ensure(self, keys: set[WatchKey], views: dict[WatchKey, Cluster] | None = None) -> None:
@@ -294,6 +299,10 @@ class LiveCache:
         if key in self.watches and str(resource_version or "").isdigit():
             with self._lock:
                 self._written[(key, name)] = int(str(resource_version))
+            with self._changed:
+                counted = self._counted.pop((key, name), None)
+                if counted is not None and counted[0] == str(resource_version):  # its echo came first
+                    self._changes[counted[1]] -= 1
 
     def _caught_up(self, watch: Any, key: WatchKey) -> bool:
         with self._lock:
@@ -316,7 +325,7 @@ class LiveCache:
                 self._written.pop((event.key, event.name), None)
         with self._changed:
             self._generation += 1
-            self._changes[owner] += 1
+            self._count(event, owner)
             self._changed.notify_all()
         for callback in list(self._subscribers):
             try:
@@ -324,8 +333,25 @@ class LiveCache:
             except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the watch
                 log.exception("live-cache subscriber failed")
 
+    def _count(self, event: LiveEvent, owner: str) -> None:
+        """One more change for `owner`, unless the event is our own write coming back (the version
+        `note_write` noted). One that comes back before its write is noted is counted, and remembered a
+        while so that `note_write` takes it back. Called holding `_changed` (which guards `_counted`);
+        `_written` is read without `_lock`, which `ensure` may hold while a watch starts and publishes."""
+        written = self._written.get((event.key, event.name))
+        version = _version(event.object)
+        if event.type in ("ADDED", "MODIFIED") and written is not None and version == str(written):
+            return
+        self._changes[owner] += 1
+        if event.type in ("ADDED", "MODIFIED") and version:
+            self._counted[(event.key, event.name)] = (version, owner)
+            self._counted.move_to_end((event.key, event.name))
+            if len(self._counted) > _COUNTED_KEPT:
+                self._counted.popitem(last=False)
+
     def changes(self, owner: str) -> int:
-        """How many changes the watches have seen on objects of one owner label value (a stack)."""
+        """How many changes the watches have seen on objects of one owner label value (a stack), our own
+        writes coming back not counted (`_count`): a stack a pass applied and found clean stays settled."""
         with self._changed:
             return self._changes[owner]
 

@@ -18,25 +18,33 @@ from reconciler.pipeline.ownership import OWNER_LABEL, owner_label_value
 from reconciler.pipeline.plan import PlannedObject, plan_stack
 from reconciler.pipeline.prune import live_object
 from reconciler.pipeline.rendered import RenderedEnv
+from reconciler.pipeline.stages import settled
 from reconciler.pipeline.windows import hold
 from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftReport
 
 
 def detect_drift(engine: EngineView) -> DriftReport:
-    """The drift report of the engine's environment; remembers when each drifted object was first seen."""
+    """The drift report of the engine's environment; remembers when each drifted object was first seen.
+    A stack a pass found clean, untouched since but by our own writes (`stages.settled`), is not planned
+    again: with the live cache, the drift check after a pass plans only what moved."""
     inventory = engine.load_inventory(create=False)
     head = engine.follow_head()
     report = DriftReport(env=engine.env.name, commit=head.sha)
     first_seen = inventory.drift_first_seen()
     seen_now: dict[str, str] = {}
     renders: dict[str, RenderedEnv] = {}
+    ctx = engine.context(engine.env)
     for stack in engine.env.stacks:
         record = inventory.record(stack.name)
         if record.commit is None:
             continue
         if record.commit not in renders:
             renders[record.commit] = _rendered_at(engine, record.commit, head)
-        objects = [engine.owned(o) for o in renders[record.commit].objects.get(stack.name, [])]
+        rendered = renders[record.commit]
+        if settled(ctx.live, ctx.settled.get(stack.name), rendered.objects.get(stack.name, []), record,
+                   rendered.digests.get(stack.name), owner_label_value(engine.env.name, stack.name)):
+            continue  # a pass found it clean and no watch event but our own writes touched it since
+        objects = [engine.owned(o) for o in rendered.objects.get(stack.name, [])]
         for item in _stack_drift(engine, stack.name, objects, record):
             key = str(item.id)
             seen_now[key] = first_seen.get(key, now_iso())

@@ -125,3 +125,29 @@ def test_a_change_of_status_alone_is_marked_so_and_a_change_of_labels_is_not(
                       timeout_s=30, what="the label change's event")
 
     assert status.status_only and not labels.status_only
+
+
+def test_our_own_write_coming_back_is_not_a_change_and_someone_elses_is(
+        kubeconfig: Path, namespace: str, api_client: client.ApiClient) -> None:
+    """A pass that applied and found its stack clean may trust that stack until something else touches it;
+    an echo that arrives before the apply's answer is noted is taken back when it is."""
+    writer = Cluster(new_api_client(kubeconfig))
+    cache = LiveCache(writer, LABEL, {"env.a"}, FIELD_MANAGER)
+    writer.cache = cache
+    try:
+        _configmap(client.CoreV1Api(api_client), namespace, "settings", "env.a")
+        cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
+        assert cache.wait_synced(30)
+        before = cache.changes("env.a")
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"v": "2"},
+                    "metadata": {"name": "settings", "namespace": namespace, "labels": {LABEL: "env.a"}}}
+
+        writer.apply(manifest, force=True)
+        wait_for(lambda: _cached(cache, namespace, "env.a") == {"settings": "2"}, timeout_s=30, what="the echo")
+        after_ours = cache.changes("env.a")
+        client.CoreV1Api(api_client).patch_namespaced_config_map("settings", namespace, {"data": {"v": "3"}})
+        wait_for(lambda: _cached(cache, namespace, "env.a") == {"settings": "3"}, timeout_s=30, what="the edit")
+
+        assert (after_ours, cache.changes("env.a")) == (before, before + 1)
+    finally:
+        cache.stop()
