@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import RenderError
-from reconciler.pipeline.treefacts import read_kustomization, tree_facts
+from reconciler.pipeline.treefacts import TreeFolders
 
 _FOLDER_LISTS = ("resources", "bases", "components")
 
@@ -38,7 +38,7 @@ class RemoteChart:
 def remote_charts(tree_root: Path, stack_path: str) -> list[RemoteChart]:
     """Every chart the stack's kustomizations would pull, following local bases and components (in an
     exported tree from its facts, `treefacts`; elsewhere from the disk)."""
-    folders = _Folders(tree_root)
+    folders = TreeFolders(tree_root)
     found: list[RemoteChart] = []
     pending, seen = [stack_path], set()
     while pending:
@@ -55,37 +55,7 @@ def remote_charts(tree_root: Path, stack_path: str) -> list[RemoteChart]:
     return found
 
 
-class _Folders:
-    """Folders of one tree by their real repository-relative path ("" for the root; None outside it)."""
-
-    def __init__(self, tree_root: Path) -> None:
-        self.facts = tree_facts(tree_root)
-        self.root = self.facts.root if self.facts else tree_root.resolve()
-
-    def real(self, relative: str) -> str | None:
-        if self.facts:
-            return self.facts.real(relative)
-        directory = (self.root / relative).resolve()
-        if not directory.is_relative_to(self.root):
-            return None
-        real = directory.relative_to(self.root).as_posix()
-        return "" if real == "." else real
-
-    def is_dir(self, real: str) -> bool:
-        return self.facts.is_dir(real) if self.facts else (self.root / real).is_dir()
-
-    def kustomization(self, real: str) -> dict | None:
-        return self.facts.kustomization(real) if self.facts else read_kustomization(self.root / real)
-
-    def has_folder(self, real: str, relative: str) -> bool:
-        """Whether `relative` (to the folder `real`) is a folder: anywhere on the disk, as kustomize looks."""
-        if self.facts is None or relative.startswith("/"):
-            return (self.root / real / relative).is_dir()
-        inside = self.facts.real(f"{real}/{relative}" if real else relative)
-        return (self.root / real / relative).is_dir() if inside is None else self.facts.is_dir(inside)
-
-
-def _remote_in(kustomization: dict, folders: _Folders, folder: str) -> list[RemoteChart]:
+def _remote_in(kustomization: dict, folders: TreeFolders, folder: str) -> list[RemoteChart]:
     home = str((kustomization.get("helmGlobals") or {}).get("chartHome") or "charts")
     found = []
     for chart in kustomization.get("helmCharts") or []:

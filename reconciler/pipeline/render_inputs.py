@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from reconciler.pipeline.treefacts import TreeFacts, read_kustomization, tree_facts
+from reconciler.pipeline.treefacts import TreeFolders, read_kustomization
 
 _PATH_LISTS = ("resources", "bases", "components", "crds", "patchesStrategicMerge", "transformers",
                "generators", "validators", "configurations")
@@ -61,8 +61,8 @@ class _InputWalk:
     any other folder, the disk."""
 
     def __init__(self, tree_root: Path) -> None:
-        self.facts: TreeFacts | None = tree_facts(tree_root)
-        self.root = self.facts.root if self.facts else tree_root.resolve()
+        self.folders = TreeFolders(tree_root)
+        self.root = self.folders.root
         self.keyed: set[str] = set()
         self.pending: list[str] = []
         self.walked: set[str] = set()
@@ -78,8 +78,7 @@ class _InputWalk:
             if not self._leads_to_dir(current):
                 continue
             self._follow_links(current)
-            kustomization = (self.facts.kustomization(current) if self.facts else
-                             read_kustomization(self.root / current)) or {}
+            kustomization = self.folders.kustomization(current) or {}
             for reference in references(kustomization):
                 self._reference(current, reference)
         return self.keyed
@@ -87,25 +86,16 @@ class _InputWalk:
     def _real(self, target: str) -> str:
         """Key `target` and, when a symbolic link leads there, the folder or file it really is."""
         self.keyed.add(target)
-        if self.facts:
-            real = self.facts.real(target)
-            if real is None:
-                raise Uncacheable(target)
-        else:
-            try:
-                real = (self.root / target).resolve().relative_to(self.root).as_posix()
-            except ValueError:
-                raise Uncacheable(target) from None
-            real = "" if real == "." else real
+        real = self.folders.real(target)
+        if real is None:
+            raise Uncacheable(target)
         self.keyed.add(real)
         return real
 
     def _leads_to_dir(self, path: str) -> bool:
         """Whether `path` is a folder, links followed (False when it leads outside the repository)."""
-        if not self.facts:
-            return (self.root / path).is_dir()
-        real = self.facts.real(path)
-        return real is not None and self.facts.is_dir(real)
+        real = self.folders.real(path)
+        return real is not None and self.folders.is_dir(real)
 
     def _reference(self, current: str, reference: str) -> None:
         if _is_remote(reference) or reference.startswith("/"):
@@ -126,8 +116,8 @@ class _InputWalk:
         if any(current == done or current.startswith(done + "/") or not done for done in self.walked):
             return
         self.walked.add(current)
-        if self.facts:
-            links = self.facts.links_below(current)
+        if self.folders.facts:
+            links = self.folders.facts.links_below(current)
         else:
             links = [(Path(folder) / name).relative_to(self.root).as_posix()
                      for folder, dirs, files in os.walk(self.root / current) for name in dirs + files

@@ -129,6 +129,37 @@ def read_kustomization(directory: Path) -> dict | None:
     return None
 
 
+class TreeFolders:
+    """One tree's folders by their real repository-relative path ("" for the root; None outside it): from
+    its facts when it is an exported tree, else from the disk (a working copy)."""
+
+    def __init__(self, tree_root: Path) -> None:
+        self.facts = tree_facts(tree_root)
+        self.root = self.facts.root if self.facts else tree_root.resolve()
+
+    def real(self, relative: str) -> str | None:
+        if self.facts:
+            return self.facts.real(relative)
+        directory = (self.root / relative).resolve()
+        if not directory.is_relative_to(self.root):
+            return None
+        real = directory.relative_to(self.root).as_posix()
+        return "" if real == "." else real
+
+    def is_dir(self, real: str) -> bool:
+        return self.facts.is_dir(real) if self.facts else (self.root / real).is_dir()
+
+    def kustomization(self, real: str) -> dict | None:
+        return self.facts.kustomization(real) if self.facts else read_kustomization(self.root / real)
+
+    def has_folder(self, real: str, relative: str) -> bool:
+        """Whether `relative` (to the folder `real`) is a folder: anywhere on the disk, as kustomize looks."""
+        if self.facts is None or relative.startswith("/"):
+            return (self.root / real / relative).is_dir()
+        inside = self.facts.real(f"{real}/{relative}" if real else relative)
+        return (self.root / real / relative).is_dir() if inside is None else self.facts.is_dir(inside)
+
+
 class _Known:
     """The facts of the trees read most recently in this process (trees are immutable: an answer is
     never stale; a tree without a listing is not remembered, so one exported later is read then)."""
