@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
@@ -111,12 +112,26 @@ def commit(repo: git.Repo, message: str) -> str:
 
 def apiserver_metrics(kubeconfig: Path) -> tuple[float, float]:
     """(requests answered since start, watches open now), over all clients."""
-    text = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "--raw", "/metrics"],
-                          capture_output=True, text=True, check=True).stdout
+    text = metrics_text(kubeconfig)
     requests_total = sum(float(v) for v in re.findall(r"^apiserver_request_total\{[^}]*\} (\S+)$", text, re.M))
     watches = sum(float(v) for v in re.findall(
         r'^apiserver_longrunning_requests\{[^}]*verb="WATCH"[^}]*\} (\S+)$', text, re.M))
     return requests_total, watches
+
+
+def metrics_text(kubeconfig: Path) -> str:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "--raw", "/metrics"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def requests_by_kind(kubeconfigs: list[Path]) -> Counter[str]:
+    """Requests answered since start over all clients, by verb and resource ("PATCH configmaps")."""
+    counts: Counter[str] = Counter()
+    for kubeconfig in kubeconfigs:
+        for labels, value in re.findall(r"^apiserver_request_total\{([^}]*)\} (\S+)$", metrics_text(kubeconfig), re.M):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            counts[f"{fields.get('verb', '')} {fields.get('resource', '')}"] += float(value)
+    return counts
 
 
 def process_figures(pid: int, api_ports: set[int]) -> dict[str, float]:
@@ -367,16 +382,21 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
         time.sleep(15)  # the live caches settle (their first LISTs) before the idle window
         report.add(*idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports))
         answered_before = sum(apiserver_metrics(k)[0] for k in kubeconfigs)
+        kinds_before = requests_by_kind(kubeconfigs)
         cpu_before = cpu_seconds(replicas.pids())
         fan_out, _ = push(repo, work, replicas, "v1", args.envs, args.stacks)
         own, children, machine = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
         answered = sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before
+        kinds = requests_by_kind(kubeconfigs)
+        kinds.subtract(kinds_before)
         report.add(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
                    f"{percentiles(fan_out)} |",
                    f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
                    f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |",
                    f"| push: API requests the control planes answered meanwhile (every client), per stack | "
-                   f"{answered / total:.2f} ({answered:,.0f}) |")
+                   f"{answered / total:.2f} ({answered:,.0f}) |",
+                   "| push: the most frequent of them, by verb and resource | " +
+                   ", ".join(f"{kind} {n:,.0f}" for kind, n in kinds.most_common(6)) + " |")
         workers = [worker_figures(pid) for pid in replicas.pids()]
         peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
         report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks)

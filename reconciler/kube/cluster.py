@@ -207,8 +207,9 @@ class Cluster:
         path = resource.path(meta.get("namespace"), meta["name"])
         result = self._call("PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml")
         if self.cache is not None and not dry_run:  # the cache must not answer with an older state than this
+            written = result.get("metadata") or {}
             self.cache.note_write(api_version, kind, meta.get("namespace") or "", meta["name"],
-                                  (result.get("metadata") or {}).get("resourceVersion"))
+                                  written.get("resourceVersion"), written.get("labels"))
         return result
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:

@@ -106,6 +106,10 @@ _COUNTED_KEPT = 4096
 """Events remembered in case the write they echo is noted after them (milliseconds, under load)."""
 
 
+def _owner(obj: dict | None, label: str) -> str:
+    return (((obj or {}).get("metadata") or {}).get("labels") or {}).get(label, "")
+
+
 def _version(obj: dict | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
@@ -234,7 +238,8 @@ class LiveCache:
         self._changed = threading.Condition()
         self._generation = 0
         self._changes: Counter[str] = Counter()  # owner label value -> events seen for its objects
-        self._written: dict[tuple[WatchKey, str], int] = {}  # our writes the watches have not delivered yet
+        self._written: dict[tuple[WatchKey, str], tuple[int, str]] = {}  # (version, owner label value) of our
+        # writes the watches have not delivered yet
         self._counted: OrderedDict[tuple[WatchKey, str], tuple[str, str]] = OrderedDict()  # (version, owner)
         self._lock = threading.Lock()
 
@@ -282,37 +287,45 @@ class LiveCache:
         the API server, whose answer is then its own."""
         key = WatchKey(api_version, kind, namespace)
         watch = self.watches.get(key)
-        if watch is None or not watch.synced.is_set() or not self._caught_up(watch, key):
-            return None
         label, _, value = selector.partition("=")
         if label != self.label or value not in self.values:
+            return None
+        if watch is None or not watch.synced.is_set() or not self._caught_up(watch, key, value):
             return None
         if not isinstance(watch, KindWatch) and not watch.may_list(user):
             return None
         return [dict(o) for o in list(watch.held(namespace).values())
                 if ((o.get("metadata") or {}).get("labels") or {}).get(self.label) == value]
 
-    def note_write(self, api_version: str, kind: str, namespace: str, name: str, resource_version: object) -> None:
-        """We just wrote this object: until its watch delivers that version, LISTs of its kind go to the API
-        server (a health check right after an apply must not see the state from before it)."""
+    def note_write(self, api_version: str, kind: str, namespace: str, name: str, resource_version: object,
+                   labels: dict | None = None) -> None:
+        """We just wrote this object (its `labels` as written): until its watch delivers that version, LISTs
+        of its kind and owner go to the API server (a health check right after an apply must not see the
+        state from before it)."""
         key = WatchKey(api_version, kind, namespace)
         if key in self.watches and str(resource_version or "").isdigit():
             with self._lock:
-                self._written[(key, name)] = int(str(resource_version))
+                self._written[(key, name)] = (int(str(resource_version)), (labels or {}).get(self.label, ""))
             with self._changed:
                 counted = self._counted.pop((key, name), None)
                 if counted is not None and counted[0] == str(resource_version):  # its echo came first
                     self._changes[counted[1]] -= 1
 
-    def _caught_up(self, watch: Any, key: WatchKey) -> bool:
+    def _caught_up(self, watch: Any, key: WatchKey, owner: str) -> bool:
+        """Whether the watch holds what a LIST of `owner`'s objects of `key` would return now, as far as our
+        own writes go. A write the watch has not delivered yet counts only if it or the version held belongs
+        to `owner`: the previous stack's apply in the same namespace does not send the next stack's plan to
+        the API server (a LIST after each stack of a chain was a fifth of a fleet push's requests)."""
         with self._lock:
             pending = [(n, v) for (k, n), v in self._written.items() if k == key]
-        for name, version in pending:
-            held = _version(watch.held(key.namespace).get(name))
-            if not (held.isdigit() and int(held) >= version):
+        held_now = watch.held(key.namespace)
+        for name, (version, written_owner) in pending:
+            held = held_now.get(name)
+            if _version(held).isdigit() and int(_version(held)) >= version:
+                with self._lock:
+                    self._written.pop((key, name), None)
+            elif owner in (written_owner, _owner(held, self.label)):
                 return False
-            with self._lock:
-                self._written.pop((key, name), None)
         return True
 
     def subscribe(self, callback: Callable[[LiveEvent], None]) -> None:
@@ -340,7 +353,7 @@ class LiveCache:
         `_written` is read without `_lock`, which `ensure` may hold while a watch starts and publishes."""
         written = self._written.get((event.key, event.name))
         version = _version(event.object)
-        if event.type in ("ADDED", "MODIFIED") and written is not None and version == str(written):
+        if event.type in ("ADDED", "MODIFIED") and written is not None and version == str(written[0]):
             return
         self._changes[owner] += 1
         if event.type in ("ADDED", "MODIFIED") and version:

@@ -151,3 +151,22 @@ def test_our_own_write_coming_back_is_not_a_change_and_someone_elses_is(
         assert (after_ours, cache.changes("env.a")) == (before, before + 1)
     finally:
         cache.stop()
+
+
+def test_a_write_not_delivered_yet_sends_only_lists_of_its_owner_to_the_api_server(
+        cache: LiveCache, namespace: str, api_client: client.ApiClient) -> None:
+    """The previous stack's apply in the namespace must not cost the next stack's plan a LIST; a write that
+    moves an object from one owner to another does, for both owners. (A version far ahead stands for
+    an apply whose echo the watch has not delivered yet.)"""
+    core = client.CoreV1Api(api_client)
+    _configmap(core, namespace, "of-a", "env.a")
+    _configmap(core, namespace, "of-b", "env.b")
+    cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
+    assert cache.wait_synced(30)
+
+    cache.note_write("v1", "ConfigMap", namespace, "of-a", "999999999", {LABEL: "env.a"})
+    assert cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}=env.a") is None
+    assert _cached(cache, namespace, "env.b") == {"of-b": "1"}
+
+    cache.note_write("v1", "ConfigMap", namespace, "of-b", "999999999", {LABEL: "env.a"})
+    assert cache.lookup("v1", "ConfigMap", namespace, f"{LABEL}=env.b") is None
