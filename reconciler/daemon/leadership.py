@@ -53,8 +53,6 @@ class Leadership:
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.stop(release=True)
-        if self._members is not None:
-            self._members.release()
 
     def may_apply(self, env: str) -> bool:
         if not self.enabled:

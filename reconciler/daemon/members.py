@@ -1,7 +1,8 @@
 """How many replicas are alive, so each takes a fair share of the environments.
 
-Each replica holds a presence Lease `<prefix>member-<identity>` in the lease namespace, renewed with
-its election rounds. A replica counts the presence Leases that are held and not expired: N replicas
+Each replica holds a presence Lease `<prefix>member-<identity>` in the lease namespace: its heartbeat on
+the first environment's cluster, renewed by its election rounds (daemon/leader.py). A replica counts
+the presence Leases that are held and not expired: N replicas
 alive, E environments, each replica leads at most ceil(E/N). When a replica dies its presence Lease
 expires with its environment Leases, N drops, and the others take its share over at their next
 rounds; when one joins, the others give up what is over their new share.
@@ -10,10 +11,9 @@ rounds; when one joins, the others give up what is over their new share.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-from reconciler.daemon.leader import LeaseElector, LeaseSettings, Listings, listing_key
+from reconciler.daemon.leader import LeaseSettings, Listings, listing_key
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import LEASE_API, LeaseObserver
@@ -22,23 +22,17 @@ from reconciler.logs import get_logger
 log = get_logger("reconciler.daemon.members")
 
 
-def member_lease_name(prefix: str, identity: str) -> str:
-    slug = re.sub(r"[^a-z0-9-]+", "-", identity.lower()).strip("-") or "replica"
-    return f"{prefix}member-{slug}"[:63].rstrip("-")
-
-
 class Membership:
     def __init__(self, api_client: Any, identity: str, settings: LeaseSettings) -> None:
         self.cluster = Cluster(api_client)
         self._observer = LeaseObserver()  # other replicas' presence judged on our clock, as every lease
         self._settings = settings
         self._prefix = f"{settings.name_prefix}member-"
-        self.presence = LeaseElector(api_client, member_lease_name(settings.name_prefix, identity), identity, settings)
+        self.identity = identity
 
     def share(self, environments: int, listings: Listings | None = None) -> int:
-        """Renew this replica's presence and return how many environments it may lead now. `listings`: the
-        election round's LISTs; the presence Leases are counted from it when it holds their namespace."""
-        self.presence.try_acquire_or_renew()
+        """How many environments this replica may lead now. `listings`: the election round's LISTs; the
+        presence Leases are counted from it when it holds their namespace."""
         return math.ceil(environments / max(1, self.alive(listings)))
 
     def alive(self, listings: Listings | None = None) -> int:
@@ -50,9 +44,6 @@ class Membership:
             except ClusterError as exc:
                 log.warning("counting replicas failed", error=str(exc))
                 return 1
-        others = {self._observer.held_by(lease, self.presence.identity) for lease in leases
+        others = {self._observer.held_by(lease, self.identity) for lease in leases
                   if lease["metadata"]["name"].startswith(self._prefix)}
         return 1 + len(others - {""})
-
-    def release(self) -> None:
-        self.presence.release()

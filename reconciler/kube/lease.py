@@ -87,6 +87,7 @@ class Lease:
         self.previous: dict | None = None  # as the last round read it, before writing (its annotations)
         self._valid_until = 0.0
         self._lapses = 0
+        self._term = 0
         self._lock = threading.Lock()
 
     @property
@@ -107,7 +108,7 @@ class Lease:
         if self._renew_held(started):
             return ""
         if seen is UNREAD:
-            live = self._read()
+            live = self.read()
         else:
             live = self.record = seen
         self.previous = live
@@ -150,7 +151,7 @@ class Lease:
             if exc.status != 409:  # 409: another writer wrote between our read and write
                 raise
             self._set_valid(0.0)
-            live = self._read() or {}
+            live = self.read() or {}
             return _record_key(live)[0] or "another writer"
         self.observer.observe(self.record)
         self._set_valid(started + self.renew_deadline_s)
@@ -170,7 +171,16 @@ class Lease:
         with self._lock:
             if until > 0 and 0 < self._valid_until < self.observer.clock():
                 self._lapses += 1  # renewed, but after the validity it had ran out: meanwhile it was not held
+            if until > 0 and self._valid_until < self.observer.clock():
+                self._term += 1
             self._valid_until = until
+
+    def held_term(self) -> int | None:
+        """Which uninterrupted holding this is, None while not held (one more each time the lease is held
+        again after it was not): a claim vouched for by this lease (daemon.leader's heartbeat) is valid
+        while this stays the term it was made in."""
+        with self._lock:
+            return self._term if self.observer.clock() < self._valid_until else None
 
     def take_lapses(self) -> int:
         """How many times the lease ran out before a renewal landed, since last asked (writes that stop on
@@ -179,9 +189,13 @@ class Lease:
             lapses, self._lapses = self._lapses, 0
             return lapses
 
-    def _read(self) -> dict | None:
+    def read(self) -> dict | None:
         self.record = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name) or None
         return self.record
+
+    def rewrite(self, live: dict) -> dict[str, Any]:
+        """The body that writes `live` again as this identity's, renewed (anything annotated on it dropped)."""
+        return self._body(live, self.identity, self.duration_s)
 
     def _body(self, live: dict | None, holder: str, duration_s: float) -> dict[str, Any]:
         now = micro_time(datetime.now(timezone.utc))
