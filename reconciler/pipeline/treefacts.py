@@ -42,18 +42,46 @@ def tree_listing(git_dir: Path, sha: str) -> bytes:
     return root + b"\n" + listing
 
 
+class ParsedFiles:
+    """Kustomization files parsed, by Git blob id (the newest `keep`): the next commit's tree holds the same
+    files, and a push to a base re-read every stack's unchanged kustomization (6% of a daemon's CPU)."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._keep = keep
+        self._parsed: OrderedDict[str, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, blob: str, path: Path) -> dict:
+        with self._lock:
+            if blob in self._parsed:
+                self._parsed.move_to_end(blob)
+                return self._parsed[blob]
+        try:
+            data = load_yaml_file(path)
+        except ConfigError as exc:
+            raise RenderError(exc.message, fix=exc.fix) from exc
+        data = data if isinstance(data, dict) else {}
+        with self._lock:
+            self._parsed[blob] = data
+            while len(self._parsed) > self._keep:
+                self._parsed.popitem(last=False)
+        return data
+
+
 class TreeFacts:
     """One exported tree's listing, and the kustomizations read from it so far."""
 
-    def __init__(self, root: Path, root_id: str, entries: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, root: Path, root_id: str, entries: dict[str, tuple[str, str]],
+                 parsed: ParsedFiles | None = None) -> None:
         self.root = root.resolve()
         self._root_id = root_id
         self._entries = entries  # path -> (mode, object id)
         self.links = frozenset(path for path, (mode, _) in entries.items() if mode == _SYMLINK_MODE)
         self._kustomizations: dict[str, dict | None] = {}
+        self._parsed = parsed or ParsedFiles()
 
     @classmethod
-    def read(cls, root: Path) -> TreeFacts | None:
+    def read(cls, root: Path, parsed: ParsedFiles | None = None) -> TreeFacts | None:
         try:
             raw = (root / LISTING_FILE).read_bytes()
         except OSError:
@@ -65,7 +93,7 @@ class TreeFacts:
             if path:
                 mode, _, oid = meta.decode().split(" ")
                 entries[path.decode(errors="surrogateescape")] = (mode, oid)
-        return cls(root, head.decode(), entries)
+        return cls(root, head.decode(), entries, parsed)
 
     def object_id(self, path: str) -> str | None:
         """The Git id of a folder or file (as `GitSource.tree_hash`), None when the commit has no such path."""
@@ -112,8 +140,19 @@ class TreeFacts:
         """The parsed kustomization file of the real folder `folder`, or None when it has none. Shared:
         callers must not change it. A file that does not parse raises RenderError every time it is asked."""
         if folder not in self._kustomizations:
-            self._kustomizations[folder] = read_kustomization(self.root / folder)
+            self._kustomizations[folder] = self._read_kustomization(folder)
         return self._kustomizations[folder]
+
+    def _read_kustomization(self, folder: str) -> dict | None:
+        """As `read_kustomization` finds it, parsed once per Git blob; a kustomization file that is a link
+        is read on the disk, where it leads."""
+        found = [(name, self._entries.get(f"{folder}/{name}" if folder else name)) for name in KUSTOMIZATION_FILES]
+        if any(entry and entry[0] == _SYMLINK_MODE for _, entry in found):
+            return read_kustomization(self.root / folder)
+        for name, entry in found:
+            if entry is not None and (self.root / folder / name).is_file():
+                return self._parsed.get(entry[1], self.root / folder / name)
+        return None
 
 
 def read_kustomization(directory: Path) -> dict | None:
@@ -167,6 +206,7 @@ class _Known:
     def __init__(self, keep: int) -> None:
         self._keep = keep
         self._trees: OrderedDict[Path, TreeFacts] = OrderedDict()
+        self._parsed = ParsedFiles()
         self._lock = threading.Lock()
 
     def get(self, root: Path) -> TreeFacts | None:
@@ -174,7 +214,7 @@ class _Known:
             if root in self._trees:
                 self._trees.move_to_end(root)
                 return self._trees[root]
-        facts = TreeFacts.read(root)
+        facts = TreeFacts.read(root, self._parsed)
         if facts is not None:
             with self._lock:
                 self._trees[root] = facts

@@ -98,3 +98,19 @@ def test_a_file_named_like_the_listing_in_git_does_not_replace_it(repo: PushRepo
 def test_a_working_copy_has_no_facts(repo: PushRepo) -> None:
     repo.write("app/kustomization.yaml", kustomization(resources=[]))
     assert tree_facts(repo.work_path) is None
+
+
+def test_the_next_commit_parses_only_the_kustomizations_it_changed(repo: PushRepo, tmp_path: Path) -> None:
+    repo.write("base/kustomization.yaml", kustomization(resources=["cm.yaml"]))
+    repo.write("app/kustomization.yaml", kustomization(resources=["../base"], namePrefix="a-"))
+    first = repo.commit("first")
+    repo.write("app/kustomization.yaml", kustomization(resources=["../base"], namePrefix="b-"))
+    second = repo.commit("second")
+    source = GitSource(repo.url, "main", tmp_path / "cache")
+    source.fetch()
+    before, after = tree_facts(source.export(first)), tree_facts(source.export(second))
+    assert before is not None and after is not None
+
+    assert after.kustomization("base") is before.kustomization("base")
+    assert after.kustomization("app") == kustomization(resources=["../base"], namePrefix="b-")
+    assert before.kustomization("app")["namePrefix"] == "a-"
