@@ -8,7 +8,6 @@ an object labelled by another environment is not ours to take unless the stack a
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -37,12 +36,20 @@ def selector(env: str, stack: str) -> str:
 
 
 def owned(env: str, obj: K8sObject) -> K8sObject:
-    """The object as we apply it: labelled and annotated as owned by `<env>/<stack>`."""
-    manifest = copy.deepcopy(obj.manifest)
-    meta = manifest.setdefault("metadata", {})
-    meta.setdefault("labels", {}).update({OWNER_LABEL: owner_label_value(env, obj.stack), MANAGED_BY_LABEL: MANAGED_BY})
-    meta.setdefault("annotations", {})[OWNER_ANNOTATION] = f"{env}/{obj.stack}"
-    return K8sObject(manifest=manifest, stack=obj.stack, source_file=obj.source_file)
+    """The object as we apply it: labelled and annotated as owned by `<env>/<stack>`. Made once per rendered
+    object and environment (kept in its memo, with the hashes worked out for it), sharing everything
+    but its metadata with the rendered object: neither is changed once made. A deep copy per object
+    and pass was 8% of a daemon's CPU in a fleet push."""
+    key = ("owned", env)
+    found = obj.memo.get(key)
+    if found is None:
+        manifest = dict(obj.manifest)
+        meta = manifest["metadata"] = dict(manifest.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), OWNER_LABEL: owner_label_value(env, obj.stack),
+                          MANAGED_BY_LABEL: MANAGED_BY}
+        meta["annotations"] = {**(meta.get("annotations") or {}), OWNER_ANNOTATION: f"{env}/{obj.stack}"}
+        found = obj.memo[key] = K8sObject(manifest=manifest, stack=obj.stack, source_file=obj.source_file)
+    return found
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,9 @@ def _desired_view(manifest: dict) -> dict:
 
 
 def _too_large(obj: K8sObject) -> str:
-    size = len(json.dumps(obj.manifest, separators=(",", ":")))
+    size = obj.memo.get("bytes")
+    if size is None:
+        size = obj.memo["bytes"] = len(json.dumps(obj.manifest, separators=(",", ":")))
     limit = _MAX_BYTES_BY_KIND.get(obj.kind, _MAX_OTHER_BYTES)
     if size <= limit:
         return ""
