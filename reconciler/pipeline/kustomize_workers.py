@@ -28,6 +28,11 @@ import threading
 from dataclasses import dataclass
 
 WORKER = "kustomize-worker"
+WORKER_GOGC = "200"
+"""Go's GC target for a worker (GOGC, unless the environment sets one): a worker's live heap is mostly
+kustomize's OpenAPI schema, marked again by every collection. Measured on this project's 2-core
+machine, a ten-object stack built 400 times in one worker, runs alternating: 5.9-7.5 ms of CPU a
+build at Go's default 100, 4.9-5.7 ms at 200, for a peak RSS of 22-23 MiB instead of 18-19."""
 RENDER_PARALLEL_WORKERS = max(2, min(4, os.cpu_count() or 2))
 """Workers in a process's shared pool, and builds an environment's render starts at once: a build is CPU,
 so more than the cores only hold memory (about 17 MiB a worker)."""
@@ -110,7 +115,8 @@ class KustomizeWorkers:
                     return self._idle.pop(), True
                 if len(self._workers) < max(self.size, 1):
                     worker = subprocess.Popen([self.binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                              stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+                                              stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
+                                              env={"GOGC": WORKER_GOGC, **os.environ})
                     self._workers.add(worker)
                     return worker, False
                 self._lock.wait()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from reconciler.errors import RenderError
-from reconciler.pipeline.kustomize_workers import WORKER, KustomizeWorkers
+from reconciler.pipeline.kustomize_workers import WORKER, WORKER_GOGC, KustomizeWorkers
 from reconciler.pipeline.render import kustomize_command, run_kustomize
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,21 @@ def test_a_worker_killed_between_builds_is_replaced_by_the_next_build(
 
     assert again == first
     assert len(workers.pids()) == 1 and victim not in workers.pids()
+
+
+@pytest.mark.parametrize("environment, expected", [({}, WORKER_GOGC), ({"GOGC": "50"}, "50")])
+def test_a_worker_collects_garbage_at_the_workers_target_unless_the_environment_sets_one(
+        workers: KustomizeWorkers, trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        environment: dict[str, str], expected: str) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    workers.build([str(trees["ok"])], 60)
+    (worker,) = workers.pids()
+
+    variables = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+
+    assert f"GOGC={expected}".encode() in variables
 
 
 def test_builds_from_many_threads_each_get_their_own_output_from_at_most_the_pool_size_of_workers(
