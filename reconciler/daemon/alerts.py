@@ -29,6 +29,8 @@ class EnvState:
     failures: int = 0
     not_before: float = 0.0  # wall clock: polls wait until then after failures (backoff)
     failing: bool = False
+    shown: dict[str, tuple[tuple, dict]] = field(default_factory=dict)  # stack -> what /api/status showed, and from
+    # what (daemon/status.py)
 
 
 class AlertRouter:

@@ -57,7 +57,19 @@ def env_status(daemon: "Daemon", name: str) -> dict[str, Any]:
 
 
 def stack_status(daemon: "Daemon", env: str, stack: Any, drift: dict[str, int]) -> dict[str, Any]:
+    """One stack's entry, made again only when what it is made from changed: a stack's result, like the
+    pass it belongs to, is not changed once recorded. Rebuilding every stack of every environment for
+    each poll of /api/status was 7% of a fleet replica's CPU during a push."""
     state = daemon.states[env]
+    inputs = (stack, state.stack_results.get(stack.name), state.last_result, drift.get(stack.name, 0),
+              state.stack_runs.get(stack.name))
+    shown = state.shown.get(stack.name)
+    if shown is None or any(a is not b for a, b in zip(shown[0][:3], inputs[:3])) or shown[0][3:] != inputs[3:]:
+        shown = state.shown[stack.name] = (inputs, _stack_entry(state, stack, drift))
+    return shown[1]
+
+
+def _stack_entry(state: Any, stack: Any, drift: dict[str, int]) -> dict[str, Any]:
     result = state.stack_results.get(stack.name)
     last = state.last_result
     violations = [to_jsonable(v) for v in result.violations] if result else []

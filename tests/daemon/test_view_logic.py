@@ -8,13 +8,16 @@ import threading
 from types import SimpleNamespace
 
 from helpers import wait_for
+from reconciler.config import StackConfig
+from reconciler.daemon.alerts import EnvState
 from reconciler.daemon.events import run_progress
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.objects import counts
 from reconciler.daemon.runs import Run, RunBook, RunState
+from reconciler.daemon.status import stack_status
 from reconciler.daemon.worker import MAX_READS, EnvWorker
 from reconciler.pipeline.object_view import MAX_VALUE_CHARS, ObjectRow, unified_diff
-from reconciler.results import FieldChange
+from reconciler.results import FieldChange, StackResult, StackState
 
 
 def test_a_drift_diff_puts_gits_value_left_and_the_live_one_right() -> None:
@@ -156,3 +159,19 @@ def test_a_run_stream_past_the_500_kept_events_sends_the_newest_without_repeatin
 
     assert len(progress) == 500 and '"message":"event 201"' in progress[0] and '"message":"event 700"' in progress[-1]
 
+
+
+def test_a_stacks_status_entry_follows_its_next_result_and_drift_and_is_not_rebuilt_in_between() -> None:
+    state = EnvState(stack_results={"web": StackResult("web", StackState.APPLIED, 0, healthy=True)})
+    daemon = SimpleNamespace(states={"prod": state})
+    stack = StackConfig(name="web", path="stacks/web")
+
+    first = stack_status(daemon, "prod", stack, {})
+    again = stack_status(daemon, "prod", stack, {})
+    drifted = stack_status(daemon, "prod", stack, {"web": 2})
+    state.stack_results["web"] = StackResult("web", StackState.FAILED, 0, reason="boom")
+    failed = stack_status(daemon, "prod", stack, {"web": 2})
+
+    assert again is first and first["display_state"] == "applied"
+    assert (drifted["display_state"], drifted["drift_count"]) == ("drifted", 2)
+    assert (failed["state"], failed["reason"]) == ("failed", "boom")
