@@ -92,7 +92,7 @@ class LeaseElector:
         API errors (an unreachable API server leaves the validity it had: it ends at the renew deadline)."""
         was_leader = self.is_leader()
         try:
-            holder = self._vouched_round(seen, listing, was_leader) if self.heartbeat is not None \
+            holder = self._vouched_round(self.heartbeat, seen, listing, was_leader) if self.heartbeat is not None \
                 else self.lease.try_acquire_or_renew(seen)
         except ClusterError as exc:
             log.warning("lease round failed", lease=self.lease_name, error=str(exc))
@@ -103,7 +103,7 @@ class LeaseElector:
                 log.info("lease acquired", lease=self.lease_name)
         return not holder
 
-    def _vouched_round(self, seen: Any, listing: list[dict] | None, leading: bool) -> str:
+    def _vouched_round(self, heartbeat: "LeaseElector", seen: Any, listing: list[dict] | None, leading: bool) -> str:
         """'' when this replica holds the claim afterwards, else who (or what) stands in the way. A held
         claim costs no request, unless the round's LIST shows a sync request to clear (a rewrite of the
         Lease) or that someone else took the Lease."""
@@ -115,12 +115,12 @@ class LeaseElector:
                     self.lease.record = self.lease.cluster.replace(self.lease.rewrite(live))
                 return ""
             self._claim = None  # taken over, or deleted, behind this replica's back
-        term = self.heartbeat.lease.held_term() if self.heartbeat is not None else None
+        term = heartbeat.lease.held_term()
         if term is None:
             return "no heartbeat"  # this replica's presence on the cluster is not renewed: it may lead nothing
         live = self.lease.read() if seen is UNREAD else seen
         holder = _holder(live)
-        if holder and holder != self.identity and self._heartbeat_alive(holder, listing):
+        if holder and holder != self.identity and self._heartbeat_alive(heartbeat, holder, listing):
             self.lease.observer.observe(live)
             return holder
         holder = self.lease.try_acquire_or_renew(live)
@@ -128,15 +128,14 @@ class LeaseElector:
             self._claim = term
         return holder
 
-    def _heartbeat_alive(self, holder: str, listing: list[dict] | None) -> bool:
+    def _heartbeat_alive(self, heartbeat: "LeaseElector", holder: str, listing: list[dict] | None) -> bool:
         """Whether `holder`'s heartbeat on this cluster has changed within its duration, as this replica saw it."""
         name = member_lease_name(self.settings.name_prefix, holder)
         if listing is None:
             beat = self.lease.cluster.get(LEASE_API, "Lease", self.settings.namespace, name)
         else:
             beat = next((lease for lease in listing if lease["metadata"]["name"] == name), None)
-        observer = self.heartbeat.lease.observer if self.heartbeat is not None else self.lease.observer
-        return beat is not None and observer.held_by(beat, self.identity) == holder
+        return beat is not None and heartbeat.lease.observer.held_by(beat, self.identity) == holder
 
     def observe(self, seen: dict) -> None:
         """Note a listed lease without trying for it (a replica at its share): should its holder die, this
@@ -164,6 +163,7 @@ class LeaseElector:
         """Give the lease up at once (graceful shutdown), so another replica need not wait for it to expire."""
         self._claim = None
         self.lease.release()
+        log.info("lease released", lease=self.lease_name)
 
     def disown(self, listed: dict) -> None:
         """Release a Lease the round's LIST shows in this replica's name though it does not lead it (a release
@@ -173,14 +173,13 @@ class LeaseElector:
         self.lease.record = listed
         self.lease.release()
         log.info("lease released", lease=self.lease_name, reason="listed in this replica's name, not led")
-        log.info("lease released", lease=self.lease_name)
 
     def holder(self) -> str:
         try:
-            live = self.lease.cluster.get(LEASE_API, "Lease", self.settings.namespace, self.lease_name) or {}
+            live = self.lease.cluster.get(LEASE_API, "Lease", self.settings.namespace, self.lease_name)
         except ClusterError:
             return ""
-        return (live.get("spec") or {}).get("holderIdentity") or ""
+        return _holder(live)
 
 
 def _holder(lease: dict | None) -> str:
@@ -304,10 +303,9 @@ class ElectionLoop:
     def _observe_heartbeats(self, listings: Listings) -> None:
         """Note every replica's heartbeat each round, on the observer that judges them: should one die, the
         others know how long it has been silent when their share grows, instead of starting to count then."""
+        prefix = f"{self._settings.name_prefix}member-"
         for beat in self.heartbeats:
-            api_client = beat.lease.cluster.api_client
-            prefix = f"{self._settings.name_prefix}member-"
-            for lease in listings.get(listing_key(api_client, beat.lease.namespace)) or []:
+            for lease in listings.get(listing_key(beat.lease.cluster.api_client, beat.lease.namespace)) or []:
                 if lease["metadata"]["name"].startswith(prefix):
                     beat.lease.observer.observe(lease)
 

@@ -2,10 +2,10 @@
 
 Each replica holds a presence Lease `<prefix>member-<identity>` in the lease namespace: its heartbeat on
 the first environment's cluster, renewed by its election rounds (daemon/leader.py). A replica counts
-the presence Leases that are held and not expired: N replicas
-alive, E environments, each replica leads at most ceil(E/N). When a replica dies its presence Lease
-expires with its environment Leases, N drops, and the others take its share over at their next
-rounds; when one joins, the others give up what is over their new share.
+the presence Leases that are held and not expired: N replicas alive, E environments, each replica
+leads at most ceil(E/N). When a replica dies its heartbeats fall silent, its claims with them, N
+drops, and the others take its share over at their next rounds; when one joins, the others give up
+what is over their new share.
 """
 
 from __future__ import annotations

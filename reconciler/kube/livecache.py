@@ -271,7 +271,7 @@ class LiveCache:
 
     def owns(self, obj: dict | None) -> bool:
         """Whether an object carries one of our owner label values (a shared watch holds everyone's)."""
-        return (((obj or {}).get("metadata") or {}).get("labels") or {}).get(self.label) in self.values
+        return _owner(obj, self.label) in self.values
 
     def wait_synced(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -295,7 +295,7 @@ class LiveCache:
         if not isinstance(watch, KindWatch) and not watch.may_list(user):
             return None
         return [dict(o) for o in list(watch.held(namespace).values())
-                if ((o.get("metadata") or {}).get("labels") or {}).get(self.label) == value]
+                if _owner(o, self.label) == value]
 
     def note_write(self, api_version: str, kind: str, namespace: str, name: str, resource_version: object,
                    labels: dict | None = None) -> None:
@@ -332,7 +332,7 @@ class LiveCache:
         self._subscribers.append(callback)
 
     def publish(self, event: LiveEvent, previous: dict | None = None) -> None:
-        owner = ((((event.object or previous) or {}).get("metadata") or {}).get("labels") or {}).get(self.label, "")
+        owner = _owner(event.object or previous, self.label)
         if event.type == "DELETED":
             with self._lock:
                 self._written.pop((event.key, event.name), None)

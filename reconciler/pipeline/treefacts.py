@@ -56,11 +56,7 @@ class ParsedFiles:
             if blob in self._parsed:
                 self._parsed.move_to_end(blob)
                 return self._parsed[blob]
-        try:
-            data = load_yaml_file(path)
-        except ConfigError as exc:
-            raise RenderError(exc.message, fix=exc.fix) from exc
-        data = data if isinstance(data, dict) else {}
+        data = _parse_kustomization(path)
         with self._lock:
             self._parsed[blob] = data
             while len(self._parsed) > self._keep:
@@ -160,12 +156,17 @@ def read_kustomization(directory: Path) -> dict | None:
     for name in KUSTOMIZATION_FILES:
         path = directory / name
         if path.is_file():
-            try:
-                data = load_yaml_file(path)
-            except ConfigError as exc:
-                raise RenderError(exc.message, fix=exc.fix) from exc
-            return data if isinstance(data, dict) else {}
+            return _parse_kustomization(path)
     return None
+
+
+def _parse_kustomization(path: Path) -> dict:
+    """A kustomization file's mapping ({} for any other YAML); a file that does not parse is a RenderError."""
+    try:
+        data = load_yaml_file(path)
+    except ConfigError as exc:
+        raise RenderError(exc.message, fix=exc.fix) from exc
+    return data if isinstance(data, dict) else {}
 
 
 class TreeFolders:
