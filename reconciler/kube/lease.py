@@ -158,14 +158,27 @@ class Lease:
         return ""
 
     def release(self) -> None:
-        """Give the lease up (holder empty, duration 1 s), so the next holder need not wait; best effort."""
+        """Give the lease up (holder empty, duration 1 s), so the next holder need not wait; best effort. A
+        conflict is read again: a lease still ours (only annotated since) is released over the fresh record,
+        as a claim vouched for by a live heartbeat would otherwise stay led by nobody."""
         self._set_valid(0.0)
         if self.record is None or _record_key(self.record)[0] != self.identity:
             return
-        try:
-            self.record = self.cluster.replace(self._body(self.record, "", 1))
-        except ClusterError:
-            pass  # someone took it meanwhile (409), or it is unreachable: it expires by itself
+        for attempt in range(2):
+            try:
+                self.record = self.cluster.replace(self._body(self.record, "", 1))
+                return
+            except ApiError as exc:
+                if exc.status != 409 or attempt:
+                    return  # refused, or lost twice: it expires by itself (or a heartbeat's round disowns it)
+            except ClusterError:
+                return  # unreachable: it expires by itself
+            try:  # 409: written since (a sync request annotated on it, or a takeover): still ours?
+                live = self.read()
+            except ClusterError:
+                return
+            if _record_key(live or {})[0] != self.identity:
+                return  # someone else took it meanwhile
 
     def _set_valid(self, until: float) -> None:
         with self._lock:

@@ -34,3 +34,16 @@ def test_a_writer_waits_out_a_killed_holders_lease_for_the_holders_duration_not_
         assert lease.spec.holder_identity == "sync on laptop"
     finally:
         writer.release()
+
+
+def test_a_lease_annotated_by_someone_else_while_held_is_still_released(
+        api_client: client.ApiClient, namespace: str) -> None:
+    writer = WriterLease(Cluster(api_client), namespace, "writer-app", "sync on laptop", duration_s=30.0)
+    writer.acquire(wait_s=0)
+    leases = client.CoordinationV1Api(api_client)
+    leases.patch_namespaced_lease("writer-app", namespace,
+                                  {"metadata": {"annotations": {"example.com/sync-requested": "abc"}}})
+
+    writer.release()  # its write over the record it knew conflicts (409): read again, still ours, released
+
+    assert not leases.read_namespaced_lease("writer-app", namespace).spec.holder_identity
