@@ -67,24 +67,34 @@ class PassContext:
 
 class PassMemory:
     """What passes leave for the next one, for status and for live drift: the environment in force, the
-    stacks found settled, the pins. One lock; written only through `remember`."""
+    stacks found settled, the pins, and the inventory as the last pass left it (for the drift check right
+    after it, once). One lock; written only through `remember`."""
 
     def __init__(self, env: EnvironmentConfig) -> None:
         self._lock = threading.Lock()
         self.env = env
         self.known_pins = Pins()
         self._settled: dict[str, Settled] = {}
+        self._inventory: Inventory | None = None
 
     def settled(self) -> dict[str, Settled]:
         with self._lock:
             return dict(self._settled)
 
     def remember(self, *, env: EnvironmentConfig | None = None, settled: dict[str, Settled] | None = None,
-                 pins: Pins | None = None) -> None:
+                 pins: Pins | None = None, inventory: Inventory | None = None) -> None:
         with self._lock:
             self.env = env or self.env
             self._settled.update(settled or {})
             self.known_pins = pins if pins is not None else self.known_pins
+            self._inventory = inventory or self._inventory
+
+    def take_inventory(self) -> Inventory | None:
+        """The inventory the last real pass read under its writer lease and wrote its records to, once:
+        the drift check right after the pass needs no read of its own (a later one reads it again)."""
+        with self._lock:
+            inventory, self._inventory = self._inventory, None
+            return inventory
 
 
 class RenderMemo:

@@ -26,8 +26,9 @@ from reconciler.results import Action, CommitInfo, DriftItem, DriftKind, DriftRe
 def detect_drift(engine: EngineView) -> DriftReport:
     """The drift report of the engine's environment; remembers when each drifted object was first seen.
     A stack a pass found clean, untouched since but by our own writes (`stages.settled`), is not planned
-    again: with the live cache, the drift check after a pass plans only what moved."""
-    inventory = engine.load_inventory(create=False)
+    again: with the live cache, the drift check after a pass plans only what moved, and reads the pass's
+    inventory instead of the API server's."""
+    inventory = engine.memory.take_inventory() or engine.load_inventory(create=False)
     head = engine.follow_head()
     report = DriftReport(env=engine.env.name, commit=head.sha)
     first_seen = inventory.drift_first_seen()

@@ -83,6 +83,8 @@ def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progres
     if stack is None and rollback is None and not should_stop():
         prune_removed_stacks(ctx, rendered, inventory, result)
     _write_waiting_records(inventory, result)
+    if not dry_run:
+        engine.remember(inventory=inventory)
     if lease is not None:
         lease.release()  # before the watches are set up: the next writer need not wait for them
     if engine.live is not None and not dry_run:

@@ -306,6 +306,26 @@ def test_drift_is_reverted_when_correction_is_on(repo, engine_for, tmp_path, nam
     assert engine.drift().items == []
 
 
+def test_the_drift_check_right_after_a_pass_reads_the_passs_inventory_and_a_later_one_reads_it_again(
+        repo, engine_for, tmp_path, namespace, api_client):
+    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
+    repo.commit("blue")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}],
+                                 correctDrift=False))
+    engine.sync()
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "settings", namespace, {"data": {"mode": "red"}}, field_manager="kubectl-edit")
+    engine.cluster.reset_counts()
+
+    right_after = engine.drift()
+    reads_right_after = engine.cluster.request_counts().get("get", 0)
+    later = engine.drift()
+
+    assert [i.id.name for i in right_after.items] == [i.id.name for i in later.items] == ["settings"]
+    assert reads_right_after == 0
+    assert engine.cluster.request_counts().get("get", 0) == 1  # the inventory, read for the later check
+
+
 def test_dependents_wait_until_the_stack_is_healthy(repo, engine_for, tmp_path, namespace, api_client):
     write_stack(repo, "workload", [deployment("web", namespace, replicas=2)])
     write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
