@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.objects import group_of
-from reconciler.pipeline.render_inputs import kustomization_of
+from reconciler.pipeline.treefacts import read_kustomization
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool",
@@ -45,12 +45,15 @@ class _NotPlain(Exception):
     """Something kustomize would read, change or refuse differently: let kustomize render."""
 
 
-def plain_manifests(directory: Path) -> str | None:
-    """The stack's manifests as kustomize would emit them, read directly; None when kustomize must run."""
+def plain_manifests(directory: Path, kustomization: dict | None = None) -> str | None:
+    """The stack's manifests as kustomize would emit them, read directly; None when kustomize must run.
+    `kustomization`: the folder's kustomization as the caller parsed it (a tree's facts parse each Git blob
+    once); read from the disk when not given."""
     texts: list[str] = []
     seen: set[tuple] = set()
     try:
-        for path in _resource_files(directory):
+        for path in _resource_files(directory, kustomization if kustomization is not None else
+                                    read_kustomization(directory)):
             text, documents = _composed(path)
             for document in documents:
                 _check_node(document)
@@ -61,8 +64,7 @@ def plain_manifests(directory: Path) -> str | None:
     return "".join(f"---\n{text}" for text in texts)
 
 
-def _resource_files(directory: Path) -> list[Path]:
-    kustomization = kustomization_of(directory)
+def _resource_files(directory: Path, kustomization: dict | None) -> list[Path]:
     if not isinstance(kustomization, dict) or set(kustomization) - {"apiVersion", "kind", "resources"}:
         raise _NotPlain()
     if kustomization.get("kind", "Kustomization") != "Kustomization":

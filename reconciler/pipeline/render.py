@@ -161,8 +161,7 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
                   ) -> tuple[str | None, Rendered | None]:
     """The cache key of the stack's inputs, and its cached render if there is one. In-process and quick
     (Git ids from the object database), so callers do this one stack at a time and build misses in parallel."""
-    directory = tree_root / stack_path
-    if kustomization_of(directory) is None:
+    if kustomization_of(tree_root, stack_path) is None:
         raise RenderError(f"stack {stack!r}: no kustomization.yaml in {stack_path!r} at this commit",
                           fix="create the overlay or correct the stack's path in the environment file")
     if cache is None or object_id is None:
@@ -177,7 +176,7 @@ def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache
                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None) -> Rendered:
     """Run kustomize for one stack (or read its plain manifests, pipeline.plain) and cache the output under
     `key` (thread-safe: one process, one file)."""
-    text = plain_manifests(tree_root / stack_path)
+    text = plain_manifests(tree_root / stack_path, kustomization_of(tree_root, stack_path))
     if text is None:
         text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path, workers=workers)
     if cache is not None and key:

@@ -32,9 +32,13 @@ class Uncacheable(Exception):
     """kustomize may read something the key cannot see."""
 
 
-def kustomization_of(directory: Path) -> dict | None:
-    """The parsed kustomization file of `directory`, or None when it has none."""
-    return read_kustomization(directory)
+def kustomization_of(tree_root: Path, folder: str) -> dict | None:
+    """The parsed kustomization file of `folder` (relative to `tree_root`), or None when it has none: in an
+    exported tree from its facts (parsed once per Git blob: a push re-reads every unchanged stack), else
+    from the disk. Shared: callers must not change it."""
+    folders = TreeFolders(tree_root)
+    real = folders.real(folder)
+    return folders.kustomization(real) if real is not None else read_kustomization(tree_root / folder)
 
 
 def input_paths(tree_root: Path, stack_path: str) -> list[str] | None:

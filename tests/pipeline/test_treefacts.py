@@ -12,7 +12,7 @@ from gitrepo import PushRepo
 from reconciler.errors import ConfigError
 from reconciler.pipeline.envfile import inside
 from reconciler.pipeline.helm_charts import remote_charts
-from reconciler.pipeline.render_inputs import input_paths
+from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 from reconciler.pipeline.source import GitSource
 from reconciler.pipeline.treefacts import LISTING_FILE, tree_facts
 
@@ -114,3 +114,19 @@ def test_the_next_commit_parses_only_the_kustomizations_it_changed(repo: PushRep
     assert after.kustomization("base") is before.kustomization("base")
     assert after.kustomization("app") == kustomization(resources=["../base"], namePrefix="b-")
     assert before.kustomization("app")["namePrefix"] == "a-"
+
+
+def test_a_stacks_kustomization_is_read_from_its_trees_facts_not_parsed_again(repo: PushRepo, tmp_path: Path) -> None:
+    repo.write("base/kustomization.yaml", kustomization(resources=["cm.yaml"]))
+    repo.write("app/kustomization.yaml", kustomization(resources=["../base"]))
+    first = repo.commit("first")
+    repo.write("base/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n")
+    second = repo.commit("a push to the base")
+    source = GitSource(repo.url, "main", tmp_path / "cache")
+    source.fetch()
+    before, after = source.export(first), source.export(second)
+
+    app = kustomization_of(after, "app")
+
+    assert app == kustomization(resources=["../base"])
+    assert app is kustomization_of(before, "app")  # the same Git blob: parsed once, for the render and the walk
