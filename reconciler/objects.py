@@ -7,6 +7,8 @@ the manifest a dict means every stage (policy, diff, apply) sees exactly what Gi
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -119,6 +121,14 @@ class K8sObject:
     @property
     def kind(self) -> str:
         return self.id.kind
+
+    def encoded(self) -> bytes:
+        """The manifest as compact JSON: the body the API server is sent, and the size it judges. Made once
+        (a pass sizes the object, dry-runs it and applies it; the memo outlives passes with its render)."""
+        data = self.memo.get("json")
+        if data is None:
+            data = self.memo["json"] = json.dumps(self.manifest, separators=(",", ":")).encode()
+        return data
 
     @property
     def api_version(self) -> str:

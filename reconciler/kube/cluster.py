@@ -194,8 +194,10 @@ class Cluster:
             raise
 
     def apply(self, manifest: dict, *, dry_run: bool = False, force: bool = False,
-              field_manager: str = FIELD_MANAGER) -> dict:
-        """Server-side apply: the server merges, defaults and validates; conflicts come back as 409."""
+              field_manager: str = FIELD_MANAGER, body: bytes | None = None) -> dict:
+        """Server-side apply: the server merges, defaults and validates; conflicts come back as 409.
+        `body`: the manifest already encoded as JSON (the caller's memo). Either way it is sent as bytes,
+        which the client passes on untouched (a dict it copies key by key before encoding it)."""
         api_version, kind = manifest["apiVersion"], manifest["kind"]
         resource = self.resource(api_version, kind)
         meta = manifest.get("metadata") or {}
@@ -205,7 +207,8 @@ class Cluster:
         if dry_run:
             query.append(("dryRun", "All"))
         path = resource.path(meta.get("namespace"), meta["name"])
-        result = self._call("PATCH", path, query=query, body=manifest, content_type="application/apply-patch+yaml")
+        encoded = body if body is not None else json.dumps(manifest, separators=(",", ":")).encode()
+        result = self._call("PATCH", path, query=query, body=encoded, content_type="application/apply-patch+yaml")
         if self.cache is not None and not dry_run:  # the cache must not answer with an older state than this
             written = result.get("metadata") or {}
             self.cache.note_write(api_version, kind, meta.get("namespace") or "", meta["name"],

@@ -14,7 +14,6 @@ nor this stack defines is an error before anything is applied.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -107,7 +106,7 @@ def confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: 
     """Dry-run apply: validates the object and turns a suspect into a confirmed change, or clears it.
     `write`: the apply itself, judged as its dry run would be (`planned.written` when it was accepted)."""
     try:
-        result = cluster.apply(planned.obj.manifest, dry_run=not write, force=force)
+        result = cluster.apply(planned.obj.manifest, dry_run=not write, force=force, body=planned.obj.encoded())
         planned.written = write
     except UnknownKind as exc:
         if (planned.obj.id.group, planned.obj.kind) not in stack_crds:
@@ -176,9 +175,7 @@ def _desired_view(manifest: dict) -> dict:
 
 
 def _too_large(obj: K8sObject) -> str:
-    size = obj.memo.get("bytes")
-    if size is None:
-        size = obj.memo["bytes"] = len(json.dumps(obj.manifest, separators=(",", ":")))
+    size = len(obj.encoded())
     limit = _MAX_BYTES_BY_KIND.get(obj.kind, _MAX_OTHER_BYTES)
     if size <= limit:
         return ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from reconciler.objects import K8sObject
 from reconciler.pipeline.ownership import OWNER_ANNOTATION, OWNER_LABEL, owned
 
@@ -34,3 +36,14 @@ def test_the_applied_object_is_made_once_per_rendered_object_and_environment() -
 
     assert owned("prod", rendered) is owned("prod", rendered)
     assert owned("staging", rendered).manifest["metadata"]["annotations"][OWNER_ANNOTATION] == "staging/web"
+
+
+def test_the_applied_object_is_encoded_once_as_the_json_the_api_server_is_sent() -> None:
+    """The size check, the dry run and the apply send one encoding, not one each."""
+    applied = owned("prod", _rendered())
+
+    body = applied.encoded()
+
+    assert json.loads(body) == applied.manifest
+    assert b" " not in body  # compact: the size judged is the size sent
+    assert applied.encoded() is body
