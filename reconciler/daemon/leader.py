@@ -31,15 +31,16 @@ from typing import Any, Callable
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import DEFAULT_DURATION_S, LEASE_API, UNREAD, Lease, LeaseObserver
+from reconciler.daemon.leasewatch import SYNC_REQUEST_ANNOTATION, LeaseWakeups
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.leader")
 
-SYNC_REQUEST_ANNOTATION = "healthflow.io/sync-requested"
-"""Set on the Lease by a replica that got a trigger it cannot run; the holder runs it on its next renewal."""
-
 RENEWALS_IN_FLIGHT = 8
 """Held leases an election round renews at once."""
+WOKEN_ROUND_GAP_S = 0.1
+"""The least time between two rounds, however many sync requests wake the loop (a burst of forwarded
+webhooks coalesces into a round or two)."""
 
 
 @dataclass(frozen=True)
@@ -256,16 +257,27 @@ class ElectionLoop:
         self.heartbeats = attach_heartbeats(electors, settings)
         self._leading = {env: False for env in electors}
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="leader-election", daemon=True)
         self._renewals = ThreadPoolExecutor(max_workers=RENEWALS_IN_FLIGHT, thread_name_prefix="lease-renewal")
+        places = {listing_key(e.lease.cluster.api_client, e.lease.namespace): (e.lease.cluster, e.lease.namespace)
+                  for e in electors.values()}
+        identity = next(iter(electors.values())).identity if electors else ""
+        self.wakeups = LeaseWakeups(list(places.values()), identity, self._wake.set, retry_s=settings.retry_period_s)
 
     def start(self) -> None:
         self._thread.start()
+        self.wakeups.start()
 
     def _loop(self) -> None:
+        """A round every retry period, and one at once when a sync request is annotated on a Lease held here
+        (daemon/leasewatch.py); never two closer than WOKEN_ROUND_GAP_S."""
         while not self._stop.is_set():
+            self._wake.clear()
             self.round()
-            self._stop.wait(self._settings.retry_period_s)
+            if self._stop.wait(WOKEN_ROUND_GAP_S):
+                return
+            self._wake.wait(max(0.0, self._settings.retry_period_s - WOKEN_ROUND_GAP_S))
 
     def round(self) -> None:
         """Renew the heartbeats (all at once: one after another, a replica on a loaded machine came past the
@@ -326,6 +338,8 @@ class ElectionLoop:
 
     def stop(self, release: bool = True) -> None:
         self._stop.set()
+        self._wake.set()
+        self.wakeups.stop()
         if self._thread.is_alive():
             self._thread.join(self._settings.renew_deadline_s)
         self._renewals.shutdown(wait=False)

@@ -30,6 +30,9 @@ from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 LEASE_API = "coordination.k8s.io/v1"
 DEFAULT_DURATION_S = 15.0
 """How long a Lease outlives a holder that stopped renewing, unless told otherwise (client-go's default)."""
+MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "healthflow-reconciler")
+MANAGED_BY_SELECTOR = "=".join(MANAGED_BY_LABEL)
+"""Every Lease this package writes carries the label: a watch of them selects it."""
 UNREAD: Any = object()
 """A round's `seen` when nobody read the lease for it: the round reads it."""
 
@@ -213,7 +216,7 @@ class Lease:
     def _body(self, live: dict | None, holder: str, duration_s: float) -> dict[str, Any]:
         now = micro_time(datetime.now(timezone.utc))
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
-                                    "labels": {"app.kubernetes.io/managed-by": "healthflow-reconciler"}}
+                                    "labels": dict([MANAGED_BY_LABEL])}
         spec = (live or {}).get("spec") or {}
         if live is not None:
             metadata["resourceVersion"] = live["metadata"]["resourceVersion"]  # optimistic concurrency

@@ -386,6 +386,23 @@ def test_a_sync_request_annotated_on_the_lease_reaches_the_leader_at_its_next_ro
     leader.stop(release=True)
 
 
+def test_a_sync_request_annotated_on_the_lease_wakes_the_leader_instead_of_waiting_for_its_next_round(
+        api_client: client.ApiClient, namespace: str) -> None:
+    slow_rounds = LeaseSettings(namespace=namespace, lease_duration_s=90.0, renew_deadline_s=60.0, retry_period_s=30.0)
+    requests_seen: list[tuple[str, str]] = []
+    _, leader = _one_environment(api_client, slow_rounds, "replica-0",
+                                 lambda env, payload: requests_seen.append((env, payload)))
+    leader.start()
+    wait_for(lambda: leader.held() == ["env"], timeout_s=10, what="the first round to claim the environment")
+    other = LeaseElector(api_client, "reconciler-env", "replica-1", slow_rounds)
+
+    assert other.request_sync("webhook to replica-1")
+
+    wait_for(lambda: requests_seen, timeout_s=10, what="the request, well before the next round (30 s on)")
+    assert requests_seen == [("env", "webhook to replica-1")]
+    leader.stop(release=True)
+
+
 def test_a_claim_unchanged_for_many_lease_durations_stands_while_its_holders_heartbeat_is_renewed(
         api_client: client.ApiClient, namespace: str) -> None:
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
