@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
-from reconciler.kube.lease import DEFAULT_DURATION_S, LEASE_API, UNREAD, Lease, LeaseObserver
-from reconciler.daemon.leasewatch import SYNC_REQUEST_ANNOTATION, LeaseWakeups
+from reconciler.kube.lease import DEFAULT_DURATION_S, ELECTION_SELECTOR, LEASE_API, UNREAD, Lease, LeaseObserver
+from reconciler.daemon.leasewatch import SYNC_REQUEST_ANNOTATION, LeaseWatches
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.daemon.leader")
@@ -187,6 +187,10 @@ def _holder(lease: dict | None) -> str:
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
 
 
+def _version(lease: dict | None) -> str:
+    return str(((lease or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
 def _annotations(lease: dict | None) -> dict:
     return ((lease or {}).get("metadata") or {}).get("annotations") or {}
 
@@ -199,18 +203,24 @@ def listing_key(api_client: Any, namespace: str) -> tuple[int, str]:
     return id(api_client), namespace
 
 
-def list_leases(electors: dict[str, LeaseElector]) -> Listings:
-    """One LIST per cluster and namespace of `electors`: every round looks at each lease (a GET each was half
-    of the idle requests of 31 environments over 3 replicas), the held ones for a sync request or a
-    takeover. A namespace that cannot be listed is left out (its electors read their own leases)."""
+def list_leases(electors: dict[str, LeaseElector],
+                watched: Callable[[tuple[int, str]], list[dict] | None] = lambda key: None) -> Listings:
+    """The Leases of each cluster and namespace of `electors`: every round looks at each lease (a GET each was
+    half of the idle requests of 31 environments over 3 replicas), the held ones for a sync request or a
+    takeover. From `watched` (daemon/leasewatch.py) where it answers, else one LIST. A namespace that cannot
+    be listed is left out (its electors read their own leases)."""
     listings: Listings = {}
     for elector in electors.values():
         lease = elector.lease
         key = listing_key(lease.cluster.api_client, lease.namespace)
         if key in listings:
             continue
+        held = watched(key)
+        if held is not None:
+            listings[key] = held
+            continue
         try:
-            listings[key] = lease.cluster.list(LEASE_API, "Lease", lease.namespace)
+            listings[key] = lease.cluster.list(LEASE_API, "Lease", lease.namespace, ELECTION_SELECTOR)
         except ClusterError as exc:
             log.warning("listing leases failed", namespace=lease.namespace, error=str(exc))
     return listings
@@ -263,11 +273,12 @@ class ElectionLoop:
         places = {listing_key(e.lease.cluster.api_client, e.lease.namespace): (e.lease.cluster, e.lease.namespace)
                   for e in electors.values()}
         identity = next(iter(electors.values())).identity if electors else ""
-        self.wakeups = LeaseWakeups(list(places.values()), identity, self._wake.set, retry_s=settings.retry_period_s)
+        self.watches = LeaseWatches(places, identity, self._wake.set)
 
     def start(self) -> None:
+        """Rounds on a thread of their own, reading the Leases from watches (a bare `round()` LISTs them)."""
+        self.watches.start()
         self._thread.start()
-        self.wakeups.start()
 
     def _loop(self) -> None:
         """A round every retry period, and one at once when a sync request is annotated on a Lease held here
@@ -284,9 +295,12 @@ class ElectionLoop:
         renew deadline), list the Leases (one LIST per cluster: the share counts the replicas alive from
         it), check the claims held against it, then claim others up to the share."""
         beats = self.heartbeats
+        before = [_version(beat.lease.record) for beat in beats]
         list(self._renewals.map(lambda beat: beat.try_acquire_or_renew(), beats))
         lapsed = {id(beat) for beat in beats if beat.lease.take_lapses()}
-        listings = list_leases(self._electors)
+        written = {listing_key(beat.lease.cluster.api_client, beat.lease.namespace): _version(beat.lease.record)
+                   for beat, version in zip(beats, before) if _version(beat.lease.record) != version}
+        listings = list_leases(self._electors, lambda key: self.watches.leases(key, written.get(key)))
         self._observe_heartbeats(listings)
         cap = self._share(len(self._electors), listings) if self._share else len(self._electors)
         seen = read_leases(self._electors, listings)
@@ -339,7 +353,7 @@ class ElectionLoop:
     def stop(self, release: bool = True) -> None:
         self._stop.set()
         self._wake.set()
-        self.wakeups.stop()
+        self.watches.stop()
         if self._thread.is_alive():
             self._thread.join(self._settings.renew_deadline_s)
         self._renewals.shutdown(wait=False)

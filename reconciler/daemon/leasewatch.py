@@ -1,77 +1,106 @@
-"""Wake the election loop when a sync request is annotated on a Lease this replica holds.
+"""The Leases of the lease namespace, watched: election rounds read them without a LIST, and a sync
+request forwarded to this replica wakes its election loop at once.
 
-A trigger that reaches a replica which does not lead the environment (a webhook behind a Service, a
-manual sync) is forwarded by annotating the environment's Lease (daemon/leader.py). Without this the
-leader found it at its next round, up to a retry period (2 s) later: in a push to a fleet, two thirds
-of the environments started that much late. One watch per cluster and lease namespace (Leases
-labelled as ours) wakes the loop at once; the round it runs is the one that would have run anyway,
-so what a round decides, and how safely, is unchanged. The round's LIST stays the source of truth:
-a watch that stalls or breaks only makes a forwarded request wait for the next round, as before.
+Why: every round LISTed the lease namespace on every cluster (every environment's Lease, every
+writer lease, every heartbeat), so that each replica's rounds were half of a fleet's idle requests
+(100 environments over 3 clusters and 3 replicas: 90 LISTs a minute per cluster) and a share of the
+API servers' and the daemons' CPU. And a trigger that reached a replica which does not lead the
+environment (a webhook behind a Service) is forwarded by annotating the environment's Lease: the
+leader found it at its next round, up to a retry period (2 s) later.
+
+Freshness, which the election's safety needs: a round reads the watch only once it has delivered
+this round's own heartbeat write (its resourceVersion), so what it reads is at least as fresh as a
+LIST sent after that write. A watch that is not started, broken, stalled or behind gives None within
+`CATCH_UP_S`, and the round LISTs as before.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable
+import time
+from typing import Any, Callable
 
-from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
-from reconciler.kube.lease import LEASE_API, MANAGED_BY_SELECTOR
-from reconciler.kube.livecache import WatchKey, watch_events
-from reconciler.logs import get_logger
-
-log = get_logger("reconciler.daemon.leasewatch")
+from reconciler.kube.lease import ELECTION_SELECTOR, LEASE_API
+from reconciler.kube.livecache import KindWatch, LiveEvent, WatchKey
 
 SYNC_REQUEST_ANNOTATION = "healthflow.io/sync-requested"
 """Set on the Lease by a replica that got a trigger it cannot run; the holder runs it on its next round."""
 
+CATCH_UP_S = 1.0
+"""How long a round waits for the watch to deliver its heartbeat write before it LISTs instead."""
 
-def asks_holder(lease: dict, identity: str) -> bool:
+
+def asks_holder(lease: dict | None, identity: str) -> bool:
     """A Lease held by `identity` with a sync request on it."""
-    metadata, spec = lease.get("metadata") or {}, lease.get("spec") or {}
+    metadata, spec = (lease or {}).get("metadata") or {}, (lease or {}).get("spec") or {}
     return spec.get("holderIdentity") == identity and SYNC_REQUEST_ANNOTATION in (metadata.get("annotations") or {})
 
 
-class LeaseWakeups:
-    """Watches of the Leases in the namespaces an election loop uses, one thread per cluster and namespace."""
+def _at_least(version: str, written: str) -> bool:
+    """Whether resourceVersion `version` is `written` or later (etcd revisions, as kube.livecache compares them)."""
+    return version.isdigit() and written.isdigit() and int(version) >= int(written)
 
-    def __init__(self, places: list[tuple[Cluster, str]], identity: str, wake: Callable[[], None],
-                 retry_s: float = 2.0, watch_timeout_s: int = 55, stall_s: float = 75.0) -> None:
-        self.places, self.identity, self._wake = places, identity, wake
-        self.retry_s, self.watch_timeout_s, self.stall_s = retry_s, watch_timeout_s, stall_s
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._follow, args=place, name=f"lease-watch-{place[1]}",
-                                          daemon=True) for place in places]
+
+class LeaseWatch:
+    """LIST + WATCH (kube.livecache.KindWatch) of our Leases in one namespace of one cluster."""
+
+    resync_s, watch_timeout_s, stall_s = 600.0, 55, 75.0
+    selector = ELECTION_SELECTOR  # not the writer leases
+    manager = ""  # nobody's managedFields are kept
+
+    def __init__(self, cluster: Cluster, namespace: str, identity: str, wake: Callable[[], None]) -> None:
+        self.namespace, self.identity, self._wake = namespace, identity, wake
+        self._watch = KindWatch(self, WatchKey(LEASE_API, "Lease", namespace), cluster)
+        self._delivered = threading.Condition()
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        self._watch.start()
 
     def stop(self) -> None:
-        """The threads end at their watch's next event or timeout (they hold nothing meanwhile)."""
-        self._stop.set()
+        self._watch.stop()
 
-    def _follow(self, cluster: Cluster, namespace: str) -> None:
-        version = ""  # from now, with the Leases that exist as ADDED events (a request already there wakes too)
-        while not self._stop.is_set():
-            try:
-                version = self._watch(cluster, namespace, version)
-            except ClusterError as exc:
-                log.warning("lease watch broke", namespace=namespace, error=str(exc))
-                version = ""
-                self._stop.wait(self.retry_s)
+    def publish(self, event: LiveEvent, _old: Any = None) -> None:
+        """KindWatch's sink: every Lease event, after the watch holds it."""
+        with self._delivered:
+            self._delivered.notify_all()
+        if asks_holder(event.object, self.identity):
+            self._wake()
 
-    def _watch(self, cluster: Cluster, namespace: str, version: str) -> str:
-        """One watch until the server ends it; the version to go on from ('' after an ERROR, e.g. 410 Gone)."""
-        key = WatchKey(LEASE_API, "Lease", namespace)
-        for event in watch_events(cluster, key, MANAGED_BY_SELECTOR, version, timeout_s=self.watch_timeout_s,
-                                  stall_s=self.stall_s):
-            if self._stop.is_set():
-                break
-            lease = event.get("object") or {}
-            if event.get("type") == "ERROR":
-                return ""
-            version = (lease.get("metadata") or {}).get("resourceVersion") or version
-            if event.get("type") in ("ADDED", "MODIFIED") and asks_holder(lease, self.identity):
-                self._wake()
-        return version
+    def leases(self, written: str, timeout_s: float = CATCH_UP_S) -> list[dict] | None:
+        """The namespace's Leases once the watch has delivered resourceVersion `written` (this round's own
+        write); None when it has not within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._delivered:
+            while not (self._watch.synced.is_set() and _at_least(self._watch.resource_version, written)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._delivered.wait(min(remaining, 0.05))  # a relist or a bookmark moves the version silently
+        return list(self._watch.held(self.namespace).values())
+
+
+class LeaseWatches:
+    """One LeaseWatch per (API client, namespace) key of an election loop's listings."""
+
+    def __init__(self, places: dict[tuple[int, str], tuple[Cluster, str]], identity: str,
+                 wake: Callable[[], None]) -> None:
+        self.watches = {key: LeaseWatch(cluster, namespace, identity, wake)
+                        for key, (cluster, namespace) in places.items()}
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+        for watch in self.watches.values():
+            watch.start()
+
+    def stop(self) -> None:
+        for watch in self.watches.values():
+            watch.stop()
+
+    def leases(self, key: tuple[int, str], written: str | None) -> list[dict] | None:
+        """A watch's Leases as fresh as `written` (None: no write to prove it by, or not started: LIST)."""
+        watch = self.watches.get(key)
+        if not self.started or watch is None or not written:
+            return None
+        return watch.leases(written)

@@ -31,8 +31,11 @@ LEASE_API = "coordination.k8s.io/v1"
 DEFAULT_DURATION_S = 15.0
 """How long a Lease outlives a holder that stopped renewing, unless told otherwise (client-go's default)."""
 MANAGED_BY_LABEL = ("app.kubernetes.io/managed-by", "healthflow-reconciler")
-MANAGED_BY_SELECTOR = "=".join(MANAGED_BY_LABEL)
-"""Every Lease this package writes carries the label: a watch of them selects it."""
+WRITER_LABEL = ("reconciler.healthflow.io/writer", "true")
+ELECTION_SELECTOR = f"!{WRITER_LABEL[0]}"
+"""Every Lease this package writes carries the first label, writer leases the second as well. The election
+reads every Lease of its namespace but those (one per environment, written by every pass, none of its
+business); a Lease without labels, as versions before them wrote, is still read, as before."""
 UNREAD: Any = object()
 """A round's `seen` when nobody read the lease for it: the round reads it."""
 
@@ -81,8 +84,10 @@ class Lease:
 
     def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, *,
                  duration_s: float = DEFAULT_DURATION_S,
-                 renew_deadline_s: float | None = None, observer: LeaseObserver | None = None) -> None:
+                 renew_deadline_s: float | None = None, observer: LeaseObserver | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         self.cluster, self.namespace, self.name, self.identity = cluster, namespace, name, identity
+        self.labels = {**dict([MANAGED_BY_LABEL]), **(labels or {})}
         self.duration_s = duration_s
         self.renew_deadline_s = renew_deadline_s if renew_deadline_s is not None else duration_s * 2 / 3
         self.observer = observer or LeaseObserver()
@@ -216,7 +221,7 @@ class Lease:
     def _body(self, live: dict | None, holder: str, duration_s: float) -> dict[str, Any]:
         now = micro_time(datetime.now(timezone.utc))
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
-                                    "labels": dict([MANAGED_BY_LABEL])}
+                                    "labels": dict(self.labels)}
         spec = (live or {}).get("spec") or {}
         if live is not None:
             metadata["resourceVersion"] = live["metadata"]["resourceVersion"]  # optimistic concurrency
@@ -260,7 +265,8 @@ class WriterLease:
     def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str,
                  duration_s: float = DEFAULT_DURATION_S,
                  observer: LeaseObserver | None = None) -> None:
-        self.lease = Lease(cluster, namespace, name, identity, duration_s=duration_s, observer=observer)
+        self.lease = Lease(cluster, namespace, name, identity, duration_s=duration_s, observer=observer,
+                           labels=dict([WRITER_LABEL]))
         self.identity, self.duration_s = identity, duration_s
         self._stop = threading.Event()
         self._stop.set()

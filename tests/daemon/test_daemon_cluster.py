@@ -26,7 +26,7 @@ from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings, default_engine_factory
 from reconciler.daemon.members import Membership
-from reconciler.daemon.leader import ElectionLoop, LeaseElector, LeaseSettings, member_lease_name
+from reconciler.daemon.leader import ElectionLoop, LeaseElector, LeaseSettings, list_leases, member_lease_name
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier
 from reconciler.retrying import RetryPolicy
@@ -401,6 +401,61 @@ def test_a_sync_request_annotated_on_the_lease_wakes_the_leader_instead_of_waiti
     wait_for(lambda: requests_seen, timeout_s=10, what="the request, well before the next round (30 s on)")
     assert requests_seen == [("env", "webhook to replica-1")]
     leader.stop(release=True)
+
+
+def test_the_election_reads_every_lease_of_its_namespace_but_the_writer_leases(
+        api_client: client.ApiClient, namespace: str) -> None:
+    from reconciler.kube.cluster import Cluster
+    from reconciler.kube.lease import WriterLease
+
+    elector, loop = _one_environment(api_client, LeaseSettings(namespace=namespace, **FAST_LEASE), "replica-0")
+    writer = WriterLease(Cluster(api_client), namespace, "writer-env", "a pass")
+    writer.acquire()
+    client.CoordinationV1Api(api_client).create_namespaced_lease(namespace, {"metadata": {"name": "unlabelled"}})
+    loop.round()
+
+    [listing] = list_leases({"env": elector}).values()
+
+    assert sorted(lease["metadata"]["name"] for lease in listing) == [
+        "reconciler-env", "reconciler-member-replica-0", "unlabelled"]
+    writer.release()
+    loop.stop(release=True)
+
+
+def _rounds(loop: ElectionLoop, count: int) -> None:
+    """Wait for `count` more rounds of a started loop (each renews the heartbeat: a new resourceVersion)."""
+    beat, versions = loop.heartbeats[0], set()
+    wait_for(lambda: versions.add(beat.lease.record["metadata"]["resourceVersion"]) or len(versions) > count,
+             timeout_s=20, what=f"{count} rounds")
+
+
+def test_a_started_loops_rounds_read_the_leases_from_its_watch_with_no_list(
+        api_client: client.ApiClient, namespace: str) -> None:
+    elector, loop = _one_environment(api_client, LeaseSettings(namespace=namespace, **FAST_LEASE), "replica-0")
+    loop.start()
+    wait_for(lambda: loop.held() == ["env"], timeout_s=10, what="the environment to be claimed")
+    elector.lease.cluster.reset_counts()
+
+    _rounds(loop, 4)
+
+    assert elector.lease.cluster.request_counts().get("list", 0) == 0
+    assert loop.held() == ["env"]
+    loop.stop(release=True)
+
+
+def test_rounds_list_the_leases_again_when_the_watch_falls_behind_their_heartbeat(
+        api_client: client.ApiClient, namespace: str) -> None:
+    elector, loop = _one_environment(api_client, LeaseSettings(namespace=namespace, **FAST_LEASE), "replica-0")
+    loop.start()
+    wait_for(lambda: loop.held() == ["env"], timeout_s=10, what="the environment to be claimed")
+    loop.watches.stop()  # it delivers nothing more: every round's heartbeat write stays undelivered
+    elector.lease.cluster.reset_counts()
+
+    _rounds(loop, 2)
+
+    assert elector.lease.cluster.request_counts().get("list", 0) >= 1
+    assert loop.held() == ["env"]
+    loop.stop(release=True)
 
 
 def test_a_claim_unchanged_for_many_lease_durations_stands_while_its_holders_heartbeat_is_renewed(
