@@ -292,8 +292,9 @@ class ElectionLoop:
 
     def round(self) -> None:
         """Renew the heartbeats (all at once: one after another, a replica on a loaded machine came past the
-        renew deadline), list the Leases (one LIST per cluster: the share counts the replicas alive from
-        it), check the claims held against it, then claim others up to the share."""
+        renew deadline), read the Leases (from the watch once it has delivered the heartbeat's write, else
+        one LIST per cluster: the share counts the replicas alive from it), check the claims held against
+        them, then claim others up to the share."""
         beats = self.heartbeats
         before = [_version(beat.lease.record) for beat in beats]
         list(self._renewals.map(lambda beat: beat.try_acquire_or_renew(), beats))
