@@ -81,7 +81,24 @@ class ObjectId:
     name: str
 
     def __str__(self) -> str:
-        return f"{self.group or 'core'}/{self.kind}/{self.namespace or '-'}/{self.name}"
+        """Made once per id (the inventory's keys: a pass asks every id of its environment for each stack)."""
+        text = self.__dict__.get("_text")
+        if text is None:
+            text = f"{self.group or 'core'}/{self.kind}/{self.namespace or '-'}/{self.name}"
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def __hash__(self) -> int:
+        """Of the four fields, as the dataclass's would be, made once per id (ids key most of the pass's maps)."""
+        value = self.__dict__.get("_hash")
+        if value is None:
+            value = hash((self.group, self.kind, self.namespace, self.name))
+            object.__setattr__(self, "_hash", value)
+        return value
+
+    def __getstate__(self) -> dict[str, str]:
+        """The four fields only: a string's hash differs from one process to the next."""
+        return {name: self.__dict__[name] for name in ("group", "kind", "namespace", "name")}
 
     @classmethod
     def parse(cls, text: str) -> "ObjectId":
