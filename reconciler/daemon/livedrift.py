@@ -5,7 +5,8 @@ Each environment's engine keeps a live cache (kube.livecache); every change it s
 debounced, and checked against what the object's stack last applied (the objects, not a pass: the
 events of one burst together, with one inventory read; a change of status alone is not drift). While a
 pass runs for the environment, events are left to it: the pass ends with a full drift check anyway,
-and comparing half-applied state with the previous commit would be wrong. A correction is one apply;
+and comparing half-applied state with the previous commit would be wrong; so are the events of an
+environment another replica leads (its leader judges them). A correction is one apply;
 an object corrected three times within a minute is being fought over by another controller, so
 correction pauses and an alert says so instead of looping.
 """
@@ -99,15 +100,25 @@ class LiveDrift:
                                 error=redact_text(str(exc)))
 
     def _check(self, env: str, seen: dict[ObjectId, float]) -> None:
+        """Judge a burst, unless a pass will (running, queued, recording itself) or another replica leads the
+        environment: its leader judges the same events, and here they are most often the leader's own pass
+        writing, which this replica cannot tell from an edit (in a fleet push, each follower read an
+        inventory and reported drift for environments it did not lead)."""
         worker = self.workers[env]
         current = worker.current
+        if not self.may_apply(env):
+            self.metrics.live_batches.labels(env, "not_leader").inc()
+            return
         if current is not None and current.state.done:
             for oid, seen_at in seen.items():  # the pass is recording itself: its drift check may have read before
                 self._defer(env, oid, seen_at)
+            self.metrics.live_batches.labels(env, "deferred").inc()
             return
         if current is not None or worker.pending is not None:
+            self.metrics.live_batches.labels(env, "left_to_pass").inc()
             return  # a pass is running or queued: it ends with a full drift check
         self._judge(env, seen)
+        self.metrics.live_batches.labels(env, "judged").inc()
 
     def _defer(self, env: str, oid: ObjectId, seen_at: float) -> None:
         """Keep an event that came after a pass applied, while it records itself and checks drift, and look

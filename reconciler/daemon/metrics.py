@@ -87,6 +87,9 @@ class Metrics:
         self.drift_latency = Histogram(
             "reconciler_drift_detection_seconds", "From a watch event on a managed object to its drift verdict",
             ["env"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)
+        self.live_batches = Counter(
+            "reconciler_live_event_batches_total", "Bursts of watch events per environment, by what became of them "
+            "(judged, left to a pass, left to the leader)", ["env", "outcome"], registry=r)
         self.live_corrections = Counter(
             "reconciler_live_corrections_total", "Drifted objects restored on a watch event, by outcome",
             ["env", "outcome"], registry=r)

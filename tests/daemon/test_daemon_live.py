@@ -13,7 +13,8 @@ from kubernetes import client
 from helpers import wait_for
 from reconciler.config import load_environment
 from reconciler.daemon.livedrift import FLAP_LIMIT
-from reconciler.daemon.service import default_engine_factory
+from reconciler.daemon.leader import LeaseSettings
+from reconciler.daemon.service import DaemonSettings, default_engine_factory
 from daemon_support import GitRepo, configmap_stack, running_daemon, write_env
 
 pytestmark = pytest.mark.cluster
@@ -167,3 +168,27 @@ def _live_checks(d: Any, env: Any) -> float:
             if sample.name.endswith("_count") and env.name in sample.labels.values():
                 return sample.value
     return 0.0
+
+
+def _batches(d: Any, env: Any, outcome: str) -> float:
+    return d.daemon.metrics.registry.get_sample_value(
+        "reconciler_live_event_batches_total", {"env": env.name, "outcome": outcome}) or 0.0
+
+
+def test_a_replica_that_no_longer_leads_an_environment_leaves_its_watch_events_to_the_leader(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, kubeconfig: Path) -> None:
+    """Its cache still follows the environment, and most of what it sees is the leader's pass writing."""
+    env = _daemon_env(tmp_path, repo, correct_drift=True)
+    lease = LeaseSettings(namespace=namespace, lease_duration_s=60.0, renew_deadline_s=40.0, retry_period_s=0.5)
+    settings = DaemonSettings(lease=lease, identity="replica-0")
+    with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig), settings=settings) as d:
+        _settle(d, env)
+        d.daemon.leadership.stop()  # gives the environment up, as when a replica joins and takes its share
+        assert not d.daemon.may_apply(env.name)
+        judged = _batches(d, env, "judged")
+
+        _edit(api_client, namespace, "edited-by-hand")
+
+        wait_for(lambda: _batches(d, env, "not_leader"), timeout_s=30, what="the edit's event to be left alone")
+        assert _batches(d, env, "judged") == judged and _drifted(d, env) == []
+        assert _value(api_client, namespace) == "edited-by-hand"
