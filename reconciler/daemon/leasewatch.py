@@ -69,10 +69,13 @@ class LeaseWatch:
 
     def leases(self, written: str, timeout_s: float = CATCH_UP_S) -> list[dict] | None:
         """The namespace's Leases once the watch has delivered resourceVersion `written` (this round's own
-        write); None when it has not within `timeout_s`."""
+        write); None when it has not within `timeout_s`, or at once while it has never listed (starting, or
+        refused: a round is not held up by a watch that cannot run)."""
+        if not self._watch.synced.is_set():
+            return None
         deadline = time.monotonic() + timeout_s
         with self._delivered:
-            while not (self._watch.synced.is_set() and _at_least(self._watch.resource_version, written)):
+            while not _at_least(self._watch.resource_version, written):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
