@@ -138,6 +138,15 @@ class LeaseElector:
             beat = next((lease for lease in listing if lease["metadata"]["name"] == name), None)
         return beat is not None and heartbeat.lease.observer.held_by(beat, self.identity) == holder
 
+    def heartbeat_name(self) -> str:
+        """`<namespace>/<name>` of the heartbeat vouching for this elector's claims ('' without one)."""
+        return f"{self.settings.namespace}/{self.heartbeat.lease_name}" if self.heartbeat is not None else ""
+
+    def heartbeat_expired(self, where: str) -> bool:
+        """Whether the heartbeat Lease `where` (`<namespace>/<name>`) on this elector's cluster has been
+        unchanged for its lease duration, as this replica's rounds saw it (each round observes them all)."""
+        return self.heartbeat is not None and self.heartbeat.lease.observer.expired(where)
+
     def observe(self, seen: dict) -> None:
         """Note a listed lease without trying for it (a replica at its share): should its holder die, this
         replica knows how long it has been silent once its share grows, instead of starting to count then

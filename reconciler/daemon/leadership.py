@@ -50,6 +50,14 @@ class Leadership:
                                   share=self._members.share if self._members else None)
         self._loop.start()
 
+    def writer_vouching(self, env: str) -> tuple[str, Callable[[str], bool]] | None:
+        """For `env`'s writer lease: this replica's heartbeat on its cluster, and how to tell another holder's
+        heartbeat silent (kube.lease.HEARTBEAT_ANNOTATION); None without an election."""
+        elector = self.electors.get(env)
+        if elector is None or elector.heartbeat is None:
+            return None
+        return elector.heartbeat_name(), elector.heartbeat_expired
+
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.stop(release=True)

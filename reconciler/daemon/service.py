@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator
@@ -106,11 +107,21 @@ class Daemon:
         self._started = True
         if self.leadership.enabled:
             self.leadership.start({name: engine.api_client for name, engine in self.engines.items()})
+            self._vouch_writer_leases()
         elif self.settings.initial_pass:
             for name in self.envs:
                 self.trigger(name, "startup")
         log.info("daemon started", envs=sorted(self.envs), identity=self.settings.identity,
                  leader_election=self.settings.lease is not None)
+
+    def _vouch_writer_leases(self) -> None:
+        """Each engine's writer lease names this replica's heartbeat, and takes a dead replica's writer lease
+        once that replica's heartbeat has been silent for a lease duration (when its claims are taken too),
+        not a lease duration after first seeing it: a replica killed mid-pass held its environments up twice."""
+        for name, engine in self.engines.items():
+            vouching = self.leadership.writer_vouching(name)
+            if vouching is not None and hasattr(engine, "writer"):
+                engine.writer = replace(engine.writer, heartbeat=vouching[0], heartbeat_expired=vouching[1])
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Graceful: no new passes, the running one stops between objects, leases are released."""

@@ -36,6 +36,11 @@ ELECTION_SELECTOR = f"!{WRITER_LABEL[0]}"
 """Every Lease this package writes carries the first label, writer leases the second as well. The election
 reads every Lease of its namespace but those (one per environment, written by every pass, none of its
 business); a Lease without labels, as versions before them wrote, is still read, as before."""
+HEARTBEAT_ANNOTATION = "reconciler.healthflow.io/heartbeat"
+"""On a writer lease taken by a daemon replica with leader election: `<namespace>/<name>` of its heartbeat
+Lease on that cluster. Its passes stop when that heartbeat's term ends (they stop when its leadership
+does), so once the heartbeat has been silent for its lease duration the writer lease is free, however
+long the lease's own record says it lasts (daemon/leader.py keeps watching the heartbeats)."""
 UNREAD: Any = object()
 """A round's `seen` when nobody read the lease for it: the round reads it."""
 
@@ -70,6 +75,15 @@ class LeaseObserver:
                 self._seen[name] = seen = (key, now)
         return now - seen[1]
 
+    def expired(self, where: str) -> bool:
+        """Whether the lease `<namespace>/<name>`, as last observed, has been unchanged for the duration its
+        record states (False when never observed here: nothing is known of it)."""
+        with self._lock:
+            seen = self._seen.get(where)
+        if seen is None or not seen[0][1]:
+            return False
+        return self.clock() - seen[1] >= float(seen[0][1])
+
     def held_by(self, lease: dict, identity: str) -> str:
         """The holder of a live lease that is someone else's and not expired for us ('' when free or ours)."""
         holder = _record_key(lease)[0]
@@ -85,9 +99,10 @@ class Lease:
     def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, *,
                  duration_s: float = DEFAULT_DURATION_S,
                  renew_deadline_s: float | None = None, observer: LeaseObserver | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> None:
         self.cluster, self.namespace, self.name, self.identity = cluster, namespace, name, identity
         self.labels = {**dict([MANAGED_BY_LABEL]), **(labels or {})}
+        self.annotations = dict(annotations or {})  # written with every write of ours (others' are dropped)
         self.duration_s = duration_s
         self.renew_deadline_s = renew_deadline_s if renew_deadline_s is not None else duration_s * 2 / 3
         self.observer = observer or LeaseObserver()
@@ -143,6 +158,13 @@ class Lease:
         self.observer.observe(record)
         self._set_valid(started + self.renew_deadline_s)
         return True
+
+    def take_over(self) -> str:
+        """Write over the record last read, as this identity, though its holder's own record says it is live
+        (the caller knows better: a silent heartbeat). '' when taken; a 409 (written since) names who holds it."""
+        started = self.observer.clock()
+        return self._won(started, lambda: self.cluster.replace(self._body(self.record, self.identity,
+                                                                          self.duration_s)))
 
     def try_take_back(self) -> bool:
         """After our own release: one write, without a read, wins unless someone wrote the lease since."""
@@ -222,6 +244,8 @@ class Lease:
         now = micro_time(datetime.now(timezone.utc))
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
                                     "labels": dict(self.labels)}
+        if self.annotations:
+            metadata["annotations"] = dict(self.annotations)
         spec = (live or {}).get("spec") or {}
         if live is not None:
             metadata["resourceVersion"] = live["metadata"]["resourceVersion"]  # optimistic concurrency
@@ -264,10 +288,16 @@ class WriterLease:
 
     def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str,
                  duration_s: float = DEFAULT_DURATION_S,
-                 observer: LeaseObserver | None = None) -> None:
+                 observer: LeaseObserver | None = None, heartbeat: str = "",
+                 expired: Callable[[str], bool] | None = None) -> None:
+        """`heartbeat`: `<namespace>/<name>` of this writer's heartbeat, named on the lease
+        (HEARTBEAT_ANNOTATION); `expired`: whether another holder's named heartbeat has been silent for its
+        lease duration (a daemon replica's election knows): such a holder's lease is taken at once."""
         self.lease = Lease(cluster, namespace, name, identity, duration_s=duration_s, observer=observer,
                            labels=dict([WRITER_LABEL]))
         self.identity, self.duration_s = identity, duration_s
+        self._expired: Callable[[str], bool] | None = None
+        self.vouched_by(heartbeat, expired)
         self._stop = threading.Event()
         self._stop.set()
         self._renewer: threading.Thread | None = None
@@ -287,6 +317,8 @@ class WriterLease:
         told = False
         while not self.lease.try_take_back():
             holder = self.lease.try_acquire_or_renew()
+            if holder and self._holders_heartbeat_expired():
+                holder = self.lease.take_over()
             if not holder:
                 break
             ago = renewed_ago(self.lease.record)
@@ -303,6 +335,16 @@ class WriterLease:
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_loop, name=f"lease-{self.lease.name}", daemon=True)
         self._renewer.start()
+
+    def vouched_by(self, heartbeat: str, expired: Callable[[str], bool] | None) -> None:
+        """Name this writer's heartbeat on the lease from its next write, and judge others' by `expired`."""
+        self.lease.annotations = {HEARTBEAT_ANNOTATION: heartbeat} if heartbeat else {}
+        self._expired = expired
+
+    def _holders_heartbeat_expired(self) -> bool:
+        metadata = (self.lease.record or {}).get("metadata") or {}
+        heartbeat = (metadata.get("annotations") or {}).get(HEARTBEAT_ANNOTATION)
+        return bool(heartbeat and self._expired is not None and self._expired(heartbeat))
 
     def lost(self) -> bool:
         return not self._stop.is_set() and not self.lease.is_held()

@@ -134,6 +134,8 @@ class WriterOptions:
     wait_s: float | None = 0.0  # None: wait as long as it takes
     on_wait: Callable[[str], None] | None = None  # told the holder's identity once, when waiting starts
     lease_s: float = DEFAULT_DURATION_S
+    heartbeat: str = ""  # a daemon replica's heartbeat Lease on this cluster (`<namespace>/<name>`), named on the lease
+    heartbeat_expired: Callable[[str], bool] | None = None  # another holder's named heartbeat silent: take it now
 
 
 class EngineView(Protocol):

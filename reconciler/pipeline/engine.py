@@ -171,6 +171,7 @@ class Engine:
             identity = f"{self.writer.name} on {socket.gethostname()} pid {os.getpid()}"
             self._writer_lease = WriterLease(self.cluster, SYSTEM_NAMESPACE, f"writer-{self.env.name}", identity,
                                              duration_s=self.writer.lease_s)
+        self._writer_lease.vouched_by(self.writer.heartbeat, self.writer.heartbeat_expired)  # set by the daemon
         return self._writer_lease
 
     # --- drift and status -----------------------------------------------------------------------

@@ -495,6 +495,37 @@ def test_a_dead_replicas_claim_is_taken_only_after_its_heartbeat_fell_silent_for
     survivor.stop(release=True)
 
 
+def test_a_dead_replicas_writer_lease_is_taken_with_its_claim_not_a_lease_duration_after_first_seeing_it(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """Killed mid-pass, a replica left its writer lease live for a lease duration after the new leader first
+    saw it, which was only when its claim was taken: the environment waited twice."""
+    from reconciler.kube.cluster import Cluster
+    from reconciler.kube.lease import LeaseHeld, WriterLease
+
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    dead_claim, dead = _one_environment(api_client, settings, "replica-0")
+    dead.round()
+    killed = WriterLease(Cluster(api_client), namespace, "writer-env", "pass of replica-0", duration_s=120.0,
+                         heartbeat=dead_claim.heartbeat_name())
+    killed.acquire()  # its record says it lasts two minutes; it is never renewed nor given back
+    dead.stop(release=False)
+    claim, survivor = _one_environment(api_client, settings, "replica-1")
+    wait_for(lambda: survivor.round() or survivor.held(), timeout_s=15, what="the survivor to take the claim")
+    unvouched = WriterLease(Cluster(api_client), namespace, "writer-env", "a sync", duration_s=1.0)
+    vouched = WriterLease(Cluster(api_client), namespace, "writer-env", "pass of replica-1", duration_s=15.0,
+                          heartbeat=claim.heartbeat_name(), expired=claim.heartbeat_expired)
+
+    with pytest.raises(LeaseHeld):
+        unvouched.acquire(wait_s=0)  # judged by its record alone, it is live for two minutes more
+    vouched.acquire(wait_s=0)
+
+    lease = client.CoordinationV1Api(api_client).read_namespaced_lease("writer-env", namespace)
+    assert lease.spec.holder_identity == "pass of replica-1"
+    assert lease.metadata.annotations["reconciler.healthflow.io/heartbeat"] == claim.heartbeat_name()
+    vouched.release()
+    survivor.stop(release=True)
+
+
 def test_a_round_of_a_replica_leading_environments_writes_only_its_heartbeat(
         api_client: client.ApiClient, namespace: str) -> None:
     """Renewing every environment's Lease each round was about 1,000 writes a minute per cluster for a fleet
