@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
+from reconciler.kube.livecache import resource_version
 from reconciler.kube.lease import DEFAULT_DURATION_S, ELECTION_SELECTOR, LEASE_API, UNREAD, Lease, LeaseObserver
 from reconciler.daemon.leasewatch import SYNC_REQUEST_ANNOTATION, LeaseWatches
 from reconciler.logs import get_logger
@@ -196,10 +197,6 @@ def _holder(lease: dict | None) -> str:
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
 
 
-def _version(lease: dict | None) -> str:
-    return str(((lease or {}).get("metadata") or {}).get("resourceVersion") or "")
-
-
 def _annotations(lease: dict | None) -> dict:
     return ((lease or {}).get("metadata") or {}).get("annotations") or {}
 
@@ -305,11 +302,12 @@ class ElectionLoop:
         one LIST per cluster: the share counts the replicas alive from it), check the claims held against
         them, then claim others up to the share."""
         beats = self.heartbeats
-        before = [_version(beat.lease.record) for beat in beats]
+        before = [resource_version(beat.lease.record) for beat in beats]
         list(self._renewals.map(lambda beat: beat.try_acquire_or_renew(), beats))
         lapsed = {id(beat) for beat in beats if beat.lease.take_lapses()}
-        written = {listing_key(beat.lease.cluster.api_client, beat.lease.namespace): _version(beat.lease.record)
-                   for beat, version in zip(beats, before) if _version(beat.lease.record) != version}
+        after = [resource_version(beat.lease.record) for beat in beats]
+        written = {listing_key(beat.lease.cluster.api_client, beat.lease.namespace): now
+                   for beat, was, now in zip(beats, before, after) if now != was}
         listings = list_leases(self._electors, lambda key: self.watches.leases(key, written.get(key)))
         self._observe_heartbeats(listings)
         cap = self._share(len(self._electors), listings) if self._share else len(self._electors)

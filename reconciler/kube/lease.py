@@ -99,10 +99,10 @@ class Lease:
     def __init__(self, cluster: Cluster, namespace: str, name: str, identity: str, *,
                  duration_s: float = DEFAULT_DURATION_S,
                  renew_deadline_s: float | None = None, observer: LeaseObserver | None = None,
-                 labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None) -> None:
         self.cluster, self.namespace, self.name, self.identity = cluster, namespace, name, identity
         self.labels = {**dict([MANAGED_BY_LABEL]), **(labels or {})}
-        self.annotations = dict(annotations or {})  # written with every write of ours (others' are dropped)
+        self.annotations: dict[str, str] = {}  # written with every write of ours (others' are dropped)
         self.duration_s = duration_s
         self.renew_deadline_s = renew_deadline_s if renew_deadline_s is not None else duration_s * 2 / 3
         self.observer = observer or LeaseObserver()

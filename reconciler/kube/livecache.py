@@ -110,7 +110,8 @@ def _owner(obj: dict | None, label: str) -> str:
     return (((obj or {}).get("metadata") or {}).get("labels") or {}).get(label, "")
 
 
-def _version(obj: dict | None) -> str:
+def resource_version(obj: dict | None) -> str:
+    """An object's metadata.resourceVersion ('' when it has none)."""
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
@@ -189,7 +190,7 @@ class KindWatch:
         for namespace, names in fresh.items():  # changed while we were not watching
             key, held = WatchKey(self.key.api_version, self.key.kind, namespace), before.get(namespace, {})
             for name, obj in names.items():
-                if _version(held.get(name)) != _version(obj):
+                if resource_version(held.get(name)) != resource_version(obj):
                     self.cache.publish(LiveEvent(key, "RELISTED", name, obj, time.time()))
 
     def _follow(self) -> None:
@@ -321,7 +322,7 @@ class LiveCache:
         held_now = watch.held(key.namespace)
         for name, (version, written_owner) in pending:
             held = held_now.get(name)
-            if _version(held).isdigit() and int(_version(held)) >= version:
+            if resource_version(held).isdigit() and int(resource_version(held)) >= version:
                 with self._lock:
                     self._written.pop((key, name), None)
             elif owner in (written_owner, _owner(held, self.label)):
@@ -352,7 +353,7 @@ class LiveCache:
         while so that `note_write` takes it back. Called holding `_changed` (which guards `_counted`);
         `_written` is read without `_lock`, which `ensure` may hold while a watch starts and publishes."""
         written = self._written.get((event.key, event.name))
-        version = _version(event.object)
+        version = resource_version(event.object)
         if event.type in ("ADDED", "MODIFIED") and written is not None and version == str(written[0]):
             return
         self._changes[owner] += 1

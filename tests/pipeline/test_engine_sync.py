@@ -268,16 +268,21 @@ def test_an_enforced_violation_blocks_the_stack_and_its_dependents_until_fixed(
         "first": StackState.UNCHANGED, "web": StackState.APPLIED, "last": StackState.APPLIED}
 
 
-def test_drift_is_reported_with_first_seen_and_not_reverted_when_correction_is_off(
-    repo, engine_for, tmp_path, namespace, api_client
-):
+def _edited_by_hand_after_a_pass(repo, engine_for, tmp_path, namespace, api_client, **env_fields):
+    """An engine whose one ConfigMap (`settings`, mode blue) a pass applied and someone then set to red."""
     write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
     repo.commit("blue")
-    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}],
-                                 correctDrift=False))
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}], **env_fields))
     engine.sync()
     client.CoreV1Api(api_client).patch_namespaced_config_map(
         "settings", namespace, {"data": {"mode": "red"}}, field_manager="kubectl-edit")
+    return engine
+
+
+def test_drift_is_reported_with_first_seen_and_not_reverted_when_correction_is_off(
+    repo, engine_for, tmp_path, namespace, api_client
+):
+    engine = _edited_by_hand_after_a_pass(repo, engine_for, tmp_path, namespace, api_client, correctDrift=False)
 
     first = engine.drift()
     result = engine.sync()
@@ -292,12 +297,7 @@ def test_drift_is_reported_with_first_seen_and_not_reverted_when_correction_is_o
 
 
 def test_drift_is_reverted_when_correction_is_on(repo, engine_for, tmp_path, namespace, api_client):
-    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
-    repo.commit("blue")
-    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
-    engine.sync()
-    client.CoreV1Api(api_client).patch_namespaced_config_map(
-        "settings", namespace, {"data": {"mode": "red"}}, field_manager="kubectl-edit")
+    engine = _edited_by_hand_after_a_pass(repo, engine_for, tmp_path, namespace, api_client)
 
     result = engine.sync()
 
@@ -308,13 +308,7 @@ def test_drift_is_reverted_when_correction_is_on(repo, engine_for, tmp_path, nam
 
 def test_the_drift_check_right_after_a_pass_reads_the_passs_inventory_and_a_later_one_reads_it_again(
         repo, engine_for, tmp_path, namespace, api_client):
-    write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
-    repo.commit("blue")
-    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}],
-                                 correctDrift=False))
-    engine.sync()
-    client.CoreV1Api(api_client).patch_namespaced_config_map(
-        "settings", namespace, {"data": {"mode": "red"}}, field_manager="kubectl-edit")
+    engine = _edited_by_hand_after_a_pass(repo, engine_for, tmp_path, namespace, api_client, correctDrift=False)
     engine.cluster.reset_counts()
 
     right_after = engine.drift()
