@@ -73,3 +73,27 @@ def test_the_history_shows_relative_times_and_the_rollback_and_unpin_buttons_ask
     assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d{3,}", page_text), "raw ISO times with fractions on the page"
     assert asked == [f"API token for the rollback of app in {env.name} to its last healthy commit:"]  # once per tab
     assert f"app at {first[:10]}" in banner
+
+
+def test_the_history_opened_while_the_page_redraws_stays_open_and_shows_its_commits(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, browser: Any) -> None:
+    """The section's toggle event comes a task after the click; a redraw in between (a status change
+    announced then) put a new, closed section on the page and the commits never showed."""
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    factory = default_engine_factory(tmp_path / "cache", kubeconfig)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as running:
+        run = running.daemon.trigger(env.name, "manual")
+        wait_for(lambda: run.state.done, timeout_s=60, what="the pass")
+        page = browser.new_page()
+        page.goto(running.base + "/")
+        section = f'details[data-history-env="{env.name}"]'
+        page.wait_for_selector(f"{section} summary")
+        opened_after_toggle = page.evaluate("""selector => new Promise(resolve => {
+            const clicked = document.querySelector(selector);
+            // after the page's own toggle listener: is the section on the page now open?
+            clicked.addEventListener("toggle", () => resolve(document.querySelector(selector).open));
+            clicked.querySelector("summary").click();
+            window.dispatchEvent(new HashChangeEvent("hashchange"));  // redraws at once, before the toggle event
+        })""", section)
+        assert opened_after_toggle, "the redrawn section stayed closed"
+        page.locator(f"{section} tr[data-commit]").first.wait_for(timeout=20_000)

@@ -104,6 +104,10 @@ function historySection(envName) {
   details.appendChild(body);
   details.addEventListener("toggle", () => {
     if (details.open) { openHistory.add(envName); loadHistory(envName); } else openHistory.delete(envName);
+    // The toggle event comes a task after the click: a redraw in between put a new, closed section on
+    // the page, made before the click counted. It follows the click too.
+    const current = document.querySelector(`details[data-history-env="${CSS.escape(envName)}"]`);
+    if (current && current !== details && current.open !== details.open) current.open = details.open;
   });
   fillHistory(body, envName);
   return details;
