@@ -20,6 +20,7 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.accepted = 0  # connections accepted so far
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     def freeze(self) -> None:
@@ -53,6 +54,7 @@ class TcpProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            self.accepted += 1
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:

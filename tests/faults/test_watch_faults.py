@@ -41,9 +41,12 @@ def _edit(api_client: client.ApiClient, namespace: str, value: str) -> None:
 def test_a_stalled_watch_is_detected_and_an_edit_made_meanwhile_is_not_lost(
         cache: LiveCache, proxy: TcpProxy, namespace: str, api_client: client.ApiClient) -> None:
     [watch] = cache.watches.values()
+    connections = proxy.accepted
     proxy.freeze()
     _edit(api_client, namespace, "during-the-stall")  # straight to the API server, around the proxy
     wait_for(lambda: watch.reconnects >= 1, timeout_s=30, what="the watch to notice that nothing arrives")
+    # noticed by the stalled request itself: not sent again (three times, on new connections) before that
+    assert proxy.accepted - connections <= 1
     assert _cached_value(cache, namespace) == "before"
 
     proxy.resume()
