@@ -28,6 +28,11 @@ _TIMEOUT = (5, 60)
 CONNECTION_POOL_SIZE = 256
 """Idle connections kept per client: at least the requests one stack sends at once, and in the daemon (one
 client per cluster, shared by its environments) room for the watches too; a client opens only what it uses."""
+CONNECTION_RETRIES = urllib3.Retry(total=3, connect=3, read=0, redirect=3, status=0)
+"""urllib3's retries: a connection that cannot be made is tried again, but a request whose answer stopped
+coming is not sent again. With urllib3's default (3 of each), a GET, PUT or DELETE to a frozen API server
+took four times the request timeout (a lease renewal too); now it fails after one, and the caller (a pass,
+the next round, the live cache's loop) goes on as after any error. 429 and 5xx answers: `kube.retry`."""
 
 
 class ApiError(ClusterError):
@@ -81,6 +86,7 @@ def new_api_client(kubeconfig: Path | str | None = None, context: str | None = N
     connection and threw it away after, work for the API server and for us."""
     configuration = client.Configuration()
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    configuration.retries = CONNECTION_RETRIES
     try:
         if in_cluster:
             config.load_incluster_config(client_configuration=configuration)

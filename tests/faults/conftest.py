@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import config
 
+from reconciler.kube.cluster import new_api_client
 from tcpproxy import TcpProxy
 
 
@@ -25,8 +26,8 @@ def proxy(kubeconfig: Path) -> Iterator[TcpProxy]:
 
 @pytest.fixture()
 def proxied_client(kubeconfig: Path, proxy: TcpProxy):
-    """An API client that reaches the API server only through the proxy."""
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    """An API client, made as the reconciler makes its own, that reaches the API server only through the proxy."""
+    api_client = new_api_client(kubeconfig)
     api_client.configuration.host = f"https://127.0.0.1:{proxy.port}"
     return api_client
 

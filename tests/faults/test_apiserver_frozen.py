@@ -11,6 +11,8 @@ from kubernetes import client
 
 from manifests import configmap, make_env, write_stack
 from reconciler.config import load_environment
+from reconciler.errors import ClusterError
+from reconciler.kube.cluster import Cluster
 from reconciler.pipeline.engine import Engine
 from reconciler.results import StackState
 from tcpproxy import TcpProxy
@@ -52,3 +54,18 @@ def test_an_api_server_frozen_past_the_request_timeout_mid_apply_fails_the_stack
     live = client.CoreV1Api(api_client).list_namespaced_config_map(namespace).items
     assert {c.metadata.name for c in live} >= {f"cm-{i:03}" for i in range(OBJECTS)}
     assert all(c.data == {"i": c.metadata.name[3:].lstrip("0") or "0"} for c in live if c.metadata.name.startswith("cm-"))
+
+
+def test_a_request_whose_answer_stops_coming_fails_after_one_request_timeout_not_four(
+        namespace: str, proxy: TcpProxy, proxied_client) -> None:
+    """urllib3 sent a GET, PUT or DELETE whose answer timed out again three times (its default retries), each
+    on a new connection: a lease renewal to a frozen API server took four request timeouts."""
+    cluster = Cluster(proxied_client)
+    cluster.request_timeout = (2.0, 1.0)
+    assert cluster.get("v1", "ConfigMap", namespace, "absent") is None  # discovery done, a connection pooled
+    connections = proxy.accepted
+    proxy.freeze()
+    with pytest.raises(ClusterError, match="cannot reach the Kubernetes API"):
+        cluster.get("v1", "ConfigMap", namespace, "absent")
+    proxy.resume()
+    assert proxy.accepted == connections  # asked on the pooled connection only, not again on new ones
