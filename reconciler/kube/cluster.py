@@ -28,11 +28,22 @@ _TIMEOUT = (5, 60)
 CONNECTION_POOL_SIZE = 256
 """Idle connections kept per client: at least the requests one stack sends at once, and in the daemon (one
 client per cluster, shared by its environments) room for the watches too; a client opens only what it uses."""
-CONNECTION_RETRIES = urllib3.Retry(total=3, connect=3, read=0, redirect=3, status=0)
-"""urllib3's retries: a connection that cannot be made is tried again, but a request whose answer stopped
-coming is not sent again. With urllib3's default (3 of each), a GET, PUT or DELETE to a frozen API server
-took four times the request timeout (a lease renewal too); now it fails after one, and the caller (a pass,
-the next round, the live cache's loop) goes on as after any error. 429 and 5xx answers: `kube.retry`."""
+class _NoRetryAfterTimeout(urllib3.Retry):
+    """urllib3's retries, except that a request whose answer stopped coming (a read timeout) is not sent
+    again: with urllib3's default, a GET, PUT or DELETE to a frozen API server took four request timeouts
+    (a lease renewal too), and a stalled watch four stall times. A connection the server closed (which
+    urllib3 also counts as a read error) is still retried: the API server closes pooled connections, e.g.
+    after a CRD is installed. The caller (a pass, the next round, the live cache's loop) goes on after
+    the timeout as after any error; 429 and 5xx answers are `kube.retry`'s."""
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> urllib3.Retry:
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+CONNECTION_RETRIES = _NoRetryAfterTimeout(total=3)
 
 
 class ApiError(ClusterError):

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import urllib3
 
 from reconciler.errors import ClusterError
-from reconciler.kube.cluster import ApiError, Cluster, UnknownKind, api_error
+from reconciler.kube.cluster import CONNECTION_RETRIES, ApiError, Cluster, UnknownKind, api_error
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.kube.livecache")
@@ -77,10 +77,10 @@ def watch_events(cluster: Cluster, key: WatchKey, label_selector: str, resource_
         headers = {"Accept": "application/json", **({"Impersonate-User": cluster.user} if cluster.user else {})}
         method, url, headers, _, _ = cluster.api_client.param_serialize(
             "GET", path, query_params=query, header_params=headers, auth_settings=["BearerToken"])
-        # Sent once: through the client's pool, urllib3 sent a stalled watch again three times (its default
-        # retries), so a stall was seen after 16 s where `stall_s` was 1.5. Our caller reconnects, with backoff.
+        # Not sent again after a stall, whatever client it came from: with urllib3's default retries, a stall
+        # was seen after 16 s where `stall_s` was 1.5 (`CONNECTION_RETRIES`). Our caller reconnects, with backoff.
         response = cluster.api_client.rest_client.pool_manager.request(
-            method, url, headers=headers, preload_content=False, retries=False,
+            method, url, headers=headers, preload_content=False, retries=CONNECTION_RETRIES,
             timeout=urllib3.Timeout(connect=5, read=stall_s))
         if not 200 <= response.status <= 299:
             raise api_error("GET", path, response.status, response.read(), response.reason)
