@@ -64,12 +64,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that deploy the HealthFlow platform own its fixed namespaces (hf-*) and environment (dev)
     while they run: with parallel workers they run one after another on one worker (`--dist loadgroup`).
     A module on a control plane of its own (private_cluster.py) stays on one worker too: spread over two,
-    each started that control plane (14 s of set-up each, beside the other tests)."""
+    each started that control plane (14 s of set-up each, beside the other tests). Tests marked `long` come
+    first: the render-cache oracle (27-40 s), collected late, was the last test running in every run,
+    while the other workers had nothing left to do."""
     for item in items:
         if "platform_cleanup" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("platform"))
         elif getattr(getattr(item, "module", None), "kubeconfig", None) is private_cluster.kubeconfig:
             item.add_marker(pytest.mark.xdist_group(f"private:{item.module.__name__}"))
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: otherwise as collected
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,7 @@ def test_plan_exits_1_with_changes_and_sync_then_plan_exit_0(repo, tmp_path, nam
     assert yaml.safe_load(clean.stdout)["stacks"][0]["state"] == "unchanged"
 
 
+@pytest.mark.long
 @pytest.mark.cluster
 def test_no_secret_value_appears_in_any_output(repo, tmp_path, namespace, kubeconfig, api_client) -> None:
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},

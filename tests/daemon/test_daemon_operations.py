@@ -81,6 +81,7 @@ def test_the_apis_allow_mass_prune_lets_one_pass_through(
         assert _value(api_client, namespace, "extra-5") is None and _value(api_client, namespace) == "v1"
 
 
+@pytest.mark.long
 def test_a_change_held_by_a_deny_window_lands_when_the_window_ends_not_an_interval_later(
         tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
     """argo-cd #21692: auto-sync did not fire when a deny window ended. Here the poll interval is an hour:

@@ -164,6 +164,7 @@ def test_deleted_pods_go_away(api_client: client.ApiClient, namespace: str) -> N
     wait_for(lambda: not _pods(core, namespace, "shrink"), what="pods of a scaled-down Deployment to be gone")
 
 
+@pytest.mark.long
 def test_a_second_devcluster_runs_beside_and_down_leaves_no_process(tmp_path: Path, kubeconfig: Path) -> None:
     from devcluster.cluster import ClusterState
     from devcluster.processes import is_alive

@@ -15,7 +15,7 @@ import private_cluster
 from reconciler.kube.cluster import FIELD_MANAGER, Cluster, new_api_client
 from reconciler.kube.livecache import LiveCache, WatchKey
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.long]
 # this module breaks the whole control plane: it runs on one of its own (private_cluster.py)
 kubeconfig, api_client = private_cluster.kubeconfig, private_cluster.api_client
 LABEL = "reconciler.healthflow.io/owner"

@@ -15,7 +15,7 @@ from kubernetes import client, watch
 from daemon_support import GitRepo, configmap_stack, free_port, start_daemon, write_env
 from helpers import wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.long]
 
 OBJECTS = 400
 

@@ -15,7 +15,7 @@ import private_cluster
 from reconciler.config import load_environment
 from reconciler.pipeline.engine import Engine
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.long]
 # this module breaks the whole control plane: it runs on one of its own (private_cluster.py)
 kubeconfig, api_client = private_cluster.kubeconfig, private_cluster.api_client
 OBJECTS = 150

@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from daemon_support import GitRepo, free_port, git, start_daemon
 from helpers import wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.long]
 
 OBJECTS = 200
 
