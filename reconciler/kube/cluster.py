@@ -32,9 +32,9 @@ class _NoRetryAfterTimeout(urllib3.Retry):
     """urllib3's retries, except that a request whose answer stopped coming (a read timeout) is not sent
     again: with urllib3's default, a GET, PUT or DELETE to a frozen API server took four request timeouts
     (a lease renewal too), and a stalled watch four stall times. A connection the server closed (which
-    urllib3 also counts as a read error) is still retried: the API server closes pooled connections, e.g.
-    after a CRD is installed. The caller (a pass, the next round, the live cache's loop) goes on after
-    the timeout as after any error; 429 and 5xx answers are `kube.retry`'s."""
+    urllib3 also counts as a read error) is still retried: without that, requests right after a CRD was
+    installed failed (five tests did, once). The caller (a pass, the next round, the live cache's loop)
+    goes on after the timeout as after any error; 429 and 5xx answers are `kube.retry`'s."""
 
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> urllib3.Retry:
