@@ -28,6 +28,8 @@ _TIMEOUT = (5, 60)
 CONNECTION_POOL_SIZE = 256
 """Idle connections kept per client: at least the requests one stack sends at once, and in the daemon (one
 client per cluster, shared by its environments) room for the watches too; a client opens only what it uses."""
+
+
 class _NoRetryAfterTimeout(urllib3.Retry):
     """urllib3's retries, except that a request whose answer stopped coming (a read timeout) is not sent
     again: with urllib3's default, a GET, PUT or DELETE to a frozen API server took four request timeouts

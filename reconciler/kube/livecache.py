@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import urllib3
+from kubernetes.client.rest import ApiException
 
 from reconciler.errors import ClusterError
-from reconciler.kube.cluster import CONNECTION_RETRIES, ApiError, Cluster, UnknownKind, api_error
+from reconciler.kube.cluster import ApiError, Cluster, UnknownKind, api_error
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.kube.livecache")
@@ -75,18 +76,18 @@ def watch_events(cluster: Cluster, key: WatchKey, label_selector: str, resource_
     path = resource.path(key.namespace if resource.namespaced and key.namespace else None)
     try:
         headers = {"Accept": "application/json", **({"Impersonate-User": cluster.user} if cluster.user else {})}
-        method, url, headers, _, _ = cluster.api_client.param_serialize(
-            "GET", path, query_params=query, header_params=headers, auth_settings=["BearerToken"])
-        # Not sent again after a stall, whatever client it came from: with urllib3's default retries, a stall
-        # was seen after 16 s where `stall_s` was 1.5 (`CONNECTION_RETRIES`). Our caller reconnects, with backoff.
-        response = cluster.api_client.rest_client.pool_manager.request(
-            method, url, headers=headers, preload_content=False, retries=CONNECTION_RETRIES,
-            timeout=urllib3.Timeout(connect=5, read=stall_s))
+        request = cluster.api_client.param_serialize("GET", path, query_params=query, header_params=headers,
+                                                     auth_settings=["BearerToken"])
+        # A stall is not sent again by urllib3 (kube.cluster.CONNECTION_RETRIES, the client's): this loop's
+        # caller reconnects, with backoff.
+        response = cluster.api_client.call_api(*request, _request_timeout=(5, stall_s))
         if not 200 <= response.status <= 299:
             raise api_error("GET", path, response.status, response.read(), response.reason)
-        for line in response:
+        for line in response.response:
             if line.strip():
                 yield json.loads(line)
+    except ApiException as exc:
+        raise api_error("GET", path, int(exc.status or 0), exc.body, exc.reason) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise ClusterError(f"watch of {key.kind} at {cluster.server} broke: {exc.__class__.__name__}") from exc
 
