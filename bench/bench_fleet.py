@@ -442,6 +442,7 @@ def main() -> int:
     parser.add_argument("--no-flux", action="store_true")
     parser.add_argument("--kubeconfig", type=Path, help="one cluster of yours instead of --clusters of its own")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run takes its daemons and clusters down too
     from devcluster.cluster import named_or_temporary
     from kubernetes import config
 

@@ -80,6 +80,7 @@ class LeaseElector:
         self.settings = settings
         self.heartbeat = heartbeat
         self.sync_requests: list[str] = []
+        self._handled_request: str | None = None  # the last sync request taken (it stays on the Lease)
         self._claim: int | None = None  # the heartbeat's term the Lease was claimed in
 
     def is_leader(self) -> bool:
@@ -107,14 +108,12 @@ class LeaseElector:
 
     def _vouched_round(self, heartbeat: "LeaseElector", seen: Any, listing: list[dict] | None, leading: bool) -> str:
         """'' when this replica holds the claim afterwards, else who (or what) stands in the way. A held
-        claim costs no request, unless the round's LIST shows a sync request to clear (a rewrite of the
-        Lease) or that someone else took the Lease."""
+        claim costs no request, unless the round's LIST shows that someone else took the Lease (a sync
+        request on it is taken without a write: `take_sync_request`)."""
         if leading:
             live = self.lease.record if seen is UNREAD else seen
             if _holder(live) == self.identity:
                 self.lease.previous = live
-                if SYNC_REQUEST_ANNOTATION in _annotations(live):
-                    self.lease.record = self.lease.cluster.replace(self.lease.rewrite(live))
                 return ""
             self._claim = None  # taken over, or deleted, behind this replica's back
         term = heartbeat.lease.held_term()
@@ -155,10 +154,18 @@ class LeaseElector:
         self.lease.observer.observe(seen)
 
     def _collect_sync_request(self) -> None:
-        """A sync request annotated on the lease before this renewal (the renewal's write clears it)."""
-        annotations = ((self.lease.previous or {}).get("metadata") or {}).get("annotations") or {}
-        if SYNC_REQUEST_ANNOTATION in annotations:
-            self.sync_requests.append(annotations[SYNC_REQUEST_ANNOTATION])
+        """A sync request annotated on the lease as this round read it (before a claim's write drops it)."""
+        self.take_sync_request(self.lease.previous)
+
+    def take_sync_request(self, lease: dict | None) -> None:
+        """Queue the sync request annotated on `lease` (this elector's Lease, as read) unless it was taken
+        already. Why not clear it with a write: a push forwarded to the leaders of N environments cost N
+        rewrites of their Leases beside the N annotations. Each request names its run, so a request still
+        on the Lease is told from a new one by its value; a claim's write drops it."""
+        request = _annotations(lease).get(SYNC_REQUEST_ANNOTATION)
+        if request is not None and request != self._handled_request:
+            self._handled_request = request
+            self.sync_requests.append(request)
 
     def request_sync(self, payload: str) -> bool:
         """Ask the current holder to run a pass (a trigger that reached a replica that does not lead)."""
@@ -287,14 +294,36 @@ class ElectionLoop:
         self._thread.start()
 
     def _loop(self) -> None:
-        """A round every retry period, and one at once when a sync request is annotated on a Lease held here
-        (daemon/leasewatch.py); never two closer than WOKEN_ROUND_GAP_S."""
+        """A round every retry period; when a sync request is annotated on a Lease held here
+        (daemon/leasewatch.py), its hand-over at once (`_hand_over_requests`); never two closer than
+        WOKEN_ROUND_GAP_S."""
+        woken, due = False, 0.0
         while not self._stop.is_set():
             self._wake.clear()
-            self.round()
+            if not (woken and time.monotonic() < due and self._hand_over_requests()):
+                self.round()
+                due = time.monotonic() + self._settings.retry_period_s
             if self._stop.wait(WOKEN_ROUND_GAP_S):
                 return
-            self._wake.wait(max(0.0, self._settings.retry_period_s - WOKEN_ROUND_GAP_S))
+            woken = self._wake.wait(max(0.0, due - time.monotonic()))
+
+    def _hand_over_requests(self) -> bool:
+        """The sync requests on the Leases held here, from the watches as they stand, with no request and no
+        write (a woken round renewed the heartbeats and rewrote each Lease to clear its request: Lease writes
+        beside every push's applies). False (a whole round is due instead) while a watch has no listing."""
+        held: dict[tuple[int, str], dict[str, dict]] = {}
+        for key in {listing_key(e.lease.cluster.api_client, e.lease.namespace) for e in self._electors.values()}:
+            leases = self.watches.current(key)
+            if leases is None:
+                return False
+            held[key] = {lease["metadata"]["name"]: lease for lease in leases}
+        for env, elector in self._electors.items():
+            if elector.is_leader():
+                live = held[listing_key(elector.lease.cluster.api_client, elector.lease.namespace)]
+                elector.take_sync_request(live.get(elector.lease.name))
+            while elector.sync_requests:
+                self._on_request(env, elector.sync_requests.pop(0))
+        return True
 
     def round(self) -> None:
         """Renew the heartbeats (all at once: one after another, a replica on a loaded machine came past the

@@ -83,6 +83,14 @@ class LeaseWatch:
         return list(self._watch.held(self.namespace).values())
 
 
+    def current(self) -> list[dict] | None:
+        """The namespace's Leases as the watch holds them now (None while it has never listed): where a sync
+        request is read, which needs no proof of freshness (the watch delivers the annotation that woke us)."""
+        if not self._watch.synced.is_set():
+            return None
+        return list(self._watch.held(self.namespace).values())
+
+
 class LeaseWatches:
     """One LeaseWatch per (API client, namespace) key of an election loop's listings."""
 
@@ -107,3 +115,8 @@ class LeaseWatches:
         if not self.started or watch is None or not written:
             return None
         return watch.leases(written)
+
+    def current(self, key: tuple[int, str]) -> list[dict] | None:
+        """A watch's Leases as it holds them now (None: not started, or never listed)."""
+        watch = self.watches.get(key)
+        return watch.current() if self.started and watch is not None else None

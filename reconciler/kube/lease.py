@@ -236,10 +236,6 @@ class Lease:
         self.record = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name) or None
         return self.record
 
-    def rewrite(self, live: dict) -> dict[str, Any]:
-        """The body that writes `live` again as this identity's, renewed (anything annotated on it dropped)."""
-        return self._body(live, self.identity, self.duration_s)
-
     def _body(self, live: dict | None, holder: str, duration_s: float) -> dict[str, Any]:
         now = micro_time(datetime.now(timezone.utc))
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace,

@@ -382,7 +382,23 @@ def test_a_sync_request_annotated_on_the_lease_reaches_the_leader_at_its_next_ro
 
     assert leader.held() == ["env"] and requests_seen == [("env", "manual by someone")]
     leader.round()
-    assert requests_seen == [("env", "manual by someone")]  # cleared by the leader's rewrite
+    assert requests_seen == [("env", "manual by someone")]  # taken once, though it stays on the Lease
+    leader.stop(release=True)
+
+
+def test_a_second_sync_request_on_the_same_lease_reaches_the_leader_too(
+        api_client: client.ApiClient, namespace: str) -> None:
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    requests_seen: list[str] = []
+    _, leader = _one_environment(api_client, settings, "replica-0", lambda env, payload: requests_seen.append(payload))
+    leader.round()
+    other = LeaseElector(api_client, "reconciler-env", "replica-1", settings)
+
+    for payload in ("first", "second"):
+        assert other.request_sync(payload)
+        leader.round()
+
+    assert requests_seen == ["first", "second"]
     leader.stop(release=True)
 
 
@@ -400,6 +416,29 @@ def test_a_sync_request_annotated_on_the_lease_wakes_the_leader_instead_of_waiti
 
     wait_for(lambda: requests_seen, timeout_s=10, what="the request, well before the next round (30 s on)")
     assert requests_seen == [("env", "webhook to replica-1")]
+    leader.stop(release=True)
+
+
+def test_a_sync_request_forwarded_to_the_leader_costs_it_no_request_to_the_api_server(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """A woken round renewed the heartbeat and rewrote the Lease to clear the request: about two writes per
+    environment a push was forwarded for, beside the forwarding annotation itself."""
+    slow_rounds = LeaseSettings(namespace=namespace, lease_duration_s=90.0, renew_deadline_s=60.0, retry_period_s=30.0)
+    requests_seen: list[str] = []
+    elector, leader = _one_environment(api_client, slow_rounds, "replica-0",
+                                       lambda env, payload: requests_seen.append(payload))
+    leader.start()
+    wait_for(lambda: leader.held() == ["env"], timeout_s=10, what="the first round to claim the environment")
+    clusters = [elector.lease.cluster, *(beat.lease.cluster for beat in leader.heartbeats)]
+    for cluster in clusters:
+        cluster.reset_counts()
+    other = LeaseElector(api_client, "reconciler-env", "replica-1", slow_rounds)
+
+    assert other.request_sync("webhook to replica-1")
+
+    wait_for(lambda: requests_seen, timeout_s=10, what="the request, well before the next round (30 s on)")
+    assert [cluster.request_counts() for cluster in clusters] == [{}] * len(clusters)
+    assert requests_seen == ["webhook to replica-1"] and leader.held() == ["env"]
     leader.stop(release=True)
 
 
