@@ -308,9 +308,10 @@ class ElectionLoop:
             woken = self._wake.wait(max(0.0, due - time.monotonic()))
 
     def _hand_over_requests(self) -> bool:
-        """The sync requests on the Leases held here, from the watches as they stand, with no request and no
-        write (a woken round renewed the heartbeats and rewrote each Lease to clear its request: Lease writes
-        beside every push's applies). False (a whole round is due instead) while a watch has no listing."""
+        """Pass on the sync requests on the Leases held here, read from the watches as they stand: no request,
+        no write. A woken round used to renew the heartbeats and rewrite each Lease to clear its request,
+        Lease writes beside every forwarded push's applies. False (a whole round is due) while a watch has
+        never listed."""
         held: dict[tuple[int, str], dict[str, dict]] = {}
         for key in {listing_key(e.lease.cluster.api_client, e.lease.namespace) for e in self._electors.values()}:
             leases = self.watches.current(key)

@@ -82,7 +82,6 @@ class LeaseWatch:
                 self._delivered.wait(min(remaining, 0.05))  # a relist or a bookmark moves the version silently
         return list(self._watch.held(self.namespace).values())
 
-
     def current(self) -> list[dict] | None:
         """The namespace's Leases as the watch holds them now (None while it has never listed): where a sync
         request is read, which needs no proof of freshness (the watch delivers the annotation that woke us)."""
