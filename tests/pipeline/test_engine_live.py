@@ -71,6 +71,35 @@ def test_one_drifted_object_is_checked_and_corrected_alone(repo, engine_for, tmp
     assert requests.get("list", 0) == 0 and requests["patch"] == 2  # one dry-run, one apply
 
 
+def test_an_object_judged_unchanged_is_judged_again_once_its_live_version_changes(
+        repo, engine_for, tmp_path, namespace, api_client) -> None:
+    """A verdict of nothing to do is kept with the object for its live version (a push that changes one
+    object of a stack compares only that one): an edit since must still be seen and corrected."""
+    from kubernetes import client
+
+    write_stack(repo, "app", [configmap("changing", namespace, {"v": "1"}), configmap("kept", namespace, {"k": "blue"})])
+    repo.commit("v1")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+    engine.enable_live_cache()
+    engine.sync()
+    assert engine.live.wait_synced(30)
+    for version in ("2", "3"):
+        write_stack(repo, "app", [configmap("changing", namespace, {"v": version}),
+                                  configmap("kept", namespace, {"k": "blue"})])
+        repo.commit(f"v{version}")
+        if version == "3":
+            core = client.CoreV1Api(api_client)
+            core.patch_namespaced_config_map("kept", namespace, {"data": {"k": "red"}})
+            wait_for(lambda: engine.object_drift(ObjectId("", "ConfigMap", namespace, "kept")), timeout_s=10,
+                     what="the edit to reach the cache")
+
+        result = engine.sync()
+
+    assert sorted(str(c.id) for c in result.stacks[0].changed) == [
+        f"core/ConfigMap/{namespace}/changing", f"core/ConfigMap/{namespace}/kept"]
+    assert core.read_namespaced_config_map("kept", namespace).data == {"k": "blue"}
+
+
 def test_a_burst_of_objects_is_judged_with_one_inventory_read_and_no_list(
         repo, engine_for, tmp_path, namespace, api_client) -> None:
     from kubernetes import client
