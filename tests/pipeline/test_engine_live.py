@@ -77,7 +77,8 @@ def test_an_object_judged_unchanged_is_judged_again_once_its_live_version_change
     object of a stack compares only that one): an edit since must still be seen and corrected."""
     from kubernetes import client
 
-    write_stack(repo, "app", [configmap("changing", namespace, {"v": "1"}), configmap("kept", namespace, {"k": "blue"})])
+    write_stack(repo, "app", [configmap("changing", namespace, {"v": "1"}),
+                              configmap("kept", namespace, {"k": "blue"})])
     repo.commit("v1")
     engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
     engine.enable_live_cache()
