@@ -184,28 +184,6 @@ def _too_large(obj: K8sObject) -> str:
 
 
 def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, owner: Ownership) -> PlannedObject:
-    """The verdict on an object that exists. The same desired object (a render keeps an unchanged document's
-    object, kube.objects.parse_reusing) against the same live version gets the same verdict, so a verdict
-    of nothing to do is kept in the object's memo: in a push that changes one object of each stack, the
-    comparison of the others was most of the daemon's planning."""
-    metadata = current.get("metadata") or {}
-    seen = (metadata.get("uid"), metadata.get("resourceVersion"), previous_hash, owner)
-    if seen[1] and obj.memo.get(_NOTHING_TO_DO) == seen:
-        return PlannedObject(obj, Action.UNCHANGED)
-    entry = _judge_existing(obj, current, previous_hash, owner)
-    nothing = (entry.action is Action.UNCHANGED and not (entry.fields or entry.removed or entry.taken_over
-                                                         or entry.takeover or entry.reapply or entry.error))
-    if nothing and seen[1]:
-        obj.memo[_NOTHING_TO_DO] = seen
-    return entry
-
-
-_NOTHING_TO_DO = "plan: nothing to do against"
-"""Memo key of K8sObject: (uid, resourceVersion, previous hash, Ownership) of the live object last judged
-to need nothing."""
-
-
-def _judge_existing(obj: K8sObject, current: dict, previous_hash: str | None, owner: Ownership) -> PlannedObject:
     foreign = foreign_owner(current, owner.env)
     if foreign and not owner.allow_adoption:
         return PlannedObject(obj, Action.UPDATE, error=(

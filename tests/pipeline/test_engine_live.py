@@ -71,10 +71,9 @@ def test_one_drifted_object_is_checked_and_corrected_alone(repo, engine_for, tmp
     assert requests.get("list", 0) == 0 and requests["patch"] == 2  # one dry-run, one apply
 
 
-def test_an_object_judged_unchanged_is_judged_again_once_its_live_version_changes(
+def test_a_stack_planned_again_for_a_git_change_also_corrects_a_live_edit_of_another_object(
         repo, engine_for, tmp_path, namespace, api_client) -> None:
-    """A verdict of nothing to do is kept with the object for its live version (a push that changes one
-    object of a stack compares only that one): an edit since must still be seen and corrected."""
+    """A stack planned again for a Git change to one of its objects also sees a live edit of another."""
     from kubernetes import client
 
     write_stack(repo, "app", [configmap("changing", namespace, {"v": "1"}),
