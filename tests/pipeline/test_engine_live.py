@@ -73,27 +73,28 @@ def test_one_drifted_object_is_checked_and_corrected_alone(repo, engine_for, tmp
 
 def test_a_stack_planned_again_for_a_git_change_also_corrects_a_live_edit_of_another_object(
         repo, engine_for, tmp_path, namespace, api_client) -> None:
-    """A stack planned again for a Git change to one of its objects also sees a live edit of another."""
+    """The other object was found unchanged by the pass before, against an older live version."""
     from kubernetes import client
 
-    write_stack(repo, "app", [configmap("changing", namespace, {"v": "1"}),
-                              configmap("kept", namespace, {"k": "blue"})])
-    repo.commit("v1")
+    def commit(version: str) -> None:
+        write_stack(repo, "app", [configmap("changing", namespace, {"v": version}),
+                                  configmap("kept", namespace, {"k": "blue"})])
+        repo.commit(f"v{version}")
+
+    commit("1")
     engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
     engine.enable_live_cache()
     engine.sync()
     assert engine.live.wait_synced(30)
-    for version in ("2", "3"):
-        write_stack(repo, "app", [configmap("changing", namespace, {"v": version}),
-                                  configmap("kept", namespace, {"k": "blue"})])
-        repo.commit(f"v{version}")
-        if version == "3":
-            core = client.CoreV1Api(api_client)
-            core.patch_namespaced_config_map("kept", namespace, {"data": {"k": "red"}})
-            wait_for(lambda: engine.object_drift(ObjectId("", "ConfigMap", namespace, "kept")), timeout_s=10,
-                     what="the edit to reach the cache")
+    commit("2")
+    engine.sync()
+    core = client.CoreV1Api(api_client)
+    core.patch_namespaced_config_map("kept", namespace, {"data": {"k": "red"}})
+    wait_for(lambda: engine.object_drift(ObjectId("", "ConfigMap", namespace, "kept")), timeout_s=10,
+             what="the edit to reach the cache")
+    commit("3")
 
-        result = engine.sync()
+    result = engine.sync()
 
     assert sorted(str(c.id) for c in result.stacks[0].changed) == [
         f"core/ConfigMap/{namespace}/changing", f"core/ConfigMap/{namespace}/kept"]
