@@ -312,19 +312,19 @@ class ElectionLoop:
         no write. A woken round used to renew the heartbeats and rewrite each Lease to clear its request,
         Lease writes beside every forwarded push's applies. False (a whole round is due) while a watch has
         never listed."""
-        held: dict[tuple[int, str], dict[str, dict]] = {}
-        for key in {listing_key(e.lease.cluster.api_client, e.lease.namespace) for e in self._electors.values()}:
-            leases = self.watches.current(key)
-            if leases is None:
-                return False
-            held[key] = {lease["metadata"]["name"]: lease for lease in leases}
+        listings = self.watches.current()
+        if listings is None:
+            return False
+        seen = read_leases(self._electors, listings)
         for env, elector in self._electors.items():
             if elector.is_leader():
-                live = held[listing_key(elector.lease.cluster.api_client, elector.lease.namespace)]
-                elector.take_sync_request(live.get(elector.lease.name))
-            while elector.sync_requests:
-                self._on_request(env, elector.sync_requests.pop(0))
+                elector.take_sync_request(seen.get(env))
+            self._pass_on_requests(env, elector)
         return True
+
+    def _pass_on_requests(self, env: str, elector: LeaseElector) -> None:
+        while elector.sync_requests:
+            self._on_request(env, elector.sync_requests.pop(0))
 
     def round(self) -> None:
         """Renew the heartbeats (all at once: one after another, a replica on a loaded machine came past the
@@ -360,8 +360,7 @@ class ElectionLoop:
                 self._report(env, False)  # it lapsed (this round, or its renewal, came late) and passes saw that
                 # and stopped: the claim made again starts a new term, whose report below requests a pass again
             self._report(env, elector.is_leader())
-            while elector.sync_requests:
-                self._on_request(env, elector.sync_requests.pop(0))
+            self._pass_on_requests(env, elector)
         self._give_up_excess(held - cap)
 
     def _observe_heartbeats(self, listings: Listings) -> None:

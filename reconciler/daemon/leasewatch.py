@@ -80,7 +80,7 @@ class LeaseWatch:
                 if remaining <= 0:
                     return None
                 self._delivered.wait(min(remaining, 0.05))  # a relist or a bookmark moves the version silently
-        return list(self._watch.held(self.namespace).values())
+        return self.current()
 
     def current(self) -> list[dict] | None:
         """The namespace's Leases as the watch holds them now (None while it has never listed): where a sync
@@ -115,7 +115,14 @@ class LeaseWatches:
             return None
         return watch.leases(written)
 
-    def current(self, key: tuple[int, str]) -> list[dict] | None:
-        """A watch's Leases as it holds them now (None: not started, or never listed)."""
-        watch = self.watches.get(key)
-        return watch.current() if self.started and watch is not None else None
+    def current(self) -> dict[tuple[int, str], list[dict]] | None:
+        """Every watch's Leases as it holds them now, by key; None when one has not started or never listed."""
+        if not self.started:
+            return None
+        held: dict[tuple[int, str], list[dict]] = {}
+        for key, watch in self.watches.items():
+            leases = watch.current()
+            if leases is None:
+                return None
+            held[key] = leases
+        return held
