@@ -224,6 +224,30 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float, float]:
     return own / ticks, children / ticks, (sum(busy) - busy[3] - busy[4]) / ticks  # less idle and iowait
 
 
+def cpu_by_command() -> dict[int, tuple[str, int]]:
+    """Every process's own CPU ticks so far, by pid, with its command name (what `top` shows)."""
+    ticks: dict[int, tuple[str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                head, _, rest = (entry / "stat").read_text().rpartition(")")
+            except OSError:
+                continue
+            fields = rest.split()
+            ticks[int(entry.name)] = (head.partition("(")[2], int(fields[11]) + int(fields[12]))
+    return ticks
+
+
+def busiest_commands(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], top: int = 8) -> str:
+    """The commands that used the most CPU between two `cpu_by_command` readings, by their later name (a
+    kernel worker's changes with its work); a process started since counts all its ticks, one ended since none."""
+    used: Counter[str] = Counter()
+    for pid, (name, ticks) in after.items():
+        used[name.split("-")[0] if name.startswith("kworker") else name] += ticks - before.get(pid, ("", 0))[1]
+    hz = os.sysconf("SC_CLK_TCK")
+    return ", ".join(f"{name} {n / hz:.1f}" for name, n in used.most_common(top))
+
+
 def wait(condition, timeout_s: float, what: str, poll_s: float = 0.5) -> float:
     started = time.monotonic()
     while not condition():
@@ -383,9 +407,10 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
         report.add(*idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports))
         answered_before = sum(apiserver_metrics(k)[0] for k in kubeconfigs)
         kinds_before = requests_by_kind(kubeconfigs)
-        cpu_before = cpu_seconds(replicas.pids())
+        cpu_before, commands_before = cpu_seconds(replicas.pids()), cpu_by_command()
         fan_out, _ = push(repo, work, replicas, "v1", args.envs, args.stacks)
         own, children, machine = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
+        commands = busiest_commands(commands_before, cpu_by_command())
         answered = sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before
         kinds = requests_by_kind(kubeconfigs)
         kinds.subtract(kinds_before)
@@ -393,6 +418,7 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                    f"{percentiles(fan_out)} |",
                    f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
                    f"(control planes) | {own:.1f} / {children:.1f} / {machine - own - children:.1f} |",
+                   f"| push: CPU seconds of the busiest commands (every process, by name) | {commands} |",
                    f"| push: API requests the control planes answered meanwhile (every client), per stack | "
                    f"{answered / total:.2f} ({answered:,.0f}) |",
                    "| push: the most frequent of them, by verb and resource | " +
