@@ -48,6 +48,7 @@ class LeaseWatch:
     resync_s, watch_timeout_s, stall_s = 600.0, 55, 75.0
     selector = ELECTION_SELECTOR  # not the writer leases
     manager = ""  # nobody's managedFields are kept
+    label = ""  # no owner label: nothing asks for a Lease by owner
 
     def __init__(self, cluster: Cluster, namespace: str, identity: str, wake: Callable[[], None]) -> None:
         self.namespace, self.identity, self._wake = namespace, identity, wake

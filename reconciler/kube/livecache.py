@@ -126,6 +126,7 @@ class KindWatch:
         self.key = key
         self.cluster = cluster or sink.cluster  # a stack's account (impersonated) watches what that stack applies
         self.objects: dict[str, dict[str, dict]] = {}  # namespace ("" cluster-scoped) -> name -> object
+        self._owned: dict[tuple[str, str], dict[str, dict]] = {}  # (namespace, owner label value) -> name -> object
         self.synced = threading.Event()
         self.resource_version = ""
         self.relists = 0
@@ -145,8 +146,24 @@ class KindWatch:
         """The objects in one namespace, by name (do not change the dict: it is the watch's own)."""
         return self.objects.get(namespace, {})
 
+    def owned(self, namespace: str, owner: str) -> dict[str, dict]:
+        """The objects in one namespace whose owner label value is `owner`, by name (the watch's own dict).
+        Why an index: a stack's LIST is answered from here, and the stacks of an environment often share a
+        namespace: reading all of it for each stack's few objects was 4.8% of a daemon's samples (py-spy, holding
+        the GIL) in a fan-out of 100 environments."""
+        return self._owned.get((namespace, owner), {})
+
     def count(self) -> int:
         return sum(len(names) for names in list(self.objects.values()))
+
+    def _index(self, namespace: str, name: str, before: dict | None, after: dict | None) -> None:
+        """Keep `owned` current for one object's change (None: absent before, or after)."""
+        label = self.cache.label
+        if before is not None:
+            bucket = self._owned.get((namespace, _owner(before, label)), {})
+            bucket.pop(name, None)
+        if after is not None:
+            self._owned.setdefault((namespace, _owner(after, label)), {})[name] = after
 
     def _run(self) -> None:
         failures, listed_at = 0, time.monotonic()
@@ -180,9 +197,13 @@ class KindWatch:
         items, version = self.cluster.list_with_version(
             self.key.api_version, self.key.kind, self.key.namespace or None, self.cache.selector)
         fresh: dict[str, dict[str, dict]] = {}
+        owned: dict[tuple[str, str], dict[str, dict]] = {}
         for item in items:
-            fresh.setdefault(self._key_of(item).namespace, {})[item["metadata"]["name"]] = slim(item, self.cache.manager)
-        before, self.objects, self.resource_version = self.objects, fresh, version
+            namespace, name = self._key_of(item).namespace, item["metadata"]["name"]
+            kept = slim(item, self.cache.manager)
+            fresh.setdefault(namespace, {})[name] = kept
+            owned.setdefault((namespace, _owner(kept, self.cache.label)), {})[name] = kept
+        before, self.objects, self._owned, self.resource_version = self.objects, fresh, owned, version
         self.relists += 1
         self.synced.set()
         for namespace, names in before.items():  # deleted while we were not watching
@@ -215,9 +236,12 @@ class KindWatch:
         held = self.objects.setdefault(key.namespace, {})
         self.events += 1
         if kind == "DELETED":
-            self.cache.publish(LiveEvent(key, kind, name, None, time.time()), held.pop(name, obj))
+            gone = held.pop(name, obj)
+            self._index(key.namespace, name, gone, None)
+            self.cache.publish(LiveEvent(key, kind, name, None, time.time()), gone)
         else:
             previous, held[name] = held.get(name), slim(obj, self.cache.manager)
+            self._index(key.namespace, name, previous, held[name])
             self.cache.publish(LiveEvent(key, kind, name, held[name], time.time(),
                                          status_only=_status_only(previous, held[name])))
 
@@ -297,8 +321,7 @@ class LiveCache:
             return None
         if not isinstance(watch, KindWatch) and not watch.may_list(user):
             return None
-        return [dict(o) for o in list(watch.held(namespace).values())
-                if _owner(o, self.label) == value]
+        return [dict(o) for o in list(watch.owned(namespace, value).values())]
 
     def note_write(self, api_version: str, kind: str, namespace: str, name: str, resource_version: object,
                    labels: dict | None = None) -> None:

@@ -125,6 +125,9 @@ class SharedSource:
     def held(self, namespace: str) -> dict[str, dict]:
         return self.watch.held(namespace) if self.watch is not None else {}
 
+    def owned(self, namespace: str, owner: str) -> dict[str, dict]:
+        return self.watch.owned(namespace, owner) if self.watch is not None else {}
+
     def may_list(self, user: str | None) -> bool:
         """Whether `user` (a stack's account; None: the daemon) could LIST this key itself."""
         return user is None or self.hub.access.allowed(user, self.key.api_version, self.key.kind,

@@ -53,6 +53,22 @@ def test_the_cache_lists_our_objects_then_follows_their_changes(cache: LiveCache
     assert cache.stats()["relists"] == {"ConfigMap": 1}
 
 
+def test_an_object_given_to_another_owner_is_listed_under_its_new_owner_only(
+        cache: LiveCache, namespace: str, api_client: client.ApiClient) -> None:
+    core = client.CoreV1Api(api_client)
+    _configmap(core, namespace, "moves", "env.a")
+    _configmap(core, namespace, "stays", "env.a")
+    _configmap(core, namespace, "other", "env.b")
+    cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
+    assert cache.wait_synced(30)
+
+    core.patch_namespaced_config_map("moves", namespace, {"metadata": {"labels": {LABEL: "env.b"}}})
+
+    wait_for(lambda: _cached(cache, namespace, "env.b") == {"moves": "1", "other": "1"}, timeout_s=30,
+             what="the new owner to reach the cache")
+    assert _cached(cache, namespace, "env.a") == {"stays": "1"}
+
+
 def test_a_list_the_cache_does_not_cover_goes_to_the_api_server(cache: LiveCache, namespace: str) -> None:
     cache.ensure({WatchKey("v1", "ConfigMap", namespace)})
     assert cache.wait_synced(30)
