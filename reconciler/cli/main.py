@@ -8,6 +8,7 @@ message says which file, which field and the fix).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -113,9 +114,26 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
                                        help="also list each stack's last commits (result, health)")
 
 
+YOUNG_COLLECTION_THRESHOLD = 7000
+"""Python collects its youngest generation of objects after 700 new ones by default, and the whole heap
+(every live cache, render and memo) after every eleventh collection of the middle one whose survivors grew
+the old generation by a quarter. A daemon replica of a 100-environment fleet did a whole-heap collection
+in most pushes to a base they share (0.27-0.34 CPU-s of its 3.3-3.7), and 10 of them while syncing its 34
+environments cold (1.3 CPU-s of the collector's 2.2). Ten times the threshold makes every generation's
+collections ten times rarer, for at most 6,300 more objects waiting: measured on one replica of 34
+environments, the collector's CPU during a push 0.28 s -> 0.05 s, and during the cold sync 2.2 s -> 0.6 s."""
+
+
+def collect_cycles_less_often() -> None:
+    """Raise the youngest generation's threshold (YOUNG_COLLECTION_THRESHOLD) for this process; a
+    reconciler process holds many long-lived objects and makes few reference cycles."""
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     from reconciler.logs import configure_logging
 
+    collect_cycles_less_often()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

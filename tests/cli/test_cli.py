@@ -33,6 +33,14 @@ def test_help_lists_every_command() -> None:
         assert command in out
 
 
+def test_a_reconciler_process_collects_its_youngest_objects_ten_times_less_often_than_python() -> None:
+    program = "import gc; from reconciler.cli.main import main; main([]); print(*gc.get_threshold())"
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO_ROOT,
+                         check=True, timeout=60).stdout
+
+    assert out.splitlines()[-1] == "7000 10 10"  # Python's default: 700 10 10
+
+
 def test_an_invalid_environment_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "bad", "source": {"url": "x"}, "stacks": [
