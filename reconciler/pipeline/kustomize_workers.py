@@ -28,14 +28,17 @@ import threading
 from dataclasses import dataclass
 
 WORKER = "kustomize-worker"
-WORKER_GOGC = "200"
+WORKER_GOGC = "400"
 """Go's GC target for a worker (GOGC, unless the environment sets one): a worker's live heap is mostly
 kustomize's OpenAPI schema, marked again by every collection. Measured on this project's 2-core
 machine, a ten-object stack built 400 times in one worker, runs alternating: 5.9-7.5 ms of CPU a
-build at Go's default 100, 4.9-5.7 ms at 200, for a peak RSS of 22-23 MiB instead of 18-19."""
+build at Go's default 100, 4.9-5.7 ms at 200, for a peak RSS of 22-23 MiB instead of 18-19; again later
+(a fleet stack with its base, three rounds): 3.45-3.67 ms at 200, 3.12-3.30 ms at 400 and 2.95-3.15 ms at
+800, for a peak RSS of 21-22, 29-30 and 46 MiB. 400 saves about two thirds of what 800 does, for a third of
+its extra memory."""
 RENDER_PARALLEL_WORKERS = max(2, min(4, os.cpu_count() or 2))
 """Workers in a process's shared pool, and builds an environment's render starts at once: a build is CPU,
-so more than the cores only hold memory (about 17 MiB a worker)."""
+so more than the cores only hold memory (about 29 MiB a worker at its peak)."""
 
 
 @dataclass(frozen=True)
