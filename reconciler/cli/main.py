@@ -115,13 +115,14 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
 
 
 YOUNG_COLLECTION_THRESHOLD = 7000
-"""Python collects its youngest generation of objects after 700 new ones by default, and the whole heap
-(every live cache, render and memo) after every eleventh collection of the middle one whose survivors grew
-the old generation by a quarter. A daemon replica of a 100-environment fleet did a whole-heap collection
-in most pushes to a base they share (0.27-0.34 CPU-s of its 3.3-3.7), and 10 of them while syncing its 34
-environments cold (1.3 CPU-s of the collector's 2.2). Ten times the threshold makes every generation's
-collections ten times rarer, for at most 6,300 more objects waiting: measured on one replica of 34
-environments, the collector's CPU during a push 0.28 s -> 0.05 s, and during the cold sync 2.2 s -> 0.6 s."""
+"""Python collects its youngest objects after 700 new ones by default; every tenth such collection also
+collects the middle generation, and every tenth of those the whole heap (every live cache, render and
+memo), once the objects that survived to the oldest generation since the last one are a quarter of it.
+A daemon replica of a 100-environment fleet collected its whole heap in most pushes to a base they share
+(0.27-0.34 CPU-s of its 3.3-3.7), and 10 times while starting and syncing 34 environments cold (1.3 CPU-s
+of the collector's 2.2). Ten times the threshold makes every generation's collections ten times rarer, for
+at most 6,300 more objects waiting: measured on one replica of 34 environments, the collector's CPU during
+a push went from 0.28 to 0.05 s, and while starting and syncing cold from 2.2 to 0.6 s."""
 
 
 def collect_cycles_less_often() -> None:
