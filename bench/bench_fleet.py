@@ -188,13 +188,25 @@ class Report:
         return "\n".join([self.title, "", "| measurement | result |", "|---|---|", *self.rows])
 
 
-def _stat_ticks(pid: int) -> tuple[int, int]:
-    """(its own CPU ticks, those of the children it has waited for); (0, 0) for a process gone."""
+def _stat(pid: int) -> tuple[str, list[str]]:
+    """A process's command name and the fields of /proc/<pid>/stat after it; ("", []) for a process gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        head, _, rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
     except OSError:
+        return "", []
+    return head.partition("(")[2], rest.split()
+
+
+def _ticks(fields: list[str]) -> tuple[int, int]:
+    """From `_stat`'s fields: (its own CPU ticks, those of the children it has waited for); (0, 0) for none."""
+    if not fields:
         return 0, 0
     return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _stat_ticks(pid: int) -> tuple[int, int]:
+    """(its own CPU ticks, those of the children it has waited for); (0, 0) for a process gone."""
+    return _ticks(_stat(pid)[1])
 
 
 def _live_children(pid: int) -> list[int]:
@@ -229,14 +241,10 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float, float, float]:
 def cpu_by_command() -> dict[int, tuple[str, int]]:
     """Every process's own CPU ticks so far, by pid, with its command name (what `top` shows)."""
     ticks: dict[int, tuple[str, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                head, _, rest = (entry / "stat").read_text().rpartition(")")
-            except OSError:
-                continue
-            fields = rest.split()
-            ticks[int(entry.name)] = (head.partition("(")[2], int(fields[11]) + int(fields[12]))
+    for pid in (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()):
+        name, fields = _stat(pid)
+        if fields:
+            ticks[pid] = (name, _ticks(fields)[0])
     return ticks
 
 
