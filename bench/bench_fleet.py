@@ -2,6 +2,7 @@
 
     python bench/bench_fleet.py [--envs 100] [--stacks 10] [--objects 10] [--idle 120]
                                 [--clusters 3] [--replicas 3] [--no-flux] [--kubeconfig PATH]
+                                [--profile DIR]
 
 Builds one Git repository: a base every stack uses (one ConfigMap) and, per environment, `--stacks`
 stacks in a dependency chain (stack k depends on stack k-1), each `--objects` ConfigMaps plus the
@@ -22,6 +23,8 @@ all of them. Prints, from one run:
 - the same with the replica leading the most environments SIGKILLed one second into the fan-out:
   every environment converges, and in none is a stack's base ConfigMap newer than its dependent's
   (their apply times, from managedFields, follow the dependency chain);
+- with `--profile DIR`, py-spy (on PATH) samples each replica's GIL-holding thread during the first push
+  and writes its collapsed stacks to DIR/<replica>.txt (for flame graphs, or to sum by function);
 - unless --no-flux, the same stacks as Flux Kustomizations (fleet_flux.py: one kustomize-controller
   per cluster) on the same clusters after the daemons stop: cold, and the push to the base.
 """
@@ -41,9 +44,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from pathlib import Path
+from typing import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -238,6 +242,27 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float, float, float]:
     return own / ticks, children / ticks, (sum(busy[:7]) - busy[3] - busy[4]) / ticks, stolen / ticks
 
 
+def kernel_share(pids: list[int]) -> tuple[float, int]:
+    """Of the processes' own CPU so far: seconds in the kernel (system time: syscalls, the network, waking
+    threads), and context switches of their threads alive now (voluntary and not)."""
+    system = switches = 0
+    for pid in pids:
+        fields = _stat(pid)[1]
+        system += int(fields[12]) if fields else 0
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = (task / "status").read_text()
+            except OSError:
+                continue
+            switches += sum(int(line.split()[1]) for line in text.splitlines()
+                            if line.partition(":")[0].endswith("ctxt_switches"))
+    return system / os.sysconf("SC_CLK_TCK"), switches
+
+
 def cpu_by_command() -> dict[int, tuple[str, int]]:
     """Every process's own CPU ticks so far, by pid, with its command name (what `top` shows)."""
     ticks: dict[int, tuple[str, int]] = {}
@@ -323,9 +348,10 @@ class Replicas:
 
 
 def push(repo: git.Repo, work: Path, replicas: Replicas, value: str, envs: int, stacks: int,
-         kill_after_s: float | None = None) -> tuple[list[float], str]:
+         kill_after_s: float | None = None) -> tuple[list[float], float]:
     """Commit a new base value, send the push webhook to one replica; per environment, seconds until all its
-    stacks show it. With `kill_after_s`, the replica leading the most environments is SIGKILLed then."""
+    stacks show it, and the seconds the webhook took to answer (it forwards to the other leaders first). With
+    `kill_after_s`, the replica leading the most environments is SIGKILLed then."""
     write_base(work, value)
     sha = commit(repo, f"base {value}")
     body = json.dumps({"ref": "refs/heads/main", "after": sha, "deleted": False, "pusher": {"name": "bench"},
@@ -337,6 +363,7 @@ def push(repo: git.Repo, work: Path, replicas: Replicas, value: str, envs: int, 
         "X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(SECRET, body)})
     if answer.status_code != 202:
         raise SystemExit(f"webhook refused: {answer.status_code} {answer.text}")
+    answered_s = time.monotonic() - started
     done: dict[str, float] = {}
     while len(done) < envs:
         if victim and time.monotonic() - started > kill_after_s:
@@ -348,7 +375,7 @@ def push(repo: git.Repo, work: Path, replicas: Replicas, value: str, envs: int, 
             if count == stacks and name not in done:
                 done[name] = time.monotonic() - started
         time.sleep(0.5)
-    return sorted(done.values()), sha
+    return sorted(done.values()), answered_s
 
 
 def order_violations(kubeconfigs: list[Path], stacks: int, value: str) -> tuple[int, int]:
@@ -420,17 +447,24 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
         answered_before = sum(apiserver_metrics(k)[0] for k in kubeconfigs)
         kinds_before = requests_by_kind(kubeconfigs)
         cpu_before, commands_before = cpu_seconds(replicas.pids()), cpu_by_command()
-        fan_out, _ = push(repo, work, replicas, "v1", args.envs, args.stacks)
+        kernel_before = kernel_share(replicas.pids())
+        with sampled(replicas, args.profile):
+            fan_out, answered_s = push(repo, work, replicas, "v1", args.envs, args.stacks)
         own, children, machine, stolen = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
         commands = busiest_commands(commands_before, cpu_by_command())
+        system, switches = (a - b for a, b in zip(kernel_share(replicas.pids()), kernel_before))
         answered = sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before
         kinds = requests_by_kind(kubeconfigs)
         kinds.subtract(kinds_before)
         report.add(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
                    f"{percentiles(fan_out)} |",
+                   f"| push: the webhook answered (after forwarding to the other replicas' environments) | "
+                   f"{answered_s:.2f} s |",
                    f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
                    f"(control planes); taken by the hypervisor | {own:.1f} / {children:.1f} / "
                    f"{machine - own - children:.1f}; {stolen:.1f} |",
+                   f"| push: of the daemons' own CPU seconds, in the kernel; their threads' context switches | "
+                   f"{system:.1f}; {switches:,} |",
                    f"| push: CPU seconds of the busiest commands (every process, by name) | {commands} |",
                    f"| push: API requests the control planes answered meanwhile (every client), per stack | "
                    f"{answered / total:.2f} ({answered:,.0f}) |",
@@ -450,6 +484,25 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                        f"not at the new value | {violations} / {stale} |")
     finally:
         replicas.stop()
+
+
+@contextmanager
+def sampled(replicas: Replicas, folder: Path | None) -> Iterator[None]:
+    """py-spy on every replica while the block runs (nothing without `folder`): the GIL holder's stacks, 100 a second."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spies = [subprocess.Popen(["py-spy", "record", "--pid", str(process.pid), "--gil", "--rate", "100", "--format",
+                               "raw", "--output", str(folder / f"{name}.txt")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for name, process in replicas.processes.items()]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(60)
 
 
 def run_flux(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, report: Report) -> None:
@@ -480,6 +533,7 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--no-flux", action="store_true")
     parser.add_argument("--kubeconfig", type=Path, help="one cluster of yours instead of --clusters of its own")
+    parser.add_argument("--profile", type=Path, help="a folder for py-spy's samples of each replica during the push")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run takes its daemons and clusters down too
     from devcluster.cluster import named_or_temporary

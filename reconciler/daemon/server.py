@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
@@ -319,7 +320,8 @@ async def _handle_hook(request: Request, provider: str, daemon: Daemon, secrets:
         daemon.metrics.webhooks.labels(provider, "ignored").inc()
         return JSONResponse({"ignored": outcome.ignored, **outcome.extra}, status_code=202)
     envs = matching_environments(outcome.push, daemon.watched())
-    runs = [daemon.trigger(env, f"webhook:{provider}") for env in envs]
+    runs = await run_in_threadpool(daemon.trigger_all, envs, f"webhook:{provider}")  # off the event loop:
+    # forwarding writes to API servers, and meanwhile /healthz, /api/status and other hooks are answered
     daemon.metrics.webhooks.labels(provider, "triggered" if runs else "unmatched").inc()
     log.info("push received", provider=provider, branch=outcome.push.branch, after=outcome.push.after,
              envs=envs)

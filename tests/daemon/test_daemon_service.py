@@ -157,6 +157,41 @@ def test_a_signed_push_webhook_starts_a_pass_of_the_environment_watching_it(env:
         wait_for(lambda: d.daemon.runbook.get(triggered["run_id"]).state.done, timeout_s=10, what="the pass")
 
 
+def test_a_push_webhook_requests_the_passes_of_its_environments_at_the_same_time(tmp_path: Path, repo: GitRepo) -> None:
+    """Each request another replica leads is a Lease PATCH: forwarded one after another, 66 of them took
+    seconds under a fleet push's load. Here each request waits for the other one: one after another, neither
+    would return."""
+    envs = [load_environment(write_env(tmp_path / f"{n}.yaml", repo, [("app", [])])) for n in range(2)]
+    both = threading.Barrier(2, timeout=10)
+    with running_daemon(envs, canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        queue = d.daemon.trigger
+        d.daemon.trigger = lambda env, source, *rest: (both.wait(), queue(env, source, *rest))[1]
+        body = github_push(repo, "abc")
+        response = requests.post(f"{d.base}/hooks/github", data=body, headers=_signed(body), timeout=30)
+
+    assert response.status_code == 202
+    assert sorted(t["env"] for t in response.json()["triggered"]) == sorted(e.name for e in envs)
+
+
+def test_the_daemon_answers_other_requests_while_a_push_webhook_is_forwarding(env: Any, repo: GitRepo) -> None:
+    """Forwarding writes to API servers; done on the server's event loop, it held up every other request
+    (the probes, the status page, other webhooks) for as long as they took."""
+    forwarding, answered = threading.Event(), threading.Event()
+    with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
+        queue = d.daemon.trigger
+        d.daemon.trigger = lambda *args: (forwarding.set(), answered.wait(10), queue(*args))[2]
+        body = github_push(repo, "abc")
+        hook = threading.Thread(target=requests.post, args=(f"{d.base}/hooks/github",),
+                                kwargs={"data": body, "headers": _signed(body), "timeout": 30})
+        hook.start()
+        assert forwarding.wait(10)
+        health = requests.get(f"{d.base}/healthz", timeout=5)
+        answered.set()
+        hook.join(30)
+
+    assert health.status_code == 200
+
+
 def test_a_replayed_webhook_delivery_runs_nothing(env: Any, repo: GitRepo) -> None:
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         body = github_push(repo, "abc")
