@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import wait_for
+
 from reconciler.errors import RenderError
 from reconciler.pipeline.kustomize_workers import WORKER, WORKER_GOGC, KustomizeWorkers
 from reconciler.pipeline.render import kustomize_command, run_kustomize
@@ -81,6 +83,34 @@ def test_a_build_over_its_timeout_kills_its_worker_and_the_next_build_starts_ano
 
     assert workers.build([str(trees["ok"])], timeout_s=60).returncode == 0
     assert len(workers.pids()) == 1
+
+
+def test_a_pools_builds_share_one_thread_for_their_deadlines(
+        workers: KustomizeWorkers, trees: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread started per build (a `threading.Timer`) cost about 0.2 ms of CPU each."""
+    started: list[str] = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: (started.append(thread.name), start(thread))[1])
+
+    for _ in range(5):
+        workers.build([str(trees["ok"])], timeout_s=60)
+
+    assert started == ["kustomize-deadlines"]
+
+
+def test_a_build_over_its_timeout_is_stopped_though_a_longer_one_runs_beside_it(
+        workers: KustomizeWorkers, hanging_chart: tuple[Path, Path]) -> None:
+    """The deadline thread sleeps until the earliest deadline: a later, shorter one wakes it."""
+    helm, chart = hanging_chart
+    args = ["--enable-helm", f"--helm-command={helm}", str(chart)]
+    longer = threading.Thread(target=lambda: pytest.raises(subprocess.TimeoutExpired, workers.build, args, 4))
+    longer.start()
+    wait_for(lambda: workers.pids(), timeout_s=10, what="the longer build's worker")
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        workers.build(args, timeout_s=1)
+    assert longer.is_alive()  # still waiting: the shorter deadline came first
+    longer.join(60)
 
 
 def test_a_stack_whose_build_times_out_in_a_worker_fails_with_the_render_timeout_message(
