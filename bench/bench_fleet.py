@@ -2,7 +2,7 @@
 
     python bench/bench_fleet.py [--envs 100] [--stacks 10] [--objects 10] [--idle 120]
                                 [--clusters 3] [--replicas 3] [--no-flux] [--kubeconfig PATH]
-                                [--profile DIR]
+                                [--pushes 3] [--profile DIR]
 
 Builds one Git repository: a base every stack uses (one ConfigMap) and, per environment, `--stacks`
 stacks in a dependency chain (stack k depends on stack k-1), each `--objects` ConfigMaps plus the
@@ -16,14 +16,15 @@ all of them. Prints, from one run:
   `apiserver_request_total`, less what that control plane sends with no daemon running, measured first
   for as long) and watches open (`apiserver_longrunning_requests`, less the same baseline); per
   replica: threads, open files, TCP connections to the API servers and RSS (peak: VmHWM);
-- a push to the base: from the webhook (to one replica; it forwards to the leaders) until every
-  environment's last stack shows the new commit, healthy (p50 / p95 / max over the environments), and
-  the CPU seconds it took and the API requests the control planes answered meanwhile (from every
-  client: the daemons, their lease renewals, the control planes' own), per stack;
+- `--pushes` pushes to the base, one after another: from the webhook (to one replica; it forwards to the
+  leaders) until every environment's last stack shows the new commit, healthy (p50 / p95 / max over the
+  environments; and the median of the pushes' p95), and per push on average the CPU seconds it took
+  and the API requests the control planes answered meanwhile (from every client: the daemons, their
+  lease renewals, the control planes' own), per stack;
 - the same with the replica leading the most environments SIGKILLed one second into the fan-out:
   every environment converges, and in none is a stack's base ConfigMap newer than its dependent's
   (their apply times, from managedFields, follow the dependency chain);
-- with `--profile DIR`, py-spy (on PATH) samples each replica's GIL-holding thread during the first push
+- with `--profile DIR`, py-spy (on PATH) samples each replica's GIL-holding thread during the pushes
   and writes its collapsed stacks to DIR/<replica>.txt (for flame graphs, or to sum by function);
 - unless --no-flux, the same stacks as Flux Kustomizations (fleet_flux.py: one kustomize-controller
   per cluster) on the same clusters after the daemons stop: cold, and the push to the base.
@@ -273,14 +274,15 @@ def cpu_by_command() -> dict[int, tuple[str, int]]:
     return ticks
 
 
-def busiest_commands(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], top: int = 8) -> str:
+def busiest_commands(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], top: int = 8,
+                     per: int = 1) -> str:
     """The commands that used the most CPU between two `cpu_by_command` readings, by their later name (a
     kernel worker's changes with its work); a process started since counts all its ticks, one ended since none."""
     used: Counter[str] = Counter()
     for pid, (name, ticks) in after.items():
         used[name.split("-")[0] if name.startswith("kworker") else name] += ticks - before.get(pid, ("", 0))[1]
     hz = os.sysconf("SC_CLK_TCK")
-    return ", ".join(f"{name} {n / hz:.1f}" for name, n in used.most_common(top))
+    return ", ".join(f"{name} {n / hz / per:.1f}" for name, n in used.most_common(top))
 
 
 def wait(condition, timeout_s: float, what: str, poll_s: float = 0.5) -> float:
@@ -444,32 +446,7 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                    f"({total * (args.objects + 1):,} objects) | {cold_s:.1f} s |")
         time.sleep(15)  # the live caches settle (their first LISTs) before the idle window
         report.add(*idle_rows(kubeconfigs, replicas, quiet, args.idle, api_ports))
-        answered_before = sum(apiserver_metrics(k)[0] for k in kubeconfigs)
-        kinds_before = requests_by_kind(kubeconfigs)
-        cpu_before, commands_before = cpu_seconds(replicas.pids()), cpu_by_command()
-        kernel_before = kernel_share(replicas.pids())
-        with sampled(replicas, args.profile):
-            fan_out, answered_s = push(repo, work, replicas, "v1", args.envs, args.stacks)
-        own, children, machine, stolen = (a - b for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
-        commands = busiest_commands(commands_before, cpu_by_command())
-        system, switches = (a - b for a, b in zip(kernel_share(replicas.pids()), kernel_before))
-        answered = sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before
-        kinds = requests_by_kind(kubeconfigs)
-        kinds.subtract(kinds_before)
-        report.add(f"| push to the shared base until every environment shows it live: p50 / p95 / max | "
-                   f"{percentiles(fan_out)} |",
-                   f"| push: the webhook answered (after forwarding to the other replicas' environments) | "
-                   f"{answered_s:.2f} s |",
-                   f"| push: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
-                   f"(control planes); taken by the hypervisor | {own:.1f} / {children:.1f} / "
-                   f"{machine - own - children:.1f}; {stolen:.1f} |",
-                   f"| push: of the daemons' own CPU seconds, in the kernel; their threads' context switches | "
-                   f"{system:.1f}; {switches:,} |",
-                   f"| push: CPU seconds of the busiest commands (every process, by name) | {commands} |",
-                   f"| push: API requests the control planes answered meanwhile (every client), per stack | "
-                   f"{answered / total:.2f} ({answered:,.0f}) |",
-                   "| push: the most frequent of them, by verb and resource | " +
-                   ", ".join(f"{kind} {n:,.0f}" for kind, n in kinds.most_common(6)) + " |")
+        report.add(*push_rows(repo, work, replicas, kubeconfigs, args))
         workers = [worker_figures(pid) for pid in replicas.pids()]
         peaks = [process_figures(pid, api_ports)["peak"] for pid in replicas.pids()]
         report.add("| RSS peak per replica (VmHWM, before the kill) | " + " / ".join(f"{p:.0f}" for p in peaks)
@@ -477,13 +454,50 @@ def run_ours(root: Path, kubeconfigs: list[Path], args: argparse.Namespace, api_
                    "| kustomize workers per replica right after the push: count, RSS together | " +
                    " / ".join(f"{n}, {rss:.0f} MiB" for n, rss in workers) + " |")
         if args.replicas > 1:
-            killed, _ = push(repo, work, replicas, "v2", args.envs, args.stacks, kill_after_s=1.0)
-            violations, stale = order_violations(kubeconfigs, args.stacks, "v2")
+            value = f"v{args.pushes + 1}"
+            killed, _ = push(repo, work, replicas, value, args.envs, args.stacks, kill_after_s=1.0)
+            violations, stale = order_violations(kubeconfigs, args.stacks, value)
             report.add(f"| the same push, the busiest replica SIGKILLed 1 s in: p50 / p95 / max | {percentiles(killed)} |",
                        f"| after it: environments with a stack applied before its dependency / base ConfigMaps "
                        f"not at the new value | {violations} / {stale} |")
     finally:
         replicas.stop()
+
+
+def push_rows(repo: git.Repo, work: Path, replicas: Replicas, kubeconfigs: list[Path],
+              args: argparse.Namespace) -> list[str]:
+    """`--pushes` pushes to the base, one after another (each a new value): each one's fan-out, and per push
+    on average what it cost (CPU by process, API requests). One push's p95 moves with the machine's speed."""
+    total = args.envs * args.stacks
+    answered_before = sum(apiserver_metrics(k)[0] for k in kubeconfigs)
+    kinds_before = requests_by_kind(kubeconfigs)
+    cpu_before, commands_before = cpu_seconds(replicas.pids()), cpu_by_command()
+    kernel_before = kernel_share(replicas.pids())
+    with sampled(replicas, args.profile):
+        runs = [push(repo, work, replicas, f"v{n + 1}", args.envs, args.stacks) for n in range(args.pushes)]
+    n = args.pushes
+    own, children, machine, stolen = ((a - b) / n for a, b in zip(cpu_seconds(replicas.pids()), cpu_before))
+    commands = busiest_commands(commands_before, cpu_by_command(), per=n)
+    system, switches = ((a - b) / n for a, b in zip(kernel_share(replicas.pids()), kernel_before))
+    answered = (sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before) / n
+    kinds = requests_by_kind(kubeconfigs)
+    kinds.subtract(kinds_before)
+    p95s = sorted(fan_out[max(0, int(len(fan_out) * 0.95) - 1)] for fan_out, _ in runs)  # as percentiles()
+    return ["| push to the shared base until every environment shows it live: p50 / p95 / max, each push | "
+            + "; ".join(f"{percentiles(fan_out)}" for fan_out, _ in runs) + " |",
+            f"| push: median p95 of {n} | **{p95s[len(p95s) // 2]:.1f} s** |",
+            "| push: the webhook answered (after forwarding to the other replicas' environments) | "
+            + " / ".join(f"{answered_s:.2f}" for _, answered_s in runs) + " s |",
+            "| push, on average: CPU seconds of the daemons / their subprocesses (kustomize, git) / everything else "
+            f"(control planes); taken by the hypervisor | {own:.1f} / {children:.1f} / "
+            f"{machine - own - children:.1f}; {stolen:.1f} |",
+            f"| push, on average: of the daemons' own CPU seconds, in the kernel; their threads' context switches | "
+            f"{system:.1f}; {switches:,.0f} |",
+            f"| push, on average: CPU seconds of the busiest commands (every process, by name) | {commands} |",
+            f"| push, on average: API requests the control planes answered meanwhile (every client), per stack | "
+            f"{answered / total:.2f} ({answered:,.0f}) |",
+            "| push, on average: the most frequent of them, by verb and resource | " +
+            ", ".join(f"{kind} {count / n:,.0f}" for kind, count in kinds.most_common(6)) + " |"]
 
 
 @contextmanager
@@ -533,6 +547,7 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--no-flux", action="store_true")
     parser.add_argument("--kubeconfig", type=Path, help="one cluster of yours instead of --clusters of its own")
+    parser.add_argument("--pushes", type=int, default=3, help="pushes to the base measured, one after another")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy's samples of each replica during the push")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run takes its daemons and clusters down too
