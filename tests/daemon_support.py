@@ -165,7 +165,7 @@ class CannedEngine:
         stacks = [StackResult(s.name, self.outcome(), 0) for s in self.env.stacks if stack in (None, s.name)]
         return PassResult(self.env.name, run_id or "", commit, dry_run, stacks=stacks, finished_at=utcnow())
 
-    def drift(self) -> Any:
+    def drift(self, asked: Any = None) -> Any:
         from reconciler.results import DriftReport
 
         return DriftReport(self.env.name, None)

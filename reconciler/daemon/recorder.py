@@ -13,6 +13,7 @@ from reconciler.daemon.runs import Run, RunState, describe_pass
 from reconciler.daemon.settings import Engine
 from reconciler.daemon.timing import PassTiming
 from reconciler.logs import bound, get_logger, redact_text
+from reconciler.pipeline.fetchmemo import Moment
 from reconciler.results import PassResult, StackState, utcnow
 
 log = get_logger("reconciler.daemon")
@@ -31,7 +32,8 @@ class PassRecorder:
         self.drift_check = drift_check
 
     def record(self, run: Run, result: PassResult, duration_s: float, engine: Engine, *, stopped: bool,
-               retry: Callable[[str], Any]) -> None:
+               retry: Callable[[str], Any], asked: Moment | None = None) -> None:
+        """`asked`: when the pass began; its drift check reuses any look at the remote made since."""
         state = self.states[run.env]
         with bound(commit=result.commit.sha if result.commit else None):
             run.result, run.finished_at = result, utcnow()
@@ -54,11 +56,11 @@ class PassRecorder:
             log.info("pass finished", result=run.state.value, duration_s=round(duration_s, 3),
                      stacks={s.stack: s.state.value for s in result.stacks}, api_requests=result.total_requests)
             if self.drift_check and not result.error and not stopped:
-                self._check_drift(run, engine)
+                self._check_drift(run, engine, asked)
 
-    def _check_drift(self, run: Run, engine: Engine) -> None:
+    def _check_drift(self, run: Run, engine: Engine, asked: Moment | None) -> None:
         try:
-            report = engine.drift()
+            report = engine.drift(asked)
         except Exception as exc:
             log.warning("drift check failed", error=redact_text(str(exc)))
             return

@@ -21,6 +21,7 @@ from reconciler.kube.lease import DEFAULT_DURATION_S, WriterLease
 from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject
 from reconciler.pipeline import ownership
+from reconciler.pipeline.fetchmemo import Moment
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.progress import Progress
@@ -162,7 +163,7 @@ class EngineView(Protocol):
 
     def rendered_at(self, sha: str) -> RenderedEnv: ...
 
-    def follow_head(self) -> CommitInfo: ...
+    def follow_head(self, asked: Moment | None = None) -> CommitInfo: ...
 
     def load_inventory(self, create: bool) -> Inventory: ...
 

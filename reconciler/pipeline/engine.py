@@ -26,6 +26,7 @@ from reconciler.pipeline.decrypt import decryptor_for
 from reconciler.pipeline.context import PassContext, PassMemory, PassOptions, RenderMemo, WriterOptions
 from reconciler.pipeline.envfile import environment_at
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift, objects_drift
+from reconciler.pipeline.fetchmemo import Moment
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
 from reconciler.pipeline.status import stack_statuses
 from reconciler.pipeline.syncpass import run_pass
@@ -122,9 +123,10 @@ class Engine:
             self._renders.put(commit.sha, rendered)
         return rendered
 
-    def follow_head(self) -> CommitInfo:
-        """Fetch the branch head and make its environment file the one in force (status, drift, validate)."""
-        commit = self.source.fetch()
+    def follow_head(self, asked: Moment | None = None) -> CommitInfo:
+        """Fetch the branch head and make its environment file the one in force (status, drift, validate).
+        `asked`: since when the caller wants the head (`GitSource.fetch`; default now)."""
+        commit = self.source.fetch(asked)
         self.remember(env=environment_at(self.local_env, self.source.export(commit.sha), commit))
         return commit
 
@@ -176,8 +178,8 @@ class Engine:
 
     # --- drift and status -----------------------------------------------------------------------
 
-    def drift(self) -> DriftReport:
-        return detect_drift(self)
+    def drift(self, asked: Moment | None = None) -> DriftReport:
+        return detect_drift(self, asked)
 
     def object_drift(self, oid: ObjectId) -> list[DriftItem]:
         return object_drift(self, oid)[1]

@@ -89,6 +89,22 @@ def test_environments_following_one_repository_fetch_and_export_each_commit_once
     assert first.cache_dir != second.cache_dir  # renders and keys stay each environment's own
 
 
+def test_the_drift_check_after_a_pass_asks_the_remote_nothing_the_pass_did_not(
+        tmp_path: Path, repo: GitRepo, namespace: str, factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It wants the head from the pass's start, which the pass's own look at the remote answers: a `git
+    ls-remote` per environment after each pass of a fleet push, one after another under the mirror's lock."""
+    trace = tmp_path / "git-trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    env = engine_env(tmp_path, repo)
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: d.daemon.states[env.name].last_drift is not None, timeout_s=120,
+                 what="the startup pass and the drift check after it")
+
+    commands = [line for line in trace.read_text().splitlines() if '"event":"cmd_name"' in line]
+    assert any('"fetch"' in line or '"clone"' in line for line in commands)  # the pass: a new mirror, fetched
+    assert not [line for line in commands if '"ls-remote"' in line]  # the drift check: no look of its own
+
+
 def _signed_push(base: str, repo: GitRepo, sha: str, secret: str = GITHUB_SECRET) -> requests.Response:
     body = github_push(repo, sha)
     return requests.post(f"{base}/hooks/github", data=body, headers={
