@@ -41,7 +41,8 @@ def run_action(engine: Any, run: Run, progress: Callable[[Any], None], should_st
         result.notices.append(f"unpinned: {', '.join(lifted)}" if lifted else "nothing was pinned")
         return result
     options = PassOptions(allow_mass_prune=bool(run.options.get("allow_mass_prune")),
-                          manual=any(source.rpartition(":")[2].startswith("manual") for source in run.sources))
+                          manual=any(source.rpartition(":")[2].startswith("manual") for source in run.sources),
+                          asked=run.asked)
     return engine.sync(stack=run.stack, progress=progress, run_id=run.id, should_stop=should_stop, options=options)
 
 

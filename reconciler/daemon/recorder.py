@@ -33,7 +33,8 @@ class PassRecorder:
 
     def record(self, run: Run, result: PassResult, duration_s: float, engine: Engine, *, stopped: bool,
                retry: Callable[[str], Any], asked: Moment | None = None) -> None:
-        """`asked`: when the pass began; its drift check reuses any look at the remote made since."""
+        """`asked`: as of when the pass wanted the branch head (its run's latest trigger): the drift check
+        after it wants the same, which the pass's look at the remote (or any since) answers."""
         state = self.states[run.env]
         with bound(commit=result.commit.sha if result.commit else None):
             run.result, run.finished_at = result, utcnow()

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from reconciler.pipeline.fetchmemo import Moment
 from reconciler.results import PassResult, to_jsonable, utcnow
 
 
@@ -53,6 +54,7 @@ class Run:
     action: str = "sync"  # or "rollback", "unpin" (never coalesced with a sync), or a read: "plan", "preview"
     options: dict[str, Any] = field(default_factory=dict)  # rollback: to, dependents, by; unpin: nothing
     report: Any = None  # a read's answer (plan, preview), JSON-ready: it changes no state of the daemon
+    asked: Moment = field(default_factory=Moment.now)  # its latest trigger: the branch head is wanted as of then
 
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {

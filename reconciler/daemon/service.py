@@ -37,7 +37,6 @@ from reconciler.daemon.worker import EnvWorker
 from reconciler.errors import ReconcilerError
 from reconciler.logs import bound, get_logger, redact_text
 from reconciler.parallel import map_threads
-from reconciler.pipeline.fetchmemo import Moment
 from reconciler.results import PassResult, to_jsonable, utcnow
 
 FORWARD_THREADS = 8
@@ -187,7 +186,7 @@ class Daemon:
             return
         run.state, run.started_at = RunState.RUNNING, utcnow()
         with bound(env=run.env, run_id=run.id, stack=run.stack):
-            started, asked = time.monotonic(), Moment.now()
+            started = time.monotonic()
             try:
                 result = run_action(self.engines[run.env], run, _progress(run), self._should_stop(run.env))
             except ReconcilerError as exc:  # a rollback without a target, an unpin of what is not pinned
@@ -200,7 +199,7 @@ class Daemon:
                 result.finished_at = utcnow()
             stopped = self._stopping.is_set() or not self.may_apply(run.env)
             self.recorder.record(run, result, time.monotonic() - started, self.engines[run.env], stopped=stopped,
-                                 retry=self.workers[run.env].request, asked=asked)
+                                 retry=self.workers[run.env].request, asked=run.asked)
             if run.action != "sync" and not stopped:
                 self.workers[run.env].request(f"after-{run.action}")  # the other stacks, at the head (or their pins)
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.runs import READS, Run, RunBook, RunState
+from reconciler.pipeline.fetchmemo import Moment
 from reconciler.results import utcnow
 
 
@@ -59,6 +60,7 @@ class EnvWorker:
                 pending.options.update(options or {})
                 if pending.stack != stack:
                     pending.stack = None
+                pending.asked = Moment.now()  # the head as of this trigger: a push it joins is seen
                 self._metrics.observe_trigger(self.env, source, coalesced=True)
                 return pending
             run = Run(env=self.env, stack=stack, sources=[source], action=action, options=dict(options or {}))

@@ -41,6 +41,7 @@ class PassOptions:
 
     allow_mass_prune: bool = False  # let this pass through the mass-prune guard (pipeline.prune_guard)
     manual: bool = False  # asked for by a person (CLI sync, the API): windows with manualSync let it through
+    asked: Moment | None = None  # the branch head is wanted as of then (a daemon run's latest trigger); None: now
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class EngineView(Protocol):
     def cluster(self) -> Cluster: ...
 
     def render(self, commit: CommitInfo | None = None, progress: Progress | None = None, run_id: str = "",
-               revision: str | None = None, discover: bool = False) -> RenderedEnv: ...
+               revision: str | None = None, discover: bool = False, asked: Moment | None = None) -> RenderedEnv: ...
 
     def rendered_at(self, sha: str) -> RenderedEnv: ...
 

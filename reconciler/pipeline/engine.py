@@ -95,16 +95,18 @@ class Engine:
     # --- render and policy (no cluster) --------------------------------------------------------
 
     def render(self, commit: CommitInfo | None = None, progress: Progress | None = None,
-               run_id: str = "", revision: str | None = None, discover: bool = False) -> RenderedEnv:
+               run_id: str = "", revision: str | None = None, discover: bool = False,
+               asked: Moment | None = None) -> RenderedEnv:
         """Fetch (unless given a commit), export that commit's tree, render every stack of the environment
         file in force at it, evaluate policy. Rendering the branch head makes its environment file the
         engine's (`env`): what status, drift and the live cache work from until the next pass. `discover`:
-        the scope of kinds neither built in nor defined by a rendered CRD comes from API discovery."""
+        the scope of kinds neither built in nor defined by a rendered CRD comes from API discovery. `asked`: as
+        of when the head is wanted (`GitSource.fetch`; default now)."""
         emit = emitter(progress, run_id, self.env.name)
         head = commit is None and revision is None
         if commit is None:
             emit(None, None, "fetch", f"fetching {self.env.source.branch}")
-            commit = self.source.fetch()
+            commit = self.source.fetch(asked)
             if revision:
                 commit = self.source.resolve(revision)
             elif self.env.source.verify is not None:

@@ -22,6 +22,7 @@ from reconciler.kube.cluster import Cluster
 from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import WatchKey
 from reconciler.pipeline.context import EngineView, PassContext, PassOptions
+from reconciler.pipeline.fetchmemo import Moment
 from reconciler.pipeline.inventory import Inventory
 from reconciler.pipeline.ownership import owner_label_values
 from reconciler.pipeline.passrun import PassRun
@@ -62,7 +63,8 @@ def _run(engine: EngineView, stack: str | None, dry_run: bool, progress: Progres
     run_id = result.run_id
     emit = emitter(progress, run_id, engine.env.name)
     try:
-        ctx, head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback)
+        ctx, head, rendered, inventory, pins = _prepare(engine, result, progress, lease, should_stop, rollback,
+                                                        options.asked)
         ctx = replace(ctx, options=options)
         env = ctx.env  # the environment file in force at the head this pass applies
         selected = set(rollback.stacks) if rollback else {env.stack(stack).name} if stack else {s.name for s in env.stacks}
@@ -120,13 +122,14 @@ def watch_views(ctx: PassContext, rendered: RenderedEnv) -> tuple[set[WatchKey],
 
 
 def _prepare(engine: EngineView, result: PassResult, progress: Progress | None, lease: WriterLease | None,
-             should_stop: Callable[[], bool], rollback: Pins | None
+             should_stop: Callable[[], bool], rollback: Pins | None, asked: Moment | None = None
              ) -> tuple[PassContext, RenderedEnv, RenderedEnv, Inventory, Pins]:
     """Render the head, then with pins (`pins.json`, and a rollback's) the pinned stacks at their commits;
     take the writer lease, read the inventory (rebuilding lost records), store changed pins. Raises
     ReconcilerError. Returns the pass's context, the head's render, the render this pass applies, the
-    inventory and the pins."""
-    head = engine.render(progress=progress, run_id=result.run_id, discover=True)
+    inventory and the pins. `asked`: as of when the head is wanted (a daemon run's latest trigger: the
+    passes a push fans out share one look at the remote, `fetchmemo`)."""
+    head = engine.render(progress=progress, run_id=result.run_id, discover=True, asked=asked)
     env = head.env
     result.commit, result.env_file = head.commit, env.file
     check_policy_folder(env, head)

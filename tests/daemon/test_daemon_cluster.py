@@ -31,6 +31,8 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Alert, AlertKind, KubernetesEventSink, Notifier
 from reconciler.retrying import RetryPolicy
 from reconciler.daemon.webhooks import github_signature
+from reconciler.pipeline.context import PassOptions
+from reconciler.pipeline.fetchmemo import Moment
 from daemon_support import (
     API_TOKEN,
     GITHUB_SECRET,
@@ -103,6 +105,29 @@ def test_the_drift_check_after_a_pass_asks_the_remote_nothing_the_pass_did_not(
     commands = [line for line in trace.read_text().splitlines() if '"event":"cmd_name"' in line]
     assert any('"fetch"' in line or '"clone"' in line for line in commands)  # the pass: a new mirror, fetched
     assert not [line for line in commands if '"ls-remote"' in line]  # the drift check: no look of its own
+
+
+def test_passes_a_push_asked_for_before_a_look_at_the_remote_began_share_that_look(
+        tmp_path: Path, repo: GitRepo, namespace: str, factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon's pass wants the branch head as of its run's trigger: the passes of environments one push
+    fanned out share the first look that began after it, instead of each looking when it starts."""
+    configmap_stack(repo, "other", namespace, {"value": "v1"})
+    repo.commit_and_push("a second stack")
+    engines = [factory(load_environment(write_env(tmp_path / f"{stack}.yaml", repo, [(stack, [])])))
+               for stack in ("app", "other")]
+    engines[0].source.fetch()  # the mirror exists: a pass asks the remote with `git ls-remote`
+    configmap_stack(repo, "app", namespace, {"value": "v2"})
+    repo.commit_and_push("v2")
+    trace = tmp_path / "git-trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    pushed = Moment.now()
+
+    results = [engine.sync(options=PassOptions(asked=pushed)) for engine in engines]
+
+    assert [r.ok for r in results] == [True, True]
+    assert configmap_value(engines[0].api_client, namespace, "app-settings") == "v2"
+    looks = [line for line in trace.read_text().splitlines() if '"event":"cmd_name"' in line and '"ls-remote"' in line]
+    assert len(looks) == 1
 
 
 def _signed_push(base: str, repo: GitRepo, sha: str, secret: str = GITHUB_SECRET) -> requests.Response:
