@@ -57,7 +57,7 @@ import git  # noqa: E402
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from fleet_flux import FleetFlux, percentiles  # noqa: E402
+from fleet_flux import FleetFlux, p95, percentiles  # noqa: E402
 from reconciler.daemon.webhooks import github_signature  # noqa: E402
 from reconciler.pipeline.kustomize_workers import KustomizeWorkers  # noqa: E402
 from reconciler.pipeline.render import kustomize_command  # noqa: E402
@@ -482,7 +482,7 @@ def push_rows(repo: git.Repo, work: Path, replicas: Replicas, kubeconfigs: list[
     answered = (sum(apiserver_metrics(k)[0] for k in kubeconfigs) - answered_before) / n
     kinds = requests_by_kind(kubeconfigs)
     kinds.subtract(kinds_before)
-    p95s = sorted(fan_out[max(0, int(len(fan_out) * 0.95) - 1)] for fan_out, _ in runs)  # as percentiles()
+    p95s = sorted(p95(fan_out) for fan_out, _ in runs)
     return ["| push to the shared base until every environment shows it live: p50 / p95 / max, each push | "
             + "; ".join(f"{percentiles(fan_out)}" for fan_out, _ in runs) + " |",
             f"| push: median p95 of {n} | **{p95s[len(p95s) // 2]:.1f} s** |",

@@ -13,7 +13,6 @@ from reconciler.daemon.runs import Run, RunState, describe_pass
 from reconciler.daemon.settings import Engine
 from reconciler.daemon.timing import PassTiming
 from reconciler.logs import bound, get_logger, redact_text
-from reconciler.pipeline.fetchmemo import Moment
 from reconciler.results import PassResult, StackState, utcnow
 
 log = get_logger("reconciler.daemon")
@@ -32,9 +31,7 @@ class PassRecorder:
         self.drift_check = drift_check
 
     def record(self, run: Run, result: PassResult, duration_s: float, engine: Engine, *, stopped: bool,
-               retry: Callable[[str], Any], asked: Moment | None = None) -> None:
-        """`asked`: as of when the pass wanted the branch head (its run's latest trigger): the drift check
-        after it wants the same, which the pass's look at the remote (or any since) answers."""
+               retry: Callable[[str], Any]) -> None:
         state = self.states[run.env]
         with bound(commit=result.commit.sha if result.commit else None):
             run.result, run.finished_at = result, utcnow()
@@ -57,11 +54,13 @@ class PassRecorder:
             log.info("pass finished", result=run.state.value, duration_s=round(duration_s, 3),
                      stacks={s.stack: s.state.value for s in result.stacks}, api_requests=result.total_requests)
             if self.drift_check and not result.error and not stopped:
-                self._check_drift(run, engine, asked)
+                self._check_drift(run, engine)
 
-    def _check_drift(self, run: Run, engine: Engine, asked: Moment | None) -> None:
+    def _check_drift(self, run: Run, engine: Engine) -> None:
+        """As of the run's latest trigger, as its pass wanted the branch head: the pass's look at the
+        remote (or any since) answers it."""
         try:
-            report = engine.drift(asked)
+            report = engine.drift(run.asked)
         except Exception as exc:
             log.warning("drift check failed", error=redact_text(str(exc)))
             return

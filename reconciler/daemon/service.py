@@ -199,7 +199,7 @@ class Daemon:
                 result.finished_at = utcnow()
             stopped = self._stopping.is_set() or not self.may_apply(run.env)
             self.recorder.record(run, result, time.monotonic() - started, self.engines[run.env], stopped=stopped,
-                                 retry=self.workers[run.env].request, asked=run.asked)
+                                 retry=self.workers[run.env].request)
             if run.action != "sync" and not stopped:
                 self.workers[run.env].request(f"after-{run.action}")  # the other stacks, at the head (or their pins)
 

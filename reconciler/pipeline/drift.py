@@ -29,8 +29,8 @@ def detect_drift(engine: EngineView, asked: Moment | None = None) -> DriftReport
     A stack a pass found clean, untouched since but by our own writes (`stages.settled`), is not planned
     again: with the live cache, the drift check after a pass plans only what moved, and reads the pass's
     inventory instead of the API server's. `asked`: since when the branch head is wanted (default now);
-    the check after a pass asks from the pass's start, so the look at the remote the pass made (or any
-    made since, `fetchmemo`) answers it: a `git ls-remote` per environment after each pass of a push was
+    the daemon's check after a pass asks as of the pass's trigger, so the look at the remote the pass
+    made (or any made since, `fetchmemo`) answers it: a `git ls-remote` per environment after each pass of a push was
     1.9% of a fleet replica's Python time, under the mirror's lock, beside the processes' own CPU."""
     inventory = engine.memory.take_inventory() or engine.load_inventory(create=False)
     head = engine.follow_head(asked)
