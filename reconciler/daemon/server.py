@@ -152,8 +152,9 @@ def _add_api_routes(app: FastAPI, daemon: Daemon, secrets: ServerSecrets, reader
 
     @app.get("/api/status", tags=["status"], summary="Per env and stack: commit, result, health, drift, violations",
              dependencies=[Depends(reader)])
-    def status() -> dict[str, Any]:
-        return daemon.status()
+    def status(leader: bool | None = Query(None, description="only the environments this replica leads (true) "
+                                                               "or does not (false)")) -> dict[str, Any]:
+        return daemon.status(leader)
 
     @app.get("/api/drift", tags=["status"], summary="The last drift report of an environment",
              dependencies=[Depends(reader)])

@@ -223,8 +223,8 @@ class Daemon:
     def next_run(self, env: str) -> datetime | None:
         return self.timing.next_run(env)
 
-    def status(self) -> dict[str, Any]:
-        return daemon_status(self)
+    def status(self, leader: bool | None = None) -> dict[str, Any]:
+        return daemon_status(self, leader)
 
     def env_status(self, name: str) -> dict[str, Any]:
         return env_status(self, name)

@@ -937,6 +937,36 @@ def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
         assert not any(r.state.value == "succeeded" for r in follower.daemon.runbook.recent(50))
 
 
+def test_the_status_asked_for_the_led_environments_lists_only_those_this_replica_leads(
+        tmp_path: Path, api_client: client.ApiClient, namespace: str) -> None:
+    """Scheduling only (a canned engine applies nothing); the leases are real."""
+    from contextlib import ExitStack
+
+    from daemon_support import CannedEngine
+
+    repo = GitRepo.create(tmp_path / "git")
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+
+    def factory(e: Any) -> CannedEngine:
+        engine = CannedEngine(e)
+        engine.api_client = api_client
+        return engine
+
+    lease = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    with ExitStack() as stack:
+        replicas = [stack.enter_context(running_daemon(
+            [env], factory, settings=DaemonSettings(poll=False, identity=f"r{i}", lease=lease))) for i in range(2)]
+        leader = wait_for(lambda: next((r for r in replicas if r.daemon.may_apply(env.name)), None), timeout_s=30,
+                          what="a leader")
+        follower = next(r for r in replicas if r is not leader)
+
+        def names(replica: Any, led: str) -> list[str]:
+            return [e["name"] for e in requests.get(f"{replica.base}/api/status", params={"leader": led}).json()["envs"]]
+
+        assert names(leader, "true") == [env.name] and names(leader, "false") == []
+        assert names(follower, "true") == [] and names(follower, "false") == [env.name]
+
+
 def test_readyz_is_200_while_the_scheduler_runs_and_the_cluster_answers(tmp_path: Path,
                                                                         api_client: client.ApiClient) -> None:
     from daemon_support import CannedEngine
