@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
 
 from reconciler.logs import get_logger, redact_text
 
@@ -33,27 +33,56 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *, what: str,
                retryable: Callable[[BaseException], bool] = lambda _error: True,
                delay: Callable[[BaseException], float | None] = lambda _error: None, quiet: bool = False) -> T:
     """`call()` until it returns; an exception `retryable` accepts is retried per `policy` (after
-    `delay(error)` seconds when that names one, else the backoff); any other, or the last, is raised."""
-    stopping = stop_after_attempt(max(1, policy.attempts))
+    `delay(error)` seconds when that names one, else the backoff); any other, or the last, is raised.
+
+    The first attempt is made before any of tenacity's state is built: nearly every call (an API request)
+    succeeds at once, and building that state for each was about 3% of a fleet replica's CPU in a push."""
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - judged by `retryable`, as tenacity would
+        if policy.attempts <= 1 or not retryable(error) or (stop is not None and stop.is_set()):
+            raise
+        first = error
+    loop = _Loop(policy, what, stop, on_failure, delay, quiet)
+    loop.failed(first, 1)
+    pause = loop.delay_after(first, 1)
     if stop is not None:
-        stopping = stopping | stop_when_event_set(stop)
-    backoff = wait_exponential(multiplier=policy.base_delay_s, max=policy.max_delay_s)
+        stop.wait(pause)
+    else:
+        _sleep(pause)
+    return loop.retrying(retryable)(call)
 
-    def wait(state) -> float:
-        named = delay(state.outcome.exception())
-        return min(named, policy.max_delay_s) if named is not None else backoff(state)
 
-    def failed(state) -> None:
-        error = state.outcome.exception()
-        if on_failure is not None:
-            on_failure(error)
-        if not quiet:
-            log.warning(f"{what} failed", attempt=state.attempt_number, error=redact_text(str(error)))
+class _Loop:
+    """The attempts after a failed first one, on tenacity, numbered from 2 (backoff and messages as if the
+    first had been tenacity's too)."""
 
-    retrying = Retrying(stop=stopping, reraise=True, before_sleep=failed, wait=wait,
-                        retry=retry_if_exception(retryable),
-                        sleep=(lambda seconds: stop.wait(seconds)) if stop is not None else _sleep)
-    return retrying(call)
+    def __init__(self, policy: RetryPolicy, what: str, stop: threading.Event | None,
+                 on_failure: Callable[[Exception], None] | None, delay: Callable[[BaseException], float | None],
+                 quiet: bool) -> None:
+        self.policy, self.what, self.stop, self.on_failure, self.delay, self.quiet = (
+            policy, what, stop, on_failure, delay, quiet)
+
+    def delay_after(self, error: BaseException, attempt: int) -> float:
+        named = self.delay(error)
+        if named is not None:
+            return min(named, self.policy.max_delay_s)
+        return min(self.policy.base_delay_s * 2 ** (attempt - 1), self.policy.max_delay_s)
+
+    def failed(self, error: BaseException, attempt: int) -> None:
+        if self.on_failure is not None:
+            self.on_failure(error)
+        if not self.quiet:
+            log.warning(f"{self.what} failed", attempt=attempt, error=redact_text(str(error)))
+
+    def retrying(self, retryable: Callable[[BaseException], bool]) -> Retrying:
+        stopping = stop_after_attempt(self.policy.attempts - 1)
+        if self.stop is not None:
+            stopping = stopping | stop_when_event_set(self.stop)
+        return Retrying(stop=stopping, reraise=True, retry=retry_if_exception(retryable),
+                        before_sleep=lambda state: self.failed(state.outcome.exception(), state.attempt_number + 1),
+                        wait=lambda state: self.delay_after(state.outcome.exception(), state.attempt_number + 1),
+                        sleep=(lambda seconds: self.stop.wait(seconds)) if self.stop is not None else _sleep)
 
 
 def _sleep(seconds: float) -> None:
