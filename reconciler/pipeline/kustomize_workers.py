@@ -15,7 +15,8 @@ its own (`openapi:`): each build starts as a new CLI process would (tested). Up 
 thread per pool watches every build's deadline); a worker
 that exits is replaced by the next build. A worker ends itself after a minute without a build (and when
 its stdin closes), so an engine dropped without `close()` leaves no process behind for long. Where no
-worker is installed the CLI runs, as before.
+worker is installed the CLI runs, as before. An environment's builds are written to a worker several at
+once (`build_all`), so it builds them back to back instead of waking for each.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ build at Go's default 100, 4.9-5.7 ms at 200, for a peak RSS of 22-23 MiB instea
 (a fleet stack with its base, three rounds): 3.45-3.67 ms at 200, 3.12-3.30 ms at 400 and 2.95-3.15 ms at
 800, for a peak RSS of 21-22, 29-30 and 46 MiB. 400 saves about two thirds of what 800 does, for a third of
 its extra memory."""
+PIPELINED_BYTES = 16 * 1024
+"""At most this much of requests is written to a worker before its answers are read (a pipe holds 64 KiB)."""
 RENDER_PARALLEL_WORKERS = max(2, min(4, os.cpu_count() or 2))
 """Workers in a process's shared pool, and builds an environment's render starts at once: a build is CPU,
 so more than the cores only hold memory (about 29 MiB a worker at its peak)."""
@@ -86,18 +89,32 @@ class KustomizeWorkers:
         """`kustomize build ARGS` in a worker. Raises subprocess.TimeoutExpired after `timeout_s` (the worker
         is killed), WorkerExited if a new worker ended otherwise. An idle worker that had exited (a worker
         ends itself after a minute without a build) is replaced and the build asked again."""
-        while True:
+        (answer,) = self.build_all([args], timeout_s)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def build_all(self, requests: list[list[str]], timeout_s: float) -> list[BuildOutput | Exception]:
+        """Several builds, written to one worker at once: it builds them back to back, never waiting for
+        this process between two. Measured on this project's 2-core machine, a fleet stack built 500 times
+        with 10 ms between requests: 6.2-6.5 ms of the worker's CPU a build one at a time, 4.9-5.2 ms five at
+        a time (4.7 ms with no pause at all): a Go process woken for every build pays for each waking.
+        Each answer is what `build` returns or raises for its request (the exception returned, not raised);
+        each build has `timeout_s` from when the worker starts it. After a build that timed out or whose
+        worker ended, the rest are built in another worker."""
+        results: list[BuildOutput | Exception] = []
+        while len(results) < len(requests):
             worker, reused = self._take()
-            healthy = False
+            answers: list[BuildOutput] = []
+            failure: Exception | None = WorkerExited(f"{WORKER} was not asked")
             try:
-                output = self._ask(worker, args, timeout_s)
-                healthy = True
-                return output
-            except WorkerExited:
-                if not reused:
-                    raise
+                answers, failure = self._ask_all(worker, requests[len(results):], timeout_s)
             finally:
-                self._give_back(worker, healthy)
+                self._give_back(worker, failure is None)
+            results.extend(answers)
+            if failure is not None and not (reused and not answers and isinstance(failure, WorkerExited)):
+                results.append(failure)  # as `build` raises it; an idle worker found gone is asked of another
+        return results
 
     def pids(self) -> set[int]:
         """The worker processes this pool has running, idle or building."""
@@ -138,23 +155,41 @@ class KustomizeWorkers:
         if not keep:
             _end(worker)
 
-    def _ask(self, worker: subprocess.Popen, args: list[str], timeout_s: float) -> BuildOutput:
-        build = self._deadlines.arm(worker, timeout_s)
+    def _ask_all(self, worker: subprocess.Popen, requests: list[list[str]], timeout_s: float
+                 ) -> tuple[list[BuildOutput], Exception | None]:
+        """The answers of the first requests (as many as `PIPELINED_BYTES` of them hold, at least one), and
+        why the next was not answered (None: all were). Written before any answer is read: more than a pipe
+        holds could leave both processes waiting to write."""
+        lines: list[str] = []
+        written = 0
+        for args in requests:
+            line = json.dumps(args) + "\n"
+            written += len(line)
+            if lines and written > PIPELINED_BYTES:
+                break
+            lines.append(line)
         try:
-            worker.stdin.write(json.dumps(args) + "\n")
+            worker.stdin.write("".join(lines))
             worker.stdin.flush()
-            line = worker.stdout.readline()
         except OSError:
-            line = ""
-        finally:
-            expired = self._deadlines.disarm(build)
-        if not line:
-            code = worker.wait()
-            if expired:
-                raise subprocess.TimeoutExpired([WORKER, *args], timeout_s)
-            raise WorkerExited(f"{WORKER} exited with code {code} during the build")
-        answer = json.loads(line)
-        return BuildOutput(int(answer["code"]), answer["stdout"], answer["stderr"])
+            pass  # it ended: the read below says how
+        answers: list[BuildOutput] = []
+        for args in requests[:len(lines)]:
+            build = self._deadlines.arm(worker, timeout_s)
+            try:
+                line = worker.stdout.readline()
+            except OSError:
+                line = ""
+            finally:
+                expired = self._deadlines.disarm(build)
+            if not line:
+                code = worker.wait()
+                if expired:
+                    return answers, subprocess.TimeoutExpired([WORKER, *args], timeout_s)
+                return answers, WorkerExited(f"{WORKER} exited with code {code} during the build")
+            answer = json.loads(line)
+            answers.append(BuildOutput(int(answer["code"]), answer["stdout"], answer["stderr"]))
+        return answers, None
 
 
 class _Deadlines:

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from reconciler.errors import RenderError
 from reconciler.files import write_whole
@@ -33,6 +33,7 @@ from reconciler.pipeline.plain import plain_manifests
 from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 
 RENDER_TIMEOUT_S = 120.0
+T = TypeVar("T")
 
 
 def kustomize_command() -> list[str]:
@@ -64,14 +65,50 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
     try:
         result = _build(command, timeout_s, workers)
     except subprocess.TimeoutExpired as exc:
-        raise RenderError(f"stack {stack!r}: kustomize did not finish within {timeout_s:.0f}s",
-                          fix="look for remote resources or very large generators") from exc
+        raise _timed_out(stack, timeout_s) from exc
+    return _output(result, stack, where or str(directory))
+
+
+def run_kustomize_all(builds: list[tuple[Path, str, str]], timeout_s: float, workers: KustomizeWorkers
+                      ) -> list[str | RenderError]:
+    """`run_kustomize` of several (directory, stack, where) in one worker, asked at once
+    (`KustomizeWorkers.build_all`): each the text or the RenderError `run_kustomize` would give. A build whose
+    worker died is run by the CLI, as there."""
+    command = kustomize_command()
+    answers = workers.build_all([[*command[2:], str(directory)] for directory, _, _ in builds], timeout_s)
+    results: list[str | RenderError] = []
+    for (directory, stack, where), answer in zip(builds, answers):
+        if isinstance(answer, (WorkerExited, OSError)):
+            results.append(_or_error(lambda: run_kustomize(directory, stack, timeout_s, where)))
+        elif isinstance(answer, subprocess.TimeoutExpired):
+            results.append(_timed_out(stack, timeout_s))
+        elif isinstance(answer, Exception):
+            raise answer
+        else:
+            results.append(_or_error(lambda: _output(answer, stack, where)))
+    return results
+
+
+def _or_error(make: Callable[[], T]) -> T | RenderError:
+    try:
+        return make()
+    except RenderError as exc:
+        return exc
+
+
+def _timed_out(stack: str, timeout_s: float) -> RenderError:
+    return RenderError(f"stack {stack!r}: kustomize did not finish within {timeout_s:.0f}s",
+                       fix="look for remote resources or very large generators")
+
+
+def _output(result: subprocess.CompletedProcess | BuildOutput, stack: str, where: str) -> str:
+    """The build's YAML, or the RenderError its failure means."""
     if result.returncode != 0:
         message = _KLOG_PREFIX.sub("", " ".join(result.stderr.strip().split()))[:800]
         if "must specify --enable-helm" in message:
-            raise RenderError(f"stack {stack!r}: {where or directory} uses helmCharts but no `helm` is installed",
+            raise RenderError(f"stack {stack!r}: {where} uses helmCharts but no `helm` is installed",
                               fix="run `make build` (installs the pinned helm) or put helm v3 on PATH")
-        raise RenderError(f"stack {stack!r}: kustomize build of {where or directory} failed: {message}",
+        raise RenderError(f"stack {stack!r}: kustomize build of {where} failed: {message}",
                           fix="run `kubectl kustomize` on the stack path and fix the reported file")
     return result.stdout
 
@@ -182,3 +219,25 @@ def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache
     if cache is not None and key:
         cache.put(key, text)
     return Rendered(stack, text, cached=False)
+
+
+def build_stacks(tree_root: Path, stacks: list[tuple[str, str, str | None]], cache: RenderCache | None,
+                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None
+                 ) -> list[Rendered | RenderError]:
+    """`build_stack` of several (stack, stack path, cache key), each Rendered or its RenderError: with
+    `workers`, their kustomize builds asked of one worker at once (`run_kustomize_all`)."""
+    if workers is None:
+        return [_or_error(lambda s=s: build_stack(tree_root, s[0], s[1], cache, s[2], timeout_s)) for s in stacks]
+    texts: list[str | RenderError | None] = [
+        plain_manifests(tree_root / path, kustomization_of(tree_root, path)) for _, path, _ in stacks]
+    builds = [i for i, text in enumerate(texts) if text is None]
+    built = run_kustomize_all([(tree_root / stacks[i][1], stacks[i][0], stacks[i][1]) for i in builds],
+                              timeout_s, workers) if builds else []
+    for i, text in zip(builds, built):
+        texts[i] = text
+    results: list[Rendered | RenderError] = []
+    for (stack, _, key), text in zip(stacks, texts):
+        if isinstance(text, str) and cache is not None and key:
+            cache.put(key, text)
+        results.append(Rendered(stack, text, cached=False) if isinstance(text, str) else text)
+    return results

@@ -21,7 +21,7 @@ from reconciler.pipeline.decrypt import Decryptor
 from reconciler.pipeline.helm_charts import check_vendored
 from reconciler.pipeline.kustomize_workers import RENDER_PARALLEL_WORKERS, KustomizeWorkers
 from reconciler.pipeline.progress import Emit
-from reconciler.pipeline.render import RenderCache, Rendered, build_stack, cached_render
+from reconciler.pipeline.render import RenderCache, Rendered, build_stacks, cached_render
 from reconciler.pipeline.scope import Scope, scope_lookup, scoped_objects
 from reconciler.results import CommitInfo
 
@@ -87,18 +87,20 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         else:
             misses[stack.name] = key
 
-    def build(name: str) -> tuple[str, Rendered | ReconcilerError]:
+    def build(names: list[str]) -> list[tuple[str, Rendered | ReconcilerError]]:
         try:
-            return name, build_stack(tree, name, paths[name], cache if object_id else None, misses[name],
-                                     env.sync.render_timeout_s, workers)
+            return list(zip(names, build_stacks(tree, [(name, paths[name], misses[name]) for name in names],
+                                                cache if object_id else None, env.sync.render_timeout_s, workers)))
         except ReconcilerError as exc:
-            return name, exc
+            return [(name, exc) for name in names]
 
-    for name, output in map_threads(build, list(misses), RENDER_PARALLEL_WORKERS, "render"):  # one per worker
-        if isinstance(output, ReconcilerError):
-            rendered.errors[name] = str(output)
-        else:
-            outputs[name] = output
+    shares = [list(misses)[i::RENDER_PARALLEL_WORKERS] for i in range(RENDER_PARALLEL_WORKERS)]
+    for built in map_threads(build, [share for share in shares if share], RENDER_PARALLEL_WORKERS, "render"):
+        for name, output in built:  # a share of the misses per worker, asked of it at once
+            if isinstance(output, ReconcilerError):
+                rendered.errors[name] = str(output)
+            else:
+                outputs[name] = output
     decrypt = (lambda name, objects: decryptor.objects(tree, name, objects, paths[name])) if decryptor else None
     for stack in env.stacks:
         if stack.name in outputs:

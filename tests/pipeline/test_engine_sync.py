@@ -410,9 +410,9 @@ def test_a_commit_changing_one_stack_re_renders_and_applies_only_that_stack(
     repo.commit("change stack two")
     renders: list[str] = []
     import reconciler.pipeline.rendered as rendered_module
-    original = rendered_module.build_stack
-    monkeypatch.setattr(rendered_module, "build_stack",
-                        lambda tree, stack, *a, **kw: renders.append(stack) or original(tree, stack, *a, **kw))
+    original = rendered_module.build_stacks
+    monkeypatch.setattr(rendered_module, "build_stacks", lambda tree, stacks, *a, **kw:
+                        renders.extend(s[0] for s in stacks) or original(tree, stacks, *a, **kw))
 
     result = engine.sync()
 

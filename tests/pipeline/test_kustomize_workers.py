@@ -73,6 +73,31 @@ def test_a_worker_build_returns_and_prints_exactly_what_the_kustomize_cli_does(
     assert "deprecated" in workers.build([str(trees["warns"])], 60).stderr  # kustomize's warning, as the CLI prints
 
 
+def test_builds_asked_at_once_are_built_by_one_worker_each_as_the_kustomize_cli_does(
+        workers: KustomizeWorkers, trees: dict[str, Path]) -> None:
+    command = kustomize_command()
+    folders = [*trees.values(), trees["ok"]]
+
+    answers = workers.build_all([[*command[2:], str(folder)] for folder in folders], timeout_s=60)
+
+    for folder, built in zip(folders, answers, strict=True):
+        cli = subprocess.run([*command, str(folder)], capture_output=True, text=True, check=False)
+        assert (built.returncode, built.stdout, built.stderr) == (cli.returncode, cli.stdout, cli.stderr), folder
+    assert len(workers.pids()) == 1
+
+
+def test_of_builds_asked_at_once_one_over_its_timeout_fails_alone_and_the_next_is_built_in_another_worker(
+        workers: KustomizeWorkers, trees: dict[str, Path], hanging_chart: tuple[Path, Path]) -> None:
+    helm, chart = hanging_chart
+    ok = [str(trees["ok"])]
+
+    first, hung, after = workers.build_all([ok, ["--enable-helm", f"--helm-command={helm}", str(chart)], ok],
+                                           timeout_s=2)
+
+    assert isinstance(hung, subprocess.TimeoutExpired)
+    assert first.returncode == 0 and after == first
+
+
 def test_a_build_over_its_timeout_kills_its_worker_and_the_next_build_starts_another(
         workers: KustomizeWorkers, trees: dict[str, Path], hanging_chart: tuple[Path, Path]) -> None:
     helm, chart = hanging_chart

@@ -9,7 +9,8 @@ import pytest
 from gitrepo import PushRepo
 from reconciler.errors import RenderError, SourceError
 from reconciler.objects import parse_objects
-from reconciler.pipeline.render import RenderCache, input_paths, render_stack
+from reconciler.pipeline.kustomize_workers import KustomizeWorkers
+from reconciler.pipeline.render import RenderCache, Rendered, build_stacks, input_paths, render_stack
 from reconciler.pipeline.source import GitSource, redact_url
 
 
@@ -136,3 +137,29 @@ def test_a_symbolic_link_inside_the_repository_keys_its_target(repo: PushRepo) -
     (repo.work_path / "apps/web/linked").symlink_to("../../base/app")
 
     assert input_paths(repo.work_path, "apps/web") == ["apps/web", "base/app"]
+
+
+def test_stacks_built_at_once_in_one_worker_each_render_or_fail_as_they_do_one_by_one(
+        repo: PushRepo, tmp_path: Path) -> None:
+    repo.write("overlays/dev/broken/kustomization.yaml", kustomization(resources=["missing.yaml"]))
+    repo.commit("a broken stack beside the others")
+    source = GitSource(repo.url, "main", tmp_path / "cache")
+    tree = source.export(source.fetch().sha)
+    workers = KustomizeWorkers.installed(size=1)
+    asked: list[int] = []
+    build_all = workers.build_all
+    workers.build_all = lambda requests, timeout_s: asked.append(len(requests)) or build_all(requests, timeout_s)
+    stacks = [("app", "overlays/dev/app", None), ("broken", "overlays/dev/broken", None), ("other", "overlays/dev/other", None)]
+    try:
+        together = build_stacks(tree, stacks, None, workers=workers)
+    finally:
+        workers.close()
+
+    for (stack, path, _), built in zip(stacks, together, strict=True):
+        try:
+            alone = render_stack(tree, stack, path).text
+        except RenderError as exc:
+            alone = str(exc)
+        assert (built.text if isinstance(built, Rendered) else str(built)) == alone, stack
+    assert isinstance(together[1], RenderError)
+    assert asked == [2]  # the two stacks kustomize builds, asked at once; the plain one read directly
