@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
 from reconciler.kube.discovery import find_labelled, listable_kinds
@@ -73,6 +73,7 @@ class Inventory:
         self.name = f"reconciler-{env}"
         self._lock = threading.Lock()
         self._data: dict[str, str] = {}
+        self._parsed: dict[str, tuple[str | None, StackRecord | None]] = {}  # key -> (stored value, its record)
         self._unsaved: set[str] = set()  # keys changed here and not yet written
         self._written_at = time.monotonic()
         self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
@@ -120,9 +121,24 @@ class Inventory:
         return base64.b64decode(((live or {}).get("data") or {}).get("key", ""))
 
     def record(self, stack: str) -> StackRecord:
+        """The stack's record, a copy of its own to change."""
+        record = self._stored(_record_key(stack))
+        if record is None:
+            return StackRecord()
+        return replace(record, objects=dict(record.objects), history=list(record.history))
+
+    def _stored(self, key: str) -> StackRecord | None:
+        """The record stored under `key` (shared: never changed), parsed once per stored value: a pass asks
+        for each stack's record about four times (recovery, plan, record, drift check), and parsing them
+        every time was about 3% of a fleet replica's CPU in a push."""
         with self._lock:
-            raw = self._data.get(_record_key(stack))
-        return _parse_record(raw) or StackRecord()
+            raw = self._data.get(key)
+            known = self._parsed.get(key)
+        if known is None or known[0] != raw:
+            known = (raw, _parse_record(raw))
+            with self._lock:
+                self._parsed[key] = known
+        return known[1]
 
     def recover(self, scopes: dict[str, tuple[Cluster, set[str]]]) -> dict[str, int]:
         """Stacks without a readable record (a first sync, or an inventory deleted or corrupted by hand) get
@@ -131,8 +147,7 @@ class Inventory:
         stack, the API server as its account and the namespaces it renders into. {stack: objects found}."""
         if not (self.found or self.key_found):
             return {}  # neither inventory nor key: the environment never synced, nothing of it can be live
-        with self._lock:
-            missing = [s for s in scopes if _parse_record(self._data.get(_record_key(s))) is None]
+        missing = [s for s in scopes if self._stored(_record_key(s)) is None]
         found: dict[str, dict[str, str]] = {s: {} for s in missing}
         kinds = listable_kinds(self.cluster) if missing else []
         by_account: dict[str | None, list[str]] = {}

@@ -48,3 +48,20 @@ def test_a_corrupted_compressed_record_reads_as_missing() -> None:
     stored["objects_zlib"] = stored["objects_zlib"][:100]
 
     assert _parse_record(json.dumps(stored)) is None
+
+
+def test_a_stacks_record_is_parsed_once_per_stored_value_and_each_caller_gets_a_copy_to_change(monkeypatch) -> None:
+    from reconciler.pipeline import inventory as module
+
+    parsed: list[str] = []
+    monkeypatch.setattr(module, "_parse_record", lambda raw: parsed.append(raw) or _parse_record(raw))
+    inventory = module.Inventory(cluster=None, env="e")
+    inventory.save_record("app", _record(3), wait=True)  # kept for the next write: no cluster asked
+
+    changed = inventory.record("app")
+    changed.objects["core/ConfigMap/x/y"] = "h"
+    changed.history.append({"commit": "b" * 40})
+
+    assert inventory.record("app") == _record(3) and len(parsed) == 1
+    inventory.save_record("app", _record(4), wait=True)
+    assert inventory.record("app") == _record(4) and len(parsed) == 2
