@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -907,15 +908,13 @@ def test_a_daemons_writer_lease_lasts_its_lease_duration_so_a_killed_daemon_hold
     assert held.spec.lease_duration_seconds == 4  # --lease-duration 4s, not the 15 s default
 
 
-def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
-        tmp_path: Path, api_client: client.ApiClient, namespace: str) -> None:
-    """Scheduling only (a canned engine applies nothing); the leases and the forwarding are real."""
-    from contextlib import ExitStack
-
+@contextmanager
+def _two_canned_replicas(tmp_path: Path, api_client: client.ApiClient, namespace: str) -> Iterator[tuple[Any, Any, Any]]:
+    """(leader, follower, environment): two daemons of one environment, electing over real leases; a canned
+    engine applies nothing."""
     from daemon_support import CannedEngine
 
-    repo = GitRepo.create(tmp_path / "git")
-    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    env = load_environment(write_env(tmp_path / "env.yaml", GitRepo.create(tmp_path / "git"), [("app", [])]))
 
     def factory(e: Any) -> CannedEngine:
         engine = CannedEngine(e)
@@ -928,7 +927,13 @@ def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
             [env], factory, settings=DaemonSettings(poll=False, identity=f"r{i}", lease=lease))) for i in range(2)]
         leader = wait_for(lambda: next((r for r in replicas if r.daemon.may_apply(env.name)), None), timeout_s=30,
                           what="a leader")
-        follower = next(r for r in replicas if r is not leader)
+        yield leader, next(r for r in replicas if r is not leader), env
+
+
+def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
+        tmp_path: Path, api_client: client.ApiClient, namespace: str) -> None:
+    """Scheduling only; the leases and the forwarding are real."""
+    with _two_canned_replicas(tmp_path, api_client, namespace) as (leader, follower, env):
         response = requests.post(f"{follower.base}/api/sync", json={"env": env.name},
                                  headers={"Authorization": f"Bearer {API_TOKEN}"})
         assert response.status_code == 202 and response.json()["state"] == "forwarded"
@@ -939,30 +944,10 @@ def test_a_sync_request_to_a_replica_without_the_lease_is_run_by_the_leader(
 
 def test_the_status_asked_for_the_led_environments_lists_only_those_this_replica_leads(
         tmp_path: Path, api_client: client.ApiClient, namespace: str) -> None:
-    """Scheduling only (a canned engine applies nothing); the leases are real."""
-    from contextlib import ExitStack
+    def names(replica: Any, led: str) -> list[str]:
+        return [e["name"] for e in requests.get(f"{replica.base}/api/status", params={"leader": led}).json()["envs"]]
 
-    from daemon_support import CannedEngine
-
-    repo = GitRepo.create(tmp_path / "git")
-    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
-
-    def factory(e: Any) -> CannedEngine:
-        engine = CannedEngine(e)
-        engine.api_client = api_client
-        return engine
-
-    lease = LeaseSettings(namespace=namespace, **FAST_LEASE)
-    with ExitStack() as stack:
-        replicas = [stack.enter_context(running_daemon(
-            [env], factory, settings=DaemonSettings(poll=False, identity=f"r{i}", lease=lease))) for i in range(2)]
-        leader = wait_for(lambda: next((r for r in replicas if r.daemon.may_apply(env.name)), None), timeout_s=30,
-                          what="a leader")
-        follower = next(r for r in replicas if r is not leader)
-
-        def names(replica: Any, led: str) -> list[str]:
-            return [e["name"] for e in requests.get(f"{replica.base}/api/status", params={"leader": led}).json()["envs"]]
-
+    with _two_canned_replicas(tmp_path, api_client, namespace) as (leader, follower, env):
         assert names(leader, "true") == [env.name] and names(leader, "false") == []
         assert names(follower, "true") == [] and names(follower, "false") == [env.name]
 
