@@ -128,9 +128,9 @@ class Inventory:
         return replace(record, objects=dict(record.objects), history=list(record.history))
 
     def _stored(self, key: str) -> StackRecord | None:
-        """The record stored under `key` (shared: never changed), parsed once per stored value: a pass asks
-        for each stack's record about four times (recovery, plan, record, drift check), and parsing them
-        every time was about 3% of a fleet replica's CPU in a push."""
+        """The record stored under `key` (shared: never changed), parsed once per value read (a value saved
+        here is kept as saved): a pass asks for each stack's record about four times (recovery, plan,
+        record, drift check), and parsing them every time was about 3% of a fleet replica's CPU in a push."""
         with self._lock:
             raw = self._data.get(key)
             known = self._parsed.get(key)
@@ -175,6 +175,7 @@ class Inventory:
             if self._data.get(key) == value:
                 return
             self._data[key] = value
+            self._parsed[key] = (value, replace(record, objects=dict(record.objects), history=list(record.history)))
             self._unsaved.add(key)
             if wait and time.monotonic() - self._written_at < RECORD_DELAY_S:
                 return

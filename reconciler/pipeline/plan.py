@@ -15,7 +15,7 @@ nor this stack defines is an error before anything is applied.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
 from reconciler.parallel import map_threads
@@ -184,6 +184,27 @@ def _too_large(obj: K8sObject) -> str:
 
 
 def _plan_existing(obj: K8sObject, current: dict, previous_hash: str | None, owner: Ownership) -> PlannedObject:
+    """The verdict on an object that exists. One whose manifest (the owned object, which lives as long as its
+    render), live version and recorded hash are those it was last planned with gets that plan's verdict
+    again, kept in the object's memo: a push changes one object of a fleet stack's eleven, and planning the
+    other ten anew was about a tenth of a daemon's CPU. A live object's content is fixed by its uid and
+    resourceVersion."""
+    meta = current.get("metadata") or {}
+    key = (meta.get("uid"), meta.get("resourceVersion"), previous_hash, owner)
+    known = obj.memo.get("plan")
+    if known is not None and known[0] == key and key[1]:
+        return _copied(known[1])
+    entry = _plan_existing_anew(obj, current, previous_hash, owner)
+    obj.memo["plan"] = (key, _copied(entry))
+    return entry
+
+
+def _copied(entry: PlannedObject) -> PlannedObject:
+    """A verdict of its own to change (a dry run or the apply settles it further)."""
+    return replace(entry, fields=list(entry.fields), removed=list(entry.removed), taken_over=list(entry.taken_over))
+
+
+def _plan_existing_anew(obj: K8sObject, current: dict, previous_hash: str | None, owner: Ownership) -> PlannedObject:
     foreign = foreign_owner(current, owner.env)
     if foreign and not owner.allow_adoption:
         return PlannedObject(obj, Action.UPDATE, error=(

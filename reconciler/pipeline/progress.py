@@ -17,6 +17,12 @@ class ProgressEvent:
     message: str
     objects_applied: int = 0
 
+    def to_dict(self) -> dict:
+        """Its fields as they are (all JSON already): what `results.to_jsonable` would make of it field by
+        field, for every event of every pass."""
+        return {"run_id": self.run_id, "env": self.env, "stack": self.stack, "wave": self.wave, "phase": self.phase,
+                "message": self.message, "objects_applied": self.objects_applied}
+
 
 Progress = Callable[[ProgressEvent], None]
 Emit = Callable[..., None]  # emit(stack, wave, phase, message, applied=0)
