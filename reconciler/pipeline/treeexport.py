@@ -1,5 +1,6 @@
-"""Writing one commit's tree to a folder: `git archive | tar -x`, after checking every symbolic link;
-the folder appears whole or not at all, and trees unused for a while are removed.
+"""Writing one commit's tree to a folder: `git archive | tar -x`, or from the newest tree already written
+when few files differ (`treedelta`), after checking every symbolic link; the folder appears whole or not
+at all, and trees unused for a while are removed.
 
 Why not Python's tarfile: extracting a fleet repository's 3,100 files took 0.9-1.3 s of CPU in it,
 against 0.3-0.8 s for git and GNU tar; each daemon replica exports every new commit once, before any
@@ -18,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from reconciler.pipeline.treedelta import blobs, derive_tree
 from reconciler.pipeline.treefacts import LISTING_FILE, tree_listing
 
 _SYMLINK_MODE = b"120000"
@@ -35,20 +37,34 @@ class LinkOutside(Exception):
 
 def write_tree(git_dir: Path, sha: str, trees_dir: Path) -> Path:
     """`trees_dir/<sha>`: written into a partial folder first, then renamed into place (the caller holds the
-    trees' lock). Raises as `_extract`, leaving nothing behind but a partial folder the next try removes."""
+    trees' lock); made from the newest tree already written when few files differ (`treedelta`). Raises
+    LinkOutside before writing any file of the tree for a link leaving the repository, OSError when the
+    files cannot be written (a full disk), leaving nothing behind but a partial folder the next try removes."""
     target, partial = trees_dir / sha, trees_dir / f".{sha}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        _extract(git_dir, sha, partial)
+        listing = tree_listing(git_dir, sha)
+        _check_links(git_dir, listing)
+        base = _newest_tree(trees_dir, sha)
+        if base is None or not derive_tree(git_dir, listing, base, partial):
+            _extract(git_dir, sha, partial)
     except (LinkOutside, subprocess.CalledProcessError):
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    (partial / LISTING_FILE).write_bytes(listing)  # after the files: a file of that name in Git cannot replace it
     (partial / ".complete").touch()
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     _evict_old_trees(trees_dir, keep=sha)
     return target
+
+
+def _newest_tree(trees_dir: Path, sha: str) -> Path | None:
+    """The most recently used complete tree of another commit, if any."""
+    trees = [p for p in trees_dir.iterdir() if p.name != sha and not p.name.startswith(".")
+             and (p / ".complete").exists()]
+    return max(trees, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def _evict_old_trees(trees_dir: Path, keep: str) -> None:
@@ -61,14 +77,16 @@ def _evict_old_trees(trees_dir: Path, keep: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _extract(git_dir: Path, sha: str, target: Path) -> None:
-    """Write the tree of `sha` into the existing folder `target`, with its listing (`treefacts`). Raises
-    LinkOutside before writing any file of the tree for a link leaving the repository, OSError when the
-    files cannot be written (a full disk)."""
-    listing = tree_listing(git_dir, sha)
+def _check_links(git_dir: Path, listing: bytes) -> None:
+    """LinkOutside for a symbolic link of the tree whose target is absolute or climbs above the repository."""
     for path, link in _symlinks(git_dir, listing.partition(b"\n")[2]):
         if link.startswith("/") or _climbs(posixpath.join(posixpath.dirname(path), link)):
             raise LinkOutside(path)
+
+
+def _extract(git_dir: Path, sha: str, target: Path) -> None:
+    """Write every file of `sha` into the existing folder `target`. Raises OSError when the files cannot be
+    written (a full disk)."""
     archive = subprocess.Popen(["git", "--git-dir", str(git_dir), "archive", "--format=tar", sha],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     untar = subprocess.run(["tar", "-x", "--no-same-owner", "-C", str(target)], stdin=archive.stdout,
@@ -79,7 +97,6 @@ def _extract(git_dir: Path, sha: str, target: Path) -> None:
     archive.stderr.close()
     if untar.returncode != 0 or archived != 0:
         raise _write_error(untar, problem)
-    (target / LISTING_FILE).write_bytes(listing)  # after the files: a file of that name in Git cannot replace it
 
 
 def _write_error(untar: subprocess.CompletedProcess, problem: str) -> OSError:
@@ -93,22 +110,13 @@ def _write_error(untar: subprocess.CompletedProcess, problem: str) -> OSError:
 
 def _symlinks(git_dir: Path, listing: bytes) -> list[tuple[str, str]]:
     """(path, target) of every symbolic link in a tree, from its `git ls-tree -z` listing."""
-    links: list[tuple[str, bytes]] = []
+    links: list[tuple[str, str]] = []
     for entry in listing.split(b"\0"):
         if entry.startswith(_SYMLINK_MODE + b" "):
             meta, _, path = entry.partition(b"\t")
-            links.append((path.decode(errors="surrogateescape"), meta.split()[2]))
-    if not links:
-        return []
-    targets = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
-                             input=b"".join(oid + b"\n" for _, oid in links), capture_output=True, check=True).stdout
-    found, at = [], 0
-    for path, _ in links:
-        header_end = targets.index(b"\n", at)
-        size = int(targets[at:header_end].split()[2])
-        found.append((path, targets[header_end + 1:header_end + 1 + size].decode(errors="surrogateescape")))
-        at = header_end + 1 + size + 1
-    return found
+            links.append((path.decode(errors="surrogateescape"), meta.split()[2].decode()))
+    targets = blobs(git_dir, [oid for _, oid in links])
+    return [(path, target.decode(errors="surrogateescape")) for (path, _), target in zip(links, targets)]
 
 
 def _climbs(path: str) -> bool:

@@ -42,6 +42,17 @@ def tree_listing(git_dir: Path, sha: str) -> bytes:
     return root + b"\n" + listing
 
 
+def listing_entries(listing: bytes) -> dict[str, tuple[str, str]]:
+    """path -> (mode, object id), from `git ls-tree -r -t -z` (a listing without its first line)."""
+    entries: dict[str, tuple[str, str]] = {}
+    for entry in listing.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        if path:
+            mode, _, oid = meta.decode().split(" ")
+            entries[path.decode(errors="surrogateescape")] = (mode, oid)
+    return entries
+
+
 class ParsedFiles:
     """Kustomization files parsed, by Git blob id (the newest `keep`): the next commit's tree holds the same
     files, and a push to a base re-read every stack's unchanged kustomization (6% of a daemon's CPU)."""
@@ -83,13 +94,7 @@ class TreeFacts:
         except OSError:
             return None
         head, _, listing = raw.partition(b"\n")
-        entries: dict[str, tuple[str, str]] = {}
-        for entry in listing.split(b"\0"):
-            meta, _, path = entry.partition(b"\t")
-            if path:
-                mode, _, oid = meta.decode().split(" ")
-                entries[path.decode(errors="surrogateescape")] = (mode, oid)
-        return cls(root, head.decode(), entries, parsed)
+        return cls(root, head.decode(), listing_entries(listing), parsed)
 
     def object_id(self, path: str) -> str | None:
         """The Git id of a folder or file (as `GitSource.tree_hash`), None when the commit has no such path."""
