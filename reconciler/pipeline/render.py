@@ -75,10 +75,13 @@ def run_kustomize_all(builds: list[tuple[Path, str, str]], timeout_s: float, wor
     (`KustomizeWorkers.build_all`): each the text or the RenderError `run_kustomize` would give. A build whose
     worker died is run by the CLI, as there."""
     command = kustomize_command()
-    answers = workers.build_all([[*command[2:], str(directory)] for directory, _, _ in builds], timeout_s)
+    try:
+        answers = workers.build_all([[*command[2:], str(directory)] for directory, _, _ in builds], timeout_s)
+    except OSError:  # no worker could be started: the CLI builds them all, as `_build` falls back
+        answers = [WorkerExited(str(directory)) for directory, _, _ in builds]
     results: list[str | RenderError] = []
     for (directory, stack, where), answer in zip(builds, answers):
-        if isinstance(answer, (WorkerExited, OSError)):
+        if isinstance(answer, WorkerExited):
             results.append(_or_error(lambda: run_kustomize(directory, stack, timeout_s, where)))
         elif isinstance(answer, subprocess.TimeoutExpired):
             results.append(_timed_out(stack, timeout_s))

@@ -163,3 +163,13 @@ def test_stacks_built_at_once_in_one_worker_each_render_or_fail_as_they_do_one_b
         assert (built.text if isinstance(built, Rendered) else str(built)) == alone, stack
     assert isinstance(together[1], RenderError)
     assert asked == [2]  # the two stacks kustomize builds, asked at once; the plain one read directly
+
+
+def test_stacks_built_at_once_where_no_worker_can_start_are_built_by_the_cli(repo: PushRepo, tmp_path: Path) -> None:
+    source = GitSource(repo.url, "main", tmp_path / "cache")
+    tree = source.export(source.fetch().sha)
+
+    [built] = build_stacks(tree, [("app", "overlays/dev/app", None)], None,
+                           workers=KustomizeWorkers(str(tmp_path / "no-such-worker")))
+
+    assert isinstance(built, Rendered) and built.text == render_stack(tree, "app", "overlays/dev/app").text
