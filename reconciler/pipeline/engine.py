@@ -75,6 +75,7 @@ class Engine:
         self._renders = RenderMemo()  # by commit: what drift on events compares with
         self._writer_lease: WriterLease | None = None
         self.hash_key = b""  # the environment's inventory hash key, read once from its Secret
+        self._records: dict = {}  # stack records the passes' inventories parsed, by the value parsed (Inventory)
         self.write_lock = threading.Lock()  # one writer in this process: a pass, or a live correction
 
     @property
@@ -204,7 +205,7 @@ class Engine:
 
     def load_inventory(self, create: bool) -> Inventory:
         """The environment's inventory, read now, and the key its hashes are made with (read once per engine)."""
-        inventory = Inventory(self.cluster, self.env.name)
+        inventory = Inventory(self.cluster, self.env.name, self._records)
         inventory.load(create=create)
         self.hash_key = self.hash_key or inventory.hash_key(create=create)
         return inventory

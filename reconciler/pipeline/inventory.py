@@ -67,13 +67,16 @@ class StackRecord:
 class Inventory:
     """The env's ConfigMap, read once per pass, written per stack or several stacks at once."""
 
-    def __init__(self, cluster: Cluster, env: str) -> None:
+    def __init__(self, cluster: Cluster, env: str,
+                 parsed: dict[str, tuple[str | None, StackRecord | None]] | None = None) -> None:
+        """`parsed`: records parsed by earlier inventories of the environment, by key with the value they were
+        parsed from (shared and added to: a record read again unchanged is not parsed again)."""
         self.cluster = cluster
         self.env = env
         self.name = f"reconciler-{env}"
         self._lock = threading.Lock()
         self._data: dict[str, str] = {}
-        self._parsed: dict[str, tuple[str | None, StackRecord | None]] = {}  # key -> (stored value, its record)
+        self._parsed = parsed if parsed is not None else {}  # key -> (stored value, its record)
         self._unsaved: set[str] = set()  # keys changed here and not yet written
         self._written_at = time.monotonic()
         self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass

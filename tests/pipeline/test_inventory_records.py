@@ -65,3 +65,18 @@ def test_a_stacks_record_is_parsed_once_per_value_read_never_after_a_save_and_ea
     assert inventory.record("app") == _record(3) and parsed == []  # as saved: nothing to parse
     inventory._data["stack.app.json"] = encode_record(_record(4))  # as a load reads it
     assert inventory.record("app") == _record(4) and inventory.record("app") == _record(4) and len(parsed) == 1
+
+
+def test_a_record_the_next_passs_inventory_reads_unchanged_is_not_parsed_again(monkeypatch) -> None:
+    from reconciler.pipeline import inventory as module
+
+    parsed: list[str] = []
+    monkeypatch.setattr(module, "_parse_record", lambda raw: parsed.append(raw) or _parse_record(raw))
+    shared: dict = {}  # what an engine keeps for its environment's inventories
+    for _ in range(2):  # two passes, each reading the ConfigMap anew
+        inventory = module.Inventory(cluster=None, env="e", parsed=shared)
+        inventory._data["stack.app.json"] = encode_record(_record(3))  # as its load reads it
+
+        assert inventory.record("app") == _record(3)
+
+    assert len(parsed) == 1
