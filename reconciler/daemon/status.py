@@ -19,14 +19,10 @@ def daemon_status(daemon: "Daemon", leader: bool | None = None) -> dict[str, Any
     """`leader`: only the environments this replica leads (True) or does not (False); without an election a
     replica leads every environment. Each replica of a fleet serves every environment's entry, and a
     caller that reads each replica for what it leads need not have the others built and sent."""
-    names = [name for name in daemon.envs if leader is None or _leads(daemon, name) is leader]
+    names = [name for name in daemon.envs if leader is None or daemon.may_apply(name) == leader]
     return {"identity": daemon.settings.identity, "envs": [env_status(daemon, name) for name in names],
             "runs": [r.to_dict(detail=False) for r in daemon.runbook.recent(20)],
             "alerts": [a.to_dict() for a in daemon.notifier.history[-20:]]}
-
-
-def _leads(daemon: "Daemon", name: str) -> bool:
-    return daemon.may_apply(name) if daemon.settings.lease is not None else True
 
 
 def env_history(daemon: "Daemon", name: str) -> dict[str, Any]:

@@ -126,9 +126,7 @@ class Inventory:
     def record(self, stack: str) -> StackRecord:
         """The stack's record, a copy of its own to change."""
         record = self._stored(_record_key(stack))
-        if record is None:
-            return StackRecord()
-        return replace(record, objects=dict(record.objects), history=list(record.history))
+        return _copy(record) if record is not None else StackRecord()
 
     def _stored(self, key: str) -> StackRecord | None:
         """The record stored under `key` (shared: never changed), parsed once per value read (a value saved
@@ -178,7 +176,7 @@ class Inventory:
             if self._data.get(key) == value:
                 return
             self._data[key] = value
-            self._parsed[key] = (value, replace(record, objects=dict(record.objects), history=list(record.history)))
+            self._parsed[key] = (value, _copy(record))
             self._unsaved.add(key)
             if wait and time.monotonic() - self._written_at < RECORD_DELAY_S:
                 return
@@ -271,6 +269,11 @@ def encode_record(record: StackRecord) -> str:
         data["objects"] = {}
         data["objects_zlib"] = base64.b64encode(zlib.compress(objects.encode(), 9)).decode()
     return json.dumps(data, sort_keys=True)
+
+
+def _copy(record: StackRecord) -> StackRecord:
+    """A record whose object map and history may be changed without changing `record`'s."""
+    return replace(record, objects=dict(record.objects), history=list(record.history))
 
 
 def _parse_record(raw: str | None) -> StackRecord | None:
