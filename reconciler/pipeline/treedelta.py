@@ -17,16 +17,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from reconciler.pipeline.treefacts import LISTING_FILE, listing_entries
+from reconciler.pipeline.treefacts import LISTING_FILE, SYMLINK_MODE, listing_entries
 
-_FOLDERS, _SYMLINK, _EXECUTABLE = ("040000", "160000"), "120000", "100755"  # a folder, a submodule
+_FOLDERS, _EXECUTABLE = ("040000", "160000"), "100755"  # a folder, a submodule
 MOST_CHANGED = 0.25
 """Past this share of the new tree's entries changed, writing them all is cheaper than linking the rest."""
 
 
-def derive_tree(git_dir: Path, listing: bytes, base: Path, target: Path) -> bool:
-    """Fill the empty folder `target` with the tree `listing` (`treefacts.tree_listing`) describes, from the
-    exported tree `base`: each file the two commits share hard-linked, each other one written from Git. Only
+def derive_tree(git_dir: Path, new: dict[str, tuple[str, str]], base: Path, target: Path) -> bool:
+    """Fill the empty folder `target` with the tree whose entries are `new` (`treefacts.listing_entries`),
+    from the exported tree `base`: each file the two commits share hard-linked, each other one written from Git. Only
     the commit's own entries are linked, never what else lies in `base` (a chart kustomize pulled there).
     False, with `target` left empty, when that would not pay (too much changed) or cannot be done (no
     readable listing in `base`, a file system without links); the caller writes the whole tree then."""
@@ -34,7 +34,6 @@ def derive_tree(git_dir: Path, listing: bytes, base: Path, target: Path) -> bool
         old = listing_entries((base / LISTING_FILE).read_bytes().partition(b"\n")[2])
     except OSError:
         return False
-    new = listing_entries(listing.partition(b"\n")[2])
     written = [path for path, entry in new.items() if old.get(path) != entry and entry[0] not in _FOLDERS]
     if len(written) > MOST_CHANGED * max(len(new), 1):
         return False
@@ -55,7 +54,7 @@ def _link_shared(base: Path, target: Path, new: dict[str, tuple[str, str]], old:
         if entry[0] in _FOLDERS:
             (target / path).mkdir()  # a submodule as `git archive` writes it: an empty folder
         elif old.get(path) == entry:
-            if entry[0] == _SYMLINK:
+            if entry[0] == SYMLINK_MODE:
                 os.symlink(os.readlink(base / path), target / path)
             else:
                 os.link(base / path, target / path)
@@ -63,7 +62,7 @@ def _link_shared(base: Path, target: Path, new: dict[str, tuple[str, str]], old:
 
 def _write(path: Path, mode: str, data: bytes) -> None:
     """A file of its own (never written through a link to another tree's), as `git archive | tar -x` writes it."""
-    if mode == _SYMLINK:
+    if mode == SYMLINK_MODE:
         os.symlink(data.decode(errors="surrogateescape"), path)
         return
     path.write_bytes(data)

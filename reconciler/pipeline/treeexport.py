@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from reconciler.pipeline.treedelta import blobs, derive_tree
-from reconciler.pipeline.treefacts import LISTING_FILE, tree_listing
+from reconciler.pipeline.treefacts import LISTING_FILE, SYMLINK_MODE, listing_entries, tree_listing
 
-_SYMLINK_MODE = b"120000"
 _KEEP_TREES = 4
 _TREE_GRACE_S = 600.0
 
@@ -45,9 +44,10 @@ def write_tree(git_dir: Path, sha: str, trees_dir: Path) -> Path:
     partial.mkdir(parents=True)
     try:
         listing = tree_listing(git_dir, sha)
-        _check_links(git_dir, listing)
+        entries = listing_entries(listing.partition(b"\n")[2])
+        _check_links(git_dir, entries)
         base = _newest_tree(trees_dir, sha)
-        if base is None or not derive_tree(git_dir, listing, base, partial):
+        if base is None or not derive_tree(git_dir, entries, base, partial):
             _extract(git_dir, sha, partial)
     except (LinkOutside, subprocess.CalledProcessError):
         shutil.rmtree(partial, ignore_errors=True)
@@ -77,9 +77,11 @@ def _evict_old_trees(trees_dir: Path, keep: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_links(git_dir: Path, listing: bytes) -> None:
+def _check_links(git_dir: Path, entries: dict[str, tuple[str, str]]) -> None:
     """LinkOutside for a symbolic link of the tree whose target is absolute or climbs above the repository."""
-    for path, link in _symlinks(git_dir, listing.partition(b"\n")[2]):
+    links = [(path, oid) for path, (mode, oid) in entries.items() if mode == SYMLINK_MODE]
+    for (path, _), target in zip(links, blobs(git_dir, [oid for _, oid in links])):
+        link = target.decode(errors="surrogateescape")
         if link.startswith("/") or _climbs(posixpath.join(posixpath.dirname(path), link)):
             raise LinkOutside(path)
 
@@ -106,17 +108,6 @@ def _write_error(untar: subprocess.CompletedProcess, problem: str) -> OSError:
     if "No space left" in untar.stderr:
         return OSError(errno.ENOSPC, "No space left on device")
     return OSError(errno.EIO, " ".join((untar.stderr.strip() or problem).split())[:300] or "tar failed")
-
-
-def _symlinks(git_dir: Path, listing: bytes) -> list[tuple[str, str]]:
-    """(path, target) of every symbolic link in a tree, from its `git ls-tree -z` listing."""
-    links: list[tuple[str, str]] = []
-    for entry in listing.split(b"\0"):
-        if entry.startswith(_SYMLINK_MODE + b" "):
-            meta, _, path = entry.partition(b"\t")
-            links.append((path.decode(errors="surrogateescape"), meta.split()[2].decode()))
-    targets = blobs(git_dir, [oid for _, oid in links])
-    return [(path, target.decode(errors="surrogateescape")) for (path, _), target in zip(links, targets)]
 
 
 def _climbs(path: str) -> bool:

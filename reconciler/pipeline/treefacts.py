@@ -29,7 +29,7 @@ LISTING_FILE = ".reconciler-tree"
 """In an exported tree: its root tree id on the first line, then `git ls-tree -r -t -z` of the commit."""
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-_SYMLINK_MODE = "120000"
+SYMLINK_MODE = "120000"
 _KEEP = 4  # as many trees as `treeexport` keeps on disk
 
 
@@ -83,7 +83,7 @@ class TreeFacts:
         self.root = root.resolve()
         self._root_id = root_id
         self._entries = entries  # path -> (mode, object id)
-        self.links = frozenset(path for path, (mode, _) in entries.items() if mode == _SYMLINK_MODE)
+        self.links = frozenset(path for path, (mode, _) in entries.items() if mode == SYMLINK_MODE)
         self._kustomizations: dict[str, dict | None] = {}
         self._parsed = parsed or ParsedFiles()
 
@@ -148,7 +148,7 @@ class TreeFacts:
         """As `read_kustomization` finds it, parsed once per Git blob; a kustomization file that is a link
         is read on the disk, where it leads."""
         found = [(name, self._entries.get(f"{folder}/{name}" if folder else name)) for name in KUSTOMIZATION_FILES]
-        if any(entry and entry[0] == _SYMLINK_MODE for _, entry in found):
+        if any(entry and entry[0] == SYMLINK_MODE for _, entry in found):
             return read_kustomization(self.root / folder)
         for name, entry in found:
             if entry is not None and (self.root / folder / name).is_file():
