@@ -61,9 +61,14 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
                   workers: KustomizeWorkers | None = None) -> str:
     """`kustomize build` of `directory`: in a running worker when there are `workers` (the CLI if the worker
     dies during the build), else as a process of its own. Raises RenderError naming the stack."""
-    command = [*kustomize_command(), str(directory)]
+    if workers is not None:
+        [built] = run_kustomize_all([(directory, stack, where or str(directory))], timeout_s, workers)
+        if isinstance(built, RenderError):
+            raise built
+        return built
     try:
-        result = _build(command, timeout_s, workers)
+        result = subprocess.run([*kustomize_command(), str(directory)], capture_output=True, text=True,
+                                timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         raise _timed_out(stack, timeout_s) from exc
     return _output(result, stack, where or str(directory))
@@ -77,7 +82,7 @@ def run_kustomize_all(builds: list[tuple[Path, str, str]], timeout_s: float, wor
     command = kustomize_command()
     try:
         answers = workers.build_all([[*command[2:], str(directory)] for directory, _, _ in builds], timeout_s)
-    except OSError:  # no worker could be started: the CLI builds them all, as `_build` falls back
+    except OSError:  # no worker could be started: the CLI builds them all
         answers = [WorkerExited(str(directory)) for directory, _, _ in builds]
     results: list[str | RenderError] = []
     for (directory, stack, where), answer in zip(builds, answers):
@@ -114,16 +119,6 @@ def _output(result: subprocess.CompletedProcess | BuildOutput, stack: str, where
         raise RenderError(f"stack {stack!r}: kustomize build of {where} failed: {message}",
                           fix="run `kubectl kustomize` on the stack path and fix the reported file")
     return result.stdout
-
-
-def _build(command: list[str], timeout_s: float, workers: KustomizeWorkers | None
-           ) -> subprocess.CompletedProcess | BuildOutput:
-    if workers is not None:
-        try:
-            return workers.build(command[2:], timeout_s)  # the arguments after `kustomize build`
-        except (WorkerExited, OSError):
-            pass
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
 @dataclass
