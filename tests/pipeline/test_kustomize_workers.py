@@ -73,6 +73,74 @@ def test_a_worker_build_returns_and_prints_exactly_what_the_kustomize_cli_does(
     assert "deprecated" in workers.build([str(trees["warns"])], 60).stderr  # kustomize's warning, as the CLI prints
 
 
+TRICKY_VALUES = """\
+apiVersion: example.test/v1
+kind: Widget
+metadata: {name: tricky, annotations: {note: "yes"}}
+spec:
+  ints: [0, -12, 0x1F, 0o17, 9223372036854775807]
+  strings: ["yes", "no", "on", "~", "", " lead", "trail ", "0x1F", "1e3", "1_000", "12:30:45", "2002-12-14",
+            "a: b", "- x", "#c", "multi\\nline\\n", "tab\\there", "\u00fc\u00f1\u00ee", "<html>&amp;", "{a: 1}"]
+  plain: [yes, 2002-12-14, 12:30:45, 0x10, null, ~, true, "y"]
+  empty: {list: [], map: {}, none: null}
+  block: |
+    line one
+      indented
+  folded: >
+    folded
+    text
+  anchored: &a {x: 1}
+  aliased: *a
+  Zeta: 1
+  a10: 1
+  a2: 1
+---
+apiVersion: example.test/v1
+kind: Widget
+metadata: {name: floats}
+spec: {floats: [0.5, 1.0, 1e6, 2.5e-7, -0.0, 1e21, 123456789.125]}
+---
+apiVersion: example.test/v1
+kind: Widget
+metadata: {name: uint}
+spec: {uint: 18446744073709551615}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: plain}
+data: {b: "2", a: "1", "10": ten, "9": nine}
+"""
+
+
+def test_a_worker_writes_every_kind_of_yaml_value_exactly_as_the_kustomize_cli_does(
+        workers: KustomizeWorkers, tmp_path: Path) -> None:
+    """The worker writes objects without the CLI's JSON round trip: floats, octal and hex ints, strings
+    that look like other types, dates, anchors and block scalars must still come out byte for byte."""
+    write(tmp_path / "tricky/objects.yaml", TRICKY_VALUES)
+    write(tmp_path / "tricky/kustomization.yaml", {"namespace": "team", "namePrefix": "p-",
+                                                   "resources": ["objects.yaml"]})
+    write(tmp_path / "intkey/objects.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: k}\nx: {1: one}\n")
+    write(tmp_path / "intkey/kustomization.yaml", {"resources": ["objects.yaml"]})
+    command = kustomize_command()
+    for name in ("tricky", "intkey"):
+        cli = subprocess.run([*command, str(tmp_path / name)], capture_output=True, text=True, check=False)
+        built = workers.build([*command[2:], str(tmp_path / name)], timeout_s=60)
+        assert (built.returncode, built.stdout, built.stderr) == (cli.returncode, cli.stdout, cli.stderr), name
+    assert "name: p-tricky" in workers.build([str(tmp_path / "tricky")], 60).stdout
+    assert workers.build([str(tmp_path / "intkey")], 60).returncode != 0  # JSON has no int keys: the CLI fails
+
+
+def test_a_worker_build_with_an_output_file_writes_the_file_the_kustomize_cli_writes(
+        workers: KustomizeWorkers, trees: dict[str, Path], tmp_path: Path) -> None:
+    command = kustomize_command()
+    subprocess.run([*command, str(trees["ok"]), "-o", str(tmp_path / "cli.yaml")], check=True)
+
+    built = workers.build([str(trees["ok"]), "-o", str(tmp_path / "worker.yaml")], timeout_s=60)
+
+    assert (built.returncode, built.stdout) == (0, "")
+    assert (tmp_path / "worker.yaml").read_text() == (tmp_path / "cli.yaml").read_text()
+
+
 def test_builds_asked_at_once_are_built_by_one_worker_each_as_the_kustomize_cli_does(
         workers: KustomizeWorkers, trees: dict[str, Path]) -> None:
     command = kustomize_command()
