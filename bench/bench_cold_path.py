@@ -7,6 +7,9 @@
 - ours: `reconciler sync` of the same N ConfigMaps (a new process, cold cache), in a namespace of its own
   that the first stack creates: in one stack, or split over `--stacks` (the others depend on the first).
 
+Each side starts on a quiet machine (`wait_quiet`): right after the bare client's 1,000 or 5,000 writes the
+control plane is still busy with them, and the side measured next would pay for it.
+
 Prints seconds, apply and patch requests (the API server's `apiserver_request_total`) and the ratio ours / bare.
 Without --kubeconfig a devcluster is started for the run and stopped after it.
 """
@@ -94,6 +97,27 @@ def reconciler_sync(root: Path, objects: list[dict], kubeconfig: Path, stacks: i
     return elapsed
 
 
+def machine_busy() -> float:
+    """The machine's share of CPU time busy over the last 0.5 s (every core, from /proc/stat)."""
+    def ticks() -> tuple[int, int]:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+    busy0, total0 = ticks()
+    time.sleep(0.5)
+    busy1, total1 = ticks()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_quiet(limit: float = 0.15, timeout_s: float = 60.0) -> None:
+    """Until the machine is mostly idle: the API server, etcd and the controllers have finished with what
+    the previous measurement wrote (the garbage collector's graph, etcd's compaction), so that neither side
+    pays for the other. Gives up after `timeout_s` (then the row is measured on a busier machine)."""
+    deadline = time.monotonic() + timeout_s
+    while machine_busy() > limit and time.monotonic() < deadline:
+        pass
+
+
 def measure(kubeconfig: Path, sizes: list[int], threads: int, stack_counts: list[int]) -> list[str]:
     api = config.new_client_from_config(str(kubeconfig))
     api.configuration.connection_pool_maxsize = threads
@@ -101,9 +125,12 @@ def measure(kubeconfig: Path, sizes: list[int], threads: int, stack_counts: list
     for size in sizes:
         for stacks in stack_counts:
             stamp = f"{size}-{stacks}-{int(time.time()) % 100000}"
+            wait_quiet()
             before = patches(kubeconfig)
             bare_s = bare_apply(api, configmaps(f"bare-{stamp}", size), threads)
-            bare_patches, before = patches(kubeconfig) - before, patches(kubeconfig)
+            bare_patches = patches(kubeconfig) - before
+            wait_quiet()
+            before = patches(kubeconfig)
             with tempfile.TemporaryDirectory() as folder:
                 ours_s = reconciler_sync(Path(folder), configmaps(f"ours-{stamp}", size), kubeconfig, stacks)
             ours_patches = patches(kubeconfig) - before
