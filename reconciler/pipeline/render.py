@@ -210,27 +210,28 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
 def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None, key: str | None,
                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None) -> Rendered:
     """Run kustomize for one stack (or read its plain manifests, pipeline.plain) and cache the output under
-    `key` (thread-safe: one process, one file)."""
-    text = plain_manifests(tree_root / stack_path, kustomization_of(tree_root, stack_path))
-    if text is None:
-        text = run_kustomize(tree_root / stack_path, stack, timeout_s, where=stack_path, workers=workers)
-    if cache is not None and key:
-        cache.put(key, text)
-    return Rendered(stack, text, cached=False)
+    `key` (thread-safe: one process, one file). Raises its RenderError."""
+    [built] = build_stacks(tree_root, [(stack, stack_path, key)], cache, timeout_s, workers)
+    if isinstance(built, RenderError):
+        raise built
+    return built
 
 
 def build_stacks(tree_root: Path, stacks: list[tuple[str, str, str | None]], cache: RenderCache | None,
                  timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None
                  ) -> list[Rendered | RenderError]:
     """`build_stack` of several (stack, stack path, cache key), each Rendered or its RenderError: with
-    `workers`, their kustomize builds asked of one worker at once (`run_kustomize_all`)."""
-    if workers is None:
-        return [_or_error(lambda s=s: build_stack(tree_root, s[0], s[1], cache, s[2], timeout_s)) for s in stacks]
+    `workers`, their kustomize builds asked of one worker at once (`run_kustomize_all`), else a CLI process
+    each."""
     texts: list[str | RenderError | None] = [
-        plain_manifests(tree_root / path, kustomization_of(tree_root, path)) for _, path, _ in stacks]
+        _or_error(lambda path=path: plain_manifests(tree_root / path, kustomization_of(tree_root, path)))
+        for _, path, _ in stacks]
     builds = [i for i, text in enumerate(texts) if text is None]
-    built = run_kustomize_all([(tree_root / stacks[i][1], stacks[i][0], stacks[i][1]) for i in builds],
-                              timeout_s, workers) if builds else []
+    wanted = [(tree_root / stacks[i][1], stacks[i][0], stacks[i][1]) for i in builds]
+    if workers is not None and wanted:
+        built = run_kustomize_all(wanted, timeout_s, workers)
+    else:
+        built = [_or_error(lambda b=b: run_kustomize(b[0], b[1], timeout_s, where=b[2])) for b in wanted]
     for i, text in zip(builds, built):
         texts[i] = text
     results: list[Rendered | RenderError] = []
