@@ -45,11 +45,7 @@ def retry_call(call: Callable[[], T], policy: RetryPolicy, *, what: str,
         first = error
     loop = _Loop(policy, what, stop, on_failure, delay, quiet)
     loop.failed(first, 1)
-    pause = loop.delay_after(first, 1)
-    if stop is not None:
-        stop.wait(pause)
-    else:
-        _sleep(pause)
+    loop.pause(loop.delay_after(first, 1))
     return loop.retrying(retryable)(call)
 
 
@@ -69,6 +65,13 @@ class _Loop:
             return min(named, self.policy.max_delay_s)
         return min(self.policy.base_delay_s * 2 ** (attempt - 1), self.policy.max_delay_s)
 
+    def pause(self, seconds: float) -> None:
+        """Wait before the next attempt; a set `stop` ends the wait (and the next round's check ends the loop)."""
+        if self.stop is not None:
+            self.stop.wait(seconds)
+        else:
+            _sleep(seconds)
+
     def failed(self, error: BaseException, attempt: int) -> None:
         if self.on_failure is not None:
             self.on_failure(error)
@@ -82,7 +85,7 @@ class _Loop:
         return Retrying(stop=stopping, reraise=True, retry=retry_if_exception(retryable),
                         before_sleep=lambda state: self.failed(state.outcome.exception(), state.attempt_number + 1),
                         wait=lambda state: self.delay_after(state.outcome.exception(), state.attempt_number + 1),
-                        sleep=(lambda seconds: self.stop.wait(seconds)) if self.stop is not None else _sleep)
+                        sleep=self.pause)
 
 
 def _sleep(seconds: float) -> None:

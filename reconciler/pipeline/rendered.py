@@ -94,7 +94,8 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
         except ReconcilerError as exc:
             return [(name, exc) for name in names]
 
-    shares = [list(misses)[i::RENDER_PARALLEL_WORKERS] for i in range(RENDER_PARALLEL_WORKERS)]
+    names = list(misses)
+    shares = [names[i::RENDER_PARALLEL_WORKERS] for i in range(RENDER_PARALLEL_WORKERS)]
     for built in map_threads(build, [share for share in shares if share], RENDER_PARALLEL_WORKERS, "render"):
         for name, output in built:  # a share of the misses per worker, asked of it at once
             if isinstance(output, ReconcilerError):
