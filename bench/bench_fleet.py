@@ -336,16 +336,14 @@ class Replicas:
 
     def healthy_stacks(self) -> dict[str, int]:
         """Per environment, how many of its stacks are applied and healthy."""
-        return {name: sum(1 for s in env["stacks"] if s["state"] in ("applied", "unchanged") and s["healthy"])
-                for name, env in self.led().items()}
+        return {name: sum(1 for s in env["stacks"] if _applied_and_healthy(s)) for name, env in self.led().items()}
 
     def shown(self, sha: str, stacks: int) -> dict[str, datetime]:
         """Per environment whose `stacks` stacks are all applied, healthy and at commit `sha`: when its daemon
         recorded the last of them (the end of the pass that made it so)."""
         shown = {}
         for name, env in self.led().items():
-            done = [s for s in env["stacks"] if s["state"] in ("applied", "unchanged") and s["healthy"]
-                    and s["commit"] == sha and s["last_run"]]
+            done = [s for s in env["stacks"] if _applied_and_healthy(s) and s["commit"] == sha and s["last_run"]]
             if len(done) == stacks:
                 shown[name] = max(datetime.fromisoformat(s["last_run"]) for s in done)
         return shown
@@ -363,6 +361,11 @@ class Replicas:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes.values():
             process.wait(120)
+
+
+def _applied_and_healthy(stack: dict) -> bool:
+    """A stack of /api/status whose last pass left it applied (or found nothing to change) and healthy."""
+    return stack["state"] in ("applied", "unchanged") and bool(stack["healthy"])
 
 
 @dataclass
