@@ -178,11 +178,12 @@ def check_policy_folder(env: EnvironmentConfig, rendered: RenderedEnv) -> None:
 
 def evaluate_policy(env: EnvironmentConfig, rendered: RenderedEnv):
     """The policy report of the whole environment, or None when the commit has no policies folder (or
-    policy is off: nothing is evaluated)."""
-    from reconciler.policy import evaluate, load_policies
-
+    policy is off: nothing is evaluated). The policy package is imported only when there is a folder to
+    read: a `reconciler sync` of an environment without policies does not pay for its import."""
     directory = rendered.tree / policy_folder(env)
     if not directory.is_dir():
         return None
+    from reconciler.policy import evaluate, load_policies
+
     policies = load_policies(directory, env.name, mode_override=env.policy.mode)
     return evaluate(rendered.objects, policies, date.today())
