@@ -18,7 +18,7 @@ from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKin
 from reconciler.kube.takeover import takeover_patch
 from reconciler.objects import K8sObject, apply_rank
 from reconciler.parallel import map_threads
-from reconciler.pipeline.plan import PlannedObject, confirm, crd_kinds
+from reconciler.pipeline.plan import DRY_RUN_PARALLEL, PlannedObject, confirm, crd_kinds
 from reconciler.results import Action
 
 _PARALLEL = 16
@@ -54,12 +54,17 @@ def apply_planned(
     errors = _blocking_errors(planned, recreate_immutable, take_ownership)
     if not errors and not should_stop():
         errors = _confirm_by_applying(cluster, planned, recreate_immutable, take_ownership)
+    staged: list[str] = []
+    if not errors and not should_stop() and any(p.awaits_namespace for p in planned):
+        staged, errors = _stage_namespaces(cluster, planned, recreate_immutable, take_ownership, should_stop)
     outcome = ApplyOutcome(conflicts=[f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict])
     if errors:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-        outcome.error = "nothing applied: " + "; ".join(errors[:3]) + more
+        but = f" but Namespace {', '.join(staged)}" if staged else ""
+        outcome.error = f"nothing applied{but}: " + "; ".join(errors[:3]) + more
+        outcome.applied = len(staged)
         return outcome
-    outcome.applied = sum(1 for p in planned if p.written and p.action is Action.UPDATE)
+    outcome.applied = sum(1 for p in planned if p.written and p.action in (Action.CREATE, Action.UPDATE))
     if outcome.applied:
         on_applied(outcome.applied)
     todo = [p for p in planned if (p.action in (Action.CREATE, Action.UPDATE) or p.reapply) and not p.written]
@@ -93,6 +98,29 @@ def _confirm_by_applying(cluster: Cluster, planned: list[PlannedObject], recreat
             confirm(cluster, entry, entry.live, take_ownership, crd_kinds([p.obj for p in planned]), write=True)
             entry.live = None
     return _blocking_errors(planned, recreate_immutable, take_ownership)
+
+
+def _stage_namespaces(cluster: Cluster, planned: list[PlannedObject], recreate_immutable: bool,
+                      take_ownership: bool, should_stop: Callable[[], bool]) -> tuple[list[str], list[str]]:
+    """Apply the new Namespaces that objects of this stack live in, then dry-run those objects: before
+    the Namespace exists the server can only answer that it is not found (Flux's kustomize-controller
+    applies Namespaces in a stage of their own for the same reason). Returns the Namespaces applied and
+    the blocking errors then; with errors, nothing else of the stack is applied and the Namespace stays,
+    empty, for the fixed commit."""
+    waiting = [p for p in planned if p.awaits_namespace]
+    names = {p.obj.id.namespace for p in waiting}
+    namespaces = [p for p in planned if p.obj.kind == "Namespace" and p.action is Action.CREATE
+                  and p.obj.id.name in names and not p.written]
+    staged: list[str] = []
+    for entry in namespaces:
+        failure = _apply_one(cluster, entry, recreate_immutable, take_ownership, should_stop)
+        if failure:
+            return staged, [failure]
+        entry.written = True
+        staged.append(entry.obj.id.name)
+    crds = crd_kinds([p.obj for p in planned])
+    map_threads(lambda entry: confirm(cluster, entry, None, take_ownership, crds), waiting, DRY_RUN_PARALLEL, "dry-run")
+    return staged, _blocking_errors(planned, recreate_immutable, take_ownership)
 
 
 def _discoverable(cluster: Cluster, crd: K8sObject) -> bool:

@@ -56,6 +56,7 @@ class PlannedObject:
     live: dict | None = None  # the live object, kept while the change waits to be confirmed by its own apply
     confirm_at_apply: bool = False  # the stack's one change: its apply is its dry run (`write_single`)
     written: bool = False  # applied while being confirmed
+    awaits_namespace: bool = False  # new, in a Namespace this stack creates: dry-run once that Namespace is applied
 
     def change(self) -> ObjectChange:
         return ObjectChange(id=self.obj.id, action=self.action, fields=self.fields, source_file=self.obj.source_file)
@@ -234,10 +235,11 @@ def plan_stack(
 ) -> list[PlannedObject]:
     """Classify every desired object as create / update / unchanged (prunes are the caller's). Suspects
     are confirmed by dry-runs in parallel (a first sync of a thousand objects is a thousand dry-runs),
-    except new objects in a Namespace this stack creates: the server can only answer that namespace is
-    not found (as `confirm` accepts), and such answers cost it more than a dry run that validates.
-    `write_single` (a sync, not a plan): a stack's only suspect, when `_confirmed_by_its_apply`, is left
-    for `apply.apply_planned` to confirm by applying it."""
+    except new objects in a Namespace this stack creates: the server could only answer that the
+    namespace is not found, so they are marked `awaits_namespace`, and a sync dry-runs them after
+    applying that Namespace (`apply.apply_planned`, as Flux stages Namespaces); a plan leaves them
+    unconfirmed. `write_single` (a sync, not a plan): a stack's only suspect, when
+    `_confirmed_by_its_apply`, is left for `apply.apply_planned` to confirm by applying it."""
     live = _live_by_name(cluster, objects, selector)
     unlabelled = _unlabelled_by_name(cluster, [o for o in objects if o.id not in live])
     stack_crds = crd_kinds(objects)
@@ -254,8 +256,9 @@ def plan_stack(
             suspects.append((entry, current))
         planned.append(entry)
     new_namespaces = {e.obj.id.name for e in planned if e.obj.kind == "Namespace" and e.action is Action.CREATE}
-    suspects = [(entry, current) for entry, current in suspects
-                if not (entry.action is Action.CREATE and entry.obj.id.namespace in new_namespaces)]
+    for entry, _current in suspects:
+        entry.awaits_namespace = entry.action is Action.CREATE and entry.obj.id.namespace in new_namespaces
+    suspects = [(entry, current) for entry, current in suspects if not entry.awaits_namespace]
     if write_single and len(suspects) == 1 and _confirmed_by_its_apply(*suspects[0], previous_hashes, owner):
         suspects[0][0].confirm_at_apply, suspects[0][0].live = True, suspects[0][1]
         suspects = []

@@ -58,6 +58,27 @@ def test_an_object_the_api_server_rejects_applies_nothing_of_its_stack(scenario:
     assert scenario.live("configmap", "good") is None
 
 
+def test_an_object_the_api_server_rejects_in_a_namespace_its_stack_creates_leaves_only_that_namespace(
+        scenario: Scenario) -> None:
+    fresh = f"{scenario.namespace}-n"
+    bad_service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad", "namespace": fresh},
+                   "spec": {"ports": [{"port": 99999}]}}
+    scenario.stack("app", [_namespace(fresh), configmap("good", fresh, {"v": "1"}), bad_service])
+    scenario.commit("a Service with an impossible port, in a Namespace the stack creates")
+    try:
+        sync = scenario.run("sync", "-o", "json")
+
+        assert sync.code == 2
+        reason = sync.json["stacks"][0]["reason"]
+        assert reason.startswith(f"nothing applied but Namespace {fresh}:") and "core/Service/" in reason, reason
+        assert "(stacks/app/objects.yaml)" in reason and "99999" in reason
+        assert scenario.live("namespace", fresh, namespace=None) is not None
+        assert scenario.live("configmap", "good", namespace=fresh) is None
+        assert scenario.live("service", "bad", namespace=fresh) is None
+    finally:
+        scenario.kubectl("delete", "namespace", fresh, "--ignore-not-found", "--wait=false", check=False)
+
+
 def test_an_oversized_object_applies_nothing_and_names_its_file(scenario: Scenario) -> None:
     ns = scenario.namespace
     scenario.stack("app", [configmap("small", ns, {"v": "1"}), configmap("huge", ns, {"blob": "x" * (1024 * 1024 + 10)})])

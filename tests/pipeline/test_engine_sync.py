@@ -40,7 +40,7 @@ def test_first_sync_creates_objects_and_records_the_commit(repo, engine_for, tmp
     assert engine.status().stacks[0].commit == sha
 
 
-def test_a_first_sync_into_a_namespace_the_stack_creates_sends_one_apply_per_object_and_no_dry_run(
+def test_a_first_sync_into_a_namespace_the_stack_creates_applies_it_then_dry_runs_and_applies_each_object(
         repo, engine_for, tmp_path, namespace, api_client):
     fresh = f"{namespace}-new"
     write_stack(repo, "app", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": fresh}}]
@@ -51,8 +51,8 @@ def test_a_first_sync_into_a_namespace_the_stack_creates_sends_one_apply_per_obj
         result = engine.sync()
 
         assert result.ok, result
-        # the Namespace's dry run and apply, each ConfigMap's apply, the stack's record in the inventory
-        assert result.api_requests["patch"] == 1 + 1 + 5 + 1
+        # the Namespace's dry run and apply, then each ConfigMap's dry run and apply, the stack's record
+        assert result.api_requests["patch"] == 1 + 1 + 5 + 5 + 1
         assert [read_configmap(api_client, fresh, f"cm-{i}") for i in range(5)] == [{"i": str(i)} for i in range(5)]
     finally:
         client.CoreV1Api(api_client).delete_namespace(fresh)
