@@ -5,14 +5,13 @@
 - bare client: N ConfigMaps server-side-applied by a plain `kubernetes` client, `--threads` at once
   (no render, no plan, no inventory, no health): what the API server allows this machine;
 - ours: `reconciler sync` of the same N ConfigMaps (a new process, cold cache), in a namespace of its own
-  that the first stack creates: in one stack, or split over `--stacks` (the others depend on the first).
+  that the first stack creates: in one stack, or split over `--stacks` (the others depend on the first);
+- the design's requests, bare: the bare client sending exactly the requests the sync must send and nothing
+  else (`design_floor`), so the sync's cost splits into what its guarantee costs the API server and what
+  is its own.
 
 Each side starts on a quiet machine (`wait_quiet`): right after the bare client's 1,000 or 5,000 writes the
 control plane is still busy with them, and the side measured next would pay for it.
-
-- the design's requests, bare: the bare client sending exactly the requests the sync must send (`design_floor`:
-  the first stack applied, then the others at once, each dry-running its objects before applying them) and
-  nothing else, so the sync's cost splits into what its guarantee costs the API server and what is its own.
 
 Prints seconds, apply and patch requests (the API server's `apiserver_request_total`), the ratio ours / bare and
 the ratio ours / the design's requests.
@@ -72,9 +71,9 @@ def bare_apply(api: client.ApiClient, objects: list[dict], threads: int) -> floa
 
 def design_floor(api: client.ApiClient, objects: list[dict], threads: int, stacks: int) -> float:
     """The requests `reconciler sync` must send, sent by the bare client with nothing else: the first stack
-    creates the Namespace and applies its share (a new Namespace's objects cannot be dry-run), then the
-    other stacks at once, each dry-running its share before applying it (`threads` at a time a stack, as
-    the sync does). What the design costs on this API server before any start-up, render or bookkeeping."""
+    creates the Namespace, then dry-runs and applies its share; then the other stacks at once, each
+    dry-running its share before applying it (`threads` at a time a stack, as the sync does). What the
+    design costs on this API server before any start-up, render or bookkeeping."""
     core = client.CoreV1Api(api)
     share = -(-len(objects) // stacks)
     parts = [objects[i * share:(i + 1) * share] for i in range(stacks)]
@@ -85,17 +84,16 @@ def design_floor(api: client.ApiClient, objects: list[dict], threads: int, stack
                                          _content_type="application/apply-patch+yaml",
                                          **({"dry_run": "All"} if dry_run else {}))
 
-    def stack(part: list[dict], dry_run_first: bool) -> None:
+    def stack(part: list[dict]) -> None:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            if dry_run_first:
-                list(pool.map(lambda obj: send(obj, True), part))
+            list(pool.map(lambda obj: send(obj, True), part))
             list(pool.map(lambda obj: send(obj, False), part))
 
     started = time.perf_counter()
     core.create_namespace({"metadata": {"name": objects[0]["metadata"]["namespace"]}})
-    stack(parts[0], dry_run_first=False)
+    stack(parts[0])
     with ThreadPoolExecutor(max_workers=max(1, stacks - 1)) as pool:
-        list(pool.map(lambda part: stack(part, dry_run_first=True), parts[1:]))
+        list(pool.map(stack, parts[1:]))
     return time.perf_counter() - started
 
 
