@@ -58,13 +58,12 @@ def apply_planned(
     if not errors and not should_stop() and any(p.awaits_namespace for p in planned):
         staged, errors = _stage_namespaces(cluster, planned, recreate_immutable, take_ownership, should_stop)
     outcome = ApplyOutcome(conflicts=[f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict])
+    outcome.applied = sum(1 for p in planned if p.written and p.action in (Action.CREATE, Action.UPDATE))
     if errors:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         but = f" but Namespace {', '.join(staged)}" if staged else ""
         outcome.error = f"nothing applied{but}: " + "; ".join(errors[:3]) + more
-        outcome.applied = len(staged)
         return outcome
-    outcome.applied = sum(1 for p in planned if p.written and p.action in (Action.CREATE, Action.UPDATE))
     if outcome.applied:
         on_applied(outcome.applied)
     todo = [p for p in planned if (p.action in (Action.CREATE, Action.UPDATE) or p.reapply) and not p.written]
