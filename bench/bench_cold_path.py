@@ -54,14 +54,19 @@ def patches(kubeconfig: Path) -> int:
                                                  text, re.M)))
 
 
+def server_side_apply(core: client.CoreV1Api, obj: dict, manager: str, dry_run: bool = False) -> None:
+    """One ConfigMap server-side-applied by the bare client (a dry run with `dry_run`)."""
+    core.patch_namespaced_config_map(obj["metadata"]["name"], obj["metadata"]["namespace"], obj,
+                                     field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+                                     **({"dry_run": "All"} if dry_run else {}))
+
+
 def bare_apply(api: client.ApiClient, objects: list[dict], threads: int) -> float:
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": objects[0]["metadata"]["namespace"]}})
 
     def apply(obj: dict) -> None:
-        core.patch_namespaced_config_map(obj["metadata"]["name"], obj["metadata"]["namespace"], obj,
-                                         field_manager="bench-bare", force=True,
-                                         _content_type="application/apply-patch+yaml")
+        server_side_apply(core, obj, "bench-bare")
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -78,16 +83,10 @@ def design_floor(api: client.ApiClient, objects: list[dict], threads: int, stack
     share = -(-len(objects) // stacks)
     parts = [objects[i * share:(i + 1) * share] for i in range(stacks)]
 
-    def send(obj: dict, dry_run: bool) -> None:
-        core.patch_namespaced_config_map(obj["metadata"]["name"], obj["metadata"]["namespace"], obj,
-                                         field_manager="bench-floor", force=True,
-                                         _content_type="application/apply-patch+yaml",
-                                         **({"dry_run": "All"} if dry_run else {}))
-
     def stack(part: list[dict]) -> None:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda obj: send(obj, True), part))
-            list(pool.map(lambda obj: send(obj, False), part))
+            list(pool.map(lambda obj: server_side_apply(core, obj, "bench-floor", dry_run=True), part))
+            list(pool.map(lambda obj: server_side_apply(core, obj, "bench-floor"), part))
 
     started = time.perf_counter()
     core.create_namespace({"metadata": {"name": objects[0]["metadata"]["namespace"]}})
