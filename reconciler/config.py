@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -167,6 +167,13 @@ class RollbackConfig(_Strict):
 class PolicyConfig(_Strict):
     mode: Literal["enforce", "warn", "off"] | None = None
     directory: str = "policies"
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: Any) -> Any:
+        """PyYAML reads YAML 1.1, where an unquoted `off` is the boolean false: `mode: off`, as the README and
+        the error that asks for it write it, means off (it was refused as "should be 'enforce', 'warn' or 'off'")."""
+        return "off" if value is False else value
 
 
 class SecretRefConfig(_Strict):

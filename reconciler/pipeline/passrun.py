@@ -22,7 +22,7 @@ from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.context import PassContext, Settled
 from reconciler.pipeline.inventory import Inventory, StackRecord
 from reconciler.pipeline.ownership import owner_label_value, prune_candidates
-from reconciler.pipeline.plan import PlannedObject, plan_stack
+from reconciler.pipeline.plan import PlannedObject, plan_stack, unchecked_note
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.prune import gone_note, prune_objects, without_unserved
 from reconciler.pipeline.holdback import HoldBack
@@ -139,6 +139,7 @@ class PassRun:
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]
+        result.notes += [note for note in (unchecked_note(planned),) if note]
         result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
         if errors:
             result.state = StackState.FAILED

@@ -270,6 +270,17 @@ def plan_stack(
     return planned
 
 
+def unchecked_note(planned: list[PlannedObject]) -> str:
+    """What a plan says of the objects it could not dry-run (`awaits_namespace`): '' when there are none.
+    Said, so that a plan that shows them as creates is never read as "the server accepted them"."""
+    waiting = [p for p in planned if p.awaits_namespace]
+    if not waiting:
+        return ""
+    namespaces = ", ".join(sorted({p.obj.id.namespace or "" for p in waiting}))
+    return (f"{len(waiting)} new object(s) in Namespace {namespaces} not dry-run: the server checks them when a "
+            "sync has created the Namespace, before applying any of them")
+
+
 def _confirmed_by_its_apply(entry: PlannedObject, current: dict | None, previous_hashes: dict[str, str],
                             owner: Ownership) -> bool:
     """Whether the stack's one change may skip its dry run: the server validates a single apply as it

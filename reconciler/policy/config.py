@@ -112,10 +112,10 @@ def _mode(fields: Fields, env: str) -> str:
         key = env if per_env.has(env) else "default"
         if not per_env.has(key):
             raise per_env.error(env, f"no mode for environment {env!r} and no default", f"add `{env}: enforce|warn|off` or `default: ...`")
-        return per_env.string(key, choices=MODES)
+        return per_env.string(key, choices=MODES, false_as="off")
     if raw is None:
         raise fields.error("mode", "missing", "set `mode: enforce` or per environment `mode: {default: enforce, dev: warn}`")
-    return fields.string("mode", choices=MODES)
+    return fields.string("mode", choices=MODES, false_as="off")
 
 
 def _env_settings(top: Fields, env: str) -> Fields:

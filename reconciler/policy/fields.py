@@ -50,8 +50,13 @@ class Fields:
             raise self.error(key, f"expected true or false, got {value!r}", f"set `{key}: {str(default).lower()}`")
         return value
 
-    def string(self, key: str, default: str | None = None, *, choices: Iterable[str] | None = None) -> str:
+    def string(self, key: str, default: str | None = None, *, choices: Iterable[str] | None = None,
+               false_as: str | None = None) -> str:
+        """`false_as`: the string that the boolean false stands for. PyYAML reads YAML 1.1, where an unquoted
+        `off`, `no` or `false` is a boolean: `mode: off`, as people write it, arrives as False."""
         value = self.get(key, default)
+        if value is False and false_as is not None:
+            value = false_as
         allowed = tuple(choices) if choices is not None else None
         if not isinstance(value, str) or not value or (allowed is not None and value not in allowed):
             hint = f"one of {', '.join(allowed)}" if allowed else "a non-empty string"

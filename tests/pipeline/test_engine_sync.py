@@ -58,6 +58,21 @@ def test_a_first_sync_into_a_namespace_the_stack_creates_applies_it_then_dry_run
         client.CoreV1Api(api_client).delete_namespace(fresh)
 
 
+def test_a_plan_into_a_namespace_the_stack_creates_says_it_could_not_dry_run_the_objects_in_it(
+        repo, engine_for, tmp_path, namespace):
+    fresh = f"{namespace}-planned"
+    write_stack(repo, "app", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": fresh}},
+                              configmap("one", fresh, {"a": "b"}), configmap("two", fresh, {"a": "b"})])
+    repo.commit("a namespace and two configmaps in it")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+
+    [stack] = engine.plan().stacks
+
+    assert stack.state is StackState.PLANNED
+    assert [c.action for c in stack.changes] == [Action.CREATE] * 3
+    assert stack.reason.startswith(f"2 new object(s) in Namespace {fresh} not dry-run")
+
+
 def test_unchanged_pass_lists_once_per_kind_and_applies_nothing(repo, engine_for, tmp_path, namespace):
     write_stack(repo, "app", [configmap(f"cm-{i}", namespace, {"i": str(i)}) for i in range(5)])
     repo.commit("five configmaps")

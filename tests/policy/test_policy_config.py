@@ -137,3 +137,28 @@ def test_a_file_exception_for_an_unknown_rule_is_an_error(tmp_path):
 def test_an_invalid_mode_override_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="policy.mode override 'block' is not a mode"):
         load_policies(write_policies(tmp_path), "prod", mode_override="block")
+
+
+def _write_replicas_rule(directory: Path, mode_text: str) -> None:
+    """The file as a person writes it (PyYAML's dump would quote `off`)."""
+    (directory / "replicas.yaml").write_text(f"rules:\n  min-replicas:\n    severity: high\n    mode: {mode_text}\n")
+
+
+def test_a_rule_mode_off_written_unquoted_turns_the_rule_off(tmp_path):
+    directory = write_policies(tmp_path, enforce=["min-replicas"])
+    _write_replicas_rule(directory, "off")
+    assert load_policies(directory, "prod").rules["min-replicas"].mode == "off"
+
+
+def test_an_environment_mode_off_written_unquoted_turns_the_rule_off_there(tmp_path):
+    directory = write_policies(tmp_path, enforce=["min-replicas"])
+    _write_replicas_rule(directory, "{default: enforce, dev: off}")
+    assert load_policies(directory, "dev").rules["min-replicas"].mode == "off"
+    assert load_policies(directory, "prod").rules["min-replicas"].mode == "enforce"
+
+
+def test_a_rule_mode_written_as_on_is_an_error(tmp_path):
+    directory = write_policies(tmp_path)
+    _write_replicas_rule(directory, "on")
+    with pytest.raises(ConfigError, match=r"replicas.yaml: rules.min-replicas.mode: expected one of enforce, warn, off, got True"):
+        load_policies(directory, "prod")

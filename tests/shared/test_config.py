@@ -90,3 +90,18 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_environment(path)
+
+
+def test_policy_mode_off_written_unquoted_turns_policy_off(tmp_path: Path) -> None:
+    """YAML 1.1 reads an unquoted `off` as false; the README and the missing-folder error ask for `policy.mode: off`."""
+    path = tmp_path / "environments" / "test.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text("name: x\nsource: {url: https://git.example.test/platform.git}\npolicy:\n  mode: off\n"
+                    "stacks: [{name: a, path: overlays/a}]\n")
+    assert load_environment(path).policy.mode == "off"
+
+
+def test_policy_mode_written_as_true_is_still_an_error(tmp_path: Path) -> None:
+    path = write_env(tmp_path, remote({"name": "x", "policy": {"mode": True}, "stacks": stacks(("a", []))}))
+    with pytest.raises(ConfigError, match=r"policy.mode: Input should be 'enforce', 'warn' or 'off'"):
+        load_environment(path)
