@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from reconciler.config import EnvironmentConfig, load_environment, load_environments
 from reconciler.errors import ConfigError, ReconcilerError
@@ -40,8 +41,8 @@ def _progress(console: Console):
         if event.phase in ("plan", "apply", "health", "prune", "done") and event.stack:
             applied = f" ({event.objects_applied} objects applied)" if event.phase == "apply" else ""
             wave = f"wave {event.wave} " if event.wave is not None else ""
-            console.print(f"[dim]{time.strftime('%H:%M:%S')} {wave}{event.stack}: {event.phase} "
-                          f"{event.message}{applied}[/dim]", highlight=False)
+            line = f"{time.strftime('%H:%M:%S')} {wave}{event.stack}: {event.phase} {event.message}{applied}"
+            console.print(f"[dim]{escape(line)}[/dim]", highlight=False)
     return show
 
 
@@ -126,7 +127,8 @@ def set_writer(engine, action: str, wait: bool) -> None:
     stderr = Console(stderr=True)
     engine.writer = WriterOptions(
         name=f"reconciler {action} by {os.environ.get('USER') or 'unknown user'}", wait_s=None if wait else 0.0,
-        on_wait=lambda holder: stderr.print(f"waiting for {holder} to finish syncing {engine.env.name}", highlight=False))
+        on_wait=lambda holder: stderr.print(f"waiting for {holder} to finish syncing {engine.env.name}", highlight=False,
+                                          markup=False))
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -161,7 +163,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         engine.follow_head()
     except ReconcilerError as exc:  # Git unreachable: the status is still what the cluster recorded
-        Console(stderr=True).print(f"warning: {exc}; showing the stacks of {engine.env.file}", highlight=False)
+        Console(stderr=True).print(f"warning: {exc}; showing the stacks of {engine.env.file}", highlight=False,
+                                   markup=False)
     _emit(engine.status(), args.output,
           lambda console, status: print_status(console, status, history=args.history))
     return 0

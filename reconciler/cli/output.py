@@ -1,6 +1,9 @@
 """Human and machine views of pass results, drift reports and status: tables (rich) and JSON.
 
 Secret values never reach here unmasked (diff masks them), so every view is safe to print or post.
+Text from Git, the API server or a person (reasons, commit messages, names) goes through `escape`
+wherever rich reads markup: rich took `[name="A"]` in an API server's answer for a style and dropped
+it, and a commit message holding `[/b]` ended the command in a MarkupError traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reconciler.results import Action, DriftReport, EnvStatus, PassResult, StackState, to_jsonable
@@ -32,11 +36,11 @@ def _short(value: Any, limit: int = 60) -> str:
 def print_pass(console: Console, result: PassResult, verbose: bool = False) -> None:
     commit = f"{result.commit.short} {result.commit.message!r} by {result.commit.author}" if result.commit else "-"
     title = "plan" if result.dry_run else "sync"
-    console.print(f"[bold]{title}[/bold] env [bold]{result.env}[/bold] at {commit}  (run {result.run_id})")
+    console.print(f"[bold]{title}[/bold] env [bold]{escape(result.env)}[/bold] at {escape(commit)}  (run {result.run_id})")
     if result.env_file:
-        console.print(f"environment file: {result.env_file}", highlight=False)
+        console.print(f"environment file: {result.env_file}", highlight=False, markup=False)
     if result.error:
-        console.print(f"[red]error:[/red] {result.error}")
+        console.print(f"[red]error:[/red] {escape(result.error)}")
         return
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("wave", "stack", "state", "create", "update", "prune", "violations", "seconds", "reason"):
@@ -44,15 +48,16 @@ def print_pass(console: Console, result: PassResult, verbose: bool = False) -> N
     for stack in result.stacks:
         counts = {a: sum(1 for c in stack.changes if c.action is a) for a in Action}
         style = _STATE_STYLE.get(stack.state, "")
-        table.add_row(str(stack.wave), stack.stack, f"[{style}]{stack.state.value}[/{style}]",
+        table.add_row(str(stack.wave), escape(stack.stack), f"[{style}]{stack.state.value}[/{style}]",
                       str(counts[Action.CREATE]), str(counts[Action.UPDATE]), str(counts[Action.PRUNE]),
-                      str(len(stack.violations)), f"{stack.duration_s:.1f}", stack.reason)
+                      str(len(stack.violations)), f"{stack.duration_s:.1f}", escape(stack.reason))
     console.print(table)
     for stack in result.stacks:
         print_changes(console, stack.stack, stack.changed, verbose)
         for violation in stack.violations:
             mode = "[red]enforce[/red]" if violation.mode == "enforce" and not violation.excepted_by else violation.mode
-            console.print(f"  {stack.stack}: policy {mode} {violation.rule} {violation.object}: {violation.message}")
+            console.print(f"  {escape(stack.stack)}: policy {mode} "
+                          + escape(f"{violation.rule} {violation.object}: {violation.message}"))
     _print_rollbacks(console, result)
     console.print(f"API requests: {result.total_requests} {dict(sorted(result.api_requests.items()))}")
 
@@ -62,9 +67,9 @@ def _print_rollbacks(console: Console, result: PassResult) -> None:
         how = "automatic rollback" if rollback.automatic else "rollback"
         frm = f" from {rollback.from_commit[:10]}" if rollback.from_commit else ""
         outcome = "[green]healthy[/green]" if rollback.ok else "[red]did not succeed[/red]"
-        console.print(f"{how} of {', '.join(rollback.stacks)}{frm} to {rollback.to_commit[:10]}: {outcome}")
+        console.print(escape(f"{how} of {', '.join(rollback.stacks)}{frm} to {rollback.to_commit[:10]}: ") + outcome)
     for notice in result.notices:
-        console.print(f"[yellow]note:[/yellow] {notice}", highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(notice)}", highlight=False)
 
 
 _SUMMARY_AFTER = 12
@@ -73,7 +78,7 @@ _SUMMARY_AFTER = 12
 def print_changes(console: Console, stack: str, changes, verbose: bool) -> None:
     shown = changes if verbose or len(changes) <= _SUMMARY_AFTER else changes[:_SUMMARY_AFTER]
     if len(shown) < len(changes):
-        console.print(f"  {stack}: {len(changes)} changes, the first {len(shown)} shown (-v shows all)")
+        console.print(f"  {stack}: {len(changes)} changes, the first {len(shown)} shown (-v shows all)", markup=False)
     for change in shown:
         where = f"  ({change.source_file})" if change.source_file else ""
         console.print(f"  {_ACTION_MARK[change.action]} {stack}: {change.id}{where}", highlight=False, markup=False)
@@ -91,7 +96,7 @@ def describe_field(field) -> str:
 
 
 def print_drift(console: Console, report: DriftReport) -> None:
-    console.print(f"[bold]drift[/bold] env [bold]{report.env}[/bold] against {report.commit[:10] if report.commit else '-'}")
+    console.print(f"[bold]drift[/bold] env [bold]{escape(report.env)}[/bold] against {report.commit[:10] if report.commit else '-'}")
     if not report.items:
         console.print("no drift: the cluster matches what each stack last applied")
         return
@@ -110,21 +115,21 @@ def print_status(console: Console, status: EnvStatus, history: bool = False) -> 
         pinned = f"at {stack.pinned['revision'][:10]} by {stack.pinned['by']}" if stack.pinned else "-"
         commit = (stack.commit or "-")[:10] + (f" (failed at {stack.failed_commit[:10]})" if stack.failed_commit else "")
         state = "suspended" if stack.suspended else stack.state or "never run"
-        table.add_row(stack.stack, commit, state,
+        table.add_row(escape(stack.stack), commit, escape(state),
                       {True: "yes", False: "no", None: "-"}[stack.healthy], str(stack.drift_count),
                       str(stack.violations), f"{stack.last_run:%Y-%m-%d %H:%M:%S}" if stack.last_run else "-",
-                      pinned, stack.suspended or stack.reason)
+                      escape(pinned), escape(stack.suspended or stack.reason))
     console.print(table)
     if status.suspended:
-        console.print(f"[yellow]{status.suspended}[/yellow]; `reconciler resume -e {status.env}` lifts it",
+        console.print(f"[yellow]{escape(status.suspended)}[/yellow]; `reconciler resume -e {escape(status.env)}` lifts it",
                       highlight=False)
     for line in status.windows:
-        console.print(f"sync window {line}", highlight=False)
+        console.print(f"sync window {line}", highlight=False, markup=False)
     if status.env_file:
-        console.print(f"environment file: {status.env_file}", highlight=False)
+        console.print(f"environment file: {status.env_file}", highlight=False, markup=False)
     if any(s.pinned for s in status.stacks):
         console.print(f"[yellow]pinned:[/yellow] the branch head (was {(status.pinned_head or '-')[:10]} when pinned) "
-                      f"is not applied to pinned stacks until `reconciler unpin -e {status.env}`", highlight=False)
+                      f"is not applied to pinned stacks until `reconciler unpin -e {escape(status.env)}`", highlight=False)
     for stack in status.stacks if history else []:
         print_history(console, stack.stack, stack.history)
 
@@ -138,7 +143,8 @@ def print_history(console: Console, stack: str, history: list[dict]) -> None:
         result = entry.get("result", "-") + (" (pinned)" if entry.get("pinned") else "")
         if entry.get("rolled_back_to"):
             result += f", rolled back to {entry['rolled_back_to'][:10]}"
-        table.add_row(str(entry.get("commit", ""))[:10], result, {True: "yes", False: "no"}.get(entry.get("healthy"), "-"),
-                      str(entry.get("at", "-"))[:19].replace("T", " "), str(entry.get("author", "")).split(" <")[0],
-                      str(entry.get("message", "")), style=None)
+        table.add_row(escape(str(entry.get("commit", ""))[:10]), escape(result),
+                      {True: "yes", False: "no"}.get(entry.get("healthy"), "-"),
+                      escape(str(entry.get("at", "-"))[:19].replace("T", " ")),
+                      escape(str(entry.get("author", "")).split(" <")[0]), escape(str(entry.get("message", ""))), style=None)
     console.print(table)

@@ -10,6 +10,7 @@ import argparse
 import os
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reconciler.results import EnvPreview, StackPreview
@@ -59,20 +60,20 @@ def print_preview(console: Console, result: EnvPreview, verbose: bool) -> None:
 
     base = result.base.short if result.base else "nothing"
     where = " and the live cluster" if result.cluster else ""
-    console.print(f"[bold]preview[/bold] env [bold]{result.env}[/bold]: {result.revision.short} "
-                  f"{result.revision.message!r} against {base}{where}", highlight=False)
+    console.print(f"[bold]preview[/bold] env [bold]{escape(result.env)}[/bold]: "
+                  + escape(f"{result.revision.short} {result.revision.message!r} against {base}{where}"), highlight=False)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("stack", "status", "added", "changed", "pruned", "kept", "policy new/fixed/still", "waits on"):
         table.add_column(column)
     for stack in result.stacks:
         style = "red" if stack.error else "yellow" if stack.reapplied else "dim"
-        table.add_row(stack.stack, f"[{style}]{stack.status}[/{style}]", str(len(stack.added)), str(len(stack.changed)),
-                      str(len(stack.pruned)), str(len(stack.kept)), _policy_counts(stack),
-                      ", ".join(stack.waits_on) or "-")
+        table.add_row(escape(stack.stack), f"[{style}]{escape(stack.status)}[/{style}]", str(len(stack.added)),
+                      str(len(stack.changed)), str(len(stack.pruned)), str(len(stack.kept)), _policy_counts(stack),
+                      escape(", ".join(stack.waits_on) or "-"))
     console.print(table)
     for stack in result.stacks:
         if stack.error:
-            console.print(f"  [red]error[/red] {stack.stack}: {stack.error}", highlight=False)
+            console.print("  [red]error[/red] " + escape(f"{stack.stack}: {stack.error}"), highlight=False)
         print_changes(console, stack.stack, stack.added + stack.changed + stack.pruned, verbose)
         for line in stack.moved_in:
             console.print(f"  > {stack.stack}: {line}", highlight=False, markup=False)
@@ -85,7 +86,7 @@ def print_preview(console: Console, result: EnvPreview, verbose: bool) -> None:
                 console.print(f"  {stack.stack}: policy {label} {v.mode} {v.rule} {v.object}: {v.message}",
                               highlight=False, markup=False)
     verdict = {0: "no change", 1: "changes", 2: "[red]error or new enforced violations[/red]"}[result.exit_code]
-    console.print(f"{result.env}: {verdict}")
+    console.print(f"{escape(result.env)}: {verdict}")
 
 
 def _policy_counts(stack: StackPreview) -> str:

@@ -126,6 +126,26 @@ def test_plan_exits_1_with_changes_and_sync_then_plan_exit_0(repo, tmp_path, nam
     assert yaml.safe_load(clean.stdout)["stacks"][0]["state"] == "unchanged"
 
 
+@pytest.mark.cluster
+def test_brackets_in_a_commit_message_and_in_the_api_servers_answer_print_as_written(
+        repo, tmp_path, namespace, kubeconfig) -> None:
+    """rich reads `[...]` as markup: `[/b]` in a commit message ended the command in a traceback, and the
+    API server's `[name="A"]` vanished from the reason."""
+    env_twice = deployment("web", namespace, env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])
+    write_stack(repo, "app", [env_twice])
+    repo.commit("web [/b] with A twice")
+    env = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}])
+
+    synced = reconciler("sync", "--env", str(env), "--cache-dir", str(tmp_path / "cache"), kubeconfig=kubeconfig)
+
+    assert synced.returncode == 2, synced.stderr
+    assert "Traceback" not in synced.stderr
+    assert "web [/b] with A twice" in synced.stdout
+    unwrapped = "".join(synced.stdout.split())  # the table wraps the reason over lines
+    assert 'containers[name="main"].env:duplicateentriesforkey[name="A"]' in unwrapped
+    assert 'key[name="A"]' in "".join(synced.stderr.split())  # the progress line
+
+
 @pytest.mark.long
 @pytest.mark.cluster
 def test_no_secret_value_appears_in_any_output(repo, tmp_path, namespace, kubeconfig, api_client) -> None:
