@@ -71,7 +71,7 @@ def run_kustomize(directory: Path, stack: str, timeout_s: float = RENDER_TIMEOUT
                                 timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         raise _timed_out(stack, timeout_s) from exc
-    return _output(result, stack, where or str(directory))
+    return _output(result, stack, where or str(directory), directory)
 
 
 def run_kustomize_all(builds: list[tuple[Path, str, str]], timeout_s: float, workers: KustomizeWorkers
@@ -93,7 +93,7 @@ def run_kustomize_all(builds: list[tuple[Path, str, str]], timeout_s: float, wor
         elif isinstance(answer, Exception):
             raise answer
         else:
-            results.append(_or_error(lambda: _output(answer, stack, where)))
+            results.append(_or_error(lambda: _output(answer, stack, where, directory)))
     return results
 
 
@@ -109,16 +109,31 @@ def _timed_out(stack: str, timeout_s: float) -> RenderError:
                        fix="look for remote resources or very large generators")
 
 
-def _output(result: subprocess.CompletedProcess | BuildOutput, stack: str, where: str) -> str:
-    """The build's YAML, or the RenderError its failure means."""
+def _output(result: subprocess.CompletedProcess | BuildOutput, stack: str, where: str, directory: Path) -> str:
+    """The build's YAML, or the RenderError its failure means. `where`: the stack's path in the repository,
+    `directory` the folder built (where the commit's tree was exported, under the cache directory)."""
     if result.returncode != 0:
-        message = _KLOG_PREFIX.sub("", " ".join(result.stderr.strip().split()))[:800]
+        message = _in_repository_terms(_KLOG_PREFIX.sub("", " ".join(result.stderr.strip().split())), where,
+                                       directory)[:800]
         if "must specify --enable-helm" in message:
             raise RenderError(f"stack {stack!r}: {where} uses helmCharts but no `helm` is installed",
                               fix="run `make build` (installs the pinned helm) or put helm v3 on PATH")
         raise RenderError(f"stack {stack!r}: kustomize build of {where} failed: {message}",
                           fix="run `kubectl kustomize` on the stack path and fix the reported file")
     return result.stdout
+
+
+def _in_repository_terms(message: str, where: str, directory: Path) -> str:
+    """kustomize names the files it could not read by absolute path, in the tree exported under the cache
+    directory (`/var/cache/.../trees/<hash>/<commit>/overlays/dev/patch.yaml`): said as the repository's path
+    (`overlays/dev/patch.yaml`), the one a person can open."""
+    built = str(directory)
+    if not where or not built.endswith(where) or built == where:
+        return message
+    root = built[: -len(where)]
+    for prefix in dict.fromkeys((root, str(Path(root).resolve()) + "/")):
+        message = message.replace(prefix, "")
+    return message
 
 
 @dataclass

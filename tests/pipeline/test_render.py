@@ -83,6 +83,26 @@ def test_a_kustomize_error_names_the_stack_and_the_message(repo: PushRepo, tmp_p
     assert "missing.yaml" in str(error.value)
 
 
+@pytest.mark.parametrize("in_a_worker", [False, True], ids=["kustomize process", "kustomize worker"])
+def test_a_kustomize_error_names_a_missing_file_by_its_path_in_the_repository(
+        repo: PushRepo, tmp_path: Path, in_a_worker: bool) -> None:
+    repo.write("overlays/dev/app/kustomization.yaml", kustomization(resources=["../../../base/app"],
+                                                                    patches=[{"path": "missing-patch.yaml"}]))
+    repo.commit("a patch that is not there")
+    source = GitSource(repo.url, "main", tmp_path / "cache")
+    tree = source.export(source.fetch().sha)
+    workers = KustomizeWorkers.installed(size=1) if in_a_worker else None
+    try:
+        [built] = build_stacks(tree, [("app", "overlays/dev/app", None)], None, workers=workers)
+    finally:
+        if workers is not None:
+            workers.close()
+
+    assert isinstance(built, RenderError)
+    assert "'overlays/dev/app/missing-patch.yaml'" in str(built)
+    assert str(tmp_path / "cache") not in str(built)  # not where the commit was exported
+
+
 def test_a_missing_overlay_at_the_commit_is_a_clear_error(repo: PushRepo, tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="no kustomization.yaml in 'overlays/prod/app' at this commit"):
         render(repo, tmp_path, "overlays/prod/app")
