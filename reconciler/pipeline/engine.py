@@ -204,10 +204,14 @@ class Engine:
         return self.live
 
     def load_inventory(self, create: bool) -> Inventory:
-        """The environment's inventory, read now, and the key its hashes are made with (read once per engine)."""
+        """The environment's inventory, read now, and the key its hashes are made with: read once per engine, and
+        again whenever the inventory is missing. Deleted by hand under a running daemon, the inventory is rebuilt
+        from owner labels only where the key Secret says the environment synced before (`Inventory.recover`);
+        with the key taken from memory, the pass took the stacks for new and never pruned what Git dropped."""
         inventory = Inventory(self.cluster, self.env.name, self._records)
         inventory.load(create=create)
-        self.hash_key = self.hash_key or inventory.hash_key(create=create)
+        if not self.hash_key or not inventory.found:
+            self.hash_key = inventory.hash_key(create=create) or self.hash_key
         return inventory
 
     def status(self) -> EnvStatus:

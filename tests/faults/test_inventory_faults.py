@@ -51,6 +51,26 @@ def test_after_the_inventory_is_deleted_a_pass_rebuilds_it_from_owner_labels_and
     assert record.commit == result.commit.sha  # written back: the inventory exists again
 
 
+def test_after_the_inventory_is_deleted_under_a_running_engine_its_next_pass_rebuilds_it_and_prunes_what_git_dropped(
+        tmp_path: Path, repo, namespace: str, kubeconfig: Path, api_client: client.ApiClient) -> None:
+    """The daemon's engine lives on and has read the environment's hash key once; the inventory deleted under
+    it is rebuilt all the same (the key Secret still says the environment has synced before)."""
+    write_stack(repo, "app", [configmap(n, namespace, {"n": n}) for n in ["keep", "dropped"]])
+    repo.commit("two configmaps")
+    engine = _engine(tmp_path, make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]),
+                     kubeconfig, "daemon")
+    assert engine.sync().ok
+    client.CoreV1Api(api_client).delete_namespaced_config_map(f"reconciler-{namespace}", SYSTEM_NAMESPACE)
+    write_stack(repo, "app", [configmap("keep", namespace, {"n": "keep"})])
+    repo.commit("drop one")
+
+    result = engine.sync()
+
+    assert result.ok, result
+    assert "rebuilt from 2 labelled live object(s)" in result.stacks[0].reason
+    assert _live(api_client, namespace) == {"keep"}
+
+
 def test_a_corrupted_inventory_prunes_nothing_git_still_wants_and_is_written_anew(
         tmp_path: Path, repo, namespace: str, kubeconfig: Path, api_client: client.ApiClient) -> None:
     env_file = _synced(tmp_path, repo, namespace, kubeconfig, ["a", "b", "c"])
