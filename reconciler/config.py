@@ -111,9 +111,12 @@ class SyncWindowConfig(_Strict):
 @functools.lru_cache(maxsize=256)
 def cron_trigger(schedule: str, time_zone: str):
     """(Parsed once per schedule and zone: windows are asked per stack, per pass and per edge.)
-    APScheduler's cron trigger for a 5-field expression in a time zone; ValueError naming what is wrong."""
+    APScheduler's trigger for a 5-field cron expression in a time zone, read as cron reads it (Argo CD's
+    robfig/cron too): days of the week counted from Sunday (0 or 7), and a restricted day of the month OR a
+    restricted day of the week. ValueError naming what is wrong."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
     try:
@@ -121,9 +124,54 @@ def cron_trigger(schedule: str, time_zone: str):
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {time_zone!r} (use an IANA name such as Europe/Berlin)") from None
     try:
-        return CronTrigger.from_crontab(schedule, timezone=zone)
+        fields = schedule.split()
+        if len(fields) != 5:
+            raise ValueError(f"it has {len(fields)} fields")
+        minute, hour, day, month, weekday = [("*" if f == "?" else f) for f in fields]
+        weekdays = crontab_weekdays(weekday)
+        if day != "*" and weekday != "*":  # cron runs on either day, APScheduler only where both hold
+            return OrTrigger([CronTrigger(minute=minute, hour=hour, day=day, month=month, timezone=zone),
+                              CronTrigger(minute=minute, hour=hour, month=month, day_of_week=weekdays, timezone=zone)])
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekdays, timezone=zone)
     except ValueError as exc:
         raise ValueError(f"schedule {schedule!r} is not a 5-field cron expression: {exc}") from None
+
+
+_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_weekdays(field: str) -> str:
+    """A cron day-of-week field as APScheduler 3 reads one: the days by name. Cron counts from Sunday (0, and
+    7), APScheduler from Monday, and its `CronTrigger.from_crontab` passes the numbers on unchanged, so `1-5`
+    (Monday to Friday) opened windows Tuesday to Saturday. Names mean the same day to both."""
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"step {step_text!r} in {field!r} is not a positive number")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            first, last = (_cron_weekday(end, field) for end in span.split("-", 1))
+        else:  # `N/step`: from N to Saturday, as cron reads it
+            first = _cron_weekday(span, field)
+            last = 6 if step_text else first
+        if first > last:
+            raise ValueError(f"day-of-week range {span!r} runs backwards")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_CRON_WEEKDAYS[day] for day in sorted(days))
+
+
+def _cron_weekday(token: str, field: str) -> int:
+    name = token.strip().lower()
+    if name in _CRON_WEEKDAYS:
+        return _CRON_WEEKDAYS.index(name)
+    if name.isdigit() and int(name) <= 7:
+        return int(name)
+    raise ValueError(f"day of week {token!r} in {field!r} is not 0-7 or sun-sat")
 
 
 class SyncConfig(_Strict):
