@@ -19,8 +19,10 @@ from reconciler.errors import ConfigError
 from reconciler.yamlfile import load_yaml_file
 from reconciler.graph import GraphError, check_graph
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_ONE_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")  # `90`, `5m`, `5 m`
+_GO_DURATION = re.compile(r"^\s*((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -31,13 +33,17 @@ def leaves_repository(path: str) -> bool:
 
 
 def parse_duration(value: object) -> float:
-    """`90`, `90s`, `5m`, `1h`, `250ms` -> seconds."""
+    """`90` (seconds), `90s`, `5m`, `1h`, `250ms`, and Go's compound durations as Flux and Argo CD write them
+    (`1m0s`, `1h30m`) -> seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m or 1h")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    text = str(value)
+    single = _ONE_UNIT.match(text)
+    if single:
+        return float(single.group(1)) * _UNIT_SECONDS[single.group(2) or "s"]
+    if not _GO_DURATION.match(text):
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h or 1h30m")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
 class _Strict(BaseModel):

@@ -39,6 +39,16 @@ def test_durations_accept_units() -> None:
     assert [parse_duration(v) for v in ("90", "90s", "5m", "1h", "250ms", 3)] == [90, 90, 300, 3600, 0.25, 3]
 
 
+def test_durations_accept_gos_compound_form_as_flux_and_argo_cd_write_it() -> None:
+    assert [parse_duration(v) for v in ("1m0s", "10m0s", "1h30m", "1m30.5s", "2h0m0s")] == [60, 600, 5400, 90.5, 7200]
+
+
+@pytest.mark.parametrize("text", ["2d", "-5m", "1H", "1h 30m", "", "h"])
+def test_what_is_not_a_duration_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration; write e.g. 30s, 5m, 1h or 1h30m"):
+        parse_duration(text)
+
+
 def test_defaults_fill_unset_sync_settings(tmp_path: Path) -> None:
     env = load_environment(write_env(tmp_path, remote({"name": "x", "stacks": stacks(("a", []))})))
     assert (env.sync.interval_s, env.sync.prune, env.sync.correct_drift, env.sync.wait_for_health) == (60, True, True, True)
@@ -81,7 +91,7 @@ def test_a_missing_overlay_in_this_repository_is_rejected(tmp_path: Path) -> Non
 
 def test_a_bad_duration_says_how_to_write_one(tmp_path: Path) -> None:
     path = write_env(tmp_path, remote({"name": "x", "sync": {"interval": "soon"}, "stacks": stacks(("a", []))}))
-    with pytest.raises(ConfigError, match="write e.g. 30s, 5m or 1h"):
+    with pytest.raises(ConfigError, match="write e.g. 30s, 5m, 1h or 1h30m"):
         load_environment(path)
 
 
