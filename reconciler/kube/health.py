@@ -49,10 +49,15 @@ def _first_short(status: dict, counters: tuple[str, ...], want: int) -> str | No
 
 
 def deployment_ready(obj: dict) -> str | None:
+    """Rolled out and available; failed for good once the controller says its progress deadline passed
+    (kstatus' Failed, Argo CD's Degraded): waiting out the health timeout would not make it progress."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     want = spec.get("replicas", 1)
     if not _observed(obj):
         return "rollout not observed yet"
+    progressing = _condition(obj, "Progressing")
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return f"failed: progress deadline exceeded: {progressing.get('message', '')}"
     short = _first_short(status, ("updatedReplicas", "availableReplicas", "readyReplicas"), want)
     if short:
         return short
@@ -62,14 +67,24 @@ def deployment_ready(obj: dict) -> str | None:
 
 
 def statefulset_ready(obj: dict) -> str | None:
+    """Ready on the current revision, as kstatus reads it: with a rolling update's `partition`, once the
+    pods at and above it run the update (the ones below it keep the old revision on purpose: a canary)."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     want = spec.get("replicas", 1)
     if not _observed(obj):
         return "rollout not observed yet"
     if status.get("readyReplicas", 0) < want:
         return f"{status.get('readyReplicas', 0)}/{want} ready"
-    strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
-    if strategy == "RollingUpdate" and status.get("updateRevision") != status.get("currentRevision"):
+    if status.get("replicas", 0) > want:
+        return f"{status.get('replicas')} replicas, old ones still terminating"
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return None
+    partition = (strategy.get("rollingUpdate") or {}).get("partition")
+    if partition:
+        updated = status.get("updatedReplicas", 0)
+        return None if updated >= want - partition else f"{updated}/{want - partition} updated above partition {partition}"
+    if status.get("updateRevision") != status.get("currentRevision"):
         return "rolling update in progress"
     return None
 
@@ -101,8 +116,12 @@ def pvc_ready(obj: dict) -> str | None:
 
 
 def crd_ready(obj: dict) -> str | None:
+    """Established; failed when the API server refused its names (another CRD has them), as kstatus says."""
     if _condition(obj, "Established").get("status") == "True":
         return None
+    names = _condition(obj, "NamesAccepted")
+    if names.get("status") == "False":
+        return f"failed: names not accepted: {names.get('message') or names.get('reason') or ''}"
     return "not Established"
 
 

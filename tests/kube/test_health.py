@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.kube.health import crd_ready, deployment_ready, generic_ready, job_ready, namespace_ready
+from reconciler.kube.health import (crd_ready, deployment_ready, generic_ready, job_ready, namespace_ready,
+                                    statefulset_ready)
 
 
 def custom_resource(generation: int = 1, **status: object) -> dict:
@@ -59,3 +60,40 @@ def test_a_failed_job_is_reported_with_its_message() -> None:
     job = {"status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}}
 
     assert job_ready(job) == "failed: BackoffLimitExceeded"
+
+
+def test_a_deployment_past_its_progress_deadline_has_failed() -> None:
+    deployment = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
+                  "status": {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1, "replicas": 2,
+                             "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                                             "message": 'ReplicaSet "web-5d" has timed out progressing.'}]}}
+
+    assert deployment_ready(deployment) == 'failed: progress deadline exceeded: ReplicaSet "web-5d" has timed out progressing.'
+
+
+def _statefulset(partition: int | None, updated: int, current_revision: str = "web-1") -> dict:
+    rolling = {"partition": partition} if partition is not None else {}
+    return {"metadata": {"generation": 2},
+            "spec": {"replicas": 3, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": rolling}},
+            "status": {"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": updated,
+                       "currentRevision": current_revision, "updateRevision": "web-2"}}
+
+
+def test_a_statefulset_rolled_out_down_to_its_partition_is_ready() -> None:
+    assert statefulset_ready(_statefulset(partition=2, updated=1)) is None
+
+
+def test_a_statefulset_not_yet_rolled_out_down_to_its_partition_is_not_ready() -> None:
+    assert statefulset_ready(_statefulset(partition=1, updated=1)) == "1/2 updated above partition 1"
+
+
+def test_a_statefulset_without_a_partition_waits_for_its_revisions_to_match() -> None:
+    assert statefulset_ready(_statefulset(partition=None, updated=3)) == "rolling update in progress"
+    assert statefulset_ready(_statefulset(partition=0, updated=3, current_revision="web-2")) is None
+
+
+def test_a_crd_whose_names_another_crd_holds_has_failed() -> None:
+    crd = {"status": {"conditions": [{"type": "NamesAccepted", "status": "False", "reason": "PluralConflict",
+                                      "message": '"widgets" is already in use'}]}}
+
+    assert crd_ready(crd) == 'failed: names not accepted: "widgets" is already in use'
