@@ -3,7 +3,7 @@
 A stack's dependents start only when every object it owns is ready. Built-in workloads have their
 own rules: Deployments available and fully rolled out, StatefulSets ready on the current revision,
 DaemonSets scheduled and ready everywhere, Jobs complete, PVCs bound, Services with selectors backed
-by a ready endpoint, CRDs Established, Namespaces not terminating. Every other kind, custom
+by a ready endpoint when they have endpoints, CRDs Established, Namespaces not terminating. Every other kind, custom
 resources included, follows the environment's health rule for its kind when it has one
 (`health_rules`: CEL expressions), else the generic rules of Kubernetes' kstatus: the controller has observed
 the latest generation (`status.observedGeneration`), and no condition says `Stalled=True`,
@@ -172,13 +172,18 @@ def _needs_endpoints(obj: dict) -> bool:
     return bool(spec.get("selector")) and spec.get("type") != "ExternalName"
 
 
-def _services_with_endpoints(cluster: Cluster, namespace: str) -> set[str]:
-    ready: set[str] = set()
-    for slice_ in cluster.list("discovery.k8s.io/v1", "EndpointSlice", namespace):
+def service_problems(slices: Iterable[dict]) -> dict[str, str]:
+    """Why each Service named by an EndpointSlice is not ready: its endpoints (the pods it selects that have an
+    address) are all unready. A Service with no endpoint at all is ready, as kstatus and Argo CD have it: its
+    pods are scaled to zero, or run by a stack that depends on this one (which waited out its health timeout,
+    never to start them). A Service without an EndpointSlice yet is not in the answer: the caller says so."""
+    endpoints: dict[str, list[bool]] = defaultdict(list)
+    for slice_ in slices:
         service = ((slice_.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
-        if service and any((e.get("conditions") or {}).get("ready") for e in slice_.get("endpoints") or []):
-            ready.add(service)
-    return ready
+        if service:
+            endpoints[service] += [bool((e.get("conditions") or {}).get("ready")) for e in slice_.get("endpoints") or []]
+    return {service: "" if not ready or any(ready) else f"none of its {len(ready)} endpoint(s) ready"
+            for service, ready in endpoints.items()}
 
 
 def unready(cluster: Cluster, objects: Iterable[K8sObject], selector: str = "",
@@ -205,10 +210,10 @@ def problems_by_object(cluster: Cluster, objects: Iterable[K8sObject], selector:
         live = {o["metadata"]["name"]: o for o in cluster.list(api_version, kind, namespace or None, selector)}
         rule = rules.get(group, kind)
         if kind == "Service" and rule is None:
-            wanted = {n for n in names if n in live and _needs_endpoints(live[n])}
-            with_endpoints = _services_with_endpoints(cluster, namespace) if wanted else set()
-            problems += [(ObjectId(group, kind, namespace, n), "no ready endpoints")
-                         for n in sorted(wanted - with_endpoints)]
+            wanted = sorted(n for n in names if n in live and _needs_endpoints(live[n]))
+            found = service_problems(cluster.list("discovery.k8s.io/v1", "EndpointSlice", namespace)) if wanted else {}
+            problems += [(ObjectId(group, kind, namespace, n), found.get(n, "no EndpointSlice yet"))
+                         for n in wanted if found.get(n) != ""]
             continue
         check = rule.reason if rule else CHECKS.get((group, kind), generic_ready)
         for name in sorted(names):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.kube.health import (crd_ready, deployment_ready, generic_ready, job_ready, namespace_ready,
-                                    statefulset_ready)
+                                    service_problems, statefulset_ready)
 
 
 def custom_resource(generation: int = 1, **status: object) -> dict:
@@ -97,3 +97,20 @@ def test_a_crd_whose_names_another_crd_holds_has_failed() -> None:
                                       "message": '"widgets" is already in use'}]}}
 
     assert crd_ready(crd) == 'failed: names not accepted: "widgets" is already in use'
+
+
+def _slice(service: str, *ready: bool) -> dict:
+    return {"metadata": {"labels": {"kubernetes.io/service-name": service}},
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": r}} for r in ready]}
+
+
+def test_a_service_is_ready_with_one_ready_endpoint_in_any_of_its_slices() -> None:
+    assert service_problems([_slice("web", False), _slice("web", False, True)]) == {"web": ""}
+
+
+def test_a_service_whose_endpoints_are_all_unready_is_not_ready() -> None:
+    assert service_problems([_slice("web", False, False)]) == {"web": "none of its 2 endpoint(s) ready"}
+
+
+def test_a_service_without_any_endpoint_is_ready_as_kstatus_has_it() -> None:
+    assert service_problems([_slice("web")]) == {"web": ""}

@@ -374,6 +374,24 @@ def test_a_stack_that_never_gets_healthy_fails_and_blocks_its_dependents(
     assert after.state is StackState.BLOCKED
 
 
+def test_a_service_whose_pods_are_scaled_to_zero_is_healthy_and_lets_its_dependents_start(
+        repo, engine_for, tmp_path, namespace):
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    write_stack(repo, "workload", [deployment("web", namespace, replicas=0), service])
+    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
+    repo.commit("a service in front of no pod")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "workload", "path": "stacks/workload", "healthTimeout": "20s"},
+        {"name": "after", "path": "stacks/after", "dependsOn": ["workload"]},
+    ]))
+
+    result = engine.sync()
+
+    assert result.ok, result.stacks[0].reason
+    assert [(s.state, s.healthy) for s in result.stacks] == [(StackState.APPLIED, True)] * 2
+
+
 def test_state_survives_a_new_engine_instance(repo, engine_for, tmp_path, namespace):
     write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
     sha = repo.commit("blue")
