@@ -2,9 +2,9 @@
 
 A stack's dependents start only when every object it owns is ready. Built-in workloads have their
 own rules: Deployments available and fully rolled out, StatefulSets ready on the current revision,
-DaemonSets scheduled and ready everywhere, Jobs complete, PVCs bound, Services with selectors backed
-by a ready endpoint when they have endpoints, CRDs Established, Namespaces not terminating. Every other kind, custom
-resources included, follows the environment's health rule for its kind when it has one
+DaemonSets scheduled and ready everywhere, Jobs complete, PVCs bound (or waiting for their first
+consumer), Services with selectors backed by a ready endpoint when they have endpoints, CRDs
+Established, Namespaces not terminating. Every other kind, custom resources included, follows the environment's health rule for its kind when it has one
 (`health_rules`: CEL expressions), else the generic rules of Kubernetes' kstatus: the controller has observed
 the latest generation (`status.observedGeneration`), and no condition says `Stalled=True`,
 `Reconciling=True` or `Ready=False/Unknown`. An object without a status is ready. Kinds that never
@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from typing import Callable, Iterable
 
-from reconciler.kube.cluster import Cluster
+from reconciler.kube.cluster import ApiError, Cluster
 from reconciler.kube.health_rules import HealthRules
 from reconciler.objects import K8sObject, ObjectId, group_of
 
@@ -115,6 +115,30 @@ def pvc_ready(obj: dict) -> str | None:
     return None if phase == "Bound" else f"phase {phase or 'Pending'}"
 
 
+def awaits_first_consumer(claim: dict, classes: Iterable[dict]) -> bool:
+    """A claim whose StorageClass binds `WaitForFirstConsumer` and that no pod has been scheduled with yet (no
+    `selected-node`): it binds when its first pod is scheduled, maybe by a stack that depends on this one, so
+    waiting for it is a deadlock (Argo CD's and kstatus' Pending claim waits forever, argo-cd#12840). A claim
+    without a class name takes the default class."""
+    if "volume.kubernetes.io/selected-node" in ((claim.get("metadata") or {}).get("annotations") or {}):
+        return False
+    wanted = (claim.get("spec") or {}).get("storageClassName")
+    for storage_class in classes:
+        meta = storage_class.get("metadata") or {}
+        default = (meta.get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+        if meta.get("name") == wanted or (wanted is None and default):
+            return storage_class.get("volumeBindingMode") == "WaitForFirstConsumer"
+    return False
+
+
+def _storage_classes(cluster: Cluster) -> list[dict]:
+    """The cluster's StorageClasses; none where the stack's account may not list them (its claims then wait)."""
+    try:
+        return cluster.list("storage.k8s.io/v1", "StorageClass")
+    except ApiError:
+        return []
+
+
 def crd_ready(obj: dict) -> str | None:
     """Established; failed when the API server refused its names (another CRD has them), as kstatus says."""
     if _condition(obj, "Established").get("status") == "True":
@@ -205,6 +229,7 @@ def problems_by_object(cluster: Cluster, objects: Iterable[K8sObject], selector:
         if (obj.id.group, obj.kind) not in _NO_HEALTH or rules.get(obj.id.group, obj.kind):
             by_type[(obj.api_version, obj.kind, obj.id.namespace)].add(obj.id.name)
     problems: list[tuple[ObjectId, str]] = []
+    classes: list[dict] | None = None  # StorageClasses, listed once if a claim is not bound
     for (api_version, kind, namespace), names in sorted(by_type.items()):
         group = group_of(api_version)
         live = {o["metadata"]["name"]: o for o in cluster.list(api_version, kind, namespace or None, selector)}
@@ -218,6 +243,9 @@ def problems_by_object(cluster: Cluster, objects: Iterable[K8sObject], selector:
         check = rule.reason if rule else CHECKS.get((group, kind), generic_ready)
         for name in sorted(names):
             reason = "not found" if name not in live else check(live[name])
+            if reason and check is pvc_ready and name in live:
+                classes = _storage_classes(cluster) if classes is None else classes
+                reason = None if awaits_first_consumer(live[name], classes) else reason
             if reason:
                 problems.append((ObjectId(group, kind, namespace, name), reason))
     return problems

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.kube.health import (crd_ready, deployment_ready, generic_ready, job_ready, namespace_ready,
-                                    service_problems, statefulset_ready)
+from reconciler.kube.health import (awaits_first_consumer, crd_ready, deployment_ready, generic_ready, job_ready,
+                                    namespace_ready, service_problems, statefulset_ready)
 
 
 def custom_resource(generation: int = 1, **status: object) -> dict:
@@ -114,3 +114,29 @@ def test_a_service_whose_endpoints_are_all_unready_is_not_ready() -> None:
 
 def test_a_service_without_any_endpoint_is_ready_as_kstatus_has_it() -> None:
     assert service_problems([_slice("web")]) == {"web": ""}
+
+
+def _class(name: str, mode: str, default: bool = False) -> dict:
+    annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
+    return {"metadata": {"name": name, "annotations": annotations}, "volumeBindingMode": mode}
+
+
+def _claim(class_name: str | None, selected_node: bool = False) -> dict:
+    annotations = {"volume.kubernetes.io/selected-node": "node-1"} if selected_node else {}
+    return {"metadata": {"name": "data", "annotations": annotations},
+            "spec": {**({"storageClassName": class_name} if class_name is not None else {})},
+            "status": {"phase": "Pending"}}
+
+
+CLASSES = [_class("fast", "Immediate"), _class("local", "WaitForFirstConsumer", default=True)]
+
+
+def test_a_pending_claim_of_a_wait_for_first_consumer_class_awaits_its_first_pod() -> None:
+    assert awaits_first_consumer(_claim("local"), CLASSES)
+    assert awaits_first_consumer(_claim(None), CLASSES)  # the default class
+
+
+def test_a_pending_claim_that_a_pod_was_scheduled_with_or_of_an_immediate_class_is_still_provisioning() -> None:
+    assert not awaits_first_consumer(_claim("local", selected_node=True), CLASSES)
+    assert not awaits_first_consumer(_claim("fast"), CLASSES)
+    assert not awaits_first_consumer(_claim("unknown"), CLASSES)

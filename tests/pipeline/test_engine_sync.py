@@ -392,6 +392,31 @@ def test_a_service_whose_pods_are_scaled_to_zero_is_healthy_and_lets_its_depende
     assert [(s.state, s.healthy) for s in result.stacks] == [(StackState.APPLIED, True)] * 2
 
 
+def test_a_claim_waiting_for_its_first_consumer_is_healthy_and_lets_the_stack_that_mounts_it_start(
+        repo, engine_for, tmp_path, namespace, api_client):
+    storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": f"{namespace}-wffc"},
+                     "provisioner": "example.test/none", "volumeBindingMode": "WaitForFirstConsumer"}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": namespace},
+             "spec": {"storageClassName": f"{namespace}-wffc", "accessModes": ["ReadWriteOnce"],
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    write_stack(repo, "storage", [storage_class, claim])
+    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
+    repo.commit("a claim that binds with its first pod")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "storage", "path": "stacks/storage", "healthTimeout": "20s"},
+        {"name": "after", "path": "stacks/after", "dependsOn": ["storage"]},
+    ]))
+    try:
+        result = engine.sync()
+
+        assert result.ok, result.stacks[0].reason
+        assert [(s.state, s.healthy) for s in result.stacks] == [(StackState.APPLIED, True)] * 2
+        live = client.CoreV1Api(api_client).read_namespaced_persistent_volume_claim("data", namespace)
+        assert live.status.phase == "Pending"
+    finally:
+        client.StorageV1Api(api_client).delete_storage_class(f"{namespace}-wffc")
+
+
 def test_state_survives_a_new_engine_instance(repo, engine_for, tmp_path, namespace):
     write_stack(repo, "app", [configmap("settings", namespace, {"mode": "blue"})])
     sha = repo.commit("blue")
