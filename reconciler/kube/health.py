@@ -110,6 +110,25 @@ def job_ready(obj: dict) -> str | None:
     return "not complete"
 
 
+def pod_ready(obj: dict) -> str | None:
+    """A bare Pod (kstatus' rules, with a failed Pod failed as Argo CD has it): done once it succeeded, ready
+    while Running and Ready, failed at once when it failed or a container is in CrashLoopBackOff. It was read
+    by the generic rules, whose `Ready=False` held a Pod that had run to completion until the health timeout."""
+    status = obj.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    if phase == "Succeeded":
+        return None
+    if phase == "Failed":
+        return f"failed: {status.get('reason') or 'Failed'}: {status.get('message', '')}".rstrip(": ")
+    looping = [c.get("name", "?") for c in status.get("containerStatuses") or []
+               if ((c.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"]
+    if looping:
+        return f"failed: containers in CrashLoopBackOff: {', '.join(looping)}"
+    if phase == "Running" and _condition(obj, "Ready").get("status") == "True":
+        return None
+    return f"phase {phase}, not Ready"
+
+
 def pvc_ready(obj: dict) -> str | None:
     phase = (obj.get("status") or {}).get("phase")
     return None if phase == "Bound" else f"phase {phase or 'Pending'}"
@@ -185,6 +204,7 @@ CHECKS: dict[tuple[str, str], Callable[[dict], str | None]] = {
     ("apps", "DaemonSet"): daemonset_ready,
     ("batch", "Job"): job_ready,
     ("", "PersistentVolumeClaim"): pvc_ready,
+    ("", "Pod"): pod_ready,
     ("apiextensions.k8s.io", "CustomResourceDefinition"): crd_ready,
     ("", "Namespace"): namespace_ready,
 }

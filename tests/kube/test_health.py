@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.kube.health import (awaits_first_consumer, crd_ready, deployment_ready, generic_ready, job_ready,
-                                    namespace_ready, service_problems, statefulset_ready)
+                                    namespace_ready, pod_ready, service_problems, statefulset_ready)
 
 
 def custom_resource(generation: int = 1, **status: object) -> dict:
@@ -140,3 +140,23 @@ def test_a_pending_claim_that_a_pod_was_scheduled_with_or_of_an_immediate_class_
     assert not awaits_first_consumer(_claim("local", selected_node=True), CLASSES)
     assert not awaits_first_consumer(_claim("fast"), CLASSES)
     assert not awaits_first_consumer(_claim("unknown"), CLASSES)
+
+
+def _pod(phase: str, ready: bool = False, **status: object) -> dict:
+    return {"status": {"phase": phase, "conditions": [{"type": "Ready", "status": str(ready)}], **status}}
+
+
+def test_a_pod_that_ran_to_completion_is_done_and_a_running_ready_pod_is_ready() -> None:
+    assert pod_ready(_pod("Succeeded")) is None
+    assert pod_ready(_pod("Running", ready=True)) is None
+
+
+def test_a_pod_that_failed_or_crash_loops_has_failed() -> None:
+    assert pod_ready(_pod("Failed", reason="Evicted", message="low on memory")) == "failed: Evicted: low on memory"
+    looping = _pod("Running", containerStatuses=[{"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}])
+    assert pod_ready(looping) == "failed: containers in CrashLoopBackOff: app"
+
+
+def test_a_pending_or_unready_pod_is_waited_for() -> None:
+    assert pod_ready(_pod("Pending")) == "phase Pending, not Ready"
+    assert pod_ready(_pod("Running")) == "phase Running, not Ready"
