@@ -4,11 +4,12 @@ A stack's dependents start only when every object it owns is ready. Built-in wor
 own rules: Deployments available and fully rolled out, StatefulSets ready on the current revision,
 DaemonSets scheduled and ready everywhere, Jobs complete, PVCs bound (or waiting for their first
 consumer), Services with selectors backed by a ready endpoint when they have endpoints, CRDs
-Established, Namespaces not terminating. Every other kind, custom resources included, follows the environment's health rule for its kind when it has one
-(`health_rules`: CEL expressions), else the generic rules of Kubernetes' kstatus: the controller has observed
-the latest generation (`status.observedGeneration`), and no condition says `Stalled=True`,
-`Reconciling=True` or `Ready=False/Unknown`. An object without a status is ready. Kinds that never
-carry a status (ConfigMaps, RBAC, NetworkPolicies, ...) are not read at all.
+Established, Namespaces not terminating. Every other kind, custom resources included, follows the
+environment's health rule for its kind when it has one (`health_rules`: CEL expressions), else the
+generic rules of Kubernetes' kstatus: the controller has observed the latest generation
+(`status.observedGeneration`), and no condition says `Stalled=True`, `Reconciling=True` or
+`Ready=False/Unknown`. An object without a status is ready. Kinds that never carry a status
+(ConfigMaps, RBAC, NetworkPolicies, ...) are not read at all.
 """
 
 from __future__ import annotations

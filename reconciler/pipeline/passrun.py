@@ -139,7 +139,8 @@ class PassRun:
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]
-        result.notes += [note for note in (unchecked_note(planned),) if note]
+        if note := unchecked_note(planned):
+            result.notes.append(note)
         result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
         if errors:
             result.state = StackState.FAILED
