@@ -206,7 +206,7 @@ class Engine:
     def load_inventory(self, create: bool) -> Inventory:
         """The environment's inventory, read now, and the key its hashes are made with: read once per engine, and
         again whenever the inventory is missing. Deleted by hand under a running daemon, the inventory is rebuilt
-        from owner labels only where the key Secret says the environment synced before (`Inventory.recover`);
+        from owner labels only where the key Secret says the environment synced before (`pipeline.recovery`);
         with the key taken from memory, the pass took the stacks for new and never pruned what Git dropped."""
         inventory = Inventory(self.cluster, self.env.name, self._records)
         inventory.load(create=create)

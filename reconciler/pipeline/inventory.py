@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field, replace
 
 from reconciler.kube.cluster import ApiError, Cluster, ensure_namespace
-from reconciler.kube.discovery import find_labelled, listable_kinds
 from reconciler.objects import ObjectId
 from reconciler.pipeline.pins import Pins, parse_pins
 from reconciler.pipeline.suspension import Suspensions, parse_suspensions
-from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL, OWNER_LABEL, owner_label_value
+from reconciler.pipeline.hashkey import read_hash_key
+from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL
 from reconciler.results import utcnow
 
 SYSTEM_NAMESPACE = "healthflow-system"
@@ -105,23 +104,9 @@ class Inventory:
             raise
 
     def hash_key(self, create: bool) -> bytes:
-        """The environment's key for the hashes stored here (Secret `reconciler-<env>-key`), made on first use.
-        b'' when it does not exist and may not be created (a plan before the first sync)."""
-        name = f"{self.name}-key"
-        live = self.cluster.get("v1", "Secret", SYSTEM_NAMESPACE, name)
-        self.key_found = live is not None
-        if live is None and create:
-            body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
-                                 "labels": {MANAGED_BY_LABEL: MANAGED_BY, "reconciler.healthflow.io/env": self.env}},
-                    "data": {"key": base64.b64encode(secrets.token_bytes(32)).decode()}}
-            try:
-                live = self.cluster.create(body)
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                live = self.cluster.get("v1", "Secret", SYSTEM_NAMESPACE, name)
-        return base64.b64decode(((live or {}).get("data") or {}).get("key", ""))
+        """The environment's key for the hashes stored here (`pipeline.hashkey`); notes whether it existed."""
+        key, self.key_found = read_hash_key(self.cluster, SYSTEM_NAMESPACE, self.env, create)
+        return key
 
     def record(self, stack: str) -> StackRecord:
         """The stack's record, a copy of its own to change."""
@@ -141,25 +126,13 @@ class Inventory:
                 self._parsed[key] = known
         return known[1]
 
-    def recover(self, scopes: dict[str, tuple[Cluster, set[str]]]) -> dict[str, int]:
-        """Stacks without a readable record (a first sync, or an inventory deleted or corrupted by hand) get
-        one rebuilt from the owner labels on live objects, in memory until the stack's pass writes it:
-        prune then still knows what the stack owns, and never deletes what Git wants. `scopes`: per
-        stack, the API server as its account and the namespaces it renders into. {stack: objects found}."""
-        if not (self.found or self.key_found):
-            return {}  # neither inventory nor key: the environment never synced, nothing of it can be live
-        missing = [s for s in scopes if self._stored(_record_key(s)) is None]
-        found: dict[str, dict[str, str]] = {s: {} for s in missing}
-        kinds = listable_kinds(self.cluster) if missing else []
-        by_account: dict[str | None, list[str]] = {}
-        for stack in missing:
-            by_account.setdefault(scopes[stack][0].user, []).append(stack)
-        for stacks in by_account.values():  # one scan per account, for all its stacks at once
-            wanted = {owner_label_value(self.env, s): s for s in stacks}
-            namespaces = set().union(*(scopes[s][1] for s in stacks))
-            for obj in find_labelled(scopes[stacks[0]][0], f"{OWNER_LABEL} in ({','.join(sorted(wanted))})",
-                                     namespaces, kinds):
-                found[wanted[obj.labels[OWNER_LABEL]]][str(obj.id)] = ""  # no hash: compared by a dry-run
+    def has_record(self, stack: str) -> bool:
+        """Whether the stack has a readable record (`pipeline.recovery` rebuilds the others)."""
+        return self._stored(_record_key(stack)) is not None
+
+    def adopt_rebuilt(self, found: dict[str, dict[str, str]]) -> dict[str, int]:
+        """Records rebuilt from owner labels (`pipeline.recovery`), kept in memory until their stacks' passes
+        write them; {stack: objects} for those that found any, also kept as `recovered` for the pass to say."""
         with self._lock:
             for stack, objects in found.items():
                 if objects:

@@ -29,6 +29,7 @@ from reconciler.pipeline.passrun import PassRun
 from reconciler.pipeline.pinning import pin_render, settle_pins
 from reconciler.pipeline.pins import Pins
 from reconciler.pipeline.progress import Progress, emitter
+from reconciler.pipeline.recovery import rebuild_records
 from reconciler.pipeline.removed import prune_removed_stacks
 from reconciler.pipeline.rendered import RenderedEnv, check_policy_folder
 from reconciler.pipeline.rollback import auto_rollback, refuse_blocked_rollback
@@ -150,7 +151,7 @@ def _prepare(engine: EngineView, result: PassResult, progress: Progress | None, 
     ctx = engine.context(env)
     scopes = {s.name: (ctx.cluster_for(s.name), {o.id.namespace for o in rendered.objects.get(s.name, [])
                                                  if o.id.namespace}) for s in env.stacks}
-    if inventory.recover(scopes):
+    if rebuild_records(inventory, scopes):
         log.warning("inventory rebuilt from owner labels", env=env.name, objects=inventory.recovered)
     return ctx, head, rendered, inventory, pins
 

@@ -353,18 +353,24 @@ def test_dependents_wait_until_the_stack_is_healthy(repo, engine_for, tmp_path, 
     assert status.available_replicas == 2
 
 
+def _stack_then_dependent(repo, engine_for, tmp_path, namespace: str, objects: list[dict], message: str,
+                          health_timeout: str):
+    """An engine for stack `first` (these objects, this health timeout) and stack `after`, which depends on it."""
+    write_stack(repo, "first", objects)
+    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
+    repo.commit(message)
+    return engine_for(make_env(tmp_path, repo, namespace, [
+        {"name": "first", "path": "stacks/first", "healthTimeout": health_timeout},
+        {"name": "after", "path": "stacks/after", "dependsOn": ["first"]},
+    ]))
+
+
 def test_a_stack_that_never_gets_healthy_fails_and_blocks_its_dependents(
     repo, engine_for, tmp_path, namespace, api_client
 ):
     unschedulable = deployment("huge", namespace, replicas=1)
     unschedulable["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "64"}}
-    write_stack(repo, "workload", [unschedulable])
-    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
-    repo.commit("a pod no node can hold")
-    engine = engine_for(make_env(tmp_path, repo, namespace, [
-        {"name": "workload", "path": "stacks/workload", "healthTimeout": "3s"},
-        {"name": "after", "path": "stacks/after", "dependsOn": ["workload"]},
-    ]))
+    engine = _stack_then_dependent(repo, engine_for, tmp_path, namespace, [unschedulable], "a pod no node can hold", "3s")
 
     result = engine.sync()
 
@@ -378,13 +384,8 @@ def test_a_service_whose_pods_are_scaled_to_zero_is_healthy_and_lets_its_depende
         repo, engine_for, tmp_path, namespace):
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
-    write_stack(repo, "workload", [deployment("web", namespace, replicas=0), service])
-    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
-    repo.commit("a service in front of no pod")
-    engine = engine_for(make_env(tmp_path, repo, namespace, [
-        {"name": "workload", "path": "stacks/workload", "healthTimeout": "20s"},
-        {"name": "after", "path": "stacks/after", "dependsOn": ["workload"]},
-    ]))
+    engine = _stack_then_dependent(repo, engine_for, tmp_path, namespace, [deployment("web", namespace, replicas=0), service],
+                                   "a service in front of no pod", "20s")
 
     result = engine.sync()
 
@@ -399,13 +400,8 @@ def test_a_claim_waiting_for_its_first_consumer_is_healthy_and_lets_the_stack_th
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": namespace},
              "spec": {"storageClassName": f"{namespace}-wffc", "accessModes": ["ReadWriteOnce"],
                       "resources": {"requests": {"storage": "1Gi"}}}}
-    write_stack(repo, "storage", [storage_class, claim])
-    write_stack(repo, "after", [configmap("after", namespace, {"a": "1"})])
-    repo.commit("a claim that binds with its first pod")
-    engine = engine_for(make_env(tmp_path, repo, namespace, [
-        {"name": "storage", "path": "stacks/storage", "healthTimeout": "20s"},
-        {"name": "after", "path": "stacks/after", "dependsOn": ["storage"]},
-    ]))
+    engine = _stack_then_dependent(repo, engine_for, tmp_path, namespace, [storage_class, claim],
+                                   "a claim that binds with its first pod", "20s")
     try:
         result = engine.sync()
 
@@ -599,10 +595,10 @@ def test_an_unexpected_exception_in_a_pass_gives_the_writer_lease_back(
     repo.commit("add settings")
     engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
 
-    def broken(self, scopes) -> None:
+    def broken(inventory, scopes) -> None:
         raise RuntimeError("a bug in a stage")
 
-    monkeypatch.setattr("reconciler.pipeline.inventory.Inventory.recover", broken)  # runs under the lease
+    monkeypatch.setattr("reconciler.pipeline.syncpass.rebuild_records", broken)  # runs under the lease
     with pytest.raises(RuntimeError, match="a bug in a stage"):
         engine.sync()
 
