@@ -253,6 +253,7 @@ def _sinks(args: argparse.Namespace, holder: list[Any], identity: str) -> list[A
 def run_daemon(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; then stop passes between objects, release leases, close HTTP."""
     from reconciler.logs import configure_logging, get_logger
+    from reconciler.pipeline.kustomize_workers import without_workers
 
     configure_logging(args.log_level, args.log_format)
     log = get_logger("reconciler.run")
@@ -267,6 +268,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     server.start()
     log.info("http listening", address=args.listen, port=server.port)
+    if note := without_workers():
+        log.warning(note, fix="install it with `make tools` (the image has it), or name it in RECONCILER_KUSTOMIZE_WORKER")
     try:
         daemon.start()
         while not stop.wait(1.0):

