@@ -109,7 +109,7 @@ def print_drift(console: Console, report: DriftReport) -> None:
 
 def print_status(console: Console, status: EnvStatus, history: bool = False) -> None:
     table = Table(title=f"env {status.env}", box=None, header_style="bold")
-    for column in ("stack", "commit", "state", "healthy", "drift", "violations", "last run", "pinned", "reason"):
+    for column in ("stack", "commit", "state", "healthy", "drift", "violations", "last run (UTC)", "pinned", "reason"):
         table.add_column(column)
     for stack in status.stacks:
         pinned = f"at {stack.pinned['revision'][:10]} by {stack.pinned['by']}" if stack.pinned else "-"
@@ -137,7 +137,7 @@ def print_status(console: Console, status: EnvStatus, history: bool = False) -> 
 def print_history(console: Console, stack: str, history: list[dict]) -> None:
     """The commits a stack applied, newest first: commit, result, health, when, author, message."""
     table = Table(title=f"history of {stack}", box=None, header_style="bold", title_justify="left")
-    for column in ("commit", "result", "healthy", "applied at", "author", "message"):
+    for column in ("commit", "result", "healthy", "applied at (UTC)", "author", "message"):
         table.add_column(column)
     for entry in history:
         result = entry.get("result", "-") + (" (pinned)" if entry.get("pinned") else "")
