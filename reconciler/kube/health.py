@@ -49,6 +49,11 @@ def _first_short(status: dict, counters: tuple[str, ...], want: int) -> str | No
     return None
 
 
+def _old_replicas_left(status: dict, want: int) -> str | None:
+    """More pods than wanted: the old ones of a rollout or a scale-down are still terminating."""
+    return f"{status.get('replicas')} replicas, old ones still terminating" if status.get("replicas", 0) > want else None
+
+
 def deployment_ready(obj: dict) -> str | None:
     """Rolled out and available; failed for good once the controller says its progress deadline passed
     (kstatus' Failed, Argo CD's Degraded): waiting out the health timeout would not make it progress."""
@@ -59,12 +64,8 @@ def deployment_ready(obj: dict) -> str | None:
     progressing = _condition(obj, "Progressing")
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return f"failed: progress deadline exceeded: {progressing.get('message', '')}"
-    short = _first_short(status, ("updatedReplicas", "availableReplicas", "readyReplicas"), want)
-    if short:
-        return short
-    if status.get("replicas", 0) > want:
-        return f"{status.get('replicas')} replicas, old ones still terminating"
-    return None
+    return (_first_short(status, ("updatedReplicas", "availableReplicas", "readyReplicas"), want)
+            or _old_replicas_left(status, want))
 
 
 def statefulset_ready(obj: dict) -> str | None:
@@ -76,8 +77,8 @@ def statefulset_ready(obj: dict) -> str | None:
         return "rollout not observed yet"
     if status.get("readyReplicas", 0) < want:
         return f"{status.get('readyReplicas', 0)}/{want} ready"
-    if status.get("replicas", 0) > want:
-        return f"{status.get('replicas')} replicas, old ones still terminating"
+    if old := _old_replicas_left(status, want):
+        return old
     strategy = spec.get("updateStrategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return None
@@ -165,7 +166,7 @@ def crd_ready(obj: dict) -> str | None:
         return None
     names = _condition(obj, "NamesAccepted")
     if names.get("status") == "False":
-        return f"failed: names not accepted: {names.get('message') or names.get('reason') or ''}"
+        return f"failed: names not accepted: {_said(names)}"
     return "not Established"
 
 
@@ -182,6 +183,11 @@ def _condition(obj: dict, kind: str) -> dict:
     return {}
 
 
+def _said(condition: dict) -> str:
+    """What a condition says about itself: its message, else its reason."""
+    return condition.get("message") or condition.get("reason") or ""
+
+
 def generic_ready(obj: dict) -> str | None:
     """kstatus' generic rules, for any kind without its own check (custom resources included)."""
     status = obj.get("status") or {}
@@ -191,11 +197,11 @@ def generic_ready(obj: dict) -> str | None:
         return f"generation {generation} not observed yet (observed {observed})"
     stalled, reconciling, ready = (_condition(obj, kind) for kind in ("Stalled", "Reconciling", "Ready"))
     if stalled.get("status") == "True":
-        return f"stalled: {stalled.get('message') or stalled.get('reason') or ''}"
+        return f"stalled: {_said(stalled)}"
     if reconciling.get("status") == "True":
-        return f"reconciling: {reconciling.get('message') or reconciling.get('reason') or ''}"
+        return f"reconciling: {_said(reconciling)}"
     if ready.get("status") in ("False", "Unknown"):
-        return f"not ready: {ready.get('message') or ready.get('reason') or ''}"
+        return f"not ready: {_said(ready)}"
     return None
 
 
