@@ -166,6 +166,7 @@ def _apply_one(cluster: Cluster, entry: PlannedObject, recreate: bool, force: bo
     """Apply one object; '' on success, else why it failed."""
     if should_stop():
         return f"{entry.obj.id}: not applied (stopping)"
+    entry.sent = True
     try:
         if entry.immutable and recreate:
             _recreate(cluster, entry.obj)

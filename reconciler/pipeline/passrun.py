@@ -22,7 +22,7 @@ from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.context import PassContext, Settled
 from reconciler.pipeline.inventory import Inventory, StackRecord
 from reconciler.pipeline.ownership import owner_label_value, prune_candidates
-from reconciler.pipeline.plan import PlannedObject, plan_stack, unchecked_note
+from reconciler.pipeline.plan import PlannedObject, never_created, plan_stack, unchecked_note
 from reconciler.pipeline.progress import Emit
 from reconciler.pipeline.prune import gone_note, prune_objects, without_unserved
 from reconciler.pipeline.holdback import HoldBack
@@ -49,6 +49,7 @@ class PassRun:
         self.health_rules = HealthRules.from_config(ctx.env.health_check_exprs)
         self.owners = rendered.owners()
         self._applying: dict[str, list[K8sObject]] = {}  # stack -> its objects as applied (owned), once computed
+        self._planned: dict[str, list[PlannedObject]] = {}  # stack -> its plan, once made
         report = rendered.policy_report
         self.policy_blocked = set(report.blocking_stacks()) if report else set()
         self.hold_back = HoldBack(ctx.env, inventory.suspensions(), ctx.options.manual)
@@ -82,7 +83,7 @@ class PassRun:
         if not self.dry_run and result.state not in (StackState.SUSPENDED, StackState.HELD):  # its record stays
             try:
                 record_stack(self.inventory, self.env, self.rendered, name, result, self._applying.get(name, []),
-                             self.owners, self.ctx.hash_key)
+                             self.owners, self.ctx.hash_key, never_created=never_created(self._planned.get(name, [])))
             except ReconcilerError as exc:
                 result.reason = (result.reason + "; " if result.reason else "") + f"state not saved: {exc}"
         self.emit(name, wave, "done", f"{result.state.value}{': ' + result.reason if result.reason else ''}")
@@ -115,6 +116,7 @@ class PassRun:
         planned = plan_stack(self.ctx.cluster_for(stack.name), objects, self.ctx.selector(stack.name), record.objects,
                              force=self.env.sync.correct_drift, owner=self.ctx.ownership(stack.name),
                              write_single=not self.dry_run)
+        self._planned[stack.name] = planned
         result.drifted = sum(1 for p in planned if p.drift)
         if not self.env.sync.correct_drift:
             for entry in planned:

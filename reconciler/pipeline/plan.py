@@ -56,6 +56,7 @@ class PlannedObject:
     live: dict | None = None  # the live object, kept while the change waits to be confirmed by its own apply
     confirm_at_apply: bool = False  # the stack's one change: its apply is its dry run (`write_single`)
     written: bool = False  # applied while being confirmed
+    sent: bool = False  # an apply (not a dry run) went out: the object may exist now, whatever the answer
     awaits_namespace: bool = False  # new, in a Namespace this stack creates: dry-run once that Namespace is applied
 
     def change(self) -> ObjectChange:
@@ -64,6 +65,12 @@ class PlannedObject:
     @property
     def where(self) -> str:
         return f"{self.obj.id} ({self.obj.source_file})" if self.obj.source_file else str(self.obj.id)
+
+
+def never_created(planned: list[PlannedObject]) -> set[str]:
+    """Objects the plan found absent and no apply was sent for: they cannot exist, so a failed stack does not
+    take them into its record (else the next pass would report pruning what never was)."""
+    return {str(p.obj.id) for p in planned if p.action is Action.CREATE and not p.sent}
 
 
 def _live_by_name(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
@@ -106,6 +113,7 @@ def confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: 
             stack_crds: set[tuple[str, str]], write: bool = False) -> None:
     """Dry-run apply: validates the object and turns a suspect into a confirmed change, or clears it.
     `write`: the apply itself, judged as its dry run would be (`planned.written` when it was accepted)."""
+    planned.sent = planned.sent or write
     try:
         result = cluster.apply(planned.obj.manifest, dry_run=not write, force=force, body=planned.obj.encoded())
         planned.written = write

@@ -68,10 +68,12 @@ def settled(live: LiveCache | None, last_clean: tuple[str | None, int] | None, o
 
 
 def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: RenderedEnv, stack: str,
-                 result: StackResult, objects: list[K8sObject], owners: dict[ObjectId, str], hash_key: bytes) -> None:
+                 result: StackResult, objects: list[K8sObject], owners: dict[ObjectId, str], hash_key: bytes,
+                 never_created: set[str] = frozenset()) -> None:
     """Write the stack's record (commit, `objects` as applied with the hash of each, result, health);
     a steady-state pass writes nothing, and a record that owns nothing new may wait (`inventory`).
-    `owners`: which stack renders each object of the environment."""
+    `owners`: which stack renders each object of the environment; `never_created`: objects of a failed
+    stack that did not exist and were never sent (`plan.never_created`)."""
     record = inventory.record(stack)
     before, owned_before = dict(record.__dict__, last_run=None), set(record.objects)
     now = now_iso()
@@ -92,7 +94,8 @@ def record_stack(inventory: Inventory, env: EnvironmentConfig, rendered: Rendere
     elif result.state is StackState.FAILED:
         record.healthy = result.healthy
         for obj in rendered.objects.get(stack, []):  # some may be applied: never lose ownership; the hash is
-            record.objects.setdefault(str(obj.id), object_hash(obj, hash_key))  # what was sent
+            if str(obj.id) not in never_created:     # what was sent
+                record.objects.setdefault(str(obj.id), object_hash(obj, hash_key))
     record.history = add_entry(record.history, rendered.commit_of(stack), result, env.rollback.history,
                                pinned=stack in rendered.pinned)
     if dict(record.__dict__, last_run=None) == before:

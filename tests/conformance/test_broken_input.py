@@ -58,6 +58,29 @@ def test_an_object_the_api_server_rejects_applies_nothing_of_its_stack(scenario:
     assert scenario.live("configmap", "good") is None
 
 
+def test_after_a_rejected_commit_is_reverted_the_next_sync_prunes_nothing_that_never_existed(
+        scenario: Scenario) -> None:
+    ns = scenario.namespace
+    bad_service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad", "namespace": ns},
+                   "spec": {"ports": [{"port": 99999}]}}
+    scenario.stack("app", [configmap("kept", ns, {"v": "1"})])
+    scenario.commit("good")
+    scenario.run("sync")
+    scenario.stack("app", [configmap("kept", ns, {"v": "1"}), configmap("never", ns, {"v": "1"}), bad_service])
+    scenario.commit("a Service with an impossible port")
+    assert scenario.run("sync").code == 2
+    scenario.stack("app", [configmap("kept", ns, {"v": "1"})])
+    scenario.commit("revert")
+
+    sync = scenario.run("sync", "-o", "json")
+
+    assert sync.code == 0, sync.json
+    stack = sync.json["stacks"][0]
+    assert stack["state"] == "unchanged", stack
+    assert [c["action"] for c in stack["changes"]] == ["unchanged"], stack["changes"]
+    assert scenario.live("configmap", "kept")["data"] == {"v": "1"}
+
+
 def test_an_object_the_api_server_rejects_in_a_namespace_its_stack_creates_leaves_only_that_namespace(
         scenario: Scenario) -> None:
     fresh = f"{scenario.namespace}-n"
