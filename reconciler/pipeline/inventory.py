@@ -81,6 +81,7 @@ class Inventory:
         self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
         self.found = False  # the ConfigMap existed when loaded
         self.key_found = False  # the hash-key Secret existed when read
+        self.key_lost = False  # it did not, though records held hashes made with it: they were forgotten
 
     def load(self, create: bool = True) -> None:
         live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
@@ -104,9 +105,26 @@ class Inventory:
             raise
 
     def hash_key(self, create: bool) -> bytes:
-        """The environment's key for the hashes stored here (`pipeline.hashkey`); notes whether it existed."""
+        """The environment's key for the hashes stored here (`pipeline.hashkey`); notes whether it existed.
+        A key gone while records hold hashes made with it (its Secret deleted by hand): those hashes cannot
+        be checked any more, and compared under a new key every live difference looked like a Git change,
+        so detect-only drift was reverted. They are taken as unknown instead, as after a rebuild (a live
+        difference is drift), and written so (`create`) until each stack's pass records new ones."""
         key, self.key_found = read_hash_key(self.cluster, SYSTEM_NAMESPACE, self.env, create)
+        if not self.key_found and self.found:
+            self.key_lost = self._forget_hashes(save=create)
         return key
+
+    def _forget_hashes(self, save: bool) -> bool:
+        """Every recorded hash made unknown (''), and written when `save`; whether there was any."""
+        records = {stack: self.record(stack) for stack in self.recorded_stacks()}
+        forgotten = {_record_key(stack): encode_record(replace(record, objects=dict.fromkeys(record.objects, "")))
+                     for stack, record in records.items() if any(record.objects.values())}
+        with self._lock:
+            self._data.update(forgotten)
+            self._unsaved.update(forgotten if save else ())
+        self.flush()
+        return bool(forgotten)
 
     def record(self, stack: str) -> StackRecord:
         """The stack's record, a copy of its own to change."""

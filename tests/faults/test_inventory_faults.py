@@ -71,6 +71,27 @@ def test_after_the_inventory_is_deleted_under_a_running_engine_its_next_pass_reb
     assert _live(api_client, namespace) == {"keep"}
 
 
+def test_after_the_hash_key_secret_is_deleted_a_detect_only_environment_reports_a_hand_edit_and_never_reverts_it(
+        tmp_path: Path, repo, namespace: str, kubeconfig: Path, api_client: client.ApiClient) -> None:
+    """Under a new key every recorded hash looked like a Git change: a restarted reconciler reverted the edit
+    that `correctDrift: false` promises to leave, without a word."""
+    write_stack(repo, "app", [configmap("edited", namespace, {"n": "git"})])
+    repo.commit("one configmap")
+    env_file = make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}], correctDrift=False)
+    assert _engine(tmp_path, env_file, kubeconfig, "first").sync().ok
+    core = client.CoreV1Api(api_client)
+    core.delete_namespaced_secret(f"reconciler-{namespace}-key", SYSTEM_NAMESPACE)
+    core.patch_namespaced_config_map("edited", namespace, {"data": {"n": "by hand"}})
+
+    result = _engine(tmp_path, env_file, kubeconfig, "second").sync()
+
+    assert result.ok, result
+    assert result.stacks[0].drifted == 1, result.stacks[0]
+    assert any("hash key Secret" in notice for notice in result.notices), result.notices
+    assert _engine(tmp_path, env_file, kubeconfig, "third").sync().stacks[0].drifted == 1  # the records hold
+    assert core.read_namespaced_config_map("edited", namespace).data == {"n": "by hand"}
+
+
 def test_a_corrupted_inventory_prunes_nothing_git_still_wants_and_is_written_anew(
         tmp_path: Path, repo, namespace: str, kubeconfig: Path, api_client: client.ApiClient) -> None:
     env_file = _synced(tmp_path, repo, namespace, kubeconfig, ["a", "b", "c"])
