@@ -1,4 +1,6 @@
-"""`reconciler sync --remote URL`: a client of a running daemon (POST /api/sync, then follow the run)."""
+"""`--remote URL` of `sync`, `suspend`, `resume`, `rollback` and `unpin`: a client of a running daemon (POST
+/api/<command>, then follow the run). Done locally, a resume or an unpin waits for the daemon's next pass;
+asked of the daemon, it queues that pass at once, as `flux resume` reconciles at once."""
 
 from __future__ import annotations
 
@@ -15,12 +17,17 @@ from reconciler.cli.run import read_secret
 from reconciler.errors import ReconcilerError
 
 
-def add_remote_sync_arguments(parser: argparse.ArgumentParser) -> None:
-    """For the lead's `sync` parser: the flags `remote_sync` reads (besides `env` and `stack`)."""
-    parser.add_argument("--remote", metavar="URL", help="ask the daemon at URL to sync instead of syncing locally")
+def add_remote_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags `remote_action` reads (besides `env` and `stack`)."""
+    parser.add_argument("--remote", metavar="URL",
+                        help=f"ask the daemon at URL to {command} (it reconciles right after) instead of doing it here")
     parser.add_argument("--token", default=None,
                         help="API token for --remote (default: RECONCILER_API_TOKEN or RECONCILER_API_TOKEN_FILE)")
     parser.add_argument("--remote-timeout", type=float, default=1800.0, help="seconds to wait for the remote run")
+
+
+def add_remote_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    add_remote_arguments(parser, "sync")
 
 
 class RemoteError(ReconcilerError):
@@ -29,14 +36,19 @@ class RemoteError(ReconcilerError):
 
 def remote_sync(args: argparse.Namespace, out: Any = None) -> int:
     """POST /api/sync, then follow GET /api/runs/<id>, printing progress. Exit 0 if the run succeeded, 1 if not."""
+    return remote_action(args, "sync", {"allowMassPrune": bool(getattr(args, "allow_mass_prune", False))}, out)
+
+
+def remote_action(args: argparse.Namespace, command: str, body: dict[str, Any], out: Any = None) -> int:
+    """POST /api/<command> with `body` (plus the env and stack), then follow the run as `remote_sync` does."""
     out = out or sys.stdout
     base = str(args.remote).rstrip("/")
     token = getattr(args, "token", None) or read_secret("API_TOKEN")
     if not token:
         raise RemoteError("no API token for --remote", fix="set RECONCILER_API_TOKEN or pass --token")
     env = _env_name(getattr(args, "env", None))
-    accepted = _request("POST", f"{base}/api/sync", token, {"env": env, "stack": getattr(args, "stack", None),
-                                                            "allowMassPrune": bool(getattr(args, "allow_mass_prune", False))})
+    accepted = _request("POST", f"{base}/api/{command}", token, {"env": env, "stack": getattr(args, "stack", None),
+                                                                  **body})
     print(f"run {accepted['run_id']} accepted for env {accepted['env']} ({accepted['state']})", file=out, flush=True)
     return _follow(base, token, accepted["run_id"], float(getattr(args, "remote_timeout", 1800.0) or 1800.0), out)
 

@@ -13,6 +13,8 @@ import os
 
 from rich.console import Console
 
+from reconciler.cli.remote import add_remote_arguments
+
 
 def add_rollback_commands(sub: argparse._SubParsersAction, common, output) -> None:
     p = sub.add_parser("rollback", help="apply a stack's last healthy commit (and its dependents') and pin it there")
@@ -23,16 +25,22 @@ def add_rollback_commands(sub: argparse._SubParsersAction, common, output) -> No
     p.add_argument("--no-dependents", action="store_true", help="roll back the stack alone, not the stacks that "
                                                                 "depend on it")
     p.add_argument("--wait", action="store_true", help="queue behind another writer (default: exit 2 naming it)")
+    add_remote_arguments(p, "roll back")
     output(p)
     p.set_defaults(handler=cmd_rollback)
 
     p = sub.add_parser("unpin", help="lift a rollback's pin: the next pass applies the branch head again")
     common(p)
     p.add_argument("--stack", help="only this stack (default: every pinned stack)")
+    add_remote_arguments(p, "unpin")
     p.set_defaults(handler=cmd_unpin)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    if args.remote:
+        from reconciler.cli.remote import remote_action
+
+        return remote_action(args, "rollback", {"to": args.to, "dependents": not args.no_dependents})
     from reconciler.cli.commands import _emit, _progress, engine_for, environment_of, set_writer
     from reconciler.cli.output import print_pass
     from reconciler.errors import ReconcilerError
@@ -49,6 +57,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:
+    if args.remote:
+        from reconciler.cli.remote import remote_action
+
+        return remote_action(args, "unpin", {})
     from reconciler.cli.commands import engine_for, environment_of, set_writer
     from reconciler.pipeline.rollback_ops import unpin
 

@@ -109,4 +109,5 @@ def describe_pass(result: PassResult) -> str:
     counts: dict[str, int] = {}
     for stack in result.stacks:
         counts[stack.state.value] = counts.get(stack.state.value, 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no stacks"
+    # a suspend, resume or unpin has no stacks: its notice says what it did
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "; ".join(result.notices) or "no stacks"

@@ -48,8 +48,9 @@ def resume(engine: EngineView, stack: str | None) -> list[str]:
         key = stack or ENV
         if key not in suspensions.entries:
             held = ["environment" if k == ENV else k for k in sorted(suspensions.entries)]
-            raise ConfigError(f"{'stack ' + repr(stack) if stack else 'environment'} of {engine.env.name!r} is not "
-                              "suspended", fix="suspended: " + (", ".join(held) or "nothing"))
+            what = f"stack {stack!r} of {engine.env.name!r}" if stack else f"environment {engine.env.name!r}"
+            raise ConfigError(f"{what} is not suspended", fix=f"resume what is suspended: {', '.join(held)}" if held
+                              else "nothing is suspended; nothing to resume")
         suspensions.entries.pop(key)
         inventory.save_suspensions(suspensions)
         return ["environment" if key == ENV else key]

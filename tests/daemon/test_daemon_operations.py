@@ -3,6 +3,8 @@ and a mass prune let through once by the API's allowMassPrune."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,6 +63,30 @@ def test_a_suspension_through_the_api_holds_across_a_daemon_restart_until_resume
         assert stack["state"] == "suspended" and "oncall" in stack["reason"] and "incident 7" in stack["reason"]
         assert _value(api_client, namespace) == "v1"
         _post(d.base, "/api/resume", {"env": env.name})
+        wait_for(lambda: _value(api_client, namespace) == "v2", timeout_s=120, what="v2 applied after resume")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args, "--token", API_TOKEN], capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_the_clis_resume_with_remote_has_the_daemon_reconcile_at_once(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
+    """Done locally, a resume waits for the daemon's next interval; `flux resume` reconciles at once."""
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: _value(api_client, namespace) == "v1", timeout_s=120, what="v1 at startup")
+        suspended = _cli("suspend", "-e", env.name, "--reason", "incident 8", "--by", "oncall", "--remote", d.base)
+        assert suspended.returncode == 0 and "succeeded" in suspended.stdout, suspended.stdout + suspended.stderr
+        configmap_stack(repo, "app", namespace, {"value": "v2"})
+        repo.commit_and_push("v2 while suspended")
+        _post(d.base, "/api/sync", {"env": env.name})
+        assert _value(api_client, namespace) == "v1"
+
+        resumed = _cli("resume", "-e", env.name, "--remote", d.base)
+
+        assert resumed.returncode == 0 and "resumed environment" in resumed.stdout, resumed.stdout + resumed.stderr
         wait_for(lambda: _value(api_client, namespace) == "v2", timeout_s=120, what="v2 applied after resume")
 
 
