@@ -1,7 +1,7 @@
 """`reconciler preview -o markdown`: a pull-request comment.
 
 One summary row per environment, then per changed stack a collapsed `<details>` block with the
-objects added, changed (field paths, old -> new), pruned and kept, and the policy verdicts. Secret
+objects added, changed (field paths, old -> new; a multi-line text as a diff block), pruned and kept, and the policy verdicts. Secret
 values arrive masked from the preview; values are cut short and escaped so no manifest text can
 break the table or the HTML around it.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
+from reconciler.cli.output import around_difference, line_diff
 from reconciler.results import EnvPreview, StackPreview
 
 _FIELDS_SHOWN = 8
@@ -68,8 +70,8 @@ def _stack_body(stack: StackPreview) -> list[str]:
             body += ["", f"**{title}**"]
             for change in changes[:_OBJECTS_SHOWN]:
                 body.append(f"- `{_code(str(change.id))}`")
-                body += [f"  - `{_code(f.path)}`: {_value(f.live)} → {_value(f.desired)}"
-                         for f in change.fields[:_FIELDS_SHOWN]]
+                for f in change.fields[:_FIELDS_SHOWN]:
+                    body += _field_lines(f)
             if len(changes) > _OBJECTS_SHOWN:
                 body.append(f"- … and {len(changes) - _OBJECTS_SHOWN} more")
     for title, items in (("Handed over", stack.moved_in), ("Kept in the cluster", stack.kept),
@@ -82,6 +84,19 @@ def _stack_body(stack: StackPreview) -> list[str]:
             body += ["", f"**{title}**"] + [f"- {v.mode} `{_code(v.rule)}` on `{_code(v.object)}`: {_text(v.message)}"
                                             for v in violations[:_OBJECTS_SHOWN]]
     return body
+
+
+def _field_lines(change: Any) -> list[str]:
+    """`path`: old → new; a multi-line text as a diff block of its changed lines, and two long one-line values
+    cut where they differ (cut at their start, a reviewer saw the same text on both sides)."""
+    old, new = change.live, change.desired
+    if isinstance(old, str) and isinstance(new, str):
+        if "\n" in old or "\n" in new:
+            diff = [line[0] + line[2:] if line[0] in "+-" else line[1:] for line in line_diff(old, new)]
+            fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(diff))), default=0))
+            return [f"  - `{_code(change.path)}`:", f"    {fence}diff", *(f"    {line}" for line in diff), f"    {fence}"]
+        old, new = around_difference(old, new)
+    return [f"  - `{_code(change.path)}`: {_value(old)} → {_value(new)}"]
 
 
 def _value(value: Any) -> str:

@@ -8,7 +8,9 @@ it, and a commit message holding `[/b]` ended the command in a MarkupError trace
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from typing import Any
 
 from rich.console import Console
@@ -29,8 +31,26 @@ def as_json(value: Any) -> str:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    text = json.dumps(value, default=str) if not isinstance(value, str) or "\n" in value else value
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def line_diff(old: str, new: str, limit: int = 40) -> list[str]:
+    """A multi-line value's change as its changed lines with one line around each (`-`, `+`, ` `), as `git
+    diff` shows a file, at most `limit` lines: printed whole, a config file's three-line edit was unreadable."""
+    lines = []
+    for line in list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1))[2:]:
+        lines.append("  …" if line.startswith("@@") else f"{line[0]} {line[1:]}")
+    lines = lines[1:] if lines and lines[0] == "  …" else lines
+    return lines if len(lines) <= limit else [*lines[:limit], f"  … ({len(lines) - limit} more lines)"]
+
+
+def around_difference(old: str, new: str, limit: int = 60) -> tuple[str, str]:
+    """Two long one-line values cut to where they differ: cut at their start, they read the same."""
+    start = len(os.path.commonprefix([old, new]))
+    start = max(0, start - 20) if start > limit - 20 else 0
+    lead = "…" if start else ""
+    return _short(lead + old[start:], limit), _short(lead + new[start:], limit)
 
 
 def print_pass(console: Console, result: PassResult, verbose: bool = False) -> None:
@@ -83,16 +103,23 @@ def print_changes(console: Console, stack: str, changes, verbose: bool) -> None:
         where = f"  ({change.source_file})" if change.source_file else ""
         console.print(f"  {_ACTION_MARK[change.action]} {stack}: {change.id}{where}", highlight=False, markup=False)
         for field in change.fields[: None if verbose else 8]:
-            console.print(f"      {describe_field(field)}", highlight=False, markup=False)
+            for line in describe_field(field):
+                console.print(f"      {line}", highlight=False, markup=False)
 
 
-def describe_field(field) -> str:
-    """`- path: old` for a field the apply removes, `+ path: new` for one it adds, `~ path: old -> new`."""
+def describe_field(field) -> list[str]:
+    """`- path: old` for a field the apply removes, `+ path: new` for one it adds, `~ path: old -> new`; a
+    multi-line text's change as its changed lines under `~ path:`."""
     if field.desired is None and field.live is not None:
-        return f"- {field.path}: {_short(field.live)}"
+        return [f"- {field.path}: {_short(field.live)}"]
     if field.live is None:
-        return f"+ {field.path}: {_short(field.desired)}"
-    return f"~ {field.path}: {_short(field.live)} -> {_short(field.desired)}"
+        return [f"+ {field.path}: {_short(field.desired)}"]
+    if isinstance(field.live, str) and isinstance(field.desired, str):
+        if "\n" in field.live or "\n" in field.desired:
+            return [f"~ {field.path}:", *(f"    {line}" for line in line_diff(field.live, field.desired))]
+        old, new = around_difference(field.live, field.desired)
+        return [f"~ {field.path}: {old} -> {new}"]
+    return [f"~ {field.path}: {_short(field.live)} -> {_short(field.desired)}"]
 
 
 def print_drift(console: Console, report: DriftReport) -> None:
@@ -104,7 +131,19 @@ def print_drift(console: Console, report: DriftReport) -> None:
         since = f" (since {item.first_seen:%Y-%m-%d %H:%M}Z)" if item.first_seen else ""
         console.print(f"  {item.kind.value:<9} {item.stack}: {item.id}{since}", highlight=False, markup=False)
         for field in item.fields:
-            console.print(f"      {field.path}: Git {_short(field.desired)}, live {_short(field.live)}", highlight=False, markup=False)
+            for line in _drift_lines(field):
+                console.print(f"      {line}", highlight=False, markup=False)
+
+
+def _drift_lines(field) -> list[str]:
+    """`path: Git x, live y`; a multi-line text as its lines that differ (`-` Git's, `+` live)."""
+    git, live = field.desired, field.live
+    if isinstance(git, str) and isinstance(live, str):
+        if "\n" in git or "\n" in live:
+            return [f"{field.path}: Git (-) against live (+)", *(f"    {line}" for line in line_diff(git, live))]
+        git, live = around_difference(git, live)
+        return [f"{field.path}: Git {git}, live {live}"]
+    return [f"{field.path}: Git {_short(git)}, live {_short(live)}"]
 
 
 def print_status(console: Console, status: EnvStatus, history: bool = False) -> None:
