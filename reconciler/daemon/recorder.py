@@ -13,7 +13,7 @@ from reconciler.daemon.runs import Run, RunState, describe_pass
 from reconciler.daemon.settings import Engine
 from reconciler.daemon.timing import PassTiming
 from reconciler.logs import bound, get_logger, redact_text
-from reconciler.results import PassResult, StackState, utcnow
+from reconciler.results import Action, PassResult, StackState, utcnow
 
 log = get_logger("reconciler.daemon")
 
@@ -43,6 +43,8 @@ class PassRecorder:
             for stack in result.stacks:
                 state.stack_results[stack.stack] = stack
                 state.stack_runs[stack.stack] = run.finished_at
+                if stack.changes:
+                    state.stack_objects[stack.stack] = sum(1 for c in stack.changes if c.action is not Action.PRUNE)
             self.alerts.on_pass(result, state, duration_s)
             if self.commit_status is not None and run.action == "sync" and not stopped:
                 self.commit_status.publish(engine.env if hasattr(engine, "env") else self.envs[run.env], result)

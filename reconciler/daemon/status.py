@@ -87,7 +87,7 @@ def _stack_entry(state: Any, stack: Any, drift: dict[str, int]) -> dict[str, Any
         "healthy": result.healthy if result else None,
         "commit": last.commit.sha if last and last.commit and result else None,
         "changes": len(result.changed) if result else 0,
-        "objects": len(result.changes) if result else None,  # every object its last pass looked at
+        "objects": state.stack_objects.get(stack.name) if result else None,
         "drift_count": drift.get(stack.name, 0),
         "violations": violations,
         "last_run": state.stack_runs[stack.name].isoformat() if stack.name in state.stack_runs else None,

@@ -90,6 +90,41 @@ def test_the_clis_resume_with_remote_has_the_daemon_reconcile_at_once(
         wait_for(lambda: _value(api_client, namespace) == "v2", timeout_s=120, what="v2 applied after resume")
 
 
+def _extras(count: int) -> str:
+    return yaml.safe_dump_all([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"extra-{i}"},
+                                "data": {"value": "x"}} for i in range(count)])
+
+
+def _objects_shown(base: str) -> int:
+    [stack] = requests.get(f"{base}/api/status", headers=HEADERS, timeout=5).json()["envs"][0]["stacks"]
+    return stack["objects"]
+
+
+def test_the_status_counts_a_stacks_objects_without_what_it_pruned_and_keeps_the_count_through_settled_passes(
+        tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
+    """It counted the pass's changes: a pass that pruned one of seven showed 7, and a pass that found the
+    stack settled (the live cache vouched for it, nothing planned) showed 0."""
+    configmap_stack(repo, "app", namespace, {"value": "v1"}, extra=_extras(6))
+    repo.commit_and_push("seven objects")
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
+    with running_daemon([env], factory, settings=DaemonSettings(poll=False)) as d:
+        wait_for(lambda: _value(api_client, namespace, "extra-5") == "x", timeout_s=120, what="seven objects")
+        configmap_stack(repo, "app", namespace, {"value": "v1"}, extra=_extras(5))
+        repo.commit_and_push("one removed")
+
+        _post(d.base, "/api/sync", {"env": env.name})
+        assert _value(api_client, namespace, "extra-5") is None
+        pruned_pass = _objects_shown(d.base)
+        wait_for(lambda: d.daemon.engines[env.name].live.wait_synced(1), timeout_s=30, what="the watches to sync")
+        _post(d.base, "/api/sync", {"env": env.name})  # unchanged and clean: the next pass may find it settled
+        settled = _post(d.base, "/api/sync", {"env": env.name})
+        settled_pass = _objects_shown(d.base)
+
+    assert pruned_pass == 6
+    assert settled["result"]["stacks"][0]["changes"] == [], "the second pass found the stack settled"
+    assert settled_pass == 6
+
+
 def test_the_apis_allow_mass_prune_lets_one_pass_through(
         tmp_path: Path, repo: GitRepo, namespace: str, api_client: client.ApiClient, factory: Any) -> None:
     extra = yaml.safe_dump_all([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"extra-{i}"},
