@@ -21,6 +21,9 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when PyYAML was built with it: parsing rendered output is most of a render's time."""
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+SOURCE_COMMENT = "# reconciler.healthflow.io/source: "
+"""A comment line `pipeline.plain` writes above each document it passes on, naming its file (relative to the
+stack's folder) as kustomize's origin annotation would; read only from a text of one document."""
 """Set by kustomize when a kustomization has `buildMetadata: [originAnnotations]`; we read the
 source file from it and strip it before anything reaches the cluster."""
 
@@ -177,6 +180,15 @@ def _origin_path(manifest: dict[str, Any]) -> str | None:
     return str(path) if path else None
 
 
+def _source_comment(text: str) -> str | None:
+    """The file `SOURCE_COMMENT` names in a one-document text, if it has one."""
+    at = text.find(SOURCE_COMMENT)
+    if at < 0 or (at > 0 and text[at - 1] != "\n"):
+        return None
+    end = text.find("\n", at)
+    return text[at + len(SOURCE_COMMENT):end if end >= 0 else None].strip() or None
+
+
 def _strip_origin(manifest: dict[str, Any]) -> None:
     meta = manifest.get("metadata") or {}
     annotations = meta.get("annotations")
@@ -216,9 +228,10 @@ def parse_objects(text: str, *, stack: str, base_dir: str = "") -> list[K8sObjec
     except yaml.YAMLError as exc:
         raise ManifestError(f"{where}: rendered output is not valid YAML: {exc}", fix="check the stack's manifests") from exc
     objects = []
+    commented = _source_comment(text) if len(documents) == 1 else None
     for document in documents:
         manifest = validate_manifest(document, where)
-        origin = _origin_path(manifest)
+        origin = _origin_path(manifest) or commented
         _strip_origin(manifest)
         source = _join_repo_path(base_dir, origin) if origin else _chart_of(manifest, base_dir)
         objects.append(K8sObject(manifest=manifest, stack=stack, source_file=source))

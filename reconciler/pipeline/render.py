@@ -174,7 +174,7 @@ def cache_key(paths: list[str], object_id: Callable[[str], str | None],
               workers: KustomizeWorkers | None = None) -> str | None:
     """The hash of every input's Git id, or None when one of them has no id (it is not in Git)."""
     identity = _kustomize_identity(workers.binary if workers else None)
-    digest = hashlib.sha256(f"render-v2\n{identity}\n".encode())
+    digest = hashlib.sha256(f"render-v3\n{identity}\n".encode())  # v3: plain renders name their files
     for path in paths:
         oid = object_id(path)
         if oid is None:
