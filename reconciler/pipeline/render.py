@@ -29,6 +29,7 @@ from typing import Callable, TypeVar
 from reconciler.errors import RenderError
 from reconciler.files import write_whole
 from reconciler.pipeline.kustomize_workers import BuildOutput, KustomizeWorkers, WorkerExited
+from reconciler.pipeline.origins import ask_for_origins
 from reconciler.pipeline.plain import plain_manifests
 from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 
@@ -174,7 +175,7 @@ def cache_key(paths: list[str], object_id: Callable[[str], str | None],
               workers: KustomizeWorkers | None = None) -> str | None:
     """The hash of every input's Git id, or None when one of them has no id (it is not in Git)."""
     identity = _kustomize_identity(workers.binary if workers else None)
-    digest = hashlib.sha256(f"render-v3\n{identity}\n".encode())  # v3: plain renders name their files
+    digest = hashlib.sha256(f"render-v4\n{identity}\n".encode())  # v4: every render names its files
     for path in paths:
         oid = object_id(path)
         if oid is None:
@@ -243,6 +244,8 @@ def build_stacks(tree_root: Path, stacks: list[tuple[str, str, str | None]], cac
         for _, path, _ in stacks]
     builds = [i for i, text in enumerate(texts) if text is None]
     wanted = [(tree_root / stacks[i][1], stacks[i][0], stacks[i][1]) for i in builds]
+    for directory, _, _ in wanted:
+        ask_for_origins(directory)  # each object's file, for errors and plan lines
     if workers is not None and wanted:
         built = run_kustomize_all(wanted, timeout_s, workers)
     else:
