@@ -199,12 +199,14 @@ def render_stack(
     object_id: Callable[[str], str | None] | None = None,
     timeout_s: float = RENDER_TIMEOUT_S,
     workers: KustomizeWorkers | None = None,
+    exported: bool = False,
 ) -> Rendered:
-    """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged."""
+    """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged.
+    `exported`: `tree_root` is an export of a commit (`build_stacks`)."""
     key, cached = cached_render(tree_root, stack, stack_path, cache, object_id, workers)
     if cached is not None:
         return cached
-    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s, workers)
+    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s, workers, exported)
 
 
 def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None,
@@ -224,27 +226,29 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
 
 
 def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None, key: str | None,
-                timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None) -> Rendered:
+                timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None,
+                exported: bool = False) -> Rendered:
     """Run kustomize for one stack (or read its plain manifests, pipeline.plain) and cache the output under
     `key` (thread-safe: one process, one file). Raises its RenderError."""
-    [built] = build_stacks(tree_root, [(stack, stack_path, key)], cache, timeout_s, workers)
+    [built] = build_stacks(tree_root, [(stack, stack_path, key)], cache, timeout_s, workers, exported=exported)
     if isinstance(built, RenderError):
         raise built
     return built
 
 
 def build_stacks(tree_root: Path, stacks: list[tuple[str, str, str | None]], cache: RenderCache | None,
-                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None
-                 ) -> list[Rendered | RenderError]:
+                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None, *,
+                 exported: bool = False) -> list[Rendered | RenderError]:
     """`build_stack` of several (stack, stack path, cache key), each Rendered or its RenderError: with
     `workers`, their kustomize builds asked of one worker at once (`run_kustomize_all`), else a CLI process
-    each."""
+    each. `exported`: `tree_root` is the render's own export of a commit, so each kustomization may be asked
+    for origin annotations (`origins`); a user's working copy is never written."""
     texts: list[str | RenderError | None] = [
         _or_error(lambda path=path: plain_manifests(tree_root / path, kustomization_of(tree_root, path)))
         for _, path, _ in stacks]
     builds = [i for i, text in enumerate(texts) if text is None]
     wanted = [(tree_root / stacks[i][1], stacks[i][0], stacks[i][1]) for i in builds]
-    for directory, _, _ in wanted:
+    for directory, _, _ in wanted if exported else []:
         ask_for_origins(directory)  # each object's file, for errors and plan lines
     if workers is not None and wanted:
         built = run_kustomize_all(wanted, timeout_s, workers)

@@ -222,3 +222,26 @@ def test_an_environment_name_kubernetes_cannot_take_is_refused_by_validate(tmp_p
     result = reconciler("validate", "--environments", str(env.parent))
 
     assert result.returncode == 2 and "environment name 'cs_github' must be lowercase" in result.stderr
+
+
+def test_rendering_the_working_copy_never_writes_to_it(tmp_path: Path) -> None:
+    """A render asks kustomize for origin annotations by adding them to its own export of a commit: never to
+    the files of a user's checkout (`--worktree`)."""
+    work = tmp_path / "work"
+    stack = work / "stacks/app"
+    stack.mkdir(parents=True)
+    (stack / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {v: '1'}\n")
+    kustomization = "namespace: app\nresources: [cm.yaml]\n"
+    (stack / "kustomization.yaml").write_text(kustomization)
+    (work / "environments").mkdir()
+    (work / "environments/dev.yaml").write_text(yaml.safe_dump({
+        "name": "dev", "source": {"url": "", "branch": "main"}, "policy": {"mode": "off"},
+        "stacks": [{"name": "app", "path": "stacks/app"}]}))
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+
+    result = reconciler("render", "--env", "dev", "--worktree", "--cache-dir", str(tmp_path / "cache"), cwd=work)
+
+    assert result.returncode == 0, result.stderr
+    assert "name: app" in result.stdout
+    assert (stack / "kustomization.yaml").read_text() == kustomization
+    assert sorted(p.name for p in stack.iterdir()) == ["cm.yaml", "kustomization.yaml"]

@@ -40,7 +40,7 @@ def render(repo: PushRepo, tmp_path: Path, stack_path: str):
     commit = source.fetch()
     tree = source.export(commit.sha)
     return render_stack(tree, "app", stack_path, RenderCache(tmp_path / "cache" / "render"),
-                        lambda p: source.tree_hash(commit.sha, p))
+                        lambda p: source.tree_hash(commit.sha, p), exported=True)
 
 
 def test_the_inputs_of_an_overlay_include_its_bases(repo: PushRepo) -> None:

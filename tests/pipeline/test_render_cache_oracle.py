@@ -151,7 +151,7 @@ def test_a_cached_render_always_equals_a_fresh_kustomize_build(steps: list[tuple
             tree = source.export(commit.sha)
             cached = outcome(lambda: render_stack(tree, "web", STACK, cache,
                                                   lambda p, sha=commit.sha: source.tree_hash(sha, p),
-                                                  workers=workers).text)
+                                                  workers=workers, exported=True).text)
             ask_for_origins(tree / STACK)  # as every render asks: the file of each object, in its annotation
             fresh = outcome(lambda: run_kustomize(tree / STACK, "web"))
             assert cached == fresh, f"step {number} ({edit}): the cached render differs from a fresh build"
