@@ -74,10 +74,9 @@ def _with_sources(text: str, documents: list[yaml.Node], relative: str) -> str:
     if "\n" in relative or any(mark in text for mark in ("\r", "\x85", "\u2028", "\u2029")):
         return text
     lines = text.split("\n")
-    for document in reversed(documents):
-        if document.start_mark.column == 0 and document.start_mark.line < len(lines):
-            lines.insert(document.start_mark.line, f"{SOURCE_COMMENT}{relative}")
-    return "\n".join(lines)
+    starts = {d.start_mark.line for d in documents if d.start_mark.column == 0}
+    comment = f"{SOURCE_COMMENT}{relative}\n"
+    return "\n".join(comment + line if number in starts else line for number, line in enumerate(lines))
 
 
 def _resource_files(directory: Path, kustomization: dict | None) -> list[Path]:
