@@ -121,7 +121,7 @@ class Engine:
                                       lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
                                       discovered_scope(self.cluster) if discover else None,
                                       decryptor_for(env, self.local_env.file, lambda: self.cluster),
-                                      self.kustomize_workers, exported=True)
+                                      self.kustomize_workers)
         if discover:  # as `rendered_at` renders: the drift check after a pass reuses the pass's render
             self._renders.put(commit.sha, rendered)
         return rendered

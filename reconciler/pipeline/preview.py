@@ -84,7 +84,7 @@ def render_at(engine: EngineView, env: EnvironmentConfig, commit: CommitInfo) ->
     tree = engine.source.export(commit.sha)
     return render_environment(env, commit, tree, emitter(None, "", env.name), engine.render_cache,
                               lambda path, sha=commit.sha: engine.source.tree_hash(sha, path),
-                              workers=engine.kustomize_workers, exported=True)
+                              workers=engine.kustomize_workers)
 
 
 def compare(base_env: EnvironmentConfig | None, old: RenderedEnv | None, new_env: EnvironmentConfig,

@@ -29,7 +29,6 @@ from typing import Callable, TypeVar
 from reconciler.errors import RenderError
 from reconciler.files import write_whole
 from reconciler.pipeline.kustomize_workers import BuildOutput, KustomizeWorkers, WorkerExited
-from reconciler.pipeline.origins import ask_for_origins
 from reconciler.pipeline.plain import plain_manifests
 from reconciler.pipeline.render_inputs import input_paths, kustomization_of
 
@@ -175,7 +174,7 @@ def cache_key(paths: list[str], object_id: Callable[[str], str | None],
               workers: KustomizeWorkers | None = None) -> str | None:
     """The hash of every input's Git id, or None when one of them has no id (it is not in Git)."""
     identity = _kustomize_identity(workers.binary if workers else None)
-    digest = hashlib.sha256(f"render-v4\n{identity}\n".encode())  # v4: every render names its files
+    digest = hashlib.sha256(f"render-v3\n{identity}\n".encode())  # v3: plain renders name their files
     for path in paths:
         oid = object_id(path)
         if oid is None:
@@ -199,14 +198,12 @@ def render_stack(
     object_id: Callable[[str], str | None] | None = None,
     timeout_s: float = RENDER_TIMEOUT_S,
     workers: KustomizeWorkers | None = None,
-    exported: bool = False,
 ) -> Rendered:
-    """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged.
-    `exported`: `tree_root` is an export of a commit (`build_stacks`)."""
+    """Render `stack_path` (relative to `tree_root`), reusing the cache when every input is unchanged."""
     key, cached = cached_render(tree_root, stack, stack_path, cache, object_id, workers)
     if cached is not None:
         return cached
-    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s, workers, exported)
+    return build_stack(tree_root, stack, stack_path, cache, key, timeout_s, workers)
 
 
 def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None,
@@ -226,30 +223,26 @@ def cached_render(tree_root: Path, stack: str, stack_path: str, cache: RenderCac
 
 
 def build_stack(tree_root: Path, stack: str, stack_path: str, cache: RenderCache | None, key: str | None,
-                timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None,
-                exported: bool = False) -> Rendered:
+                timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None) -> Rendered:
     """Run kustomize for one stack (or read its plain manifests, pipeline.plain) and cache the output under
     `key` (thread-safe: one process, one file). Raises its RenderError."""
-    [built] = build_stacks(tree_root, [(stack, stack_path, key)], cache, timeout_s, workers, exported=exported)
+    [built] = build_stacks(tree_root, [(stack, stack_path, key)], cache, timeout_s, workers)
     if isinstance(built, RenderError):
         raise built
     return built
 
 
 def build_stacks(tree_root: Path, stacks: list[tuple[str, str, str | None]], cache: RenderCache | None,
-                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None, *,
-                 exported: bool = False) -> list[Rendered | RenderError]:
+                 timeout_s: float = RENDER_TIMEOUT_S, workers: KustomizeWorkers | None = None
+                 ) -> list[Rendered | RenderError]:
     """`build_stack` of several (stack, stack path, cache key), each Rendered or its RenderError: with
     `workers`, their kustomize builds asked of one worker at once (`run_kustomize_all`), else a CLI process
-    each. `exported`: `tree_root` is the render's own export of a commit, so each kustomization may be asked
-    for origin annotations (`origins`); a user's working copy is never written."""
+    each."""
     texts: list[str | RenderError | None] = [
         _or_error(lambda path=path: plain_manifests(tree_root / path, kustomization_of(tree_root, path)))
         for _, path, _ in stacks]
     builds = [i for i, text in enumerate(texts) if text is None]
     wanted = [(tree_root / stacks[i][1], stacks[i][0], stacks[i][1]) for i in builds]
-    for directory, _, _ in wanted if exported else []:
-        ask_for_origins(directory)  # each object's file, for errors and plan lines
     if workers is not None and wanted:
         built = run_kustomize_all(wanted, timeout_s, workers)
     else:

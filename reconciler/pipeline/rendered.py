@@ -63,13 +63,11 @@ class RenderedEnv:
 def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, emit: Emit,
                        cache: RenderCache | None, object_id: Callable[[str], str | None] | None,
                        discovered: Scope | None = None, decryptor: Decryptor | None = None,
-                       workers: KustomizeWorkers | None = None, exported: bool = False) -> RenderedEnv:
+                       workers: KustomizeWorkers | None = None) -> RenderedEnv:
     """Render every stack of `env` from `tree` (the commit's files), then evaluate policy. Cache lookups go
     one stack at a time (they read the Git object database); the kustomize builds of misses in parallel.
     Encrypted Secrets are decrypted after the cache, in memory (`decryptor`; left encrypted without one).
-    `workers`: running kustomize processes to build in (the CLI without them). `exported`: `tree` is the
-    render's own export of a commit, which may ask kustomize for origin annotations (`origins`); never a
-    user's working copy (`--worktree`)."""
+    `workers`: running kustomize processes to build in (the CLI without them)."""
     rendered = RenderedEnv(commit=commit, tree=tree, env=env)
     root = env.source.path.strip("/")
     paths = {stack.name: f"{root}/{stack.path}" if root else stack.path for stack in env.stacks}
@@ -92,8 +90,7 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
     def build(names: list[str]) -> list[tuple[str, Rendered | ReconcilerError]]:
         try:
             return list(zip(names, build_stacks(tree, [(name, paths[name], misses[name]) for name in names],
-                                                cache if object_id else None, env.sync.render_timeout_s, workers,
-                                                exported=exported)))
+                                                cache if object_id else None, env.sync.render_timeout_s, workers)))
         except ReconcilerError as exc:
             return [(name, exc) for name in names]
 

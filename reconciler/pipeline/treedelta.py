@@ -5,9 +5,9 @@ Why: a push changes a few files of a repository, and each replica writes every n
 any environment of the push can render. Measured on this project's machine for the fleet benchmark's
 repository (2,002 files, ext4): `git archive | tar -x` 0.14-0.24 CPU-s (nearly all the file system's),
 hard links for the same files 0.05; an export with its listing 0.13-0.14 CPU-s whole, 0.09-0.12 derived.
-Exported trees are never written through (kustomize and the render read them; `origins` replaces a stack's
-kustomization by a new file), so their files can be shared between trees: a new tree links the files it
-shares with the last one and writes only the others, each a file of its own.
+Exported trees are never modified (kustomize and the render only read them), so their files can be shared
+between trees: a new tree links the files it shares with the last one and writes only the others, each a
+file of its own.
 """
 
 from __future__ import annotations

@@ -225,8 +225,8 @@ def test_an_environment_name_kubernetes_cannot_take_is_refused_by_validate(tmp_p
 
 
 def test_rendering_the_working_copy_never_writes_to_it(tmp_path: Path) -> None:
-    """A render asks kustomize for origin annotations by adding them to its own export of a commit: never to
-    the files of a user's checkout (`--worktree`)."""
+    """`render --worktree` builds the files of a user's checkout where they are: nothing of the render (a
+    partial file, an added key) may be left in them."""
     work = tmp_path / "work"
     stack = work / "stacks/app"
     stack.mkdir(parents=True)

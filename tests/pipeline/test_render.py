@@ -40,7 +40,7 @@ def render(repo: PushRepo, tmp_path: Path, stack_path: str):
     commit = source.fetch()
     tree = source.export(commit.sha)
     return render_stack(tree, "app", stack_path, RenderCache(tmp_path / "cache" / "render"),
-                        lambda p: source.tree_hash(commit.sha, p), exported=True)
+                        lambda p: source.tree_hash(commit.sha, p))
 
 
 def test_the_inputs_of_an_overlay_include_its_bases(repo: PushRepo) -> None:
@@ -193,33 +193,3 @@ def test_stacks_built_at_once_where_no_worker_can_start_are_built_by_the_cli(rep
                            workers=KustomizeWorkers(str(tmp_path / "no-such-worker")))
 
     assert isinstance(built, Rendered) and built.text == render_stack(tree, "app", "overlays/dev/app").text
-
-
-def test_each_object_of_a_kustomize_build_names_its_file_though_the_kustomization_asks_for_no_origins(
-        repo: PushRepo, tmp_path: Path) -> None:
-    """Most repositories set no `buildMetadata: [originAnnotations]`: an error then named no file."""
-    repo.write("overlays/dev/plainer/kustomization.yaml", kustomization(resources=["../../../base/app", "svc.yaml"],
-                                                                        namespace="dev"))
-    repo.write("overlays/dev/plainer/svc.yaml", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                                                 "spec": {"ports": [{"port": 80}]}})
-    repo.commit("an overlay without origin annotations")
-
-    rendered = render(repo, tmp_path, "overlays/dev/plainer")
-
-    objects = parse_objects(rendered.text, stack="app", base_dir="overlays/dev/plainer")
-    assert {o.kind: o.source_file for o in objects} == {"ConfigMap": "base/app/cm.yaml",
-                                                        "Service": "overlays/dev/plainer/svc.yaml"}
-    assert all("config.kubernetes.io/origin" not in (o.manifest["metadata"].get("annotations") or {}) for o in objects)
-
-
-def test_a_kustomization_that_sets_its_own_build_metadata_is_built_as_written(repo: PushRepo, tmp_path: Path) -> None:
-    """kustomize honours buildMetadata only at the root: the user's `managedByLabel` must not be lost."""
-    repo.write("overlays/dev/labelled/kustomization.yaml", kustomization(resources=["../../../base/app"],
-                                                                         buildMetadata=["managedByLabel"]))
-    repo.commit("managedByLabel")
-
-    rendered = render(repo, tmp_path, "overlays/dev/labelled")
-
-    [obj] = parse_objects(rendered.text, stack="app", base_dir="overlays/dev/labelled")
-    assert "app.kubernetes.io/managed-by" in obj.manifest["metadata"]["labels"]
-    assert obj.source_file is None

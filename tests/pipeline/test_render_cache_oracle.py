@@ -1,6 +1,5 @@
 """The render cache's differential oracle: after every commit, the cached render of a stack (built, on a
-miss, in a kustomize worker, as engines build) equals a fresh `kustomize build` CLI run on the same tree
-(its kustomization asking for origin annotations, as every render's does: `pipeline.origins`).
+miss, in a kustomize worker, as engines build) equals a fresh `kustomize build` CLI run on the same tree.
 
 Hypothesis draws a repository of nested kustomizations (a stack whose sub-folder reaches a base
 outside the stack, components, generators reading files, patches from files, a symbolic link to a
@@ -24,7 +23,6 @@ from hypothesis import strategies as st
 from gitrepo import PushRepo
 from reconciler.errors import RenderError
 from reconciler.pipeline.kustomize_workers import KustomizeWorkers
-from reconciler.pipeline.origins import ask_for_origins
 from reconciler.pipeline.render import RenderCache, render_stack, run_kustomize
 from reconciler.pipeline.source import GitSource
 
@@ -151,8 +149,7 @@ def test_a_cached_render_always_equals_a_fresh_kustomize_build(steps: list[tuple
             tree = source.export(commit.sha)
             cached = outcome(lambda: render_stack(tree, "web", STACK, cache,
                                                   lambda p, sha=commit.sha: source.tree_hash(sha, p),
-                                                  workers=workers, exported=True).text)
-            ask_for_origins(tree / STACK)  # as every render asks: the file of each object, in its annotation
+                                                  workers=workers).text)
             fresh = outcome(lambda: run_kustomize(tree / STACK, "web"))
             assert cached == fresh, f"step {number} ({edit}): the cached render differs from a fresh build"
         workers.close()
