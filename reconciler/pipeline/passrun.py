@@ -6,6 +6,7 @@ nothing else. Every failure ends up in the stack's result, never as an exception
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
@@ -21,6 +22,7 @@ from reconciler.parallel import map_threads
 from reconciler.pipeline.apply import apply_planned
 from reconciler.pipeline.context import PassContext, Settled
 from reconciler.pipeline.inventory import Inventory, StackRecord
+from reconciler.pipeline.locate import object_files
 from reconciler.pipeline.ownership import owner_label_value, prune_candidates
 from reconciler.pipeline.plan import PlannedObject, never_created, plan_stack, unchecked_note
 from reconciler.pipeline.progress import Emit
@@ -117,6 +119,7 @@ class PassRun:
                              force=self.env.sync.correct_drift, owner=self.ctx.ownership(stack.name),
                              write_single=not self.dry_run)
         self._planned[stack.name] = planned
+        self._locate_files(stack, planned)
         result.drifted = sum(1 for p in planned if p.drift)
         if not self.env.sync.correct_drift:
             for entry in planned:
@@ -138,6 +141,17 @@ class PassRun:
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
         if seen is not None and clean and not result.conflicts:
             self.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
+
+    def _locate_files(self, stack: StackConfig, planned: list[PlannedObject]) -> None:
+        """Objects the render could not name a file for learn it when an error asks (`pipeline.locate`: one
+        more build of the stack, only then); not for a pinned stack, rendered from another commit's tree."""
+        if stack.name in self.rendered.pinned or all(p.obj.source_file for p in planned):
+            return
+        root = self.env.source.path.strip("/")
+        path = f"{root}/{stack.path}" if root else stack.path
+        files = functools.cache(lambda: object_files(self.rendered.tree, path, stack.name))
+        for entry in planned:
+            entry.locate = lambda oid: files().get(oid)
 
     def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
         errors = [p for p in planned if p.error]

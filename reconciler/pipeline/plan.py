@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from reconciler.kube.cluster import FIELD_MANAGER, ApiError, Cluster, UnknownKind
 from reconciler.parallel import map_threads
@@ -58,13 +59,16 @@ class PlannedObject:
     written: bool = False  # applied while being confirmed
     sent: bool = False  # an apply (not a dry run) went out: the object may exist now, whatever the answer
     awaits_namespace: bool = False  # new, in a Namespace this stack creates: dry-run once that Namespace is applied
+    locate: Callable[[ObjectId], str | None] | None = field(default=None, repr=False, compare=False)
+    # where its file is, when the render could not say (asked only for an error message: `pipeline.locate`)
 
     def change(self) -> ObjectChange:
         return ObjectChange(id=self.obj.id, action=self.action, fields=self.fields, source_file=self.obj.source_file)
 
     @property
     def where(self) -> str:
-        return f"{self.obj.id} ({self.obj.source_file})" if self.obj.source_file else str(self.obj.id)
+        source = self.obj.source_file or (self.locate(self.obj.id) if self.locate else None)
+        return f"{self.obj.id} ({source})" if source else str(self.obj.id)
 
 
 def never_created(planned: list[PlannedObject]) -> set[str]:
