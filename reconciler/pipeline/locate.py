@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -37,12 +36,12 @@ def object_files(tree: Path, stack_path: str, stack: str) -> dict[ObjectId, str]
     try:
         with tempfile.TemporaryDirectory(prefix=".locate-", dir=tree.parent) as scratch:
             copy = Path(scratch) / "tree"
-            subprocess.run(["cp", "-al", str(tree), str(copy)], check=True, capture_output=True, timeout=60)
+            shutil.copytree(tree, copy, symlinks=True, copy_function=os.link)  # links, as `cp -al`, anywhere
             if not ask_for_origins(copy / stack_path):
                 return {}
             text = run_kustomize(copy / stack_path, stack, where=stack_path)
         return {o.id: o.source_file for o in parse_objects(text, stack=stack, base_dir=stack_path) if o.source_file}
-    except (OSError, subprocess.SubprocessError, ReconcilerError):
+    except (OSError, shutil.Error, ReconcilerError):
         return {}
 
 
