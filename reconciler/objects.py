@@ -21,11 +21,11 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when PyYAML was built with it: parsing rendered output is most of a render's time."""
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+"""Set by kustomize when a kustomization has `buildMetadata: [originAnnotations]`; we read the
+source file from it and strip it before anything reaches the cluster."""
 SOURCE_COMMENT = "# reconciler.healthflow.io/source: "
 """A comment line `pipeline.plain` writes above each document it passes on, naming its file (relative to the
 stack's folder) as kustomize's origin annotation would; read only from a text of one document."""
-"""Set by kustomize when a kustomization has `buildMetadata: [originAnnotations]`; we read the
-source file from it and strip it before anything reaches the cluster."""
 
 # Kinds that other objects need to exist first; everything else applies after them.
 _APPLY_ORDER: tuple[str, ...] = (

@@ -1,9 +1,9 @@
 """`reconciler preview -o markdown`: a pull-request comment.
 
 One summary row per environment, then per changed stack a collapsed `<details>` block with the
-objects added, changed (field paths, old -> new; a multi-line text as a diff block), pruned and kept, and the policy verdicts. Secret
-values arrive masked from the preview; values are cut short and escaped so no manifest text can
-break the table or the HTML around it.
+objects added, changed (field paths, old -> new; a multi-line text as a diff block), pruned and kept,
+and the policy verdicts. Secret values arrive masked from the preview; values are cut short and
+escaped so no manifest text can break the table or the HTML around it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from reconciler.cli.output import around_difference, line_diff
+from reconciler.cli.output import around_difference, text_change
 from reconciler.results import EnvPreview, StackPreview
 
 _FIELDS_SHOWN = 8
@@ -90,11 +90,11 @@ def _field_lines(change: Any) -> list[str]:
     """`path`: old → new; a multi-line text as a diff block of its changed lines, and two long one-line values
     cut where they differ (cut at their start, a reviewer saw the same text on both sides)."""
     old, new = change.live, change.desired
+    if (lines := text_change(old, new)) is not None:
+        diff = [line[0] + line[2:] if line[0] in "+-" else line[1:] for line in lines]
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(diff))), default=0))
+        return [f"  - `{_code(change.path)}`:", f"    {fence}diff", *(f"    {line}" for line in diff), f"    {fence}"]
     if isinstance(old, str) and isinstance(new, str):
-        if "\n" in old or "\n" in new:
-            diff = [line[0] + line[2:] if line[0] in "+-" else line[1:] for line in line_diff(old, new)]
-            fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(diff))), default=0))
-            return [f"  - `{_code(change.path)}`:", f"    {fence}diff", *(f"    {line}" for line in diff), f"    {fence}"]
         old, new = around_difference(old, new)
     return [f"  - `{_code(change.path)}`: {_value(old)} → {_value(new)}"]
 

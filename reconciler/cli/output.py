@@ -53,6 +53,18 @@ def around_difference(old: str, new: str, limit: int = 60) -> tuple[str, str]:
     return _short(lead + old[start:], limit), _short(lead + new[start:], limit)
 
 
+def text_change(old: Any, new: Any) -> list[str] | None:
+    """A multi-line text's change as its changed lines (`line_diff`); None for values shown on one line."""
+    if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
+        return line_diff(old, new)
+    return None
+
+
+def _one_line(old: Any, new: Any) -> tuple[str, str]:
+    """Two values on one line each: two texts cut where they differ, anything else cut short."""
+    return around_difference(old, new) if isinstance(old, str) and isinstance(new, str) else (_short(old), _short(new))
+
+
 def print_pass(console: Console, result: PassResult, verbose: bool = False) -> None:
     commit = f"{result.commit.short} {result.commit.message!r} by {result.commit.author}" if result.commit else "-"
     title = "plan" if result.dry_run else "sync"
@@ -114,12 +126,10 @@ def describe_field(field) -> list[str]:
         return [f"- {field.path}: {_short(field.live)}"]
     if field.live is None:
         return [f"+ {field.path}: {_short(field.desired)}"]
-    if isinstance(field.live, str) and isinstance(field.desired, str):
-        if "\n" in field.live or "\n" in field.desired:
-            return [f"~ {field.path}:", *(f"    {line}" for line in line_diff(field.live, field.desired))]
-        old, new = around_difference(field.live, field.desired)
-        return [f"~ {field.path}: {old} -> {new}"]
-    return [f"~ {field.path}: {_short(field.live)} -> {_short(field.desired)}"]
+    if (lines := text_change(field.live, field.desired)) is not None:
+        return [f"~ {field.path}:", *(f"    {line}" for line in lines)]
+    old, new = _one_line(field.live, field.desired)
+    return [f"~ {field.path}: {old} -> {new}"]
 
 
 def print_drift(console: Console, report: DriftReport) -> None:
@@ -137,13 +147,10 @@ def print_drift(console: Console, report: DriftReport) -> None:
 
 def _drift_lines(field) -> list[str]:
     """`path: Git x, live y`; a multi-line text as its lines that differ (`-` Git's, `+` live)."""
-    git, live = field.desired, field.live
-    if isinstance(git, str) and isinstance(live, str):
-        if "\n" in git or "\n" in live:
-            return [f"{field.path}: Git (-) against live (+)", *(f"    {line}" for line in line_diff(git, live))]
-        git, live = around_difference(git, live)
-        return [f"{field.path}: Git {git}, live {live}"]
-    return [f"{field.path}: Git {_short(git)}, live {_short(live)}"]
+    if (lines := text_change(field.desired, field.live)) is not None:
+        return [f"{field.path}: Git (-) against live (+)", *(f"    {line}" for line in lines)]
+    git, live = _one_line(field.desired, field.live)
+    return [f"{field.path}: Git {git}, live {live}"]
 
 
 def print_status(console: Console, status: EnvStatus, history: bool = False) -> None:

@@ -23,11 +23,12 @@ from pathlib import Path
 import yaml
 
 from reconciler.errors import ReconcilerError
+from reconciler.files import write_whole
 from reconciler.objects import ObjectId, parse_objects
 from reconciler.pipeline.render import run_kustomize
+from reconciler.pipeline.treefacts import KUSTOMIZATION_FILES
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _ASK = "buildMetadata: [originAnnotations]\n"
 
 
@@ -48,7 +49,7 @@ def object_files(tree: Path, stack_path: str, stack: str) -> dict[ObjectId, str]
 def ask_for_origins(directory: Path) -> bool:
     """Add the origin annotations to the kustomization of `directory` (a new file) where that is safe;
     whether it asks for them now."""
-    path = next((directory / name for name in _KUSTOMIZATION_NAMES if (directory / name).is_file()), None)
+    path = next((directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()), None)
     if path is None:
         return False
     try:
@@ -59,20 +60,7 @@ def ask_for_origins(directory: Path) -> bool:
         asked = text + ("" if text.endswith("\n") or not text else "\n") + _ASK
         if yaml.load(asked, Loader=_Loader) != {**data, "buildMetadata": ["originAnnotations"]}:
             return False
-        _replace(path, asked)
-        return True
+        return write_whole(path, asked)  # a new file renamed over it: a tree hard-linked to the old one keeps it
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
 
-
-def _replace(path: Path, text: str) -> None:
-    """A new file renamed over `path`: a file hard-linked to the old one keeps its text."""
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        shutil.copymode(path, partial)
-        os.replace(partial, path)
-    except OSError:
-        Path(partial).unlink(missing_ok=True)
-        raise
