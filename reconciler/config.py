@@ -385,6 +385,12 @@ class EnvironmentConfig(_Strict):
     def health_timeout(self, stack: StackConfig) -> float:
         return stack.health_timeout_s if stack.health_timeout_s is not None else self.sync.health_timeout_s
 
+    def in_repository(self, path: str) -> str:
+        """A path the file gives relative to `source.path` (a stack's, the policy folder) as the repository
+        names it."""
+        root = self.source.path.strip("/")
+        return f"{root}/{path}" if root else path
+
 
 def _field_path(location: tuple) -> str:
     parts: list[str] = []

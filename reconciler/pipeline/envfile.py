@@ -73,12 +73,10 @@ def _declares_name(path: Path) -> bool:
 def check_paths_inside(env: EnvironmentConfig, tree: Path, where: str) -> None:
     """`source.path`, every stack path and the policy folder resolve inside `tree` (symbolic links
     followed). ConfigError naming the field otherwise: a pusher could read the host's files."""
-    root = env.source.path.strip("/")
-    inside(tree, root, where, "source.path")
+    inside(tree, env.source.path.strip("/"), where, "source.path")
     for index, stack in enumerate(env.stacks):
-        inside(tree, f"{root}/{stack.path}" if root else stack.path, where, f"stacks[{index}] ({stack.name}).path")
-    policy = f"{root}/{env.policy.directory}" if root else env.policy.directory
-    inside(tree, policy, where, "policy.directory")
+        inside(tree, env.in_repository(stack.path), where, f"stacks[{index}] ({stack.name}).path")
+    inside(tree, env.in_repository(env.policy.directory), where, "policy.directory")
 
 
 def inside(tree: Path, relative: str, where: str, field: str) -> None:

@@ -15,10 +15,15 @@ from reconciler.kube.cluster import ApiError, Cluster
 from reconciler.pipeline.ownership import MANAGED_BY, MANAGED_BY_LABEL
 
 
+def hash_key_secret(env: str) -> str:
+    """The name of the environment's hash-key Secret."""
+    return f"reconciler-{env}-key"
+
+
 def read_hash_key(cluster: Cluster, namespace: str, env: str, create: bool) -> tuple[bytes, bool]:
     """(the key, whether its Secret existed when read). Made on first use when `create`; b'' when it does not
     exist and may not be created (a plan before the first sync)."""
-    name = f"reconciler-{env}-key"
+    name = hash_key_secret(env)
     live = cluster.get("v1", "Secret", namespace, name)
     existed = live is not None
     if live is None and create:

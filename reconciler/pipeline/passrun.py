@@ -147,8 +147,7 @@ class PassRun:
         more build of the stack, only then); not for a pinned stack, rendered from another commit's tree."""
         if stack.name in self.rendered.pinned or all(p.obj.source_file for p in planned):
             return
-        root = self.env.source.path.strip("/")
-        path = f"{root}/{stack.path}" if root else stack.path
+        path = self.env.in_repository(stack.path)
         files = functools.cache(lambda: object_files(self.rendered.tree, path, stack.name))
         for entry in planned:
             entry.locate = lambda oid: files().get(oid)

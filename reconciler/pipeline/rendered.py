@@ -69,8 +69,7 @@ def render_environment(env: EnvironmentConfig, commit: CommitInfo, tree: Path, e
     Encrypted Secrets are decrypted after the cache, in memory (`decryptor`; left encrypted without one).
     `workers`: running kustomize processes to build in (the CLI without them)."""
     rendered = RenderedEnv(commit=commit, tree=tree, env=env)
-    root = env.source.path.strip("/")
-    paths = {stack.name: f"{root}/{stack.path}" if root else stack.path for stack in env.stacks}
+    paths = {stack.name: env.in_repository(stack.path) for stack in env.stacks}
     outputs: dict[str, Rendered] = {}
     misses: dict[str, str | None] = {}
     for stack in env.stacks:
@@ -163,8 +162,7 @@ def _parsed(cache: RenderCache | None, stack: str, path: str, text: str, digest:
 
 
 def policy_folder(env: EnvironmentConfig) -> str:
-    root = env.source.path.strip("/")
-    return f"{root}/{env.policy.directory}" if root else env.policy.directory
+    return env.in_repository(env.policy.directory)
 
 
 def check_policy_folder(env: EnvironmentConfig, rendered: RenderedEnv) -> None:

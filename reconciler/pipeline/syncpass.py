@@ -23,6 +23,7 @@ from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import WatchKey
 from reconciler.pipeline.context import EngineView, PassContext, PassOptions
 from reconciler.pipeline.fetchmemo import Moment
+from reconciler.pipeline.hashkey import hash_key_secret
 from reconciler.pipeline.inventory import SYSTEM_NAMESPACE, Inventory
 from reconciler.pipeline.ownership import owner_label_values
 from reconciler.pipeline.passrun import PassRun
@@ -145,7 +146,7 @@ def _prepare(engine: EngineView, result: PassResult, progress: Progress | None, 
         result.notices.clear()
         pins, rendered = _pinned(engine, head, current, rollback, result)
     if inventory.key_lost:
-        result.notices.append(f"the hash key Secret {SYSTEM_NAMESPACE}/reconciler-{env.name}-key was missing: the "
+        result.notices.append(f"the hash key Secret {SYSTEM_NAMESPACE}/{hash_key_secret(env.name)} was missing: the "
                               "inventory's hashes cannot be checked, so a live difference is reported as drift, never "
                               "taken for a Git change, until its stack is applied again")
         log.warning("hash key missing: recorded hashes forgotten", env=env.name)
