@@ -1,6 +1,7 @@
 """The only module that talks to the Kubernetes API.
 
-Objects travel as plain dicts over raw REST calls (`ApiClient.call_api`), so any kind the server
+Objects travel as plain dicts over raw REST calls (kept-alive `http.client` connections, `kube.transport`;
+`ApiClient.call_api` where that module leaves a configuration to the library), so any kind the server
 serves, CRDs included, works the same way, and the typed client's client-side validation never
 hides what the API server itself would say. Every request is counted by verb: a pass reports how
 many it made, which keeps the steady-state cost (one LIST per kind and namespace) honest.
@@ -8,6 +9,7 @@ many it made, which keeps the steady-state cost (one LIST per kind and namespace
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections import Counter
@@ -21,6 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from reconciler.errors import ClusterError
 from reconciler.kube.retry import API_RETRY, retry_after, retryable
+from reconciler.kube.transport import transport_of
 from reconciler.retrying import retry_call
 
 FIELD_MANAGER = "healthflow-reconciler"
@@ -268,28 +271,37 @@ class Cluster:
 
 def send(cluster: Cluster, method: str, path: str, query: list[tuple[str, Any]] | None, body: Any,
          content_type: str) -> dict:
-    """One HTTP request as `cluster` (its client, impersonated user and timeout); an error answer is raised
-    as `_Retryable` for `Cluster._call` to retry or give up on."""
+    """One HTTP request as `cluster` (its client, impersonated user and timeout), through the client's
+    `transport` (kept-alive `http.client` connections) or, for a configuration it leaves to the library,
+    `call_api`; an error answer is raised as `_Retryable` for `Cluster._call` to retry or give up on."""
+    headers = {"Accept": "application/json", "Content-Type": content_type,
+               **({"Impersonate-User": cluster.user} if cluster.user else {})}
+    transport = transport_of(cluster.api_client, CONNECTION_POOL_SIZE)
     try:
-        request = cluster.api_client.param_serialize(
-            method, path, query_params=query or [], body=body,
-            header_params={"Accept": "application/json", "Content-Type": content_type,
-                           **({"Impersonate-User": cluster.user} if cluster.user else {})},
-            auth_settings=["BearerToken"],
-        )
+        if transport is not None:
+            answer = transport.request(method, path, query or [], body, headers, cluster.request_timeout)
+            status, reason, data, answer_headers = answer.status, answer.reason, answer.data, answer.headers
+        else:
+            status, reason, data, answer_headers = _call_api(cluster, method, path, query, body, headers)
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        raise ClusterError(f"cannot reach the Kubernetes API at {cluster.server}: {exc.__class__.__name__}",
+                           fix="check the cluster is up and the kubeconfig points at it") from exc
+    if not 200 <= status <= 299:
+        raise _Retryable(api_error(method, path, status, data, reason), answer_headers)
+    return json.loads(data) if data else {}
+
+
+def _call_api(cluster: Cluster, method: str, path: str, query: list[tuple[str, Any]] | None, body: Any,
+              headers: dict[str, str]) -> tuple[int, str | None, bytes, dict[str, str]]:
+    """The request through the `kubernetes` client's own path (urllib3): status, reason, body, headers."""
+    request = cluster.api_client.param_serialize(method, path, query_params=query or [], body=body,
+                                                 header_params=headers, auth_settings=["BearerToken"])
+    try:
         response = cluster.api_client.call_api(*request, _request_timeout=cluster.request_timeout)
         response.read()
     except ApiException as exc:
-        raise _Retryable(api_error(method, path, int(exc.status or 0), exc.body, exc.reason),
-                         dict(exc.headers or {})) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ClusterError(f"cannot reach the Kubernetes API at {cluster.server}: {exc.__class__.__name__}",
-                           fix="check the cluster is up and the kubeconfig points at it") from exc
-    if not 200 <= response.status <= 299:
-        raise _Retryable(api_error(method, path, response.status, response.data, response.reason),
-                         dict(response.getheaders() or {}))
-    data = response.data
-    return json.loads(data) if data else {}
+        return int(exc.status or 0), exc.reason, exc.body, dict(exc.headers or {})
+    return response.status, response.reason, response.data, dict(response.getheaders() or {})
 
 
 def discover(cluster: Cluster, api_version: str) -> dict[str, Resource]:

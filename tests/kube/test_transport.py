@@ -1,0 +1,184 @@
+"""The API transport's connection rules, against a real HTTP server on 127.0.0.1 whose misbehaviour each
+test chooses: connections kept alive and reused, a connection the server dropped while idle never used,
+a request whose connection broke after it was sent sent again only when its method is idempotent, a read
+timeout never sent again, and credentials asked of the configuration for every request."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+from kubernetes import client as k8s
+
+from reconciler.kube.transport import IDLE_LIMIT_S, Transport, transport_of
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        self.drop_after_answer = False  # close the connection after answering, without saying so
+        self.break_before_answer = 0  # close this many connections after reading a request, answering none
+        self.release = threading.Event()  # an answer held back until this is set
+        self.hold = False
+        self.lock = threading.Lock()
+        self.closed = threading.Semaphore(0)  # released each time the server has closed a connection
+
+    def shutdown_request(self, request: object) -> None:
+        super().shutdown_request(request)
+        self.closed.release()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        with self.server.lock:
+            self.server.requests.append((self.command, self.path, self.headers.get("Authorization")))
+            breaking = self.server.break_before_answer > 0
+            self.server.break_before_answer -= breaking
+        if breaking:
+            self.close_connection = True
+            return
+        if self.server.hold:
+            self.server.release.wait(timeout=30)
+        body = b'{"kind":"ConfigMap"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = self.server.drop_after_answer
+
+    do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _answer
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    served = _Server()
+    thread = threading.Thread(target=served.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield served
+    served.release.set()
+    served.shutdown()
+    served.server_close()
+
+
+def _transport(server: _Server, configuration: k8s.Configuration | None = None) -> Transport:
+    configuration = configuration or k8s.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
+    return Transport(configuration, {}, max_idle=8)
+
+
+def _get(transport: Transport, path: str = "/api/v1/namespaces/a/configmaps/b", method: str = "GET",
+         timeout: tuple[float, float] = (5, 10)) -> int:
+    return transport.request(method, path, [], b"{}" if method != "GET" else None, {}, timeout).status
+
+
+def test_sequential_requests_share_one_kept_alive_connection(server: _Server) -> None:
+    transport = _transport(server)
+    assert [_get(transport) for _ in range(5)] == [200] * 5
+    assert server.connections == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_and_a_patch_still_goes_out_once(
+        server: _Server) -> None:
+    server.drop_after_answer = True
+    transport = _transport(server)
+    assert _get(transport, method="PATCH") == 200
+    assert server.closed.acquire(timeout=10)  # the connection is idle, and closed
+    assert _get(transport, method="PATCH") == 200  # a PATCH is never retried: it must not meet the dead one
+    assert [r[0] for r in server.requests] == ["PATCH", "PATCH"]
+    assert server.connections == 2
+
+
+def test_a_patch_whose_connection_breaks_after_it_was_sent_is_not_sent_again(server: _Server) -> None:
+    server.break_before_answer = 1
+    transport = _transport(server)
+    with pytest.raises(OSError):
+        _get(transport, method="PATCH")
+    assert [r[0] for r in server.requests] == ["PATCH"]
+
+
+def test_a_get_whose_connection_breaks_after_it_was_sent_is_sent_again(server: _Server) -> None:
+    server.break_before_answer = 2
+    transport = _transport(server)
+    assert _get(transport) == 200
+    assert [r[0] for r in server.requests] == ["GET", "GET", "GET"]
+
+
+def test_a_request_whose_answer_stops_coming_fails_after_one_read_timeout_and_is_not_sent_again(
+        server: _Server) -> None:
+    server.hold = True
+    transport = _transport(server)
+    with pytest.raises(TimeoutError):
+        _get(transport, timeout=(5, 0.3))
+    assert len(server.requests) == 1
+
+
+def test_a_request_that_cannot_connect_raises_a_connection_error(server: _Server) -> None:
+    transport = _transport(server)
+    server.shutdown()
+    server.server_close()
+    with pytest.raises(ConnectionRefusedError):
+        _get(transport)
+
+
+def test_every_request_asks_the_configuration_for_its_token_so_a_refreshed_token_is_sent(server: _Server) -> None:
+    configuration = k8s.Configuration()
+    tokens = iter(["first", "second"])
+    configuration.api_key = {"authorization": "placeholder"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    configuration.refresh_api_key_hook = lambda c: c.api_key.update(authorization=next(tokens))
+    transport = _transport(server, configuration)
+    _get(transport)
+    _get(transport)
+    assert [r[2] for r in server.requests] == ["Bearer first", "Bearer second"]
+
+
+def test_the_query_is_encoded_onto_the_path(server: _Server) -> None:
+    transport = _transport(server)
+    transport.request("PATCH", "/api/v1/namespaces/a/configmaps/b", [("fieldManager", "m"), ("dryRun", "All")],
+                      {"data": {"k": "v"}}, {}, (5, 10))
+    assert server.requests[0][1] == "/api/v1/namespaces/a/configmaps/b?fieldManager=m&dryRun=All"
+
+
+@pytest.mark.parametrize("setting", ["proxy", "tls_server_name"])
+def test_a_configuration_it_does_not_speak_is_left_to_the_kubernetes_client(setting: str) -> None:
+    configuration = k8s.Configuration()
+    configuration.host = "https://127.0.0.1:6443"
+    setattr(configuration, setting, "http://127.0.0.1:3128" if setting == "proxy" else "api.example.test")
+    assert transport_of(k8s.ApiClient(configuration), max_idle=8) is None
+
+
+def test_every_cluster_view_of_one_client_shares_its_transport() -> None:
+    configuration = k8s.Configuration()
+    configuration.host = "https://127.0.0.1:6443"
+    api_client = k8s.ApiClient(configuration)
+    assert transport_of(api_client, max_idle=8) is transport_of(api_client, max_idle=8) is not None
+
+
+def test_a_connection_idle_past_the_limit_is_closed_instead_of_used(server: _Server, monkeypatch) -> None:
+    transport = _transport(server)
+    _get(transport)
+    clock = time.monotonic() + IDLE_LIMIT_S
+    monkeypatch.setattr(time, "monotonic", lambda: clock)  # the API server would close it soon
+    _get(transport)
+    assert server.connections == 2
