@@ -133,14 +133,21 @@ class Transport:
         return connection
 
     def _checkin(self, connection: http.client.HTTPConnection, will_close: bool) -> None:
-        if will_close or connection.sock is None:
-            connection.close()
-            return
+        """Back to the pool; connections idle past the limit leave it (the oldest are first in the list), so
+        that what a burst opened is not held after it, half-closed by the server, for as long as the process runs."""
+        now = time.monotonic()
         with self._lock:
-            if len(self._idle) < self._max_idle:
-                self._idle.append((connection, time.monotonic()))
-                return
-        connection.close()
+            stale = 0
+            while stale < len(self._idle) and now - self._idle[stale][1] >= IDLE_LIMIT_S:
+                stale += 1
+            expired, self._idle = self._idle[:stale], self._idle[stale:]
+            kept = not will_close and connection.sock is not None and len(self._idle) < self._max_idle
+            if kept:
+                self._idle.append((connection, now))
+        for old, _since in expired:
+            old.close()
+        if not kept:
+            connection.close()
 
 
 def _iso(value: Any) -> str:

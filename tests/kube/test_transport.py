@@ -182,3 +182,33 @@ def test_a_connection_idle_past_the_limit_is_closed_instead_of_used(server: _Ser
     monkeypatch.setattr(time, "monotonic", lambda: clock)  # the API server would close it soon
     _get(transport)
     assert server.connections == 2
+
+
+def test_connections_a_burst_opened_are_closed_once_idle_past_the_limit_while_one_stays_in_use(
+        server: _Server, monkeypatch) -> None:
+    transport = _transport(server)
+    started, gate = threading.Barrier(4), threading.Barrier(4)
+    server.hold = True
+
+    def burst() -> None:
+        started.wait(timeout=10)
+        _get(transport)
+        gate.wait(timeout=10)
+
+    threads = [threading.Thread(target=burst) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=10)
+    while len(server.requests) < 3:  # three requests in flight, on three connections
+        server.closed.acquire(timeout=0.01)
+    server.release.set()
+    gate.wait(timeout=10)
+    assert server.connections == 3
+    now = [time.monotonic()]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    now[0] += IDLE_LIMIT_S / 2
+    _get(transport)  # one connection goes on serving requests
+    now[0] += IDLE_LIMIT_S * 0.75
+    _get(transport)
+    assert server.connections == 3
+    assert server.closed.acquire(timeout=10) and server.closed.acquire(timeout=10)  # the other two are closed
