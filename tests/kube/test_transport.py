@@ -1,18 +1,25 @@
 """The API transport's connection rules, against a real HTTP server on 127.0.0.1 whose misbehaviour each
 test chooses: connections kept alive and reused, a connection the server dropped while idle never used,
 a request whose connection broke after it was sent sent again only when its method is idempotent, a read
-timeout never sent again, and credentials asked of the configuration for every request."""
+timeout never sent again, and credentials asked of the configuration for every request. A kubeconfig
+with a proxy goes the `kubernetes` client's own way, tested through a real CONNECT proxy to the
+devcluster."""
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
+from reconciler.kube.cluster import ApiError, Cluster
 from reconciler.kube.transport import IDLE_LIMIT_S, Transport, transport_of
 
 
@@ -212,3 +219,65 @@ def test_connections_a_burst_opened_are_closed_once_idle_past_the_limit_while_on
     _get(transport)
     assert server.connections == 3
     assert server.closed.acquire(timeout=10) and server.closed.acquire(timeout=10)  # the other two are closed
+
+
+class _ConnectProxy(ThreadingHTTPServer):
+    """An HTTP proxy that only tunnels (CONNECT), counting the tunnels it opened."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.tunnels = 0
+
+
+class _Tunnel(BaseHTTPRequestHandler):
+    server: _ConnectProxy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_CONNECT(self) -> None:
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.server.tunnels += 1
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        sockets = [self.connection, upstream]
+        try:
+            while True:
+                readable, _, _ = select.select(sockets, [], [], 30)
+                if not readable:
+                    return
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is self.connection else self.connection).sendall(data)
+        finally:
+            upstream.close()
+            self.close_connection = True
+
+
+def test_a_kubeconfig_with_a_proxy_is_served_by_the_kubernetes_clients_own_path(kubeconfig: Path,
+                                                                                namespace: str) -> None:
+    proxy = _ConnectProxy()
+    threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        configuration.proxy = f"http://127.0.0.1:{proxy.server_address[1]}"
+        cluster = Cluster(k8s.ApiClient(configuration))
+        assert transport_of(cluster.api_client, max_idle=8) is None
+        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "proxied", "namespace": namespace},
+                       "data": {"through": "the proxy"}})
+        assert cluster.get("v1", "ConfigMap", namespace, "proxied")["data"] == {"through": "the proxy"}
+        assert cluster.get("v1", "ConfigMap", namespace, "absent") is None  # an error answer, read as the API's
+        with pytest.raises(ApiError) as rejected:
+            cluster.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "Bad_Name", "namespace": namespace}})
+        assert rejected.value.status == 422
+        assert proxy.tunnels >= 1
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
