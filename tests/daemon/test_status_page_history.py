@@ -22,15 +22,36 @@ def _value(api_client: client.ApiClient, namespace: str) -> str:
     return client.CoreV1Api(api_client).read_namespaced_config_map("app-settings", namespace).data["value"]
 
 
+def _synced(running: Any, env_name: str, what: str) -> None:
+    """A manual pass, waited for; it must have applied (the history below shows what it recorded)."""
+    run = running.daemon.trigger(env_name, "manual")
+    wait_for(lambda: run.state.done, timeout_s=60, what=what)
+    result = run.result
+    assert result is not None and result.ok, (what, result and result.error,
+                                              result and [(s.stack, s.state, s.reason) for s in result.stacks])
+
+
 def _two_commits_synced(running: Any, repo: GitRepo, namespace: str, env_name: str) -> tuple[str, str]:
     first = git(repo.work, "rev-parse", "HEAD")  # v1, pushed by the repo fixture
-    run = running.daemon.trigger(env_name, "manual")
-    wait_for(lambda: run.state.done, timeout_s=60, what="the first pass")
+    _synced(running, env_name, "the first pass")
     configmap_stack(repo, "app", namespace, {"value": "v2"})
     second = repo.commit_and_push("v2: a new value")
-    run = running.daemon.trigger(env_name, "manual")
-    wait_for(lambda: run.state.done, timeout_s=60, what="the second pass")
+    _synced(running, env_name, "the second pass")
     return first, second
+
+
+def _history_rows(page: Any, env_name: str, count: int) -> Any:
+    """The history section's rows once it shows `count`; if it never does, what the section and the page's
+    action line said instead (a failed history request leaves "loading…" there and says why in the line)."""
+    section = f'details[data-history-env="{env_name}"]'
+    rows = page.locator(f"{section} tr[data-commit]")
+    try:
+        rows.nth(count - 1).wait_for()
+    except Exception as exc:  # playwright's TimeoutError
+        said = page.inner_text("#action-result")
+        raise AssertionError(f"the history shows {rows.count()} of {count} rows; section: "
+                             f"{page.inner_text(section)!r}; action line: {said!r}") from exc
+    return rows
 
 
 def test_the_history_shows_relative_times_and_the_rollback_and_unpin_buttons_ask_for_the_token_and_act(
@@ -46,8 +67,7 @@ def test_the_history_shows_relative_times_and_the_rollback_and_unpin_buttons_ask
         page.goto(running.base + "/")
         page.wait_for_selector(f'[data-env="{env.name}"] [data-stack="app"]')
         page.click(f'details[data-history-env="{env.name}"] summary')
-        rows = page.locator(f'details[data-history-env="{env.name}"] tr[data-commit]')
-        rows.nth(1).wait_for()
+        rows = _history_rows(page, env.name, count=2)
         commits = [rows.nth(i).get_attribute("data-commit") for i in range(rows.count())]
         when = rows.first.locator("time")
         relative, exact = when.inner_text(), when.get_attribute("title")
