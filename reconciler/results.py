@@ -79,6 +79,7 @@ class StackResult:
     healthy: bool | None = None
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)  # said once in the reason: objects whose kind is gone
+    applied: int = 0  # objects this pass wrote (created or updated): a failed stack's changes may be plans only
 
     @property
     def changed(self) -> list[ObjectChange]:

@@ -184,7 +184,7 @@ class PassRun:
         outcome = apply_planned(cluster, planned, recreate_immutable=stack.recreate_on_immutable,
                                 take_ownership=self.env.sync.correct_drift, should_stop=self.should_stop,
                                 on_applied=lambda n: self.emit(stack.name, result.wave, "apply", "applied", n))
-        result.conflicts = outcome.conflicts
+        result.conflicts, result.applied = outcome.conflicts, outcome.applied
         if any(p.confirm_at_apply for p in planned):  # confirmed by its apply: the fields the server changed
             result.changes = [p.change() for p in planned] + list(prunes)
         if outcome.error:

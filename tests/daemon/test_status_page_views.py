@@ -346,3 +346,24 @@ def test_the_dark_theme_is_chosen_with_one_button_and_remembered(
 
     assert first == "light" and toggled == "dark" and remembered == "dark"
     assert background == "rgb(18, 18, 18)"
+
+
+def test_a_run_whose_stack_the_api_server_rejected_counts_its_changes_as_planned_not_changed(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, api_client: client.ApiClient,
+        browser: Any) -> None:
+    write_stack(repo, "app", configmaps(namespace, 2))
+    repo.commit_and_push("v1")
+    with daemon_on(repo, tmp_path, kubeconfig, [("app", [])]) as running:
+        synced(running)
+        bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name", "namespace": namespace}}
+        write_stack(repo, "app", configmaps(namespace, 2, "v2") + [bad])
+        repo.commit_and_push("v2 and an object the API server rejects")
+        run = running.daemon.trigger(running.env.name, "manual")
+        wait_for(lambda: run.state.done, timeout_s=90, what="the rejected pass")
+        with page_of(browser, running.base + f"/#/run/{run.id}") as page:
+            line = page.inner_text('[data-report="sync"] [data-result-stack="app"]')
+        live = client.CoreV1Api(api_client).read_namespaced_config_map("settings-000", namespace).data["value"]
+
+    assert live == "v1"  # nothing applied
+    assert "3 planned" in line and "changed" not in line, line
+    assert "nothing applied" in line, line

@@ -51,11 +51,16 @@ function previewReport(run, report) {
   return box;
 }
 
+// A failed stack that wrote nothing only planned its changes: "3 changed" beside "nothing applied" misled.
+function changeCount(s) {
+  const count = s.changes.filter(c => c.action !== "unchanged").length;
+  return s.state === "failed" && !s.applied ? `${count} planned` : `${count} changed`;
+}
+
 function syncReport(run, result) {
   return el("section", { class: "report", "data-report": "sync" }, el("h3", {}, "Stacks"),
     el("ul", { class: "plain" }, result.stacks.map(s => el("li", { "data-result-stack": s.stack }, badge(s.state), " ",
-      link(stackRoute(run.env, s.stack), s.stack), ` · ${s.changes.filter(c => c.action !== "unchanged").length} changed`,
-      s.reason ? ` · ${s.reason}` : ""))),
+      link(stackRoute(run.env, s.stack), s.stack), ` · ${changeCount(s)}`, s.reason ? ` · ${s.reason}` : ""))),
     result.notices.map(n => el("p", { class: "muted" }, `ℹ ${n}`)),
     result.error ? el("p", { class: "error" }, result.error) : "");
 }
