@@ -96,9 +96,11 @@ def daemon_on(repo: GitRepo, tmp_path: Path, kubeconfig: Path, stacks: list[tupl
         yield running
 
 
-def synced(running: Any) -> None:
+def synced(running: Any) -> Any:
+    """A manual pass of the environment, waited for; the run."""
     run = running.daemon.trigger(running.env.name, "manual")
     wait_for(lambda: run.state.done, timeout_s=90, what="a pass")
+    return run
 
 
 def test_the_unhealthy_object_is_found_among_many_by_its_filter_with_the_reason(
@@ -358,8 +360,7 @@ def test_a_run_whose_stack_the_api_server_rejected_counts_its_changes_as_planned
         bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name", "namespace": namespace}}
         write_stack(repo, "app", configmaps(namespace, 2, "v2") + [bad])
         repo.commit_and_push("v2 and an object the API server rejects")
-        run = running.daemon.trigger(running.env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=90, what="the rejected pass")
+        run = synced(running)
         with page_of(browser, running.base + f"/#/run/{run.id}") as page:
             line = page.inner_text('[data-report="sync"] [data-result-stack="app"]')
         live = client.CoreV1Api(api_client).read_namespaced_config_map("settings-000", namespace).data["value"]
