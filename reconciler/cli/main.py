@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
@@ -152,5 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def command() -> NoReturn:
+    """The `reconciler` program (console script and `python -m reconciler`): `main`, then exit with its code.
+    Before exiting, every object is moved out of the collector's reach (`gc.freeze`). Python's shutdown
+    otherwise runs a collection of the whole heap: 0.10-0.15 s after a 1,000-object `sync` (median of
+    eight, measured from `main` returning to the process ending), 0.013-0.021 s with it. Threads are still
+    joined, atexit handlers still run and the streams are still flushed. Tests call `main` in-process,
+    where freezing would keep every cycle their runs leave alive, so only the program does it."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
