@@ -1,6 +1,7 @@
 """Benchmark: the cold path against the API server's limit (issue 27, point 3). Side by side in one run:
 
-    python bench/bench_cold_path.py [--objects 1000 5000] [--stacks 1 5] [--threads 16] [--kubeconfig PATH]
+    python bench/bench_cold_path.py [--objects 1000 5000] [--stacks 1 5] [--threads 16] [--repeat 3]
+                                    [--kubeconfig PATH]
 
 - bare client: N ConfigMaps server-side-applied by a plain `kubernetes` client, `--threads` at once
   (no render, no plan, no inventory, no health): what the API server allows this machine;
@@ -11,10 +12,13 @@
   is its own.
 
 Each side starts on a quiet machine (`wait_quiet`): right after the bare client's 1,000 or 5,000 writes the
-control plane is still busy with them, and the side measured next would pay for it.
+control plane is still busy with them, and the side measured next would pay for it. Each side's namespace is
+deleted after it (and gone before the next side starts), so every side meets the same cluster. Each side is
+measured `--repeat` times, in rounds (bare, floor, ours); the table gives each side's median and every round's
+ratio: one run moves by a quarter from run to run on a 2-core machine.
 
-Prints seconds, apply and patch requests (the API server's `apiserver_request_total`), the ratio ours / bare and
-the ratio ours / the design's requests.
+Prints seconds, apply and patch requests (the API server's `apiserver_request_total`, of the first round), the
+ratio ours / bare and the ratio ours / the design's requests (of the medians).
 Without --kubeconfig a devcluster is started for the run and stopped after it.
 """
 
@@ -24,6 +28,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,31 +154,70 @@ def wait_quiet(limit: float = 0.15, timeout_s: float = 60.0) -> None:
         pass
 
 
-def measure(kubeconfig: Path, sizes: list[int], threads: int, stack_counts: list[int]) -> list[str]:
+def remove_namespace(core: client.CoreV1Api, name: str, timeout_s: float = 300.0) -> None:
+    """Delete a measured side's namespace and wait until it is gone, so that every side of every round
+    starts on the same cluster (a cluster holding the earlier rounds' 10,000s of ConfigMaps is slower)."""
+    core.delete_namespace(name)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise SystemExit(f"namespace {name} still terminating after {timeout_s:.0f} s")
+
+
+def measure_round(api: client.ApiClient, kubeconfig: Path, size: int, threads: int, stacks: int
+                  ) -> dict[str, tuple[float, int]]:
+    """One measurement of each side, each on a quiet machine and a cluster its predecessor left as it found
+    it: seconds and apply/patch requests per side."""
+    core = client.CoreV1Api(api)
+    stamp = f"{size}-{stacks}-{int(time.time() * 1000) % 10_000_000}"
+    sides = {"bare": lambda objects: bare_apply(api, objects, threads),
+             "floor": lambda objects: design_floor(api, objects, threads, stacks)}
+    figures = {}
+    for side in ("bare", "floor", "ours"):
+        namespace = f"{side}-{stamp}"
+        wait_quiet()
+        before = patches(kubeconfig)
+        if side == "ours":
+            with tempfile.TemporaryDirectory() as folder:
+                seconds = reconciler_sync(Path(folder), configmaps(namespace, size), kubeconfig, stacks)
+        else:
+            seconds = sides[side](configmaps(namespace, size))
+        figures[side] = (seconds, patches(kubeconfig) - before)
+        remove_namespace(core, namespace)
+    return figures
+
+
+def summary_row(size: int, stacks: int, rounds: list[dict[str, tuple[float, int]]]) -> str:
+    """The medians of each side over the rounds, the ratios of those medians, and every round's ratio."""
+    def median_s(side: str) -> float:
+        return statistics.median(r[side][0] for r in rounds)
+
+    bare, floor, ours = median_s("bare"), median_s("floor"), median_s("ours")
+    each = " / ".join(f"{r['ours'][0] / r['bare'][0]:.1f}" for r in rounds)
+    where = "one stack" if stacks == 1 else f"{stacks} stacks"
+    return (f"| {size:,} ConfigMaps, {where} | {bare:.2f} s, {rounds[0]['bare'][1]:,} applies | "
+            f"{floor:.2f} s, {rounds[0]['floor'][1]:,} applies ({floor / bare:.1f}x) | "
+            f"{ours:.2f} s, {rounds[0]['ours'][1]:,} applies | **{ours / bare:.1f}x** ({each}) | {ours / floor:.1f}x |")
+
+
+def measure(kubeconfig: Path, sizes: list[int], threads: int, stack_counts: list[int], repeat: int) -> list[str]:
     api = config.new_client_from_config(str(kubeconfig))
     api.configuration.connection_pool_maxsize = threads
     rows = []
     for size in sizes:
         for stacks in stack_counts:
-            stamp = f"{size}-{stacks}-{int(time.time()) % 100000}"
-            wait_quiet()
-            before = patches(kubeconfig)
-            bare_s = bare_apply(api, configmaps(f"bare-{stamp}", size), threads)
-            bare_patches = patches(kubeconfig) - before
-            wait_quiet()
-            before = patches(kubeconfig)
-            floor_s = design_floor(api, configmaps(f"floor-{stamp}", size), threads, stacks)
-            floor_patches = patches(kubeconfig) - before
-            wait_quiet()
-            before = patches(kubeconfig)
-            with tempfile.TemporaryDirectory() as folder:
-                ours_s = reconciler_sync(Path(folder), configmaps(f"ours-{stamp}", size), kubeconfig, stacks)
-            ours_patches = patches(kubeconfig) - before
-            where = "one stack" if stacks == 1 else f"{stacks} stacks"
-            rows.append(f"| {size:,} ConfigMaps, {where} | {bare_s:.2f} s, {bare_patches:,} applies | "
-                        f"{floor_s:.2f} s, {floor_patches:,} applies ({floor_s / bare_s:.1f}x) | "
-                        f"{ours_s:.2f} s, {ours_patches:,} applies | **{ours_s / bare_s:.1f}x** | "
-                        f"{ours_s / floor_s:.1f}x |")
+            rounds = []
+            for index in range(repeat):
+                rounds.append(measure_round(api, kubeconfig, size, threads, stacks))
+                print(f"  {size:,} objects, {stacks} stack(s), round {index + 1}: " + ", ".join(
+                    f"{side} {seconds:.2f} s" for side, (seconds, _) in rounds[-1].items()), flush=True)
+            rows.append(summary_row(size, stacks, rounds))
             print(rows[-1], flush=True)
     return rows
 
@@ -183,16 +227,20 @@ def main() -> int:
     parser.add_argument("--objects", type=int, nargs="+", default=[1000])
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--stacks", type=int, nargs="+", default=[1], help="split the objects over this many stacks")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of every side (the table gives each side's median; one run on this 2-core "
+                             "machine moves by a quarter from run to run)")
     parser.add_argument("--kubeconfig", type=Path, default=None)
     args = parser.parse_args()
     from devcluster.cluster import named_or_temporary
 
     with named_or_temporary(args.kubeconfig, prefix="cold-path-") as kubeconfig:
-        rows = measure(kubeconfig, args.objects, args.threads, args.stacks)
+        rows = measure(kubeconfig, args.objects, args.threads, args.stacks, args.repeat)
     print(f"cold path, {date.today()}, {platform.machine()} {os.cpu_count()} cores; bare client: "
-          f"{args.threads} threads of server-side apply; ours: `reconciler sync` (a new process, cold cache)\n")
+          f"{args.threads} threads of server-side apply; ours: `reconciler sync` (a new process, cold cache); "
+          f"each side's median of {args.repeat} rounds (each round's ratio in brackets)\n")
     print(f"| objects | bare client ({args.threads} threads) | the design's requests, bare (ratio) | reconciler sync "
-          "| ratio | ratio to the design's requests |")
+          "| ratio (each round) | ratio to the design's requests |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
