@@ -63,25 +63,19 @@ class StackRecord:
         return [ObjectId.parse(i) for i in self.objects]
 
 
-class Inventory:
-    """The env's ConfigMap, read once per pass, written per stack or several stacks at once."""
+class InventoryEntries:
+    """The environment's ConfigMap as keys and values: read once per pass, created when missing, and written
+    as merge patches of only the keys changed here, so that parallel stacks never overwrite each other."""
 
-    def __init__(self, cluster: Cluster, env: str,
-                 parsed: dict[str, tuple[str | None, StackRecord | None]] | None = None) -> None:
-        """`parsed`: records parsed by earlier inventories of the environment, by key with the value they were
-        parsed from (shared and added to: a record read again unchanged is not parsed again)."""
+    def __init__(self, cluster: Cluster, env: str) -> None:
         self.cluster = cluster
         self.env = env
         self.name = f"reconciler-{env}"
         self._lock = threading.Lock()
         self._data: dict[str, str] = {}
-        self._parsed = parsed if parsed is not None else {}  # key -> (stored value, its record)
         self._unsaved: set[str] = set()  # keys changed here and not yet written
         self._written_at = time.monotonic()
-        self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
         self.found = False  # the ConfigMap existed when loaded
-        self.key_found = False  # the hash-key Secret existed when read
-        self.key_lost = False  # it did not, though records held hashes made with it: they were forgotten
 
     def load(self, create: bool = True) -> None:
         live = self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name)
@@ -103,6 +97,78 @@ class Inventory:
             if exc.status == 409:
                 return self.cluster.get("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name) or body
             raise
+
+    def flush(self) -> None:
+        """Write every key changed here and not yet written, in one merge patch (a key removed is removed)."""
+        with self._lock:
+            keys = sorted(self._unsaved)
+            self._unsaved.clear()
+            patch = {key: self._data.get(key) for key in keys}
+        if not patch:
+            return
+        try:
+            self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": patch})
+        except Exception:
+            with self._lock:
+                self._unsaved.update(key for key in keys if key not in self._unsaved)
+            raise
+        self._written_at = time.monotonic()
+
+    def _save_entry(self, key: str, value: str | None, absent: str | None = None) -> None:
+        """One key of the ConfigMap, written only when it changes (None removes it; `absent` is what a
+        missing key stands for)."""
+        with self._lock:
+            if self._data.get(key, absent) == value:
+                return
+            if value is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = value
+            self._unsaved.add(key)
+        self.flush()
+
+    def _entry(self, key: str) -> str | None:
+        with self._lock:
+            return self._data.get(key)
+
+    def pins(self) -> Pins:
+        return parse_pins(self._entry(_PINS_KEY))
+
+    def save_pins(self, pins: Pins) -> None:
+        """Write (or, with no pinned stack left, remove) the environment's pins."""
+        self._save_entry(_PINS_KEY, pins.to_json() if pins else None)
+
+    def suspensions(self) -> Suspensions:
+        return parse_suspensions(self._entry(_SUSPENDED_KEY))
+
+    def save_suspensions(self, suspensions: Suspensions) -> None:
+        """Write (or, with nothing suspended, remove) the environment's suspensions."""
+        self._save_entry(_SUSPENDED_KEY, suspensions.to_json() if suspensions else None)
+
+    def drift_first_seen(self) -> dict[str, str]:
+        try:
+            value = json.loads(self._entry(_DRIFT_KEY) or "{}")
+        except ValueError:
+            return {}  # corrupted by hand: drift is timed again from now
+        return value if isinstance(value, dict) else {}
+
+    def save_drift_first_seen(self, first_seen: dict[str, str]) -> None:
+        self._save_entry(_DRIFT_KEY, json.dumps(first_seen, sort_keys=True), absent="{}")
+
+
+class Inventory(InventoryEntries):
+    """The env's ConfigMap with its stacks' records: what each stack applied and owns (`StackRecord`), written
+    per stack or several stacks at once."""
+
+    def __init__(self, cluster: Cluster, env: str,
+                 parsed: dict[str, tuple[str | None, StackRecord | None]] | None = None) -> None:
+        """`parsed`: records parsed by earlier inventories of the environment, by key with the value they were
+        parsed from (shared and added to: a record read again unchanged is not parsed again)."""
+        super().__init__(cluster, env)
+        self._parsed = parsed if parsed is not None else {}  # key -> (stored value, its record)
+        self.recovered: dict[str, int] = {}  # stack -> objects its record was rebuilt with, this pass
+        self.key_found = False  # the hash-key Secret existed when read
+        self.key_lost = False  # it did not, though records held hashes made with it: they were forgotten
 
     def hash_key(self, create: bool) -> bytes:
         """The environment's key for the hashes stored here (`pipeline.hashkey`); notes whether it existed.
@@ -173,22 +239,6 @@ class Inventory:
                 return
         self.flush()
 
-    def flush(self) -> None:
-        """Write every key changed here and not yet written, in one merge patch (a key removed is removed)."""
-        with self._lock:
-            keys = sorted(self._unsaved)
-            self._unsaved.clear()
-            patch = {key: self._data.get(key) for key in keys}
-        if not patch:
-            return
-        try:
-            self.cluster.merge_patch("v1", "ConfigMap", SYSTEM_NAMESPACE, self.name, {"data": patch})
-        except Exception:
-            with self._lock:
-                self._unsaved.update(key for key in keys if key not in self._unsaved)
-            raise
-        self._written_at = time.monotonic()
-
     def recorded_stacks(self) -> list[str]:
         """Every stack with a record, declared in the environment or not (a removed stack keeps its record)."""
         with self._lock:
@@ -203,47 +253,6 @@ class Inventory:
                 return
             self._unsaved.add(key)
         self.flush()
-
-    def pins(self) -> Pins:
-        with self._lock:
-            return parse_pins(self._data.get(_PINS_KEY))
-
-    def save_pins(self, pins: Pins) -> None:
-        """Write (or, with no pinned stack left, remove) the environment's pins."""
-        self._save_entry(_PINS_KEY, pins.to_json() if pins else None)
-
-    def suspensions(self) -> Suspensions:
-        with self._lock:
-            return parse_suspensions(self._data.get(_SUSPENDED_KEY))
-
-    def save_suspensions(self, suspensions: Suspensions) -> None:
-        """Write (or, with nothing suspended, remove) the environment's suspensions."""
-        self._save_entry(_SUSPENDED_KEY, suspensions.to_json() if suspensions else None)
-
-    def _save_entry(self, key: str, value: str | None, absent: str | None = None) -> None:
-        """One key of the ConfigMap, written only when it changes (None removes it; `absent` is what a
-        missing key stands for)."""
-        with self._lock:
-            if self._data.get(key, absent) == value:
-                return
-            if value is None:
-                self._data.pop(key, None)
-            else:
-                self._data[key] = value
-            self._unsaved.add(key)
-        self.flush()
-
-    def drift_first_seen(self) -> dict[str, str]:
-        with self._lock:
-            raw = self._data.get(_DRIFT_KEY) or "{}"
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            return {}  # corrupted by hand: drift is timed again from now
-        return value if isinstance(value, dict) else {}
-
-    def save_drift_first_seen(self, first_seen: dict[str, str]) -> None:
-        self._save_entry(_DRIFT_KEY, json.dumps(first_seen, sort_keys=True), absent="{}")
 
 
 COMPRESS_OVER_BYTES = 32 * 1024

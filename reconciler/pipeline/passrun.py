@@ -13,7 +13,7 @@ from typing import Callable
 import structlog
 
 from reconciler import graph
-from reconciler.config import StackConfig
+from reconciler.config import EnvironmentConfig, StackConfig
 from reconciler.errors import ReconcilerError
 from reconciler.kube.health import unready, wait_healthy
 from reconciler.kube.health_rules import HealthRules
@@ -119,7 +119,7 @@ class PassRun:
                              force=self.env.sync.correct_drift, owner=self.ctx.ownership(stack.name),
                              write_single=not self.dry_run)
         self._planned[stack.name] = planned
-        self._locate_files(stack, planned)
+        attach_locators(self.rendered, self.env, stack, planned)
         result.drifted = sum(1 for p in planned if p.drift)
         if not self.env.sync.correct_drift:
             for entry in planned:
@@ -135,34 +135,12 @@ class PassRun:
                             self.ctx.options.allow_mass_prune, self.dry_run):
             return
         if self.dry_run:
-            self._conclude_plan(result, planned)
+            conclude_plan(result, planned, self.env.sync.correct_drift)
             return
         self._apply(stack, result, planned, objects, prunes, record)
         clean = result.state in (StackState.APPLIED, StackState.UNCHANGED) and not result.drifted and not prunes
         if seen is not None and clean and not result.conflicts:
             self.settled[stack.name] = (self.rendered.digests.get(stack.name), seen)
-
-    def _locate_files(self, stack: StackConfig, planned: list[PlannedObject]) -> None:
-        """Objects the render could not name a file for learn it when an error asks (`pipeline.locate`: one
-        more build of the stack, only then); not for a pinned stack, rendered from another commit's tree."""
-        if stack.name in self.rendered.pinned or all(p.obj.source_file for p in planned):
-            return
-        path = self.env.in_repository(stack.path)
-        files = functools.cache(lambda: object_files(self.rendered.tree, path, stack.name))
-        for entry in planned:
-            entry.locate = lambda oid: files().get(oid)
-
-    def _conclude_plan(self, result: StackResult, planned: list[PlannedObject]) -> None:
-        errors = [p for p in planned if p.error]
-        if note := unchecked_note(planned):
-            result.notes.append(note)
-        result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
-        if errors:
-            result.state = StackState.FAILED
-            result.reason = "; ".join(f"{p.where}: {p.error}" for p in errors[:3])
-        else:
-            result.state = StackState.PLANNED if result.changed or result.notes else StackState.UNCHANGED
-            result.reason = "; ".join(part for part in (self._drift_note(result), *result.notes) if part)
 
     def _unhealthy_dependencies(self, stack: StackConfig) -> list[tuple[str, str]]:
         """A single-stack sync runs only on top of dependencies that were applied and are healthy now."""
@@ -209,9 +187,37 @@ class PassRun:
             if skipped:
                 result.reason = "not pruned: " + "; ".join(skipped[:3])
         result.state = StackState.APPLIED if outcome.applied or prunes or result.notes else StackState.UNCHANGED
-        result.reason = "; ".join(part for part in (result.reason, self._drift_note(result), *result.notes) if part)
+        notes = (result.reason, drift_note(result, self.env.sync.correct_drift), *result.notes)
+        result.reason = "; ".join(part for part in notes if part)
 
-    def _drift_note(self, result: StackResult) -> str:
-        if result.drifted and not self.env.sync.correct_drift:
-            return f"{result.drifted} object(s) drifted (correction off)"
-        return ""
+
+def attach_locators(rendered: RenderedEnv, env: EnvironmentConfig, stack: StackConfig,
+                    planned: list[PlannedObject]) -> None:
+    """Objects the render could not name a file for learn it when an error asks (`pipeline.locate`: one
+    more build of the stack, only then); not for a pinned stack, rendered from another commit's tree."""
+    if stack.name in rendered.pinned or all(p.obj.source_file for p in planned):
+        return
+    path = env.in_repository(stack.path)
+    files = functools.cache(lambda: object_files(rendered.tree, path, stack.name))
+    for entry in planned:
+        entry.locate = lambda oid: files().get(oid)
+
+
+def conclude_plan(result: StackResult, planned: list[PlannedObject], correct_drift: bool) -> None:
+    """A plan's (a dry run's) result: failed with the first errors, else planned or unchanged."""
+    errors = [p for p in planned if p.error]
+    if note := unchecked_note(planned):
+        result.notes.append(note)
+    result.conflicts = [f"{p.obj.id}: {p.conflict}" for p in planned if p.conflict]
+    if errors:
+        result.state = StackState.FAILED
+        result.reason = "; ".join(f"{p.where}: {p.error}" for p in errors[:3])
+    else:
+        result.state = StackState.PLANNED if result.changed or result.notes else StackState.UNCHANGED
+        result.reason = "; ".join(part for part in (drift_note(result, correct_drift), *result.notes) if part)
+
+
+def drift_note(result: StackResult, correct_drift: bool) -> str:
+    if result.drifted and not correct_drift:
+        return f"{result.drifted} object(s) drifted (correction off)"
+    return ""
