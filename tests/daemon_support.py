@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from helpers import wait_for
 from reconciler.daemon.service import Daemon, DaemonSettings
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Notifier
@@ -234,6 +235,18 @@ def http_receiver() -> Iterator[Receiver]:
 class Running:
     daemon: Daemon
     base: str
+
+    def manual_pass(self, env_name: str, what: str = "a pass", timeout_s: float = 90.0,
+                    must_succeed: bool = False) -> Any:
+        """A manual pass of the environment, waited for; the run. With `must_succeed`, a pass that did not
+        succeed fails the test with its error and each stack's state and reason."""
+        run = self.daemon.trigger(env_name, "manual")
+        wait_for(lambda: run.state.done, timeout_s=timeout_s, what=what)
+        if must_succeed:
+            result = run.result
+            assert result is not None and result.ok, (what, result and result.error,
+                                                      result and [(s.stack, s.state, s.reason) for s in result.stacks])
+        return run
 
 
 @contextlib.contextmanager

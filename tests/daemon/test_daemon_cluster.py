@@ -288,8 +288,7 @@ def test_drift_gives_one_webhook_alert_a_reminder_after_the_interval_and_an_even
                 "app-settings", namespace, {"data": {"value": "edited-by-hand"}})
 
             def sync_now() -> None:
-                run = d.daemon.trigger(env.name, "manual")
-                wait_for(lambda: run.state.done, timeout_s=120, what="pass")
+                d.manual_pass(env.name, "pass", timeout_s=120)
                 wait_for(lambda: d.daemon.workers[env.name].wait_idle(0.1), timeout_s=60, what="drift check")
                 assert notifier.flush(30)
 
@@ -340,8 +339,7 @@ def test_a_policy_violation_gives_one_webhook_alert_and_an_event(tmp_path: Path,
         with running_daemon([env], recording, settings=DaemonSettings(poll=False, initial_pass=False),
                             notifier=notifier) as d:
             for _ in range(2):
-                run = d.daemon.trigger(env.name, "manual")
-                wait_for(lambda: run.state.done, timeout_s=180, what="pass")
+                d.manual_pass(env.name, "pass", timeout_s=180)
             assert notifier.flush(30)
             violations = [b for b in received_alerts(receiver) if b["kind"] == "policy_violation"]
             assert len(violations) == 1, receiver.bodies

@@ -147,8 +147,7 @@ def test_a_failed_commit_is_never_half_reverted_by_a_live_correction(
         _settle(d, env)
         configmap_stack(repo, "app", namespace, {"value": "v2"}, extra=NEVER_AVAILABLE)
         bad = repo.commit_and_push("B: v2 and a Deployment that never becomes available")
-        run = d.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=120, what="the pass of commit B")
+        run = d.manual_pass(env.name, "the pass of commit B", timeout_s=120)
         assert run.state.value == "failed" and _value(api_client, namespace) == "v2"
         checked = _live_checks(d, env)
 

@@ -386,8 +386,7 @@ def test_a_failed_pass_defers_polling_until_the_backoff_retry(env: Any) -> None:
 
     settings = DaemonSettings(poll=True, initial_pass=False, backoff_base_s=30)
     with running_daemon([env], failing, settings=settings) as d:
-        run = d.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=10, what="failed pass")
+        d.manual_pass(env.name, "failed pass", timeout_s=10)
         assert d.daemon.states[env.name].failures == 1
         retry = d.daemon.scheduler.get_job(f"retry-{env.name}")
         assert retry is not None
@@ -484,8 +483,7 @@ def test_recovery_after_a_failure_is_alerted_once(env: Any) -> None:
 
     with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
         for _ in range(3):
-            run = d.daemon.trigger(env.name, "manual")
-            wait_for(lambda: run.state.done, timeout_s=10, what="pass")
+            d.manual_pass(env.name, "pass", timeout_s=10)
             outcomes.pop(0) if len(outcomes) > 1 else None
         kinds = [a.kind for a in d.daemon.notifier.history]
     assert kinds.count(AlertKind.RECOVERED) == 1
@@ -524,8 +522,7 @@ def test_a_tracebacks_text_is_redacted_too(fmt: str) -> None:
 
 def test_metrics_parse_and_show_a_pass(env: Any) -> None:
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
-        run = d.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=10, what="pass")
+        d.manual_pass(env.name, "pass", timeout_s=10)
         families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{d.base}/metrics").text)}
     for name in ("reconciler_pass_duration_seconds", "reconciler_objects_applied", "reconciler_drift_objects",
                  "reconciler_policy_violations", "reconciler_last_success_timestamp_seconds",
@@ -552,8 +549,7 @@ def chromium(tmp_path: Path, url: str, *extra: str) -> str:
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install -y chromium)")
 def test_the_status_page_shows_every_stack_in_headless_chromium(env: Any, tmp_path: Path) -> None:
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False)) as d:
-        run = d.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=10, what="pass")
+        d.manual_pass(env.name, "pass", timeout_s=10)
         dom = chromium(tmp_path, d.base + "/", "--dump-dom")
         screenshot = tmp_path / "status-page.png"
         chromium(tmp_path, d.base + "/", f"--screenshot={screenshot}")
@@ -568,8 +564,7 @@ def test_the_status_page_opened_with_the_read_token_shows_the_stacks_and_without
         env: Any, tmp_path: Path) -> None:
     with running_daemon([env], canned, settings=DaemonSettings(poll=False, initial_pass=False),
                         read_token="reader-secret") as d:
-        run = d.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=10, what="pass")
+        d.manual_pass(env.name, "pass", timeout_s=10)
         with_token = chromium(tmp_path, d.base + "/#token=reader-secret", "--dump-dom")
         without = chromium(tmp_path / "other", d.base + "/", "--dump-dom")
     assert 'data-stack="app" data-state="applied"' in with_token

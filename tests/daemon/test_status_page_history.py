@@ -22,21 +22,12 @@ def _value(api_client: client.ApiClient, namespace: str) -> str:
     return client.CoreV1Api(api_client).read_namespaced_config_map("app-settings", namespace).data["value"]
 
 
-def _synced(running: Any, env_name: str, what: str) -> None:
-    """A manual pass, waited for; it must have applied (the history below shows what it recorded)."""
-    run = running.daemon.trigger(env_name, "manual")
-    wait_for(lambda: run.state.done, timeout_s=60, what=what)
-    result = run.result
-    assert result is not None and result.ok, (what, result and result.error,
-                                              result and [(s.stack, s.state, s.reason) for s in result.stacks])
-
-
 def _two_commits_synced(running: Any, repo: GitRepo, namespace: str, env_name: str) -> tuple[str, str]:
     first = git(repo.work, "rev-parse", "HEAD")  # v1, pushed by the repo fixture
-    _synced(running, env_name, "the first pass")
+    running.manual_pass(env_name, "the first pass", must_succeed=True)
     configmap_stack(repo, "app", namespace, {"value": "v2"})
     second = repo.commit_and_push("v2: a new value")
-    _synced(running, env_name, "the second pass")
+    running.manual_pass(env_name, "the second pass", must_succeed=True)
     return first, second
 
 
@@ -102,8 +93,7 @@ def test_the_history_opened_while_the_page_redraws_stays_open_and_shows_its_comm
     env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])]))
     factory = default_engine_factory(tmp_path / "cache", kubeconfig)
     with running_daemon([env], factory, settings=DaemonSettings(poll=False, initial_pass=False)) as running:
-        run = running.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=60, what="the pass")
+        running.manual_pass(env.name, "the pass")
         page = browser.new_page()
         page.goto(running.base + "/")
         section = f'details[data-history-env="{env.name}"]'

@@ -15,7 +15,6 @@ import yaml
 from kubernetes import client
 
 from daemon_support import API_TOKEN, GatedEngine, GitRepo, git, running_daemon, write_env
-from helpers import wait_for
 from manifests import deployment, write_policies_enforcing_only_min_replicas
 from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings, default_engine_factory
@@ -97,10 +96,8 @@ def daemon_on(repo: GitRepo, tmp_path: Path, kubeconfig: Path, stacks: list[tupl
 
 
 def synced(running: Any) -> Any:
-    """A manual pass of the environment, waited for; the run."""
-    run = running.daemon.trigger(running.env.name, "manual")
-    wait_for(lambda: run.state.done, timeout_s=90, what="a pass")
-    return run
+    """A manual pass of the fixture's environment, waited for; the run."""
+    return running.manual_pass(running.env.name)
 
 
 def test_the_unhealthy_object_is_found_among_many_by_its_filter_with_the_reason(

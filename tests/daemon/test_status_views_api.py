@@ -42,8 +42,7 @@ def daemon(repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path) -> I
     env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", [])], sync={"waitForHealth": False}))
     with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig), settings=QUIET) as running:
         running.env = env
-        run = running.daemon.trigger(env.name, "manual")
-        wait_for(lambda: run.state.done, timeout_s=60, what="the first pass")
+        running.manual_pass(env.name, "the first pass")
         yield running
 
 
@@ -158,8 +157,7 @@ def test_the_event_stream_says_changed_when_a_pass_finishes(daemon: Any) -> None
     reader = threading.Thread(target=_events, args=(f"{daemon.base}/api/events", 2, got))
     reader.start()
     wait_for(lambda: got or None, timeout_s=10, what="the stream's first event")
-    run = daemon.daemon.trigger(daemon.env.name, "manual")
-    wait_for(lambda: run.state.done, timeout_s=60, what="the pass")
+    daemon.manual_pass(daemon.env.name, "the pass")
     reader.join(30)
 
     assert [name for name, _ in got] == ["changed", "changed"]
