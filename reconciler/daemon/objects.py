@@ -47,7 +47,8 @@ class ObjectViews:
         result = state.stack_results.get(stack)
         built = stack_objects(self.daemon.engines[env], stack, state.last_drift.items if state.last_drift else [],
                               result.violations if result else [],
-                              state.last_result.commit.sha if state.last_result and state.last_result.commit else None)
+                              state.last_result.commit.sha if state.last_result and state.last_result.commit else None,
+                              result.reason if result else "")
         with self._lock:
             self._kept[key] = (version, time.monotonic(), built)
         return built

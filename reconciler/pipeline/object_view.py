@@ -5,7 +5,10 @@ The list is what the environment's inventory says the stack owns, joined with th
 the commit it was applied from (its apiVersion, file and chart) and with live state read through the
 stack's own view of the cluster (served by the live cache in the daemon: no request per object). A
 stack that was never applied (blocked at its first pass) lists what its last render holds, each
-object "not applied", so a blocked stack still shows which objects broke which rule.
+object "not applied", so a blocked stack still shows which objects broke which rule. A stack whose
+last pass ran at a newer commit than the one it was applied from (that pass failed, was blocked,
+held or suspended) also lists the objects that commit adds, "not applied" with the pass's reason: the
+object a rejected commit adds is on the page, not only in the run's report.
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ class StackObjects:
 
 
 def stack_objects(engine: Any, stack: str, drift: Iterable[DriftItem], violations: Iterable[Any],
-                  last_commit: str | None) -> StackObjects:
+                  last_commit: str | None, last_reason: str = "") -> StackObjects:
     """The object list of `stack`: inventory, the render at its applied commit, live health, drift and
-    violations (the daemon's last drift report and the stack's last policy result)."""
+    violations (the daemon's last drift report and the stack's last policy result); then what the last
+    pass's commit (`last_commit`, its result saying `last_reason`) adds, when that is not the applied one."""
     record = engine.load_inventory(create=False).record(stack)
     applied = record.commit is not None
     commit = record.commit or last_commit
@@ -85,7 +89,20 @@ def stack_objects(engine: Any, stack: str, drift: Iterable[DriftItem], violation
             drift=item.kind.value if item else "", drift_fields=len(item.fields) if item else 0,
             commit=record.commit, file=obj.source_file if obj else None, owner=_owner(obj),
             violations=by_object.get(str(oid), [])))
+    if applied and last_commit and last_commit != record.commit:
+        rows += _added_at(engine, stack, last_commit, last_reason, {*ids}, by_object)
     return StackObjects(stack=stack, commit=commit, applied=applied, rows=rows, render_error=render_error)
+
+
+def _added_at(engine: Any, stack: str, commit: str, reason: str, listed: set[ObjectId],
+              by_object: dict[str, list[dict[str, Any]]]) -> list[ObjectRow]:
+    """Rows for the objects the stack's render at `commit` holds and the list does not: never applied."""
+    rendered, _ = _rendered_stack(engine, stack, commit)
+    why = f"new in {commit[:10]}, not applied" + (f": {reason}" if reason else "")
+    return [ObjectRow(id=str(oid), kind=oid.kind, namespace=oid.namespace, name=oid.name, group=oid.group,
+                      health="not applied", health_reason=why, file=obj.source_file, owner=_owner(obj),
+                      violations=by_object.get(str(oid), []))
+            for oid, obj in rendered.items() if oid not in listed]
 
 
 def _rendered_stack(engine: Any, stack: str, commit: str | None) -> tuple[dict[ObjectId, K8sObject], str]:

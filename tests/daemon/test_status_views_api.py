@@ -24,9 +24,10 @@ pytestmark = pytest.mark.cluster
 QUIET = DaemonSettings(poll=False, initial_pass=False, live=False)
 
 
-def write_stack(repo: GitRepo, namespace: str, count: int, value: str = "v1", web: bool = False) -> None:
+def write_stack(repo: GitRepo, namespace: str, count: int, value: str = "v1", web: bool = False,
+                extra: tuple[dict, ...] = ()) -> None:
     docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"settings-{i:03d}", "namespace": namespace},
-             "data": {"value": value}} for i in range(count)]
+             "data": {"value": value}} for i in range(count)] + list(extra)
     if web:
         body = deployment("web", namespace)
         body["spec"]["template"]["spec"]["nodeSelector"] = {"api.test/no-such-node": "true"}
@@ -67,6 +68,23 @@ def test_the_unhealthy_filter_names_the_object_and_why(daemon: Any, namespace: s
 
     assert web["id"] == f"apps/Deployment/{namespace}/web" and web["health"] == "progressing"
     assert web["health_reason"]
+
+
+def test_the_objects_a_rejected_commit_adds_are_listed_as_not_applied_with_the_failure(
+        daemon: Any, repo: GitRepo, namespace: str) -> None:
+    added = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings-new", "namespace": namespace},
+             "data": {"value": "v2"}}
+    rejected = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_A_Name", "namespace": namespace}}
+    write_stack(repo, namespace, 30, web=True, extra=(added, rejected))
+    sha = repo.commit_and_push("a new setting and an object the API server rejects")
+    run = daemon.manual_pass(daemon.env.name, "the rejected pass")
+
+    not_applied = {row["name"]: row for row in objects(daemon, show="not applied")["items"]}
+    assert run.state.value == "failed"
+    assert set(not_applied) == {"settings-new", "Not_A_Name"} and objects(daemon)["total"] == 33
+    why = not_applied["settings-new"]["health_reason"]
+    assert why.startswith(f"new in {sha[:10]}, not applied: nothing applied") and "Not_A_Name" in why, why
+    assert not_applied["settings-new"]["commit"] is None
 
 
 def test_a_search_matches_every_word_in_kind_namespace_and_name(daemon: Any) -> None:
