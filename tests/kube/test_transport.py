@@ -1,12 +1,13 @@
 """The API transport's connection rules, against a real HTTP server on 127.0.0.1 whose misbehaviour each
 test chooses: connections kept alive and reused, a connection the server dropped while idle never used,
 a request whose connection broke after it was sent sent again only when its method is idempotent, a read
-timeout never sent again, and credentials asked of the configuration for every request. A kubeconfig
-with a proxy goes the `kubernetes` client's own way, tested through a real CONNECT proxy to the
-devcluster."""
+timeout never sent again (a watch's neither, on the `kubernetes` client's path), and credentials asked of
+the configuration for every request. A kubeconfig with a proxy goes the `kubernetes` client's own way,
+tested through a real CONNECT proxy to the devcluster."""
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import sys
@@ -20,7 +21,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from reconciler.kube.cluster import ApiError, Cluster
+from reconciler.errors import ClusterError
+from reconciler.kube.cluster import CONNECTION_RETRIES, ApiError, Cluster
+from reconciler.kube.livecache import WatchKey, watch_events
 from reconciler.kube.transport import IDLE_LIMIT_S, Transport, transport_of
 
 
@@ -35,6 +38,7 @@ class _Server(ThreadingHTTPServer):
         self.break_before_answer = 0  # close this many connections after reading a request, answering none
         self.release = threading.Event()  # an answer held back until this is set
         self.hold = False
+        self.hold_watches = False  # hold back only the answers to watches (discovery is answered)
         self.lock = threading.Lock()
         self.closed = threading.Semaphore(0)  # released each time the server has closed a connection
 
@@ -47,6 +51,11 @@ class _Server(ThreadingHTTPServer):
         wants, not a server error to print in the middle of the test run's output."""
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
+
+
+_CORE_V1 = json.dumps({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+    {"name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap",
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]}).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,9 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
         if breaking:
             self.close_connection = True
             return
-        if self.server.hold:
+        if self.server.hold or (self.server.hold_watches and "watch=true" in self.path):
             self.server.release.wait(timeout=30)
-        body = b'{"kind":"ConfigMap"}'
+        body = _CORE_V1 if self.path == "/api/v1" else b'{"kind":"ConfigMap"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -145,6 +154,21 @@ def test_a_request_whose_answer_stops_coming_fails_after_one_read_timeout_and_is
     with pytest.raises(TimeoutError):
         _get(transport, timeout=(5, 0.3))
     assert len(server.requests) == 1
+
+
+def test_a_watch_whose_answer_never_starts_fails_after_one_stall_time_and_is_not_sent_again(
+        server: _Server) -> None:
+    """Watches go through the `kubernetes` client (urllib3), where `CONNECTION_RETRIES` is the rule: with
+    urllib3's default, a watch to a frozen API server was sent four times before its caller heard."""
+    server.hold_watches = True
+    configuration = k8s.Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
+    configuration.retries = CONNECTION_RETRIES
+    cluster = Cluster(k8s.ApiClient(configuration))
+    with pytest.raises(ClusterError, match="watch of ConfigMap"):
+        list(watch_events(cluster, WatchKey("v1", "ConfigMap", "a"), "", "1", stall_s=0.3))
+    assert [path.split("?")[0] for _, path, _ in server.requests if "watch=true" in path] == [
+        "/api/v1/namespaces/a/configmaps"]
 
 
 def test_a_request_that_cannot_connect_raises_a_connection_error(server: _Server) -> None:
