@@ -66,9 +66,9 @@ class TcpProxy:
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         selector = selectors.DefaultSelector()
-        selector.register(a, selectors.EVENT_READ, b)
-        selector.register(b, selectors.EVENT_READ, a)
         try:
+            selector.register(a, selectors.EVENT_READ, b)
+            selector.register(b, selectors.EVENT_READ, a)
             while not self._closed:
                 self._flowing.wait()
                 for key, _ in selector.select(timeout=0.1):
@@ -78,7 +78,7 @@ class TcpProxy:
                     if not data:
                         return
                     key.data.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: cut() closed the pair before this thread registered it
             return
         finally:
             selector.close()
