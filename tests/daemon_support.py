@@ -237,10 +237,10 @@ class Running:
     base: str
 
     def manual_pass(self, env_name: str, what: str = "a pass", timeout_s: float = 90.0,
-                    must_succeed: bool = False) -> Any:
-        """A manual pass of the environment, waited for; the run. With `must_succeed`, a pass that did not
-        succeed fails the test with its error and each stack's state and reason."""
-        run = self.daemon.trigger(env_name, "manual")
+                    must_succeed: bool = False, stack: str | None = None) -> Any:
+        """A manual pass of the environment (of one `stack` of it), waited for; the run. With `must_succeed`,
+        a pass that did not succeed fails the test with its error and each stack's state and reason."""
+        run = self.daemon.trigger(env_name, "manual", stack=stack)
         wait_for(lambda: run.state.done, timeout_s=timeout_s, what=what)
         if must_succeed:
             result = run.result

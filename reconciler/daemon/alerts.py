@@ -24,6 +24,7 @@ class EnvState:
     last_result: PassResult | None = None  # last pass that covered the whole env or a stack
     stack_results: dict[str, Any] = field(default_factory=dict)  # stack -> StackResult of its last pass
     stack_runs: dict[str, datetime] = field(default_factory=dict)
+    stack_commits: dict[str, str | None] = field(default_factory=dict)  # stack -> the commit of its last pass
     stack_objects: dict[str, int] = field(default_factory=dict)  # stack -> objects it has, as of the last pass that
     # planned it (a settled pass plans nothing and keeps the count; what it pruned is not counted)
     last_drift: DriftReport | None = None

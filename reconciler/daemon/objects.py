@@ -45,9 +45,9 @@ class ObjectViews:
             return kept[2]
         state = self.daemon.states[env]
         result = state.stack_results.get(stack)
+        env_commit = state.last_result.commit.sha if state.last_result and state.last_result.commit else None
         built = stack_objects(self.daemon.engines[env], stack, state.last_drift.items if state.last_drift else [],
-                              result.violations if result else [],
-                              state.last_result.commit.sha if state.last_result and state.last_result.commit else None,
+                              result.violations if result else [], state.stack_commits.get(stack) or env_commit,
                               result.reason if result else "")
         with self._lock:
             self._kept[key] = (version, time.monotonic(), built)

@@ -43,6 +43,7 @@ class PassRecorder:
             for stack in result.stacks:
                 state.stack_results[stack.stack] = stack
                 state.stack_runs[stack.stack] = run.finished_at
+                state.stack_commits[stack.stack] = result.commit.sha if result.commit else None
                 if stack.changes:
                     state.stack_objects[stack.stack] = sum(1 for c in stack.changes if c.action is not Action.PRUNE)
             self.alerts.on_pass(result, state, duration_s)

@@ -14,7 +14,7 @@ import requests
 import yaml
 from kubernetes import client
 
-from daemon_support import GitRepo, running_daemon, write_env
+from daemon_support import GitRepo, configmap_stack, running_daemon, write_env
 from helpers import wait_for
 from manifests import deployment
 from reconciler.config import load_environment
@@ -85,6 +85,28 @@ def test_the_objects_a_rejected_commit_adds_are_listed_as_not_applied_with_the_f
     why = not_applied["settings-new"]["health_reason"]
     assert why.startswith(f"new in {sha[:10]}, not applied: nothing applied") and "Not_A_Name" in why, why
     assert not_applied["settings-new"]["commit"] is None
+
+
+def test_the_not_applied_objects_name_their_own_stacks_last_commit_after_another_stack_synced_alone(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path) -> None:
+    configmap_stack(repo, "other", namespace, {"value": "v1"})
+    repo.commit_and_push("a second stack")
+    env = load_environment(write_env(tmp_path / "env.yaml", repo, [("app", []), ("other", [])]))
+    with running_daemon([env], default_engine_factory(tmp_path / "cache", kubeconfig), settings=QUIET) as running:
+        running.env = env
+        running.manual_pass(env.name, "the first pass", must_succeed=True)
+        rejected = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_A_Name\n"
+        configmap_stack(repo, "app", namespace, {"value": "v2"}, extra=rejected)
+        app_commit = repo.commit_and_push("app: an object the API server rejects")
+        running.manual_pass(env.name, "the rejected pass")
+        configmap_stack(repo, "other", namespace, {"value": "v2"})
+        repo.commit_and_push("other: a new value")
+        running.manual_pass(env.name, "other alone", must_succeed=True, stack="other")
+
+        not_applied = objects(running, show="not applied")["items"]
+
+    assert [row["name"] for row in not_applied] == ["Not_A_Name"]
+    assert not_applied[0]["health_reason"].startswith(f"new in {app_commit[:10]}, not applied: "), not_applied
 
 
 def test_a_search_matches_every_word_in_kind_namespace_and_name(daemon: Any) -> None:
