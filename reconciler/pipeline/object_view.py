@@ -82,13 +82,7 @@ def stack_objects(engine: Any, stack: str, drift: Iterable[DriftItem], violation
         obj = rendered.get(oid)
         state, reason = ("not applied", "not applied yet") if str(oid) not in record.objects else \
             health.get(oid, ("healthy", ""))
-        item = drifted.get(oid)
-        rows.append(ObjectRow(
-            id=str(oid), kind=oid.kind, namespace=oid.namespace, name=oid.name, group=oid.group,
-            health=state, health_reason=reason,
-            drift=item.kind.value if item else "", drift_fields=len(item.fields) if item else 0,
-            commit=record.commit, file=obj.source_file if obj else None, owner=_owner(obj),
-            violations=by_object.get(str(oid), [])))
+        rows.append(_row(oid, obj, state, reason, by_object, drifted.get(oid), record.commit))
     if applied and last_commit and last_commit != record.commit:
         rows += _added_at(engine, stack, last_commit, last_reason, {*ids}, by_object)
     return StackObjects(stack=stack, commit=commit, applied=applied, rows=rows, render_error=render_error)
@@ -99,10 +93,17 @@ def _added_at(engine: Any, stack: str, commit: str, reason: str, listed: set[Obj
     """Rows for the objects the stack's render at `commit` holds and the list does not: never applied."""
     rendered, _ = _rendered_stack(engine, stack, commit)
     why = f"new in {commit[:10]}, not applied" + (f": {reason}" if reason else "")
-    return [ObjectRow(id=str(oid), kind=oid.kind, namespace=oid.namespace, name=oid.name, group=oid.group,
-                      health="not applied", health_reason=why, file=obj.source_file, owner=_owner(obj),
-                      violations=by_object.get(str(oid), []))
-            for oid, obj in rendered.items() if oid not in listed]
+    return [_row(oid, obj, "not applied", why, by_object) for oid, obj in rendered.items() if oid not in listed]
+
+
+def _row(oid: ObjectId, obj: K8sObject | None, health: str, reason: str, by_object: dict[str, list[dict[str, Any]]],
+         item: DriftItem | None = None, commit: str | None = None) -> ObjectRow:
+    """One object's row: `obj` its render (None when the render no longer holds it), `item` its drift,
+    `commit` the one its stack applied it from."""
+    return ObjectRow(id=str(oid), kind=oid.kind, namespace=oid.namespace, name=oid.name, group=oid.group,
+                     health=health, health_reason=reason, drift=item.kind.value if item else "",
+                     drift_fields=len(item.fields) if item else 0, commit=commit,
+                     file=obj.source_file if obj else None, owner=_owner(obj), violations=by_object.get(str(oid), []))
 
 
 def _rendered_stack(engine: Any, stack: str, commit: str | None) -> tuple[dict[ObjectId, K8sObject], str]:
