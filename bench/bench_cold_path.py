@@ -174,21 +174,20 @@ def measure_round(api: client.ApiClient, kubeconfig: Path, size: int, threads: i
                   ) -> dict[str, tuple[float, int]]:
     """One measurement of each side, each on a quiet machine and a cluster its predecessor left as it found
     it: seconds and apply/patch requests per side."""
+    def ours(objects: list[dict]) -> float:
+        with tempfile.TemporaryDirectory() as folder:
+            return reconciler_sync(Path(folder), objects, kubeconfig, stacks)
+
     core = client.CoreV1Api(api)
     stamp = f"{size}-{stacks}-{int(time.time() * 1000) % 10_000_000}"
     sides = {"bare": lambda objects: bare_apply(api, objects, threads),
-             "floor": lambda objects: design_floor(api, objects, threads, stacks)}
+             "floor": lambda objects: design_floor(api, objects, threads, stacks), "ours": ours}
     figures = {}
-    for side in ("bare", "floor", "ours"):
+    for side, run in sides.items():
         namespace = f"{side}-{stamp}"
         wait_quiet()
         before = patches(kubeconfig)
-        if side == "ours":
-            with tempfile.TemporaryDirectory() as folder:
-                seconds = reconciler_sync(Path(folder), configmaps(namespace, size), kubeconfig, stacks)
-        else:
-            seconds = sides[side](configmaps(namespace, size))
-        figures[side] = (seconds, patches(kubeconfig) - before)
+        figures[side] = (run(configmaps(namespace, size)), patches(kubeconfig) - before)
         remove_namespace(core, namespace)
     return figures
 
