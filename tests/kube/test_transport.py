@@ -22,7 +22,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from reconciler.errors import ClusterError
-from reconciler.kube.cluster import CONNECTION_RETRIES, ApiError, Cluster
+from reconciler.kube.cluster import ApiError, Cluster, new_api_client
 from reconciler.kube.livecache import WatchKey, watch_events
 from reconciler.kube.transport import IDLE_LIMIT_S, Transport, transport_of
 
@@ -157,14 +157,18 @@ def test_a_request_whose_answer_stops_coming_fails_after_one_read_timeout_and_is
 
 
 def test_a_watch_whose_answer_never_starts_fails_after_one_stall_time_and_is_not_sent_again(
-        server: _Server) -> None:
-    """Watches go through the `kubernetes` client (urllib3), where `CONNECTION_RETRIES` is the rule: with
-    urllib3's default, a watch to a frozen API server was sent four times before its caller heard."""
+        server: _Server, tmp_path: Path) -> None:
+    """Watches go through the `kubernetes` client (urllib3), where the client `new_api_client` makes says
+    the rule (`CONNECTION_RETRIES`): with urllib3's default, a watch to a frozen API server was sent four
+    times before its caller heard."""
     server.hold_watches = True
-    configuration = k8s.Configuration()
-    configuration.host = f"http://127.0.0.1:{server.server_address[1]}"
-    configuration.retries = CONNECTION_RETRIES
-    cluster = Cluster(k8s.ApiClient(configuration))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "test", "user": {}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}))
+    cluster = Cluster(new_api_client(kubeconfig))
     with pytest.raises(ClusterError, match="watch of ConfigMap"):
         list(watch_events(cluster, WatchKey("v1", "ConfigMap", "a"), "", "1", stall_s=0.3))
     assert [path.split("?")[0] for _, path, _ in server.requests if "watch=true" in path] == [
