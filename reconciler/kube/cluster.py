@@ -1,6 +1,6 @@
 """The only module that talks to the Kubernetes API.
 
-Objects travel as plain dicts over raw REST calls (kept-alive `http.client` connections, `kube.transport`;
+Objects travel as plain dicts over raw REST calls (kept-alive connections parsed by llhttp, `kube.transport`;
 `ApiClient.call_api` where that module leaves a configuration to the library), so any kind the server
 serves, CRDs included, works the same way, and the typed client's client-side validation never
 hides what the API server itself would say. Every request is counted by verb: a pass reports how
@@ -272,7 +272,7 @@ class Cluster:
 def send(cluster: Cluster, method: str, path: str, query: list[tuple[str, Any]] | None, body: Any,
          content_type: str) -> dict:
     """One HTTP request as `cluster` (its client, impersonated user and timeout), through the client's
-    `transport` (kept-alive `http.client` connections) or, for a configuration it leaves to the library,
+    `transport` (kept-alive connections) or, for a configuration it leaves to the library,
     `call_api`; an error answer is raised as `_Retryable` for `Cluster._call` to retry or give up on."""
     headers = {"Accept": "application/json", "Content-Type": content_type,
                **({"Impersonate-User": cluster.user} if cluster.user else {})}

@@ -7,6 +7,7 @@ tested through a real CONNECT proxy to the devcluster."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import select
 import socket
@@ -39,6 +40,9 @@ class _Server(ThreadingHTTPServer):
         self.release = threading.Event()  # an answer held back until this is set
         self.hold = False
         self.hold_watches = False  # hold back only the answers to watches (discovery is answered)
+        self.framing = "length"  # how an answer's body ends: "length", "chunked", or "close" (the server closes)
+        self.extra_headers: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str | None, bytes]] = []  # each request's Content-Length header and body
         self.lock = threading.Lock()
         self.closed = threading.Semaphore(0)  # released each time the server has closed a connection
 
@@ -72,9 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        received = self.rfile.read(length)
         with self.server.lock:
             self.server.requests.append((self.command, self.path, self.headers.get("Authorization")))
+            self.server.bodies.append((self.headers.get("Content-Length"), received))
             breaking = self.server.break_before_answer > 0
             self.server.break_before_answer -= breaking
         if breaking:
@@ -85,10 +90,22 @@ class _Handler(BaseHTTPRequestHandler):
         body = _CORE_V1 if self.path == "/api/v1" else b'{"kind":"ConfigMap"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        for name, value in self.server.extra_headers:
+            self.send_header(name, value)
+        if self.server.framing == "length":
+            self.send_header("Content-Length", str(len(body)))
+        elif self.server.framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.write(body)
-        self.close_connection = self.server.drop_after_answer
+        if self.server.framing == "chunked":
+            for start in range(0, len(body), 7):
+                piece = body[start:start + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(body)
+        self.close_connection = self.server.drop_after_answer or self.server.framing == "close"
 
     do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _answer
 
@@ -119,6 +136,59 @@ def test_sequential_requests_share_one_kept_alive_connection(server: _Server) ->
     transport = _transport(server)
     assert [_get(transport) for _ in range(5)] == [200] * 5
     assert server.connections == 1
+
+
+def test_an_answer_sent_in_chunks_is_read_whole_and_its_connection_kept(server: _Server) -> None:
+    server.framing = "chunked"
+    transport = _transport(server)
+    answers = [transport.request("GET", "/api/v1/namespaces/a/configmaps/b", [], None, {}, (5, 10))
+               for _ in range(2)]
+    assert [a.data for a in answers] == [b'{"kind":"ConfigMap"}'] * 2
+    assert server.connections == 1
+
+
+def test_an_answer_without_a_length_ends_where_the_server_closes_and_its_connection_is_not_used_again(
+        server: _Server) -> None:
+    server.framing = "close"
+    transport = _transport(server)
+    answers = [transport.request("GET", "/api/v1/namespaces/a/configmaps/b", [], None, {}, (5, 10))
+               for _ in range(2)]
+    assert [(a.status, a.data) for a in answers] == [(200, b'{"kind":"ConfigMap"}')] * 2
+    assert server.connections == 2
+
+
+def test_the_answer_keeps_its_reason_and_headers_with_repeated_ones_joined(server: _Server) -> None:
+    server.extra_headers = [("Warning", '299 - "first"'), ("Retry-After", "3"), ("Warning", '299 - "second"')]
+    answer = _transport(server).request("GET", "/api/v1/namespaces/a/configmaps/b", [], None, {}, (5, 10))
+    assert (answer.status, answer.reason) == (200, "OK")
+    assert answer.headers["Retry-After"] == "3"
+    assert answer.headers["Warning"] == '299 - "first", 299 - "second"'
+
+
+def test_a_body_reaches_the_server_whole_and_a_bodiless_patch_says_its_length_is_zero_as_http_client_does(
+        server: _Server) -> None:
+    transport = _transport(server)
+    transport.request("PATCH", "/api/v1/namespaces/a/configmaps/b", [], {"data": {"k": "v" * 5000}}, {}, (5, 10))
+    transport.request("PATCH", "/api/v1/namespaces/a/configmaps/b", [], None, {}, (5, 10))
+    transport.request("GET", "/api/v1/namespaces/a/configmaps/b", [], None, {}, (5, 10))
+    sent = [(length, json.loads(body) if body else body) for length, body in server.bodies]
+    assert sent == [(str(len(server.bodies[0][1])), {"data": {"k": "v" * 5000}}), ("0", b""), (None, b"")]
+
+
+@pytest.mark.parametrize("name, value", [("Impersonate-User", "alice\r\nX-Evil: 1"), ("Bad\nName", "x")])
+def test_a_header_that_would_end_its_line_early_is_refused_before_anything_is_sent(
+        server: _Server, name: str, value: str) -> None:
+    transport = _transport(server)
+    with pytest.raises(ValueError):
+        transport.request("GET", "/api/v1/namespaces/a/configmaps/b", [], None, {name: value}, (5, 10))
+    assert server.requests == []
+
+
+def test_a_path_with_a_space_or_control_character_is_refused_as_http_client_refuses_it(server: _Server) -> None:
+    transport = _transport(server)
+    with pytest.raises(http.client.InvalidURL):
+        transport.request("GET", "/api/v1/namespaces/a/configmaps/b c", [], None, {}, (5, 10))
+    assert server.requests == []
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_used_and_a_patch_still_goes_out_once(
