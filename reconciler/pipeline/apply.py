@@ -173,7 +173,7 @@ def _apply_one(cluster: Cluster, entry: PlannedObject, recreate: bool, force: bo
         else:
             if entry.takeover:
                 _take_over_client_side_fields(cluster, entry.obj)
-            cluster.apply(entry.obj.manifest, force=force, body=entry.obj.encoded())
+            cluster.apply(entry.obj.manifest, force=force, body=entry.obj.encoded(), answer=False)
         return ""
     except ApiError as exc:
         if exc.status == 409:
@@ -200,4 +200,4 @@ def _recreate(cluster: Cluster, obj: K8sObject) -> None:
         if time.monotonic() > deadline:
             raise ApiError(f"{oid}: old object still terminating after 60s", status=504)
         time.sleep(0.2)
-    cluster.apply(obj.manifest, force=True, body=obj.encoded())
+    cluster.apply(obj.manifest, force=True, body=obj.encoded(), answer=False)

@@ -119,7 +119,8 @@ def confirm(cluster: Cluster, planned: PlannedObject, live: dict | None, force: 
     `write`: the apply itself, judged as its dry run would be (`planned.written` when it was accepted)."""
     planned.sent = planned.sent or write
     try:
-        result = cluster.apply(planned.obj.manifest, dry_run=not write, force=force, body=planned.obj.encoded())
+        result = cluster.apply(planned.obj.manifest, dry_run=not write, force=force, body=planned.obj.encoded(),
+                               answer=live is not None)  # read only to compare with what is live
         planned.written = write
     except UnknownKind as exc:
         if (planned.obj.id.group, planned.obj.kind) not in stack_crds:
