@@ -285,6 +285,27 @@ def test_a_refused_token_is_said_plainly_and_asked_for_again(
     assert not running.daemon.runbook.recent(5)
 
 
+def test_a_click_on_a_button_whose_card_is_redrawn_while_pressed_still_starts_its_action(
+        repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, browser: Any) -> None:
+    """The page redraws an environment's card on every change the daemon announces; a redraw between the press
+    and the release of a button would replace it, and the click, pressed on one node and released on another,
+    would start nothing."""
+    with daemon_on(repo, tmp_path, kubeconfig, [("app", [])]) as running:
+        name = running.env.name
+        with page_of(browser, running.base + f"/#/env/{name}") as page:
+            page.locator(f'button[data-sync="{name}"]').hover()
+            reads = page.evaluate("performance.getEntriesByName('status-read').length")
+            page.mouse.down()
+            synced(running)  # the daemon announces the pass: the page reads its status again
+            page.wait_for_function(f"performance.getEntriesByName('status-read').length > {reads}")
+            page.mouse.up()
+            page.wait_for_selector('#action-result[data-state="queued"], #action-result[data-state="running"], '
+                                   '#action-result[data-state="done"]', timeout=60_000)
+            asked = list(page.asked)
+
+    assert asked == [f"API token for the sync of {name}:"]
+
+
 def test_an_environment_suspended_and_resumed_from_the_page_says_so_and_syncs_again(
         repo: GitRepo, tmp_path: Path, namespace: str, kubeconfig: Path, api_client: client.ApiClient,
         browser: Any) -> None:

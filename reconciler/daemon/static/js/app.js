@@ -14,6 +14,27 @@ import { focusSearch, renderStack } from "./stack.js";
 let status = null;
 let drawing = false, again = false;
 
+// A redraw waits while a pointer is pressed on the page: it replaces the buttons, and a press and a release
+// that land on two nodes (a button and the button that replaced it) make no click, so the action was lost.
+// A release the page never hears (outside the window) holds a redraw back for at most PRESS_LIMIT_MS.
+const PRESS_LIMIT_MS = 2000;
+let pressed = false, drawHeld = false, pressTimer = null;
+
+function press() {
+  pressed = true;
+  clearTimeout(pressTimer);
+  pressTimer = setTimeout(release, PRESS_LIMIT_MS);
+}
+
+function release() {
+  pressed = false;
+  clearTimeout(pressTimer);
+  if (drawHeld) {
+    drawHeld = false;
+    setTimeout(() => draw(true).catch(shown), 0);  // after the click this release ends
+  }
+}
+
 function route() {
   const [path] = (location.hash.replace(/^#/, "") || "/").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -41,7 +62,9 @@ async function refresh() {
     readToken();
     status = await getJson("/api/status");
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()} · ${status.identity}`;
-    await draw(true);
+    performance.mark("status-read");
+    if (pressed) drawHeld = true;
+    else await draw(true);
     document.body.dataset.loaded = "true";
     performance.mark("status-rendered");
   } catch (err) {
@@ -75,6 +98,10 @@ document.addEventListener("keydown", event => {
   if (event.key === "Escape" && typing) document.activeElement.blur();
 });
 window.addEventListener("hashchange", () => draw(false).catch(shown));
+document.addEventListener("pointerdown", press, true);
+document.addEventListener("pointerup", release, true);
+document.addEventListener("pointercancel", release, true);
+window.addEventListener("blur", release);
 
 function shown(err) {  // a view that fails says so on the page, not only in the console
   console.error(err);
