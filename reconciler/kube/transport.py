@@ -111,21 +111,19 @@ class _Connection:
     """One kept-alive connection: each request written in one `sendall` (head and body together: one TLS
     record, where `http.client` writes two), each answer parsed by llhttp (see the module docstring)."""
 
-    __slots__ = ("sock", "host_header")
+    __slots__ = ("sock",)
 
-    def __init__(self, sock: socket.socket, host_header: str) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock: socket.socket | None = sock
-        self.host_header = host_header
 
-    def exchange(self, method: str, url: str, payload: bytes | None, headers: dict[str, str],
-                 read_timeout: float) -> tuple[Answer, bool]:
-        """Send one request and read its answer; returns it and whether the connection may be used again.
-        Raises OSError (TimeoutError for a read timeout) or `http.client.HTTPException`."""
+    def exchange(self, message: bytes, read_timeout: float) -> tuple[Answer, bool]:
+        """Send one request (`_request_message`) and read its answer; returns it and whether the connection may
+        be used again. Raises OSError (TimeoutError for a read timeout) or `http.client.HTTPException`."""
         sock = self.sock
         if sock is None:
             raise http.client.NotConnected()
         sock.settimeout(read_timeout)
-        sock.sendall(_request_head(method, url, self.host_header, payload, headers) + (payload or b""))
+        sock.sendall(message)
         reading = _Reading()
         try:
             reading.read_from(sock)
@@ -140,8 +138,9 @@ class _Connection:
             sock.close()
 
 
-def _request_head(method: str, url: str, host_header: str, payload: bytes | None, headers: dict[str, str]) -> bytes:
-    """The request line and headers, as `http.client` writes them (Host, Accept-Encoding: identity, a
+def _request_message(method: str, url: str, host_header: str, payload: bytes | None,
+                     headers: dict[str, str]) -> bytes:
+    """The request line, headers and body, as `http.client` writes them (Host, Accept-Encoding: identity, a
     Content-Length for a body and for a body-carrying method without one), refusing what it refuses: a
     URL or header value that would end the line early."""
     if _UNSAFE_URL.search(url):
@@ -154,7 +153,7 @@ def _request_head(method: str, url: str, host_header: str, payload: bytes | None
         if "\r" in text or "\n" in text or "\r" in key or "\n" in key or ":" in key:
             raise ValueError(f"invalid header {key!r}")
         lines.append(f"{key}: {text}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b"")
 
 
 class Transport:
@@ -180,12 +179,12 @@ class Transport:
         none (after the retries the module docstring names)."""
         url = self._base + path + (f"?{urlencode(query)}" if query else "")
         payload = body if body is None or isinstance(body, bytes) else json.dumps(body, default=_iso).encode()
-        every = {**self._auth_headers(), **headers}
+        message = _request_message(method, url, self._host_header, payload, {**self._auth_headers(), **headers})
         attempts = 0
         while True:
             connection = self._checkout(timeout, attempts)
             try:
-                answer, reusable = connection.exchange(method, url, payload, every, timeout[1])
+                answer, reusable = connection.exchange(message, timeout[1])
             except TimeoutError:
                 connection.close()
                 raise
@@ -245,7 +244,7 @@ class Transport:
         except BaseException:
             sock.close()
             raise
-        return _Connection(sock, self._host_header)
+        return _Connection(sock)
 
     def _checkin(self, connection: _Connection, will_close: bool) -> None:
         """Back to the pool; connections idle past the limit leave it (the oldest are first in the list), so

@@ -31,7 +31,7 @@ function release() {
   clearTimeout(pressTimer);
   if (drawHeld) {
     drawHeld = false;
-    setTimeout(() => draw(true).catch(shown), 0);  // after the click this release ends
+    setTimeout(refresh, 0);  // after the click this release ends; through refresh, one draw at a time
   }
 }
 
