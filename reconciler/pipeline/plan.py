@@ -77,6 +77,22 @@ def never_created(planned: list[PlannedObject]) -> set[str]:
     return {str(p.obj.id) for p in planned if p.action is Action.CREATE and not p.sent}
 
 
+def _live_objects(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
+    """The live object of each desired one that exists, labelled as ours or not. The stack's Namespaces are
+    looked up first: in one that does not exist no object can exist either (the API server keeps a
+    Namespace until everything in it is gone), so nothing is read there. A first sync into a Namespace of
+    its own then costs two reads, not a labelled LIST and an unlabelled LIST or GETs for every kind."""
+    namespaces = [o for o in objects if o.kind == "Namespace" and o.id.group == ""]
+    found = _live_by_name(cluster, namespaces, selector)
+    found.update(_unlabelled_by_name(cluster, [o for o in namespaces if o.id not in found]))
+    absent = {o.id.name for o in namespaces if o.id not in found}
+    rest = [o for o in objects if not (o.kind == "Namespace" and o.id.group == "") and o.id.namespace not in absent]
+    live = _live_by_name(cluster, rest, selector)
+    found.update(live)
+    found.update(_unlabelled_by_name(cluster, [o for o in rest if o.id not in live]))
+    return found
+
+
 def _live_by_name(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
     groups: dict[tuple[str, str, str], list[K8sObject]] = defaultdict(list)
     for obj in objects:
@@ -253,13 +269,12 @@ def plan_stack(
     applying that Namespace (`apply.apply_planned`, as Flux stages Namespaces); a plan leaves them
     unconfirmed. `write_single` (a sync, not a plan): a stack's only suspect, when
     `_confirmed_by_its_apply`, is left for `apply.apply_planned` to confirm by applying it."""
-    live = _live_by_name(cluster, objects, selector)
-    unlabelled = _unlabelled_by_name(cluster, [o for o in objects if o.id not in live])
+    found = _live_objects(cluster, objects, selector)
     stack_crds = crd_kinds(objects)
     planned: list[PlannedObject] = []
     suspects: list[tuple[PlannedObject, dict | None]] = []
     for obj in objects:
-        current = live.get(obj.id) or unlabelled.get(obj.id)
+        current = found.get(obj.id)
         if current is None:
             entry = PlannedObject(obj, Action.CREATE)
         else:

@@ -58,6 +58,23 @@ def test_a_first_sync_into_a_namespace_the_stack_creates_applies_it_then_dry_run
         client.CoreV1Api(api_client).delete_namespace(fresh)
 
 
+def test_a_plan_into_a_namespace_the_stack_creates_reads_nothing_inside_that_absent_namespace(
+        repo, engine_for, tmp_path, namespace):
+    fresh = f"{namespace}-unread"
+    write_stack(repo, "app", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": fresh}},
+                              configmap("one", fresh, {"a": "b"}), deployment("web", fresh)])
+    repo.commit("a namespace, a configmap and a deployment in it")
+    engine = engine_for(make_env(tmp_path, repo, namespace, [{"name": "app", "path": "stacks/app"}]))
+
+    result = engine.plan()
+
+    assert result.ok, result
+    assert [c.action for c in result.stacks[0].changes] == [Action.CREATE] * 3
+    # the Namespace's labelled LIST and its GET (and the inventory's ConfigMap and key Secret): no LIST or GET
+    # of the ConfigMap or the Deployment in it (two LISTs and two GETs more before)
+    assert (result.api_requests.get("list", 0), result.api_requests.get("get", 0)) == (1, 1 + 2)
+
+
 def test_a_plan_into_a_namespace_the_stack_creates_says_it_could_not_dry_run_the_objects_in_it(
         repo, engine_for, tmp_path, namespace):
     fresh = f"{namespace}-planned"
