@@ -22,7 +22,6 @@ from reconciler.kube.lease import WriterLease
 from reconciler.kube.livecache import LiveCache
 from reconciler.objects import K8sObject, ObjectId
 from reconciler.pipeline import ownership
-from reconciler.pipeline.decrypt import decryptor_for
 from reconciler.pipeline.context import PassContext, PassMemory, PassOptions, RenderMemo, WriterOptions
 from reconciler.pipeline.envfile import environment_at
 from reconciler.pipeline.drift import correct_object, detect_drift, object_drift, objects_drift
@@ -34,8 +33,7 @@ from reconciler.pipeline.progress import Progress, ProgressEvent, emitter
 from reconciler.pipeline.kustomize_workers import KustomizeWorkers
 from reconciler.pipeline.render import RenderCache
 from reconciler.pipeline.rendered import RenderedEnv, render_environment
-from reconciler.pipeline.scope import discovered_scope
-from reconciler.pipeline.signatures import keys_folder, verify_commit
+from reconciler.pipeline.commitrender import render_commit
 from reconciler.pipeline.source import GitSource
 from reconciler.results import CommitInfo, DriftItem, DriftReport, EnvStatus, PassResult, utcnow
 
@@ -99,31 +97,11 @@ class Engine:
                run_id: str = "", revision: str | None = None, discover: bool = False,
                asked: Moment | None = None) -> RenderedEnv:
         """Fetch (unless given a commit), export that commit's tree, render every stack of the environment
-        file in force at it, evaluate policy. Rendering the branch head makes its environment file the
-        engine's (`env`): what status, drift and the live cache work from until the next pass. `discover`:
-        the scope of kinds neither built in nor defined by a rendered CRD comes from API discovery. `asked`: as
-        of when the head is wanted (`GitSource.fetch`; default now)."""
-        emit = emitter(progress, run_id, self.env.name)
-        head = commit is None and revision is None
-        if commit is None:
-            emit(None, None, "fetch", f"fetching {self.env.source.branch}")
-            commit = self.source.fetch(asked)
-            if revision:
-                commit = self.source.resolve(revision)
-            elif self.env.source.verify is not None:
-                keys = keys_folder(self.env.source.verify.keys, self.local_env.file, lambda: self.cluster, self.cache_dir)
-                verify_commit(self.source.mirror_dir, commit.sha, keys, commit.author)
-        tree = self.source.export(commit.sha)
-        env = environment_at(self.local_env, tree, commit)
-        if head:
-            self.remember(env=env)
-        rendered = render_environment(env, commit, tree, emit, self.render_cache,
-                                      lambda p, sha=commit.sha: self.source.tree_hash(sha, p),
-                                      discovered_scope(self.cluster) if discover else None,
-                                      decryptor_for(env, self.local_env.file, lambda: self.cluster),
-                                      self.kustomize_workers)
+        file in force at it (`commitrender`). Rendering the branch head makes its environment file the
+        engine's (`env`): what status, drift and the live cache work from until the next pass."""
+        rendered = render_commit(self, self.cache_dir, commit, progress, run_id, revision, discover, asked)
         if discover:  # as `rendered_at` renders: the drift check after a pass reuses the pass's render
-            self._renders.put(commit.sha, rendered)
+            self._renders.put(rendered.commit.sha, rendered)
         return rendered
 
     def follow_head(self, asked: Moment | None = None) -> CommitInfo:

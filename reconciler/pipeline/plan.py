@@ -1,8 +1,9 @@
 """Planning one stack: desired objects against live ones, in the fewest API requests.
 
-Live state is read with one label-selected LIST per kind and namespace; objects are compared
-locally, and only suspects are confirmed with a server-side dry-run apply, which also validates
-them before anything is applied. A steady-state stack costs its LISTs and nothing more.
+Live state is read with one label-selected LIST per kind and namespace (none inside a Namespace of the
+stack that does not exist); objects are compared locally, and only suspects are confirmed with a
+server-side dry-run apply, which also validates them before anything is applied. A steady-state stack
+costs its LISTs and nothing more.
 
 A suspect is any of: a field Git sets whose live value differs (diff.compare); a field our field
 manager owns that Git no longer sets (fieldset.removed_paths: the next apply removes it); or a
