@@ -82,3 +82,21 @@ def run_read_safely(engine: Any, run: Run, progress: Callable[[Any], None]) -> N
         log.exception("read crashed", action=run.action)
         run.state, run.message = RunState.FAILED, redact_text(f"{type(exc).__name__}: {exc}")
     run.finished_at = utcnow()
+
+
+def run_write_safely(engine: Any, run: Run, progress: Callable[[Any], None],
+                     should_stop: Callable[[], bool]) -> PassResult:
+    """`run_action`, its failures returned as the result's error: a ReconcilerError (a rollback without a
+    target, an unpin of what is not pinned) as it says, any other exception logged and redacted (the engine
+    reports failures as data; this is the last resort, and the worker thread must live on)."""
+    try:
+        result = run_action(engine, run, progress, should_stop)
+    except ReconcilerError as exc:
+        result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False, error=str(exc))
+    except Exception as exc:  # noqa: BLE001
+        log.exception("pass crashed")
+        result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False,
+                            error=redact_text(f"{type(exc).__name__}: {exc}"))
+    if result.finished_at is None:
+        result.finished_at = utcnow()
+    return result

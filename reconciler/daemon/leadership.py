@@ -8,6 +8,7 @@ decides; a trigger on a replica that does not hold the lease is forwarded to the
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Callable
 
 from reconciler.daemon.leader import ElectionLoop, LeaseElector
@@ -57,6 +58,15 @@ class Leadership:
         if elector is None or elector.heartbeat is None:
             return None
         return elector.heartbeat_name(), elector.heartbeat_expired
+
+    def vouch_writer_leases(self, engines: dict[str, Any]) -> None:
+        """Each engine's writer lease names this replica's heartbeat, and takes a dead replica's writer lease
+        once that replica's heartbeat has been silent for a lease duration (when its claims are taken too),
+        not a lease duration after first seeing it: a replica killed mid-pass held its environments up twice."""
+        for name, engine in engines.items():
+            vouching = self.writer_vouching(name)
+            if vouching is not None and hasattr(engine, "writer"):
+                engine.writer = replace(engine.writer, heartbeat=vouching[0], heartbeat_expired=vouching[1])
 
     def stop(self) -> None:
         if self._loop is not None:

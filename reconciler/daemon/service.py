@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
-from reconciler.daemon.actions import run_action, run_read_safely
+from reconciler.daemon.actions import run_read_safely, run_write_safely
 from reconciler.daemon.alerts import AlertRouter, EnvState
 from reconciler.daemon.commitstatus import CommitStatusPublisher
 from reconciler.daemon.leadership import Leadership
@@ -34,10 +33,9 @@ from reconciler.daemon.settings import DaemonSettings, Engine, EngineFactory, de
 from reconciler.daemon.status import daemon_status, env_status
 from reconciler.daemon.timing import PassTiming
 from reconciler.daemon.worker import EnvWorker
-from reconciler.errors import ReconcilerError
-from reconciler.logs import bound, get_logger, redact_text
+from reconciler.logs import bound, get_logger
 from reconciler.parallel import map_threads
-from reconciler.results import PassResult, to_jsonable, utcnow
+from reconciler.results import to_jsonable, utcnow
 
 FORWARD_THREADS = 8
 """Sync requests a push forwards to other replicas' environments at once (each one Lease PATCH)."""
@@ -111,21 +109,12 @@ class Daemon:
         self._started = True
         if self.leadership.enabled:
             self.leadership.start({name: engine.api_client for name, engine in self.engines.items()})
-            self._vouch_writer_leases()
+            self.leadership.vouch_writer_leases(self.engines)
         elif self.settings.initial_pass:
             for name in self.envs:
                 self.trigger(name, "startup")
         log.info("daemon started", envs=sorted(self.envs), identity=self.settings.identity,
                  leader_election=self.settings.lease is not None)
-
-    def _vouch_writer_leases(self) -> None:
-        """Each engine's writer lease names this replica's heartbeat, and takes a dead replica's writer lease
-        once that replica's heartbeat has been silent for a lease duration (when its claims are taken too),
-        not a lease duration after first seeing it: a replica killed mid-pass held its environments up twice."""
-        for name, engine in self.engines.items():
-            vouching = self.leadership.writer_vouching(name)
-            if vouching is not None and hasattr(engine, "writer"):
-                engine.writer = replace(engine.writer, heartbeat=vouching[0], heartbeat_expired=vouching[1])
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Graceful: no new passes, the running one stops between objects, leases are released."""
@@ -187,16 +176,7 @@ class Daemon:
         run.state, run.started_at = RunState.RUNNING, utcnow()
         with bound(env=run.env, run_id=run.id, stack=run.stack):
             started = time.monotonic()
-            try:
-                result = run_action(self.engines[run.env], run, _progress(run), self._should_stop(run.env))
-            except ReconcilerError as exc:  # a rollback without a target, an unpin of what is not pinned
-                result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False, error=str(exc))
-            except Exception as exc:  # the engine reports failures as data; this is the last resort
-                log.exception("pass crashed")
-                result = PassResult(env=run.env, run_id=run.id, commit=None, dry_run=False,
-                                    error=redact_text(f"{type(exc).__name__}: {exc}"))
-            if result.finished_at is None:
-                result.finished_at = utcnow()
+            result = run_write_safely(self.engines[run.env], run, _progress(run), self._should_stop(run.env))
             stopped = self._stopping.is_set() or not self.may_apply(run.env)
             self.recorder.record(run, result, time.monotonic() - started, self.engines[run.env], stopped=stopped,
                                  retry=self.workers[run.env].request)
