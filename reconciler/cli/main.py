@@ -133,8 +133,6 @@ def collect_cycles_less_often() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reconciler.logs import configure_logging
-
     collect_cycles_less_often()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -142,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
+    from reconciler.logs import configure_logging  # structlog and rich: not for `--help`
+
     if args.command != "run":
         configure_logging(level=os.environ.get("RECONCILER_LOG_LEVEL", "warning"))
     try:

@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from reconciler.daemon.leader import LeaseSettings
 from reconciler.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -183,6 +182,7 @@ def load_envs(path: Path, only: list[str]) -> list[Any]:
 
 def build_daemon(args: argparse.Namespace) -> tuple[Any, Any]:
     """The daemon and its HTTP server from parsed arguments and secrets (no thread started yet)."""
+    from reconciler.daemon.leader import LeaseSettings
     from reconciler.daemon.service import Daemon, DaemonSettings, default_engine_factory, default_identity
     from reconciler.daemon.metrics import Metrics
     from reconciler.daemon.notify import AlertKind, Notifier

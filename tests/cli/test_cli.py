@@ -34,6 +34,16 @@ def test_help_lists_every_command() -> None:
         assert command in out
 
 
+def test_help_loads_neither_the_kubernetes_client_nor_structlog() -> None:
+    """`--help`, `validate` and the `--remote` commands need neither: each is about a tenth of a second of a
+    process's start (the daemon's lease settings and the logging set-up are imported where they are used)."""
+    program = ("import sys; from reconciler.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+               "    pass\nprint(sorted({'kubernetes', 'structlog'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO_ROOT,
+                         check=True, timeout=60).stdout
+    assert out.splitlines()[-1] == "[]"
+
+
 def test_a_reconciler_process_collects_its_youngest_objects_ten_times_less_often_than_python() -> None:
     program = "import gc; from reconciler.cli.main import main; main([]); print(*gc.get_threshold())"
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO_ROOT,
