@@ -16,8 +16,10 @@ let drawing = false, again = false;
 
 // A redraw waits while a pointer is pressed on the page: it replaces the buttons, and a press and a release
 // that land on two nodes (a button and the button that replaced it) make no click, so the action was lost.
-// A release the page never hears (outside the window) holds a redraw back for at most PRESS_LIMIT_MS.
-const PRESS_LIMIT_MS = 2000;
+// A release the page never hears (the window lost, which `blur` also ends) holds a redraw back for at most
+// PRESS_LIMIT_MS: long enough for any press a click is made of (at 2 s, a press held while the machine was
+// busy outlasted it, and the redraw after it lost the click), short enough that a stuck press shows news.
+const PRESS_LIMIT_MS = 10000;
 let pressed = false, drawHeld = false, pressTimer = null;
 
 function press() {
