@@ -84,14 +84,18 @@ def _live_objects(cluster: Cluster, objects: list[K8sObject], selector: str) -> 
     Namespace until everything in it is gone), so nothing is read there. A first sync into a Namespace of
     its own then costs two reads, not a labelled LIST and an unlabelled LIST or GETs for every kind."""
     namespaces = [o for o in objects if o.kind == "Namespace" and o.id.group == ""]
-    found = _live_by_name(cluster, namespaces, selector)
-    found.update(_unlabelled_by_name(cluster, [o for o in namespaces if o.id not in found]))
+    found = _labelled_or_not(cluster, namespaces, selector)
     absent = {o.id.name for o in namespaces if o.id not in found}
-    rest = [o for o in objects if not (o.kind == "Namespace" and o.id.group == "") and o.id.namespace not in absent]
-    live = _live_by_name(cluster, rest, selector)
-    found.update(live)
-    found.update(_unlabelled_by_name(cluster, [o for o in rest if o.id not in live]))
+    looked_up = {o.id for o in namespaces}
+    found.update(_labelled_or_not(cluster, [o for o in objects if o.id not in looked_up
+                                            and o.id.namespace not in absent], selector))
     return found
+
+
+def _labelled_or_not(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
+    """Each of `objects` that is live: by the labelled LIST, else by an unlabelled lookup."""
+    live = _live_by_name(cluster, objects, selector)
+    return {**_unlabelled_by_name(cluster, [o for o in objects if o.id not in live]), **live}
 
 
 def _live_by_name(cluster: Cluster, objects: list[K8sObject], selector: str) -> dict[ObjectId, dict]:
