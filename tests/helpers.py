@@ -1,11 +1,12 @@
-"""Helpers shared by tests: condition waits (never fixed sleeps)."""
+"""Helpers shared by tests: condition waits (never fixed sleeps) and watches that last their whole timeout."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import pytest
+from kubernetes import watch
 
 
 def wait_for(condition: Callable[[], object], *, timeout_s: float = 120, what: str = "condition") -> object:
@@ -22,3 +23,20 @@ def wait_for(condition: Callable[[], object], *, timeout_s: float = 120, what: s
             pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
+
+
+def watch_events(list_objects: Callable[..., Any], *args: object, timeout_s: float, **kwargs: object) -> Iterator[dict]:
+    """Every event of a watch, as plain dicts, until `timeout_s` has passed. The API server may end a watch
+    before its timeout (it closes a watcher that falls behind a burst of writes, and every watcher of a kind
+    when its watch cache starts over), and the client then ends its stream without an error: a test that took
+    that for "nothing happened in time" failed a CI run after 234 s on a 240 s watch. So this watches again
+    from the last resourceVersion it saw, which misses nothing in between. Plain dicts because decoding each
+    event into the client's models made the reader the slowest part of a burst."""
+    deadline = time.monotonic() + timeout_s
+    version = kwargs.pop("resource_version", None)
+    while (left := deadline - time.monotonic()) > 0:
+        since = {"resource_version": version} if version else {}
+        for event in watch.Watch().stream(list_objects, *args, timeout_seconds=max(1, round(left)),
+                                          deserialize=False, **since, **kwargs):
+            version = event["object"]["metadata"]["resourceVersion"]
+            yield event

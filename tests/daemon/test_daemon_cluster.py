@@ -19,11 +19,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import wait_for
+from helpers import wait_for, watch_events
 from reconciler.config import load_environment
 from reconciler.daemon.service import DaemonSettings, default_engine_factory
 from reconciler.daemon.members import Membership
@@ -895,15 +895,15 @@ def test_a_daemons_writer_lease_lasts_its_lease_duration_so_a_killed_daemon_hold
     leases = client.CoordinationV1Api(api_client)
     selector = f"metadata.name={name}"
     since = leases.list_namespaced_lease("healthflow-system", field_selector=selector).metadata.resource_version
-    stream = watch.Watch().stream(leases.list_namespaced_lease, "healthflow-system", field_selector=selector,
-                                  resource_version=since, timeout_seconds=90)  # every write from now on
+    stream = watch_events(leases.list_namespaced_lease, "healthflow-system", field_selector=selector,
+                          resource_version=since, timeout_s=90)  # every write from now on
     processes.append(_start_daemon(tmp_path, "solo", env_file, kubeconfig, namespace, free_port()))
 
-    held = next((event["object"] for event in stream if event["object"].spec.holder_identity), None)
+    held = next((spec for spec in (event["object"]["spec"] for event in stream) if spec.get("holderIdentity")), None)
 
     assert held is not None, "the daemon never took its writer lease"
-    assert held.spec.holder_identity.startswith("reconciler daemon")
-    assert held.spec.lease_duration_seconds == 4  # --lease-duration 4s, not the 15 s default
+    assert held["holderIdentity"].startswith("reconciler daemon")
+    assert held["leaseDurationSeconds"] == 4  # --lease-duration 4s, not the 15 s default
 
 
 @contextmanager

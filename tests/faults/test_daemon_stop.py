@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 
 from daemon_support import GitRepo, configmap_stack, free_port, start_daemon, write_env
-from helpers import wait_for
+from helpers import wait_for, watch_events
 
 pytestmark = [pytest.mark.cluster, pytest.mark.long]
 
@@ -39,8 +39,8 @@ def _uids(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
 def _wait_for_creations(core: client.CoreV1Api, namespace: str, count: int) -> None:
     """Return as soon as the watch has seen `count` of our objects created: the apply is under way."""
     seen = 0
-    for event in watch.Watch().stream(core.list_namespaced_config_map, namespace, timeout_seconds=120):
-        if event["type"] == "ADDED" and event["object"].metadata.name.startswith("cm-"):
+    for event in watch_events(core.list_namespaced_config_map, namespace, timeout_s=120):
+        if event["type"] == "ADDED" and event["object"]["metadata"]["name"].startswith("cm-"):
             seen += 1
             if seen >= count:
                 return

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 
 from daemon_support import GitRepo, free_port, git, start_daemon
-from helpers import wait_for
+from helpers import wait_for, watch_events
 
 pytestmark = [pytest.mark.cluster, pytest.mark.long]
 
@@ -47,9 +47,10 @@ def _versions(core: client.CoreV1Api, namespace: str) -> dict[str, int]:
 def _wait_for_rollback_under_way(core: client.CoreV1Api, namespace: str, count: int) -> None:
     """Return once `count` ConfigMaps went from v2 back to v1: the rollback is applying."""
     seen = 0
-    for event in watch.Watch().stream(core.list_namespaced_config_map, namespace, timeout_seconds=240):
+    for event in watch_events(core.list_namespaced_config_map, namespace, timeout_s=240):
         obj = event["object"]
-        if event["type"] == "MODIFIED" and obj.metadata.name.startswith("cm-") and (obj.data or {}).get("version") == "v1":
+        if event["type"] == "MODIFIED" and obj["metadata"]["name"].startswith("cm-") \
+                and obj.get("data", {}).get("version") == "v1":
             seen += 1
             if seen >= count:
                 return
@@ -123,8 +124,8 @@ def test_a_daemon_killed_mid_rollback_finishes_it_on_the_next_start(
 
 
 def _wait_for_deployment_version(apps: client.AppsV1Api, namespace: str, version: str) -> None:
-    for event in watch.Watch().stream(apps.list_namespaced_deployment, namespace, timeout_seconds=120):
-        if (event["object"].metadata.labels or {}).get("version") == version:
+    for event in watch_events(apps.list_namespaced_deployment, namespace, timeout_s=120):
+        if event["object"]["metadata"].get("labels", {}).get("version") == version:
             return
     pytest.fail(f"the Deployment never reached {version} in 120 s")
 
