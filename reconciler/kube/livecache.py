@@ -18,7 +18,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -27,6 +27,7 @@ from kubernetes.client.rest import ApiException
 
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import ApiError, Cluster, UnknownKind, api_error
+from reconciler.kube.echoes import WriteEchoes, owner_of, resource_version
 from reconciler.logs import get_logger
 
 log = get_logger("reconciler.kube.livecache")
@@ -104,19 +105,6 @@ def _status_only(before: dict | None, after: dict) -> bool:
     return strip(before) == strip(after)
 
 
-_COUNTED_KEPT = 4096
-"""Events remembered in case the write they echo is noted after them (milliseconds, under load)."""
-
-
-def _owner(obj: dict | None, label: str) -> str:
-    return (((obj or {}).get("metadata") or {}).get("labels") or {}).get(label, "")
-
-
-def resource_version(obj: dict | None) -> str:
-    """An object's metadata.resourceVersion ('' when it has none)."""
-    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
-
-
 class KindWatch:
     """LIST + WATCH of one kind in one namespace (or, shared, in all of them: kube.sharedwatch): the latest
     object of each name, kept current. `sink` says what to select and hears every change (`publish`)."""
@@ -160,10 +148,10 @@ class KindWatch:
         """Keep `owned` current for one object's change (None: absent before, or after)."""
         label = self.cache.label
         if before is not None:
-            bucket = self._owned.get((namespace, _owner(before, label)), {})
+            bucket = self._owned.get((namespace, owner_of(before, label)), {})
             bucket.pop(name, None)
         if after is not None:
-            self._owned.setdefault((namespace, _owner(after, label)), {})[name] = after
+            self._owned.setdefault((namespace, owner_of(after, label)), {})[name] = after
 
     def _run(self) -> None:
         failures, listed_at = 0, time.monotonic()
@@ -202,7 +190,7 @@ class KindWatch:
             namespace, name = self._key_of(item).namespace, item["metadata"]["name"]
             kept = slim(item, self.cache.manager)
             fresh.setdefault(namespace, {})[name] = kept
-            owned.setdefault((namespace, _owner(kept, self.cache.label)), {})[name] = kept
+            owned.setdefault((namespace, owner_of(kept, self.cache.label)), {})[name] = kept
         before, self.objects, self._owned, self.resource_version = self.objects, fresh, owned, version
         self.relists += 1
         self.synced.set()
@@ -264,10 +252,7 @@ class LiveCache:
         self._subscribers: list[Callable[[LiveEvent], None]] = []
         self._changed = threading.Condition()
         self._generation = 0
-        self._changes: Counter[str] = Counter()  # owner label value -> events seen for its objects
-        self._written: dict[tuple[WatchKey, str], tuple[int, str]] = {}  # (version, owner label value) of our
-        # writes the watches have not delivered yet
-        self._counted: OrderedDict[tuple[WatchKey, str], tuple[str, str]] = OrderedDict()  # (version, owner)
+        self._echoes = WriteEchoes(label)
         self._lock = threading.Lock()
 
     def ensure(self, keys: set[WatchKey], views: dict[WatchKey, Cluster] | None = None) -> None:
@@ -298,7 +283,7 @@ class LiveCache:
 
     def owns(self, obj: dict | None) -> bool:
         """Whether an object carries one of our owner label values (a shared watch holds everyone's)."""
-        return _owner(obj, self.label) in self.values
+        return owner_of(obj, self.label) in self.values
 
     def wait_synced(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -317,7 +302,7 @@ class LiveCache:
         label, _, value = selector.partition("=")
         if label != self.label or value not in self.values:
             return None
-        if watch is None or not watch.synced.is_set() or not self._caught_up(watch, key, value):
+        if watch is None or not watch.synced.is_set() or not self._echoes.caught_up(key, watch.held(namespace), value):
             return None
         if not isinstance(watch, KindWatch) and not watch.may_list(user):
             return None
@@ -330,41 +315,16 @@ class LiveCache:
         state from before it)."""
         key = WatchKey(api_version, kind, namespace)
         if key in self.watches and str(resource_version or "").isdigit():
-            with self._lock:
-                self._written[(key, name)] = (int(str(resource_version)), (labels or {}).get(self.label, ""))
-            with self._changed:
-                counted = self._counted.pop((key, name), None)
-                if counted is not None and counted[0] == str(resource_version):  # its echo came first
-                    self._changes[counted[1]] -= 1
-
-    def _caught_up(self, watch: Any, key: WatchKey, owner: str) -> bool:
-        """Whether the watch holds what a LIST of `owner`'s objects of `key` would return now, as far as our
-        own writes go. A write the watch has not delivered yet counts only if it or the version held belongs
-        to `owner`: the previous stack's apply in the same namespace does not send the next stack's plan to
-        the API server (a LIST after each stack of a chain was a fifth of a fleet push's requests)."""
-        with self._lock:
-            pending = [(n, v) for (k, n), v in self._written.items() if k == key]
-        held_now = watch.held(key.namespace)
-        for name, (version, written_owner) in pending:
-            held = held_now.get(name)
-            if resource_version(held).isdigit() and int(resource_version(held)) >= version:
-                with self._lock:
-                    self._written.pop((key, name), None)
-            elif owner in (written_owner, _owner(held, self.label)):
-                return False
-        return True
+            self._echoes.noted(key, name, int(str(resource_version)), (labels or {}).get(self.label, ""))
 
     def subscribe(self, callback: Callable[[LiveEvent], None]) -> None:
         self._subscribers.append(callback)
 
     def publish(self, event: LiveEvent, previous: dict | None = None) -> None:
-        owner = _owner(event.object or previous, self.label)
-        if event.type == "DELETED":
-            with self._lock:
-                self._written.pop((event.key, event.name), None)
+        owner = owner_of(event.object or previous, self.label)
         with self._changed:
             self._generation += 1
-            self._count(event, owner)
+            self._echoes.count(event.type, event.key, event.name, event.object, owner)
             self._changed.notify_all()
         for callback in list(self._subscribers):
             try:
@@ -372,27 +332,10 @@ class LiveCache:
             except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the watch
                 log.exception("live-cache subscriber failed")
 
-    def _count(self, event: LiveEvent, owner: str) -> None:
-        """One more change for `owner`, unless the event is our own write coming back (the version
-        `note_write` noted). One that comes back before its write is noted is counted, and remembered a
-        while so that `note_write` takes it back. Called holding `_changed` (which guards `_counted`);
-        `_written` is read without `_lock`, which `ensure` may hold while a watch starts and publishes."""
-        written = self._written.get((event.key, event.name))
-        version = resource_version(event.object)
-        if event.type in ("ADDED", "MODIFIED") and written is not None and version == str(written[0]):
-            return
-        self._changes[owner] += 1
-        if event.type in ("ADDED", "MODIFIED") and version:
-            self._counted[(event.key, event.name)] = (version, owner)
-            self._counted.move_to_end((event.key, event.name))
-            if len(self._counted) > _COUNTED_KEPT:
-                self._counted.popitem(last=False)
-
     def changes(self, owner: str) -> int:
         """How many changes the watches have seen on objects of one owner label value (a stack), our own
-        writes coming back not counted (`_count`): a stack a pass applied and found clean stays settled."""
-        with self._changed:
-            return self._changes[owner]
+        writes coming back not counted (kube.echoes): a stack a pass applied and found clean stays settled."""
+        return self._echoes.changes(owner)
 
     def covers(self, keys: set[WatchKey]) -> bool:
         """Whether synced watches hold every one of `keys`: only then may a pass trust the counters."""
