@@ -784,6 +784,37 @@ def test_thirty_environments_spread_over_three_replicas_and_a_dead_replicas_shar
             loops[name].stop(release=True)
 
 
+def test_replicas_started_together_never_lead_more_than_their_share(
+        api_client: client.ApiClient, namespace: str) -> None:
+    """Claiming in its first round, the first of three replicas took every environment before the others'
+    heartbeats showed, and gave most back in the next rounds (a fleet replica kept the memory of 73 of 100
+    environments); a started loop's first claims wait until replicas started with it have shown."""
+    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
+    envs = [f"env{i:02}" for i in range(30)]
+    most: Counter[str] = Counter()
+    loops = {}
+    for name in ("alpha", "beta", "gamma"):
+        led: set[str] = set()
+
+        def changed(env: str, leading: bool, name: str = name, led: set[str] = led) -> None:
+            (led.add if leading else led.discard)(env)
+            most[name] = max(most[name], len(led))
+
+        electors = {env: LeaseElector(api_client, f"reconciler-{env}", name, settings) for env in envs}
+        loops[name] = ElectionLoop(electors, settings, changed, lambda env, payload: None,
+                                   share=Membership(api_client, name, settings).share)
+    for loop in loops.values():
+        loop.start()
+    try:
+        wait_for(lambda: sorted(len(loop.held()) for loop in loops.values()) == [10, 10, 10], timeout_s=90,
+                 what="each of three replicas to lead ten environments")
+
+        assert most == {"alpha": 10, "beta": 10, "gamma": 10}
+    finally:
+        for loop in loops.values():
+            loop.stop(release=True)
+
+
 # ---- two daemon processes ---------------------------------------------------------------------------
 
 def _start_daemon(tmp_path: Path, name: str, env_file: Path, kubeconfig: Path, namespace: str, port: int,
