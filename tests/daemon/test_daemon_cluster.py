@@ -755,20 +755,33 @@ def test_a_lease_that_ran_out_while_its_renewal_was_in_flight_is_reported_as_los
     assert changes == [("env", True), ("env", False), ("env", True)]
 
 
-def test_thirty_environments_spread_over_three_replicas_and_a_dead_replicas_share_is_taken_over(
-        api_client: client.ApiClient, namespace: str) -> None:
+def _three_sharing_replicas(api_client: client.ApiClient, namespace: str, envs: list[str],
+                            on_change: Callable[[str], Callable[[str, bool], None]]) -> dict[str, ElectionLoop]:
+    """Election loops of three replicas (alpha, beta, gamma) sharing `envs`, started one after another, once
+    each leads its share; `on_change(name)` hears that replica's leadership changes."""
     settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
-    envs = [f"env{i:02}" for i in range(30)]
-    loops = {}
-    for name in ("alpha", "beta", "gamma"):
-        electors = {env: LeaseElector(api_client, f"reconciler-{env}", name, settings) for env in envs}
-        loops[name] = ElectionLoop(electors, settings, lambda env, leading: None, lambda env, payload: None,
-                                   share=Membership(api_client, name, settings).share)
+    loops = {name: ElectionLoop({env: LeaseElector(api_client, f"reconciler-{env}", name, settings) for env in envs},
+                                settings, on_change(name), lambda env, payload: None,
+                                share=Membership(api_client, name, settings).share)
+             for name in ("alpha", "beta", "gamma")}
     for loop in loops.values():
         loop.start()
+    share = -(-len(envs) // 3)
     try:
-        wait_for(lambda: sorted(len(loop.held()) for loop in loops.values()) == [10, 10, 10], timeout_s=90,
-                 what="each of three replicas to lead ten environments")
+        wait_for(lambda: sorted(len(loop.held()) for loop in loops.values()) == [share] * 3, timeout_s=90,
+                 what="each of three replicas to lead its share")
+    except BaseException:
+        for loop in loops.values():
+            loop.stop(release=True)
+        raise
+    return loops
+
+
+def test_thirty_environments_spread_over_three_replicas_and_a_dead_replicas_share_is_taken_over(
+        api_client: client.ApiClient, namespace: str) -> None:
+    envs = [f"env{i:02}" for i in range(30)]
+    loops = _three_sharing_replicas(api_client, namespace, envs, lambda name: lambda env, leading: None)
+    try:
         killed_at = time.monotonic()
         loops["gamma"].stop(release=False)  # dies: its leases are left to expire
 
@@ -789,26 +802,18 @@ def test_replicas_started_together_never_lead_more_than_their_share(
     """Claiming in its first round, the first of three replicas took every environment before the others'
     heartbeats showed, and gave most back in the next rounds (a fleet replica kept the memory of 73 of 100
     environments); a started loop's first claims wait until replicas started with it have shown."""
-    settings = LeaseSettings(namespace=namespace, **FAST_LEASE)
-    envs = [f"env{i:02}" for i in range(30)]
     most: Counter[str] = Counter()
-    loops = {}
-    for name in ("alpha", "beta", "gamma"):
+
+    def counting(name: str) -> Callable[[str, bool], None]:
         led: set[str] = set()
 
-        def changed(env: str, leading: bool, name: str = name, led: set[str] = led) -> None:
+        def changed(env: str, leading: bool) -> None:
             (led.add if leading else led.discard)(env)
             most[name] = max(most[name], len(led))
+        return changed
 
-        electors = {env: LeaseElector(api_client, f"reconciler-{env}", name, settings) for env in envs}
-        loops[name] = ElectionLoop(electors, settings, changed, lambda env, payload: None,
-                                   share=Membership(api_client, name, settings).share)
-    for loop in loops.values():
-        loop.start()
+    loops = _three_sharing_replicas(api_client, namespace, [f"env{i:02}" for i in range(30)], counting)
     try:
-        wait_for(lambda: sorted(len(loop.held()) for loop in loops.values()) == [10, 10, 10], timeout_s=90,
-                 what="each of three replicas to lead ten environments")
-
         assert most == {"alpha": 10, "beta": 10, "gamma": 10}
     finally:
         for loop in loops.values():
