@@ -40,6 +40,8 @@ log = get_logger("reconciler.daemon.leader")
 RENEWALS_IN_FLIGHT = 8
 """Held leases an election round renews at once."""
 WOKEN_ROUND_GAP_S = 0.1
+"""The least time between two rounds, however many sync requests wake the loop (a burst of forwarded
+webhooks coalesces into a round or two)."""
 
 JOIN_WINDOW_PERIODS = 2
 """A started loop that shares (`share`) claims nothing for this many retry periods, its heartbeat written
@@ -47,8 +49,6 @@ meanwhile: replicas started together then see each other before they claim (Kafk
 delay, for the same reason). Claiming at once, the first replica of three started together led 73 of 100
 environments before the others' heartbeats showed, gave them back in the next rounds, and kept 40-55 MiB
 more than the others at their even share for the rest of the run (bench_fleet.py), its peak over 250."""
-"""The least time between two rounds, however many sync requests wake the loop (a burst of forwarded
-webhooks coalesces into a round or two)."""
 
 
 @dataclass(frozen=True)
