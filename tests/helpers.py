@@ -30,8 +30,8 @@ def watch_events(list_objects: Callable[..., Any], *args: object, timeout_s: flo
     before its timeout (it closes a watcher that falls behind a burst of writes, and every watcher of a kind
     when its watch cache starts over), and the client then ends its stream without an error: a test that took
     that for "nothing happened in time" failed a CI run after 234 s on a 240 s watch. So this watches again
-    from the last resourceVersion it saw, which misses nothing in between. Plain dicts because decoding each
-    event into the client's models made the reader the slowest part of a burst."""
+    from the last resourceVersion it saw, which misses nothing in between. Plain dicts: decoding each event
+    into the client's models is work these readers do not need while a burst arrives."""
     deadline = time.monotonic() + timeout_s
     version = kwargs.pop("resource_version", None)
     while (left := deadline - time.monotonic()) > 0:
