@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from reconciler.errors import ClusterError
 from reconciler.kube.cluster import Cluster
-from reconciler.kube.livecache import resource_version
+from reconciler.kube.echoes import resource_version
 from reconciler.kube.lease import DEFAULT_DURATION_S, ELECTION_SELECTOR, LEASE_API, UNREAD, Lease, LeaseObserver
 from reconciler.daemon.leasewatch import SYNC_REQUEST_ANNOTATION, LeaseWatches
 from reconciler.logs import get_logger
